@@ -1,0 +1,1 @@
+namespace HyperNF; internal static class Placeholder {}
