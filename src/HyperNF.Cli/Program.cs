@@ -1,1 +1,3 @@
-System.Console.WriteLine("x");
+using HyperNF.Bench;
+var r = SwitchBenchmark.Run(new SwitchBenchmarkOptions { FrameSize = int.Parse(args[0]), Batch = int.Parse(args[1]), Seconds = 3 });
+Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(r));

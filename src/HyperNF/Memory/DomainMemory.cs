@@ -1,0 +1,171 @@
+using System.Runtime.CompilerServices;
+using HyperNF.Linux;
+using HyperNF.Netmap;
+
+namespace HyperNF.Memory;
+
+/// <summary>
+/// One shared-memory region per domain: <c>memfd_create</c> + <c>mmap(MAP_SHARED)</c>, so a
+/// separate process can map the same pages later. It holds, for each port the domain opens,
+/// a netmap_if, the port's rings and its packet buffers (docs/abi.md). Nothing the switch
+/// trusts lives here: hwcur/hwtail, leases and locks are host-private.
+/// </summary>
+public sealed unsafe class DomainMemory : IDisposable
+{
+    private readonly object _gate = new();
+    private readonly bool[] _portUsed;
+    private byte* _base;
+    private int _fd;
+
+    public RegionLayout Layout { get; }
+    public string Name { get; }
+    public long Size => Layout.TotalBytes;
+    /// <summary>The memfd behind the region (for handing to another process).</summary>
+    public int FileDescriptor => _fd;
+
+    /// <summary>Base address; valid until <see cref="Dispose"/>.</summary>
+    internal byte* Base => _base;
+    internal byte* BufferBase { get; }
+    internal uint BufferCount { get; }
+
+    public DomainMemory(RegionLayout layout, string name = "hypernf-domain")
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        layout.Validate();
+        Layout = layout;
+        Name = name;
+        _portUsed = new bool[layout.MaxPorts];
+        _fd = Native.MemfdCreate(name, Native.MFD_CLOEXEC);
+        if (_fd < 0) Native.ThrowLastError($"memfd_create({name})");
+        try
+        {
+            if (Native.Ftruncate(_fd, layout.TotalBytes) != 0) Native.ThrowLastError($"ftruncate({name}, {layout.TotalBytes})");
+            nint p = Native.Mmap(0, (nuint)layout.TotalBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _fd, 0);
+            if (p == Native.MAP_FAILED) Native.ThrowLastError($"mmap({name}, {layout.TotalBytes} bytes)");
+            _base = (byte*)p;
+        }
+        catch
+        {
+            Native.Close(_fd);
+            throw;
+        }
+        BufferBase = _base + layout.BufferOffset;
+        BufferCount = layout.BufferCount;
+        WriteHeader();
+    }
+
+    private void WriteHeader()
+    {
+        byte* h = _base;
+        *(uint*)(h + NetmapAbi.RegMagic) = NetmapAbi.RegionMagic;
+        *(uint*)(h + NetmapAbi.RegVersion) = NetmapAbi.Version;
+        *(long*)(h + NetmapAbi.RegTotalBytes) = Layout.TotalBytes;
+        *(uint*)(h + NetmapAbi.RegBufferSize) = (uint)Layout.BufferSize;
+        *(uint*)(h + NetmapAbi.RegBufferCount) = Layout.BufferCount;
+        *(long*)(h + NetmapAbi.RegBufferOffset) = Layout.BufferOffset;
+        *(uint*)(h + NetmapAbi.RegMaxPorts) = (uint)Layout.MaxPorts;
+        *(uint*)(h + NetmapAbi.RegRingsPerPort) = (uint)Layout.RingsPerPort;
+        *(uint*)(h + NetmapAbi.RegSlotsPerRing) = (uint)Layout.SlotsPerRing;
+    }
+
+    /// <summary>True when <paramref name="index"/> names a packet buffer of this region (one unsigned compare).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool IsValidBuffer(uint index) => index - RegionLayout.ReservedBuffers < BufferCount - RegionLayout.ReservedBuffers;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal byte* BufferAddress(uint index) => BufferBase + (nuint)index * (uint)RegionLayout.DefaultBufferSize;
+
+    /// <summary>
+    /// Formats a free port area: netmap_if, rings with their slots pointing at the area's own
+    /// buffers, and the extra-buffer chain. Returns the area index.
+    /// </summary>
+    internal int AllocatePortArea(string portName)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            int area = Array.IndexOf(_portUsed, false);
+            if (area < 0)
+                throw new InvalidOperationException($"domain memory '{Name}' holds {Layout.MaxPorts} ports, all in use; create the domain with more ports");
+            _portUsed[area] = true;
+            FormatPortArea(area, portName);
+            *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = Layout.PortAreaOffset(area);
+            return area;
+        }
+    }
+
+    internal void ReleasePortArea(int area)
+    {
+        lock (_gate)
+        {
+            if (_base == null || !_portUsed[area]) return;
+            _portUsed[area] = false;
+            *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = 0;
+            new Span<byte>(_base + Layout.PortAreaOffset(area), (int)Layout.PortAreaBytes).Clear();
+        }
+    }
+
+    internal byte* InterfaceAddress(int area) => _base + Layout.PortAreaOffset(area);
+
+    /// <summary>Ring <paramref name="ring"/> of a port area; TX rings come first, then RX rings.</summary>
+    internal byte* RingAddress(int area, int ring) =>
+        InterfaceAddress(area) + Layout.InterfaceBytes + ring * Layout.RingBytes;
+
+    private void FormatPortArea(int area, string portName)
+    {
+        var L = Layout;
+        byte* nif = InterfaceAddress(area);
+        new Span<byte>(nif, (int)L.PortAreaBytes).Clear();
+        var name = new Span<byte>(nif + NetmapAbi.IfName, NetmapAbi.IfNameLength);
+        int n = System.Text.Encoding.UTF8.GetBytes(portName.AsSpan(0, Math.Min(portName.Length, NetmapAbi.IfNameLength - 1)), name);
+        name[n..].Clear();
+        *(uint*)(nif + NetmapAbi.IfVersion) = NetmapAbi.Version;
+        *(uint*)(nif + NetmapAbi.IfTxRings) = (uint)L.RingsPerPort;
+        *(uint*)(nif + NetmapAbi.IfRxRings) = (uint)L.RingsPerPort;
+        uint buf = L.FirstBufferOf(area);
+        for (int r = 0; r < 2 * L.RingsPerPort; r++)
+        {
+            byte* ring = RingAddress(area, r);
+            *(long*)(nif + NetmapAbi.IfRingOffsets + 8 * r) = ring - nif;
+            *(long*)(ring + NetmapAbi.RingBufOffset) = BufferBase - ring;
+            *(uint*)(ring + NetmapAbi.RingNumSlots) = (uint)L.SlotsPerRing;
+            *(uint*)(ring + NetmapAbi.RingBufSize) = (uint)L.BufferSize;
+            *(ushort*)(ring + NetmapAbi.RingId) = (ushort)(r % L.RingsPerPort);
+            bool tx = r < L.RingsPerPort;
+            *(ushort*)(ring + NetmapAbi.RingDir) = tx ? (ushort)0 : (ushort)1;
+            *(uint*)(ring + NetmapAbi.RingHead) = 0;
+            *(uint*)(ring + NetmapAbi.RingCur) = 0;
+            // A TX ring starts with every slot but one owned by the user; an RX ring starts empty.
+            *(uint*)(ring + NetmapAbi.RingTail) = tx ? (uint)L.SlotsPerRing - 1 : 0;
+            var slots = (NetmapSlot*)(ring + NetmapAbi.RingSlots);
+            for (int s = 0; s < L.SlotsPerRing; s++)
+            {
+                slots[s].BufIdx = buf++;
+                slots[s].Len = 0;
+                slots[s].Flags = 0;
+                slots[s].Ptr = 0;
+            }
+        }
+        // Extra buffers form a list through their first 4 bytes, ending with 0 (netmap's ni_bufs_head).
+        uint head = 0;
+        for (int e = L.ExtraBuffersPerPort - 1; e >= 0; e--)
+        {
+            uint idx = buf + (uint)e;
+            *(uint*)BufferAddress(idx) = head;
+            head = idx;
+        }
+        *(uint*)(nif + NetmapAbi.IfBufsHead) = head;
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_base == null) return;
+            Native.Munmap((nint)_base, (nuint)Layout.TotalBytes);
+            _base = null;
+            Native.Close(_fd);
+            _fd = -1;
+        }
+    }
+}

@@ -1,0 +1,26 @@
+namespace HyperNF.Netmap;
+
+/// <summary>
+/// Byte offsets of the structures a domain sees in its region (docs/abi.md). They follow
+/// netmap's <c>netmap_if</c>, <c>netmap_ring</c> and <c>netmap_slot</c> closely enough that a
+/// netmap programmer recognises every field; offsets of ring fields are relative to the ring.
+/// </summary>
+public static class NetmapAbi
+{
+    public const uint RegionMagic = 0x4D464E48; // "HNFM" little-endian
+    public const uint Version = 1;
+
+    // region header
+    public const int RegMagic = 0, RegVersion = 4, RegTotalBytes = 8, RegBufferSize = 16, RegBufferCount = 20,
+        RegBufferOffset = 24, RegMaxPorts = 32, RegRingsPerPort = 36, RegSlotsPerRing = 40, RegPortOffsets = 64;
+
+    // netmap_if
+    public const int IfName = 0, IfNameLength = 16, IfVersion = 16, IfFlags = 20, IfTxRings = 24, IfRxRings = 28,
+        IfBufsHead = 32, IfHostTxRings = 36, IfHostRxRings = 40, IfRingOffsets = 64;
+
+    // netmap_ring
+    public const int RingBufOffset = 0, RingNumSlots = 8, RingBufSize = 12, RingId = 16, RingDir = 18,
+        RingHead = 20, RingCur = 24, RingTail = 28, RingFlags = 32, RingTimestamp = 40, RingSem = 128, RingSlots = 256;
+
+    public const int SlotSize = 16;
+}

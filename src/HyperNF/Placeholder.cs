@@ -1,1 +1,0 @@
-namespace HyperNF; internal static class Placeholder {}

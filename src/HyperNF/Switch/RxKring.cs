@@ -1,0 +1,250 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+
+namespace HyperNF.Switch;
+
+/// <summary>
+/// Host-private state of one RX ring: what netmap keeps in the kring. Senders on any core
+/// write into the ring through the lease protocol below; the owning domain only reads.
+/// The fields are laid out so that what the receiver writes (hwcur) and what the senders
+/// write (lock, hwlease, hwtail, counters) sit on different cache lines.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 256)]
+internal struct RxKringState
+{
+    // --- line 0: written by the receiver (rxsync), read by senders under the lock
+    [FieldOffset(0)] public uint HwCur;
+    // --- line 1: senders, under Lock
+    [FieldOffset(64)] public int Lock;
+    [FieldOffset(68)] public uint HwLease;
+    [FieldOffset(72)] public uint LeaseIdx;
+    [FieldOffset(76)] public uint HwTail;
+    [FieldOffset(80)] public long RxPackets;
+    [FieldOffset(88)] public long RxBytes;
+    [FieldOffset(96)] public long DropRingFull;
+    [FieldOffset(104)] public long DropBadBuffer;
+    // --- line 3: receiver-private
+    [FieldOffset(192)] public uint RTail;
+    [FieldOffset(196)] public int Busy;
+    [FieldOffset(200)] public long Reinits;
+    [FieldOffset(208)] public long BusySkips;
+}
+
+/// <summary>
+/// One RX ring of a switch port and the lease protocol that fills it.
+///
+/// <para><b>The lease protocol</b> (VALE's, mSwitch's). Several senders, each on its own
+/// core, may deliver into the same RX ring at the same time. The ring's slots
+/// [hwtail, hwlease) are leased to senders that are still copying; [hwlease, hwcur-1) are
+/// free. A sender:</para>
+/// <list type="number">
+/// <item>takes the ring's short spin lock, reserves <c>howmany</c> slots starting at
+/// <c>hwlease</c> (never more than the free space), writes NOSLOT into its entry of the
+/// lease array, advances hwlease and the lease index, and unlocks;</item>
+/// <item>copies its frames into the reserved slots <em>without</em> the lock, so copies by
+/// different senders overlap in time;</item>
+/// <item>locks again and reports where it stopped in its lease entry. If its lease started
+/// at hwtail (every earlier lease is done) it walks forward over consecutive finished leases,
+/// moves hwtail to the furthest end and, after unlocking, wakes the receiver if it sleeps.
+/// Otherwise an earlier, slower sender will publish these slots when it finishes.</item>
+/// </list>
+/// <para>The receiver therefore only ever sees a gap-free prefix in slot order. Slots a
+/// sender leased but did not fill (a multi-slot frame that no longer fits) are given back
+/// if its lease is still the newest, else published as zero-length slots.</para>
+/// </summary>
+internal sealed unsafe class RxKring
+{
+    public const uint NoSlot = uint.MaxValue;
+
+    private readonly RxKringState[] _stateArray; // pinned, length 1
+    private readonly uint[] _leaseArray;         // pinned
+    public readonly RxKringState* S;
+    public readonly uint* Leases;
+    public readonly byte* Ring;
+    public readonly NetmapSlot* Slots;
+    public readonly uint N;
+    public readonly byte* BufferBase;
+    public readonly uint BufferCount;
+    public readonly int RingIndex;
+    public readonly ValePort Port;
+
+    public RxKring(ValePort port, DomainMemory memory, int area, int ringIndex)
+    {
+        Port = port;
+        var L = memory.Layout;
+        RingIndex = ringIndex;
+        N = (uint)L.SlotsPerRing;
+        _stateArray = GC.AllocateArray<RxKringState>(1, pinned: true);
+        _leaseArray = GC.AllocateArray<uint>((int)N, pinned: true);
+        S = (RxKringState*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
+        Leases = (uint*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_leaseArray));
+        Ring = memory.RingAddress(area, L.RingsPerPort + ringIndex);
+        Slots = (NetmapSlot*)(Ring + NetmapAbi.RingSlots);
+        BufferBase = memory.BufferBase;
+        BufferCount = memory.BufferCount;
+        for (int i = 0; i < N; i++) Leases[i] = NoSlot;
+        // An empty RX ring: hwcur = hwtail = hwlease = 0.
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Lock()
+    {
+        // Acquire: CompareExchange is a full fence, so nothing in the critical section moves above it.
+        if (Interlocked.CompareExchange(ref S->Lock, 1, 0) != 0) LockContended();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LockContended()
+    {
+        var spin = new SpinWait();
+        do
+        {
+            while (Volatile.Read(ref S->Lock) != 0) spin.SpinOnce(sleep1Threshold: -1);
+        } while (Interlocked.CompareExchange(ref S->Lock, 1, 0) != 0);
+    }
+
+    // Release: a volatile store keeps every write of the critical section before it.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Unlock() => Volatile.Write(ref S->Lock, 0);
+
+    /// <summary>
+    /// Step 1 of the lease protocol: reserve up to <paramref name="needed"/> slots. Returns
+    /// how many were leased (0: ring full, nothing leased) and the lease's start and ticket.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Lease(uint needed, out uint start, out uint leaseIdx)
+    {
+        Lock();
+        start = S->HwLease;
+        // hwcur is written by the receiver without the lock; a stale value only makes the
+        // free space look smaller. Acquire: the receiver finished reading the slots it released.
+        uint hwcur = Volatile.Read(ref S->HwCur);
+        uint busy = RingRules.Distance(hwcur, start, N);
+        uint space = N - 1 - busy;
+        uint howmany = needed < space ? needed : space;
+        if (howmany == 0)
+        {
+            Unlock();
+            leaseIdx = 0;
+            return 0;
+        }
+        leaseIdx = S->LeaseIdx;
+        Leases[leaseIdx] = NoSlot;
+        S->LeaseIdx = RingRules.Next(leaseIdx, N);
+        uint end = start + howmany;
+        S->HwLease = end >= N ? end - N : end;
+        Unlock();
+        return howmany;
+    }
+
+    /// <summary>
+    /// Step 3 of the lease protocol: report that the lease (<paramref name="start"/>,
+    /// <paramref name="howmany"/>) was filled up to <paramref name="used"/> slots. Returns
+    /// true when this call moved hwtail (the caller then notifies the receiver).
+    /// </summary>
+    public bool Complete(uint start, uint howmany, uint used, uint leaseIdx, long packets, long bytes, long badBuffers)
+    {
+        uint j = start + used;
+        if (j >= N) j -= N;
+        Lock();
+        S->RxPackets += packets;
+        S->RxBytes += bytes;
+        S->DropBadBuffer += badBuffers;
+        if (used < howmany)
+        {
+            uint leaseEnd = start + howmany;
+            if (leaseEnd >= N) leaseEnd -= N;
+            if (S->HwLease == leaseEnd)
+            {
+                S->HwLease = j; // still the newest lease: give the unused slots back
+            }
+            else
+            {
+                // A later lease exists; the unused slots must still be published, as empty slots.
+                for (uint k = j; k != leaseEnd; k = RingRules.Next(k, N))
+                {
+                    Slots[k].Len = 0;
+                    Slots[k].Flags = 0;
+                }
+                j = leaseEnd;
+            }
+        }
+        Leases[leaseIdx] = j;
+        bool moved = false;
+        if (start == S->HwTail)
+        {
+            // Every earlier lease is done: publish ours and any later ones already finished.
+            uint idx = leaseIdx;
+            uint newTail = start;
+            while (idx != S->LeaseIdx && Leases[idx] != NoSlot)
+            {
+                newTail = Leases[idx];
+                Leases[idx] = NoSlot;
+                idx = RingRules.Next(idx, N);
+            }
+            if (newTail != start)
+            {
+                // Full fence (xchg): the receiver reads hwtail with acquire and then the slots;
+                // the fence also orders this store before the caller's read of the waiter count.
+                Interlocked.Exchange(ref S->HwTail, newTail);
+                moved = true;
+            }
+        }
+        Unlock();
+        return moved;
+    }
+
+    /// <summary>Counts frames that found no room, outside any lease.</summary>
+    public void CountRingFull(long packets) => Interlocked.Add(ref S->DropRingFull, packets);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsValidBuffer(uint idx) => idx - RegionLayout.ReservedBuffers < BufferCount - RegionLayout.ReservedBuffers;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* BufferAddress(uint idx) => BufferBase + (nuint)idx * RegionLayout.DefaultBufferSize;
+
+    /// <summary>True when frames were published that the receiver has not synced yet.</summary>
+    public bool HasUnsynced => Volatile.Read(ref S->HwTail) != S->RTail;
+
+    /// <summary>
+    /// netmap rxsync for this ring, run by the receiver: validate head/cur, release the slots
+    /// the user consumed (hwcur = head) and publish the frames senders completed (tail = hwtail).
+    /// The receiver never copies.
+    /// </summary>
+    public void Sync()
+    {
+        if (Interlocked.CompareExchange(ref S->Busy, 1, 0) != 0)
+        {
+            Interlocked.Increment(ref S->BusySkips);
+            return;
+        }
+        uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
+        uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
+        uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);
+        uint head = Volatile.Read(ref *ringHead); // read once: the domain may change it at any time
+        uint cur = Volatile.Read(ref *ringCur);
+        uint hwcur = S->HwCur;
+        if (!RingRules.IsLegalMove(head, cur, hwcur, S->RTail, N))
+        {
+            // Corrupt ring index: reinitialise the user's view to the host's and do nothing else.
+            *ringHead = hwcur;
+            *ringCur = hwcur;
+            *ringTail = S->RTail;
+            S->Reinits++;
+            Volatile.Write(ref S->Busy, 0);
+            return;
+        }
+        if (head != hwcur)
+        {
+            // Release: the domain finished with [hwcur, head); senders may reuse those slots.
+            Volatile.Write(ref S->HwCur, head);
+        }
+        // Acquire: the slots up to hwtail were fully written before the sender published it.
+        uint tail = Volatile.Read(ref S->HwTail);
+        S->RTail = tail;
+        Volatile.Write(ref *ringTail, tail);
+        Volatile.Write(ref S->Busy, 0);
+    }
+}

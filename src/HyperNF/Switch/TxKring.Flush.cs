@@ -1,0 +1,268 @@
+using System.Runtime.CompilerServices;
+using HyperNF.Netmap;
+
+namespace HyperNF.Switch;
+
+internal sealed unsafe partial class TxKring
+{
+    private const ulong MacMask = 0xFFFF_FFFF_FFFFUL;
+
+    /// <summary>
+    /// netmap's nm_bdg_preflush: walk [hwcur, head), validate every slot (each field read once,
+    /// since the domain can change it under us), collect good frames into the scratch table and
+    /// flush every <c>bridge_batch</c> slots at a frame boundary. Bad frames are counted here.
+    /// </summary>
+    private void Preflush(uint head)
+    {
+        var port = Port;
+        var bridge = port.Bridge;
+        PortTable table = bridge.Table; // read after TryEnter's fence: see Bridge.Detach
+        int batch = bridge.Switch.BridgeBatch;
+        bool down = port.Index < 0 || table.ByIndex[port.Index] != port || !port.Up;
+
+        FwdEntry* ft = _ft;
+        uint n = N;
+        int ftI = 0, pktStart = 0, frags = 0;
+        uint pktBytes = 0;
+        int bad = -1;
+        long txPackets = 0, txBytes = 0;
+        int maxFrame = bridge.MaxFrameBytes;
+        byte* bufBase = _memory.BufferBase;
+        uint bufLimit = _memory.BufferCount - Memory.RegionLayout.ReservedBuffers;
+
+        for (uint j = HwCur; j != head; j = j + 1 == n ? 0 : j + 1)
+        {
+            NetmapSlot* slot = Slots + j;
+            uint idx = slot->BufIdx;
+            uint len = slot->Len;
+            uint flags = slot->Flags;
+            if (frags < MaxFragments)
+            {
+                FwdEntry* e = ft + ftI++;
+                e->Buf = bufBase + (nuint)idx * Memory.RegionLayout.DefaultBufferSize;
+                e->Len = (ushort)len;
+                e->Next = FtNull;
+                e->Frags = 0;
+            }
+            if (bad < 0)
+            {
+                if (idx - Memory.RegionLayout.ReservedBuffers >= bufLimit || (flags & SlotFlags.Indirect) != 0) bad = (int)DropReason.BadBufferIndex;
+                else if (len > Memory.RegionLayout.DefaultBufferSize) bad = (int)DropReason.BadLength;
+                else if (frags == 0 && len < MinFrame) bad = (int)DropReason.Runt;
+            }
+            frags++;
+            pktBytes += len;
+            if ((flags & SlotFlags.MoreFrag) != 0)
+            {
+                if (frags == MaxFragments && bad < 0) bad = (int)DropReason.BadLength; // chain too long: consume it, keep none
+                continue;
+            }
+            // end of a frame
+            txPackets++;
+            txBytes += pktBytes;
+            if (bad < 0 && pktBytes > (uint)maxFrame) bad = (int)DropReason.BadLength;
+            if (bad >= 0)
+            {
+                Drops[bad]++;
+                ftI = pktStart;
+            }
+            else
+            {
+                ft[pktStart].Frags = (byte)frags;
+                if (ftI >= batch)
+                {
+                    if (down || batch == 0) DropCollected(ftI, down);
+                    else Flush(table, ftI);
+                    ftI = 0;
+                }
+            }
+            pktStart = ftI;
+            frags = 0;
+            pktBytes = 0;
+            bad = -1;
+        }
+        if (frags > 0)
+        {
+            // head was set in the middle of a MOREFRAG chain: the frame is incomplete.
+            txPackets++;
+            txBytes += pktBytes;
+            Drops[(int)DropReason.BadLength]++;
+            ftI = pktStart;
+        }
+        if (ftI > 0)
+        {
+            if (down || batch == 0) DropCollected(ftI, down);
+            else Flush(table, ftI);
+        }
+        TxPackets += txPackets;
+        TxBytes += txBytes;
+    }
+
+    private void DropCollected(int count, bool down)
+    {
+        long packets = 0;
+        for (int i = 0; i < count; i += _ft[i].Frags) packets++;
+        Drops[(int)(down ? DropReason.PortDown : DropReason.Discarded)] += packets;
+    }
+
+    /// <summary>
+    /// netmap's nm_bdg_flush over <paramref name="count"/> scratch entries. Pass 1 learns
+    /// sources, looks up destinations and appends each frame to its destination's list (or the
+    /// broadcast list). Pass 2 delivers each list into its destination ring with the lease
+    /// protocol (see <see cref="RxKring"/>), merging the broadcast list into every list.
+    /// </summary>
+    private void Flush(PortTable table, int count)
+    {
+        FwdEntry* ft = _ft;
+        DestQueue* q = _q;
+        ushort* dsts = _dsts;
+        var port = Port;
+        var fwd = port.Bridge.Forwarding;
+        int me = port.Index;
+        uint now = ForwardingTable.Now();
+        int numDsts = 0;
+        ulong lastDmac = ulong.MaxValue;
+        int lastDst = 0;
+        long hairpin = 0, portDown = 0;
+        DestQueue* bq = q + BroadcastQueue;
+
+        // ---- pass 1: learn, look up, bucket
+        for (int i = 0; i < count; i += ft[i].Frags)
+        {
+            byte* buf = ft[i].Buf;
+            ulong dmac = *(ulong*)buf & MacMask;          // bytes 0..5
+            ulong smac = *(ulong*)(buf + 6) & MacMask;    // bytes 6..11
+            if ((smac & 1) == 0 && (smac != port.LastSmac || now != port.LastLearn))
+            {
+                fwd.Learn(smac, me, now);
+                port.LastSmac = smac;
+                port.LastLearn = now;
+            }
+            int dst;
+            if ((dmac & 1) != 0) dst = BroadcastQueue;     // multicast and broadcast
+            else if (dmac == lastDmac) dst = lastDst;
+            else
+            {
+                dst = fwd.Lookup(dmac, now);
+                lastDmac = dmac;
+                lastDst = dst;
+            }
+            if (dst != BroadcastQueue)
+            {
+                if (dst == me) { hairpin++; continue; }
+                var d = table.ByIndex[dst];
+                if (d is null) dst = BroadcastQueue; // entry of a port that just left: flood
+                else if (!d.Up) { portDown++; continue; }
+            }
+            DestQueue* dq = q + dst;
+            if (dq->Head == FtNull)
+            {
+                dq->Head = (ushort)i;
+                if (dst != BroadcastQueue) dsts[numDsts++] = (ushort)dst;
+            }
+            else
+            {
+                ft[dq->Tail].Next = (ushort)i;
+            }
+            dq->Tail = (ushort)i;
+            dq->Slots += ft[i].Frags;
+            dq->Packets++;
+        }
+        if (hairpin != 0) Drops[(int)DropReason.Hairpin] += hairpin;
+        if (portDown != 0) Drops[(int)DropReason.PortDown] += portDown;
+
+        if (bq->Packets != 0)
+        {
+            // A flood goes to every other port that is up; ports without unicast traffic in this
+            // batch get an (empty) list of their own so the broadcast list is merged there too.
+            int fanout = 0;
+            foreach (var p in table.Active)
+            {
+                if (p.Index == me || !p.Up) continue;
+                fanout++;
+                if (q[p.Index].Head == FtNull) dsts[numDsts++] = (ushort)p.Index;
+            }
+            if (fanout == 0) Drops[(int)DropReason.NoDestination] += bq->Packets;
+            else FloodCopies += (long)bq->Packets * (fanout - 1);
+            if (fanout == 0) { bq->Head = bq->Tail = FtNull; bq->Slots = bq->Packets = 0; }
+        }
+
+        // ---- pass 2: deliver per destination
+        for (int k = 0; k < numDsts; k++)
+        {
+            int d = dsts[k];
+            var dport = table.ByIndex[d]!;
+            DestQueue* dq = q + d;
+            var rx = dport.Rx[RingIndex % dport.Rx.Length];
+            Deliver(rx, dq, bq);
+            dq->Head = dq->Tail = FtNull;
+            dq->Slots = dq->Packets = 0;
+        }
+        bq->Head = bq->Tail = FtNull;
+        bq->Slots = bq->Packets = 0;
+    }
+
+    /// <summary>
+    /// Copies one destination's frames (its own list merged with the broadcast list, in
+    /// scratch order) into ring <paramref name="rx"/> of the destination port.
+    /// </summary>
+    private void Deliver(RxKring rx, DestQueue* dq, DestQueue* bq)
+    {
+        FwdEntry* ft = _ft;
+        uint needed = (uint)dq->Slots + bq->Slots;
+        long left = dq->Packets + bq->Packets;
+        ushort uNext = dq->Head, bNext = bq->Head;
+        int retry = 2; // NM_TXSYNC_RETRY: retry after partial progress, the receiver may have freed slots
+        uint n = rx.N;
+        NetmapSlot* rslots = rx.Slots;
+        var dport = rx.Port;
+        while (true)
+        {
+            uint howmany = rx.Lease(needed, out uint start, out uint leaseIdx);
+            if (howmany == 0) break;
+            uint j = start, used = 0;
+            long packets = 0, bytes = 0, badBuffers = 0;
+            while (uNext != FtNull || bNext != FtNull)
+            {
+                // merge the two lists in scratch order (both are sorted)
+                ushort i;
+                bool fromUnicast = bNext == FtNull || (uNext != FtNull && uNext < bNext);
+                i = fromUnicast ? uNext : bNext;
+                uint frags = ft[i].Frags;
+                if (frags > howmany - used) break; // does not fit in what is left of the lease
+                if (fromUnicast) uNext = ft[i].Next; else bNext = ft[i].Next;
+                bool badBuffer = false;
+                uint frameBytes = 0;
+                for (uint f = 0; f < frags; f++)
+                {
+                    FwdEntry* e = ft + i + f;
+                    NetmapSlot* rs = rslots + j;
+                    uint didx = rs->BufIdx; // read once: the receiving domain owns this slot's field
+                    uint len = e->Len;
+                    if (rx.IsValidBuffer(didx))
+                    {
+                        FrameCopy.Copy(rx.BufferAddress(didx), e->Buf, len);
+                        rs->Len = (ushort)len;
+                        rs->Flags = (ushort)((frags << SlotFlags.FragmentCountShift) | (f + 1 < frags ? SlotFlags.MoreFrag : 0u));
+                    }
+                    else
+                    {
+                        badBuffer = true;
+                        rs->Len = 0;
+                        rs->Flags = 0;
+                    }
+                    frameBytes += len;
+                    j = j + 1 == n ? 0 : j + 1;
+                }
+                used += frags;
+                needed -= frags;
+                left--;
+                if (badBuffer) badBuffers++;
+                else { packets++; bytes += frameBytes; }
+            }
+            if (rx.Complete(start, howmany, used, leaseIdx, packets, bytes, badBuffers)) dport.NotifyReceiver();
+            if (left == 0 || used == 0 || --retry == 0) break;
+        }
+        if (left != 0) rx.CountRingFull(left);
+    }
+}

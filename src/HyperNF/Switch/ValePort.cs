@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using HyperNF.Linux;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+
+namespace HyperNF.Switch;
+
+/// <summary>
+/// The host side of a port attached to a bridge (netmap's VALE port adapter with its
+/// krings). It is the <see cref="IPortBackend"/> the hypercall model uses: TxSync runs the
+/// whole flush on the calling thread.
+/// </summary>
+public sealed unsafe class ValePort : IPortBackend
+{
+    internal readonly TxKring[] Tx;
+    internal readonly RxKring[] Rx;
+
+    // Wake-up words for Poll, on their own cache lines: [0] = sleepers, [16] = futex sequence.
+    private readonly int[] _wakeArray = GC.AllocateArray<int>(32, pinned: true);
+    private readonly int* _waiters;
+    private readonly int* _wakeSeq;
+    private volatile bool _up = true;
+
+    /// <summary>Index on the bridge (0..253), -1 once detached.</summary>
+    internal volatile int Index = -1;
+    // Learning shortcut: skip relearning while the source MAC stays the same (netmap's last_smac).
+    internal ulong LastSmac = ulong.MaxValue;
+    internal uint LastLearn;
+
+    public Bridge Bridge { get; }
+    public string PortName { get; }
+    public string Name => $"{Bridge.Name}:{PortName}";
+    public DomainMemory Memory { get; }
+    public int Area { get; }
+    public int BridgeIndex => Index;
+
+    /// <summary>A port that is down receives nothing (unicast to it is a port-down drop) and sends nothing.</summary>
+    public bool Up { get => _up; set => _up = value; }
+
+    internal ValePort(Bridge bridge, string portName, DomainMemory memory, int area)
+    {
+        Bridge = bridge;
+        PortName = portName;
+        Memory = memory;
+        Area = area;
+        int rings = memory.Layout.RingsPerPort;
+        Tx = new TxKring[rings];
+        Rx = new RxKring[rings];
+        for (int r = 0; r < rings; r++)
+        {
+            Tx[r] = new TxKring(this, memory, area, r);
+            Rx[r] = new RxKring(this, memory, area, r);
+        }
+        _waiters = (int*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_wakeArray));
+        _wakeSeq = _waiters + 16;
+    }
+
+    /// <inheritdoc/>
+    public void TxSync()
+    {
+        var tx = Tx;
+        for (int r = 0; r < tx.Length; r++) tx[r].Sync();
+    }
+
+    /// <inheritdoc/>
+    public void RxSync()
+    {
+        var rx = Rx;
+        for (int r = 0; r < rx.Length; r++) rx[r].Sync();
+    }
+
+    private bool AnyRxReady()
+    {
+        foreach (var k in Rx)
+        {
+            uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail);
+            uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
+            if (cur != tail) return true;
+        }
+        return false;
+    }
+
+    private bool AnyRxPublished()
+    {
+        foreach (var k in Rx) if (k.HasUnsynced) return true;
+        return false;
+    }
+
+    private bool AnyTxSpace()
+    {
+        foreach (var k in Tx)
+        {
+            uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail);
+            uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
+            if (cur != tail) return true;
+        }
+        return false;
+    }
+
+    /// <inheritdoc/>
+    public PollEvents Poll(PollEvents events, int timeoutMs)
+    {
+        long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
+        while (true)
+        {
+            PollEvents ready = PollEvents.None;
+            if ((events & PollEvents.Out) != 0)
+            {
+                TxSync(); // flushes anything queued; VALE hands TX slots back at once
+                if (AnyTxSpace()) ready |= PollEvents.Out;
+            }
+            if ((events & PollEvents.In) != 0)
+            {
+                RxSync();
+                if (AnyRxReady()) ready |= PollEvents.In;
+            }
+            if (ready != PollEvents.None || timeoutMs == 0) return ready;
+            long remaining = deadline - Environment.TickCount64;
+            if (remaining <= 0) return PollEvents.None;
+
+            int seq = Volatile.Read(ref *_wakeSeq);
+            // Full fence (Dekker with NotifyReceiver): our waiter count is visible before we
+            // re-check hwtail, and a sender's hwtail store is visible before it reads the count.
+            Interlocked.Increment(ref *_waiters);
+            if (!AnyRxPublished() || (events & PollEvents.In) == 0)
+                Native.FutexWait(_wakeSeq, seq, (int)Math.Min(remaining, int.MaxValue));
+            Interlocked.Decrement(ref *_waiters);
+        }
+    }
+
+    /// <summary>Called by a sender after it moved hwtail of one of our rings.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void NotifyReceiver()
+    {
+        // The sender's hwtail store was an xchg (full fence), so this read is ordered after it.
+        if (Volatile.Read(ref *_waiters) != 0) WakeSlow();
+    }
+
+    /// <summary>Wakes every thread sleeping in <see cref="Poll"/> on this port.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void WakeSlow()
+    {
+        Interlocked.Increment(ref *_wakeSeq);
+        Native.FutexWakeAll(_wakeSeq);
+    }
+
+    internal void WaitQuiescent()
+    {
+        foreach (var k in Tx) k.WaitQuiescent();
+    }
+
+    public PortStatistics GetStatistics()
+    {
+        var drops = new long[DropReasons.Count];
+        long tx = 0, txb = 0, rx = 0, rxb = 0, fl = 0, re = 0, busy = 0;
+        foreach (var k in Tx)
+        {
+            tx += Volatile.Read(ref k.TxPackets); txb += Volatile.Read(ref k.TxBytes);
+            fl += Volatile.Read(ref k.FloodCopies); re += Volatile.Read(ref k.Reinits); busy += Volatile.Read(ref k.BusySkips);
+            for (int r = 0; r < drops.Length; r++) drops[r] += Volatile.Read(ref k.Drops[r]);
+        }
+        foreach (var k in Rx)
+        {
+            rx += Volatile.Read(ref k.S->RxPackets); rxb += Volatile.Read(ref k.S->RxBytes);
+            drops[(int)DropReason.RingFull] += Volatile.Read(ref k.S->DropRingFull);
+            drops[(int)DropReason.BadBufferIndex] += Volatile.Read(ref k.S->DropBadBuffer);
+            re += Volatile.Read(ref k.S->Reinits); busy += Volatile.Read(ref k.S->BusySkips);
+        }
+        return new PortStatistics
+        {
+            Name = Name, TxPackets = tx, TxBytes = txb, RxPackets = rx, RxBytes = rxb, FloodCopies = fl,
+            Drops = drops, CorruptRingIndex = re, BusySkips = busy,
+        };
+    }
+
+    public override string ToString() => Name;
+}
