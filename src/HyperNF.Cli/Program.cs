@@ -1,3 +1,23 @@
-using HyperNF.Bench;
-var r = SwitchBenchmark.Run(new SwitchBenchmarkOptions { FrameSize = int.Parse(args[0]), Batch = int.Parse(args[1]), Seconds = 3 });
-Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(r));
+using System.CommandLine;
+using HyperNF.Cli.Commands;
+
+namespace HyperNF.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("HyperNF for .NET: network functions with a VALE switch that runs in the sender's own context.");
+        root.Subcommands.Add(BenchCommands.Create());
+        root.Subcommands.Add(DemoCommand.Create());
+        try
+        {
+            return root.Parse(args).Invoke();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException)
+        {
+            Console.Error.WriteLine($"hypernf: {e.Message}");
+            return 1;
+        }
+    }
+}

@@ -14,7 +14,7 @@ public enum Verdict : byte
 /// <summary>
 /// A bump-in-the-wire network function: it sees batches of frames that arrived on one of its
 /// two ports (0 and 1), may rewrite them in place (and change their length within the
-/// buffer), and gives each a <see cref="Verdict"/>. The framework (<see cref="BumpInTheWire"/>)
+/// buffer), and gives each a <see cref="Verdict"/>. The framework (HyperNF.Hypervisor.BumpInTheWire)
 /// moves forwarded frames to the other port by swapping buffers (zero copy).
 /// Implementations keep no per-packet allocation and are called from one vCPU thread at a time.
 /// </summary>

@@ -123,27 +123,32 @@ internal sealed unsafe partial class TxKring
             Interlocked.Increment(ref BusySkips);
             return;
         }
-        uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
-        uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
-        uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);
-        uint head = Volatile.Read(ref *ringHead); // each read once: the domain may rewrite them
-        uint cur = Volatile.Read(ref *ringCur);
-        if (!RingRules.IsLegalMove(head, cur, HwCur, HwTail, N))
+        try
         {
-            *ringHead = HwCur;
-            *ringCur = HwCur;
-            *ringTail = HwTail;
-            Reinits++;
+            uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
+            uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
+            uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);
+            uint head = Volatile.Read(ref *ringHead); // each read once: the domain may rewrite them
+            uint cur = Volatile.Read(ref *ringCur);
+            if (!RingRules.IsLegalMove(head, cur, HwCur, HwTail, N))
+            {
+                *ringHead = HwCur;
+                *ringCur = HwCur;
+                *ringTail = HwTail;
+                Reinits++;
+                return;
+            }
+            if (head != HwCur)
+            {
+                Preflush(head);
+                HwCur = head;
+                HwTail = RingRules.Prev(head, N);
+            }
+            *ringTail = HwTail; // also repairs a tail the domain overwrote
+        }
+        finally
+        {
             Exit(seq);
-            return;
         }
-        if (head != HwCur)
-        {
-            Preflush(head);
-            HwCur = head;
-            HwTail = RingRules.Prev(head, N);
-        }
-        *ringTail = HwTail; // also repairs a tail the domain overwrote
-        Exit(seq);
     }
 }

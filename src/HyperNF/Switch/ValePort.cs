@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using HyperNF.Linux;
 using HyperNF.Memory;
 using HyperNF.Netmap;
 
@@ -17,10 +14,7 @@ public sealed unsafe class ValePort : IPortBackend
     internal readonly TxKring[] Tx;
     internal readonly RxKring[] Rx;
 
-    // Wake-up words for Poll, on their own cache lines: [0] = sleepers, [16] = futex sequence.
-    private readonly int[] _wakeArray = GC.AllocateArray<int>(32, pinned: true);
-    private readonly int* _waiters;
-    private readonly int* _wakeSeq;
+    private readonly Func<bool> _rxPublished;
     private volatile bool _up = true;
 
     /// <summary>Index on the bridge (0..253), -1 once detached.</summary>
@@ -39,8 +33,13 @@ public sealed unsafe class ValePort : IPortBackend
     /// <summary>A port that is down receives nothing (unicast to it is a port-down drop) and sends nothing.</summary>
     public bool Up { get => _up; set => _up = value; }
 
-    internal ValePort(Bridge bridge, string portName, DomainMemory memory, int area)
+    /// <summary>Where the port's owner sleeps in Poll; shared by all ports of a domain.</summary>
+    public WakeWord Wake { get; }
+
+    internal ValePort(Bridge bridge, string portName, DomainMemory memory, int area, WakeWord? wake)
     {
+        Wake = wake ?? new WakeWord();
+        _rxPublished = AnyRxPublished;
         Bridge = bridge;
         PortName = portName;
         Memory = memory;
@@ -53,8 +52,6 @@ public sealed unsafe class ValePort : IPortBackend
             Tx[r] = new TxKring(this, memory, area, r);
             Rx[r] = new RxKring(this, memory, area, r);
         }
-        _waiters = (int*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_wakeArray));
-        _wakeSeq = _waiters + 16;
     }
 
     /// <inheritdoc/>
@@ -82,7 +79,7 @@ public sealed unsafe class ValePort : IPortBackend
         return false;
     }
 
-    private bool AnyRxPublished()
+    internal bool AnyRxPublished()
     {
         foreach (var k in Rx) if (k.HasUnsynced) return true;
         return false;
@@ -120,31 +117,13 @@ public sealed unsafe class ValePort : IPortBackend
             long remaining = deadline - Environment.TickCount64;
             if (remaining <= 0) return PollEvents.None;
 
-            int seq = Volatile.Read(ref *_wakeSeq);
-            // Full fence (Dekker with NotifyReceiver): our waiter count is visible before we
-            // re-check hwtail, and a sender's hwtail store is visible before it reads the count.
-            Interlocked.Increment(ref *_waiters);
-            if (!AnyRxPublished() || (events & PollEvents.In) == 0)
-                Native.FutexWait(_wakeSeq, seq, (int)Math.Min(remaining, int.MaxValue));
-            Interlocked.Decrement(ref *_waiters);
+            Wake.Wait((events & PollEvents.In) != 0 ? _rxPublished : static () => false, (int)Math.Min(remaining, int.MaxValue));
         }
     }
 
-    /// <summary>Called by a sender after it moved hwtail of one of our rings.</summary>
+    /// <summary>Called by a sender after it moved hwtail of one of our rings (with a full fence).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void NotifyReceiver()
-    {
-        // The sender's hwtail store was an xchg (full fence), so this read is ordered after it.
-        if (Volatile.Read(ref *_waiters) != 0) WakeSlow();
-    }
-
-    /// <summary>Wakes every thread sleeping in <see cref="Poll"/> on this port.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal void WakeSlow()
-    {
-        Interlocked.Increment(ref *_wakeSeq);
-        Native.FutexWakeAll(_wakeSeq);
-    }
+    internal void NotifyReceiver() => Wake.Notify();
 
     internal void WaitQuiescent()
     {

@@ -60,7 +60,7 @@ public sealed class ValeSwitch
     /// <paramref name="memory"/>: formats a port area in the region, creates the bridge if
     /// needed and attaches the port. Disposing the returned port detaches it.
     /// </summary>
-    public NetmapPort OpenPort(string fullName, DomainMemory memory)
+    public NetmapPort OpenPort(string fullName, DomainMemory memory, WakeWord? wake = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
         var (bridgeName, portName) = Bridge.ParsePortName(fullName);
@@ -71,7 +71,7 @@ public sealed class ValeSwitch
             ValePort vp;
             try
             {
-                vp = new ValePort(bridge, portName, memory, area);
+                vp = new ValePort(bridge, portName, memory, area, wake);
                 bridge.Attach(vp);
             }
             catch

@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using HyperNF.Bench;
+using Spectre.Console;
+
+namespace HyperNF.Cli.Commands;
+
+internal static partial class BenchCommands
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks that print figures and write JSON.");
+        bench.Subcommands.Add(CreateSwitch());
+        return bench;
+    }
+
+    private static Command CreateSwitch()
+    {
+        var frame = new Option<int>("--frame-size", "-l") { Description = "Frame size in bytes (14..2048)", DefaultValueFactory = _ => 64 };
+        var batch = new Option<int>("--batch", "-b") { Description = "Frames per TxSync and bridge_batch (1..1024)", DefaultValueFactory = _ => 256 };
+        var ports = new Option<int>("--ports") { Description = "Ports on the bridge (2..254; extra ports are idle)", DefaultValueFactory = _ => 2 };
+        var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 5 };
+        var sweep = new Option<bool>("--sweep") { Description = "Batch-size curve: 1, 2, 4 ... 1024 at the given frame size" };
+        var compare = new Option<bool>("--compare") { Description = "Also run ../shared/tools/limit-ring.sh and anchor-memif.sh in the same run" };
+        var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
+        var cmd = new Command("switch", "One sender to one receiver on the other core through one bridge: Mpps and Gbit/s.")
+        {
+            frame, batch, ports, seconds, sweep, compare, json,
+        };
+        cmd.SetAction(p =>
+        {
+            var baseOpt = new SwitchBenchmarkOptions
+            {
+                FrameSize = p.GetValue(frame), Batch = p.GetValue(batch), Ports = p.GetValue(ports), Seconds = p.GetValue(seconds),
+            };
+            if (Environment.ProcessorCount < 2)
+                AnsiConsole.MarkupLine("[yellow]only one CPU: sender and receiver share it; figures will be low[/]");
+            else
+                baseOpt = baseOpt with { SenderCpu = 0, ReceiverCpu = 1 };
+            var results = new List<SwitchBenchmarkResult>();
+            var batches = p.GetValue(sweep) ? new[] { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 } : new[] { baseOpt.Batch };
+            foreach (int b in batches)
+            {
+                var r = SwitchBenchmark.Run(baseOpt with { Batch = b });
+                results.Add(r);
+                Console.WriteLine($"switch {r.FrameSize} B batch {r.Batch,4}: {r.Mpps,7:F2} Mpps {r.Gbps,7:F2} Gbit/s  sender {r.SenderNsPerPacket:F1} ns/pkt  drops {r.Dropped} (ring full {r.RingFull})  unaccounted {r.Unaccounted}");
+            }
+            var table = new Table().AddColumns("frame B", "batch", "Mpps", "Gbit/s", "sender CPU %", "receiver CPU %", "ns/pkt (sender)", "dropped", "unaccounted");
+            foreach (var r in results)
+                table.AddRow($"{r.FrameSize}", $"{r.Batch}", $"{r.Mpps:F2}", $"{r.Gbps:F2}", $"{r.SenderCpuPct:F0}", $"{r.ReceiverCpuPct:F0}", $"{r.SenderNsPerPacket:F1}", $"{r.Dropped}", $"{r.Unaccounted}");
+            AnsiConsole.Write(table);
+            var anchors = new Dictionary<string, double>();
+            if (p.GetValue(compare)) RunAnchors(baseOpt.FrameSize, anchors);
+            object doc = results.Count == 1 && anchors.Count == 0
+                ? results[0]
+                : new { results = results, mpps = results[^1].Mpps, gbps = results[^1].Gbps, frame_size = baseOpt.FrameSize, batch = results[^1].Batch, anchors };
+            Json.Write(p.GetValue(json), doc);
+            return results.All(r => r.Unaccounted == 0) ? 0 : 2;
+        });
+        return cmd;
+    }
+
+    private static void RunAnchors(int frameSize, Dictionary<string, double> anchors)
+    {
+        string? tools = FindSharedTools();
+        if (tools is null)
+        {
+            AnsiConsole.MarkupLine("[yellow]../shared/tools not found: no anchors measured[/]");
+            return;
+        }
+        string limit = RunScript(Path.Combine(tools, "limit-ring.sh"), "3");
+        foreach (Match m in LimitLine().Matches(limit))
+            anchors[$"limit_ring_{m.Groups[1].Value}B_mpps"] = double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+        string memif = RunScript(Path.Combine(tools, "anchor-memif.sh"), $"10 {frameSize}");
+        var mm = MemifLine().Match(memif);
+        if (mm.Success) anchors[$"dpdk_memif_{frameSize}B_mpps"] = double.Parse(mm.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (k, v) in anchors) Console.WriteLine($"anchor {k}: {v:F2}");
+    }
+
+    private static string? FindSharedTools()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string t = Path.Combine(d.FullName, "shared", "tools");
+            if (File.Exists(Path.Combine(t, "limit-ring.sh"))) return t;
+        }
+        return null;
+    }
+
+    private static string RunScript(string path, string args)
+    {
+        Console.Error.WriteLine($"running {path} {args} ...");
+        var psi = new ProcessStartInfo("bash", $"{path} {args}") { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var proc = Process.Start(psi)!;
+        string output = proc.StandardOutput.ReadToEnd();
+        proc.StandardError.ReadToEnd();
+        proc.WaitForExit();
+        Console.Write(output);
+        return output;
+    }
+
+    [GeneratedRegex(@"len (\d+) batch \d+: ([0-9.]+) Mpps")]
+    private static partial Regex LimitLine();
+
+    [GeneratedRegex(@"anchor dpdk-memif \d+B Mpps: ([0-9.]+)")]
+    private static partial Regex MemifLine();
+}

@@ -1,0 +1,169 @@
+using HyperNF.Linux;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+
+namespace HyperNF.Hypervisor;
+
+/// <summary>
+/// The split/merge baseline: one backend thread per domain (Xen netback, vhost) that runs the
+/// switch flush for the domain's TX rings when the domain kicks it. It is pinned to the
+/// backend cores (split) or to the domain's own core (merge), and its CPU time is the host's,
+/// not the domain's: exactly the difference the paper measures.
+///
+/// Kick protocol (virtio-style notification suppression): the guest sets <c>_pending</c> with
+/// a full fence and makes the wake-up system call only if the backend sleeps. The backend
+/// clears <c>_pending</c> before each round, so a kick that lands during a round triggers
+/// another round.
+/// </summary>
+public sealed class BackendThread : IDisposable
+{
+    private readonly Thread _thread;
+    private readonly ValePort[] _ports;
+    private readonly WakeWord _guestWake;
+    private readonly WakeWord _wake = new();
+    private readonly ManualResetEventSlim _started = new();
+    private readonly Func<bool> _hasWork;
+    private int _pending;
+    private volatile bool _stop;
+    private long _rounds, _kicks;
+
+    public string Name { get; }
+    public IReadOnlyList<int> Cpus { get; private set; }
+    public int Tid { get; private set; }
+    public long Rounds => Interlocked.Read(ref _rounds);
+    public long Kicks => Interlocked.Read(ref _kicks);
+    /// <summary>Wake-up system calls the guests made to reach this thread.</summary>
+    public long Notifications => _wake.Wakeups;
+
+    public BackendThread(string name, IReadOnlyList<ValePort> ports, WakeWord guestWake, IReadOnlyList<int> cpus)
+    {
+        Name = name;
+        _ports = ports.ToArray();
+        _guestWake = guestWake;
+        Cpus = cpus;
+        _hasWork = () => Volatile.Read(ref _pending) != 0 || _stop;
+        _thread = new Thread(Main) { IsBackground = true, Name = name };
+        _thread.Start();
+        _started.Wait();
+    }
+
+    /// <summary>Called by the guest's TxSync: ask the backend to flush this domain's TX rings.</summary>
+    public void Kick()
+    {
+        Interlocked.Increment(ref _kicks);
+        // Exchange is a full fence: the guest's ring head stores are visible before the flag,
+        // and the flag before the read of the sleeper count inside Notify.
+        if (Interlocked.Exchange(ref _pending, 1) == 0) _wake.Notify();
+    }
+
+    public void Pin(IReadOnlyList<int> cpus)
+    {
+        if (Tid != 0 && cpus.Count > 0) Native.SetAffinity(Tid, cpus.ToArray());
+        Cpus = cpus;
+    }
+
+    private void Main()
+    {
+        Tid = Native.GetTid();
+        try { if (Cpus.Count > 0) Native.SetAffinity(0, Cpus.ToArray()); }
+        catch (IOException) { /* stays unpinned; reported by Cpus vs. observed affinity */ }
+        _started.Set();
+        while (!_stop)
+        {
+            if (Interlocked.Exchange(ref _pending, 0) == 0)
+            {
+                _wake.Wait(_hasWork, 200);
+                continue;
+            }
+            Interlocked.Increment(ref _rounds);
+            foreach (var p in _ports) p.TxSync();
+            // The domain may be waiting for TX space: ring tails were plain stores, hence the fence.
+            _guestWake.FenceAndNotify();
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop = true;
+        _wake.WakeAll();
+        _thread.Join(TimeSpan.FromSeconds(5));
+    }
+}
+
+/// <summary>
+/// The port backend a domain sees in the split and merge models: TxSync only kicks the
+/// backend thread; RxSync is done by the guest itself (it only moves indices, as a virtio
+/// driver consumes its used ring without an exit); Poll waits for RX frames or TX space.
+/// </summary>
+public sealed unsafe class BackendPort : IPortBackend
+{
+    private readonly ValePort _port;
+    private readonly BackendThread _backend;
+    private readonly Func<bool> _txSpace;
+    private readonly Func<bool> _rxPublished;
+    private readonly Func<bool> _either;
+
+    public BackendPort(ValePort port, BackendThread backend)
+    {
+        _port = port;
+        _backend = backend;
+        _txSpace = () => TxSpaceAvailable();
+        _rxPublished = () => _port.AnyRxPublished();
+        _either = () => TxSpaceAvailable() || _port.AnyRxPublished();
+    }
+
+    public void TxSync() => _backend.Kick();
+
+    public void RxSync() => _port.RxSync();
+
+    private bool TxSpaceAvailable()
+    {
+        foreach (var k in _port.Tx)
+        {
+            uint tail = Volatile.Read(ref *(uint*)(k.Ring + NetmapAbi.RingTail));
+            uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
+            if (cur != tail) return true;
+        }
+        return false;
+    }
+
+    private bool TxPending()
+    {
+        foreach (var k in _port.Tx)
+            if (*(uint*)(k.Ring + NetmapAbi.RingHead) != k.HwCur) return true;
+        return false;
+    }
+
+    public PollEvents Poll(PollEvents events, int timeoutMs)
+    {
+        long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
+        while (true)
+        {
+            PollEvents ready = PollEvents.None;
+            if ((events & PollEvents.Out) != 0)
+            {
+                if (TxSpaceAvailable()) ready |= PollEvents.Out;
+                else if (TxPending()) _backend.Kick();
+            }
+            if ((events & PollEvents.In) != 0)
+            {
+                _port.RxSync();
+                foreach (var k in _port.Rx)
+                {
+                    uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail), cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
+                    if (cur != tail) { ready |= PollEvents.In; break; }
+                }
+            }
+            if (ready != PollEvents.None || timeoutMs == 0) return ready;
+            long remaining = deadline - Environment.TickCount64;
+            if (remaining <= 0) return PollEvents.None;
+            var cond = events switch
+            {
+                PollEvents.In => _rxPublished,
+                PollEvents.Out => _txSpace,
+                _ => _either,
+            };
+            _port.Wake.Wait(cond, (int)Math.Min(remaining, int.MaxValue));
+        }
+    }
+}

@@ -1,0 +1,244 @@
+using HyperNF.Linux;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+
+namespace HyperNF.Hypervisor;
+
+/// <summary>
+/// An isolated NF: its own memory region and ports, its vCPU threads, its weight and cap.
+/// NF code only ever holds views of its own rings. A fault in the guest (an exception, or a
+/// vCPU that stops checking in) ends this domain only: its ports are detached, its threads
+/// told to stop, and the host and the other domains keep forwarding.
+/// </summary>
+public sealed class Domain
+{
+    private readonly object _gate = new();
+    private readonly CancellationTokenSource _cts = new();
+    private readonly ManualResetEventSlim _unpaused = new(true);
+    private readonly List<NetmapPort> _ports = new();
+    private readonly List<VCpu> _vcpus = new();
+    private readonly Host _host;
+    private IGuest? _guest;
+    private volatile bool _pauseRequested;
+    private volatile DomainState _state = DomainState.Created;
+    private bool _portsClosed;
+    private bool _memoryReleased;
+
+    public int Id { get; }
+    public string Name => Spec.Name;
+    public DomainSpec Spec { get; }
+    public DomainState State => _state;
+    public string? CrashReason { get; private set; }
+    public IoModel IoModel { get; }
+    public DomainMemory Memory { get; }
+    public WakeWord Wake { get; } = new();
+    public IReadOnlyList<NetmapPort> Ports => _ports;
+    public IReadOnlyList<VCpu> VCpus => _vcpus;
+    public BackendThread? Backend { get; private set; }
+    public IGuest? Guest => _guest;
+    public int Weight { get; internal set; }
+    public int Cap { get; internal set; }
+    public DateTime CreatedAt { get; } = DateTime.UtcNow;
+    internal CancellationToken Cancellation => _cts.Token;
+    internal bool PauseRequested => _pauseRequested;
+
+    internal Domain(Host host, int id, DomainSpec spec, IoModel model)
+    {
+        _host = host;
+        Id = id;
+        Spec = spec;
+        IoModel = model;
+        Weight = spec.Weight;
+        Cap = spec.Cap;
+        var layout = new RegionLayout
+        {
+            MaxPorts = Math.Max(1, spec.Vifs.Count),
+            RingsPerPort = 1,
+            SlotsPerRing = spec.SlotsPerRing,
+            ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
+        };
+        Memory = new DomainMemory(layout, $"hypernf-dom{id}-{spec.Name}");
+    }
+
+    /// <summary>Opens the ports, wires the I/O model, creates the guest and starts the vCPUs.</summary>
+    internal void Start(IGuest guest, IReadOnlyList<int> backendCpus)
+    {
+        try
+        {
+            foreach (var vif in Spec.Vifs)
+                _ports.Add(_host.Switch.OpenPort(vif.Port, Memory, Wake));
+            if (IoModel != IoModel.Hypercall && _ports.Count > 0)
+            {
+                var vps = _ports.Select(p => (ValePort)p.Origin).ToList();
+                Backend = new BackendThread($"{Name}-backend", vps, Wake, backendCpus);
+                foreach (var p in _ports) p.Backend = new BackendPort((ValePort)p.Origin, Backend);
+            }
+            _guest = guest;
+            for (int i = 0; i < Spec.VCpus; i++) _vcpus.Add(new VCpu(this, i, Spec.CpusOf(i)));
+            _state = DomainState.Running;
+            foreach (var v in _vcpus) v.Start();
+        }
+        catch
+        {
+            _cts.Cancel();
+            foreach (var v in _vcpus) v.Join(TimeSpan.FromSeconds(2));
+            ClosePorts();
+            ReleaseMemoryIfIdle();
+            _state = DomainState.Destroyed;
+            throw;
+        }
+    }
+
+    private Func<bool>? _anyInput;
+
+    internal void WaitForInput(int timeoutMs)
+    {
+        _anyInput ??= () =>
+        {
+            foreach (var p in _ports)
+                if (p.Origin is ValePort vp && vp.AnyRxPublished()) return true;
+            return _cts.IsCancellationRequested;
+        };
+        Wake.Wait(_anyInput, timeoutMs);
+    }
+
+    internal void RunGuest(VCpu vcpu) => _guest!.Run(new GuestContext(this, vcpu));
+
+    public void Pause()
+    {
+        lock (_gate)
+        {
+            if (_state != DomainState.Running) throw new InvalidOperationException($"domain '{Name}' is {_state.ToString().ToLowerInvariant()}, not running");
+            _unpaused.Reset();
+            _pauseRequested = true;
+            _state = DomainState.Paused;
+        }
+    }
+
+    public void Unpause()
+    {
+        lock (_gate)
+        {
+            if (_state != DomainState.Paused) throw new InvalidOperationException($"domain '{Name}' is {_state.ToString().ToLowerInvariant()}, not paused");
+            _pauseRequested = false;
+            _state = DomainState.Running;
+            _unpaused.Set();
+        }
+    }
+
+    internal void WaitWhilePaused(VCpu vcpu)
+    {
+        vcpu.SetPaused(true);
+        try { _unpaused.Wait(_cts.Token); }
+        catch (OperationCanceledException) { }
+        finally { vcpu.SetPaused(false); }
+    }
+
+    /// <summary>A vCPU's guest threw: the domain crashes, nothing else does.</summary>
+    internal void OnVCpuFault(VCpu vcpu, string reason) => Crash(reason);
+
+    internal void OnVCpuExit(VCpu vcpu)
+    {
+        lock (_gate)
+        {
+            if (_state is DomainState.Crashed or DomainState.Destroyed) ReleaseMemoryIfIdle();
+        }
+    }
+
+    /// <summary>Ends the domain with <paramref name="reason"/>: stop the guest, detach its ports, keep the record.</summary>
+    public void Crash(string reason)
+    {
+        lock (_gate)
+        {
+            if (_state is DomainState.Crashed or DomainState.Destroyed) return;
+            CrashReason = reason;
+            _state = DomainState.Crashed;
+            _pauseRequested = false;
+            _unpaused.Set();
+            _cts.Cancel();
+        }
+        _host.OnDomainCrashed(this, reason);
+        // Not under _gate: detaching waits for in-flight flushes, which never take _gate.
+        ClosePorts();
+        Wake.WakeAll();
+        lock (_gate) ReleaseMemoryIfIdle();
+    }
+
+    /// <summary>
+    /// Stops the vCPUs (waiting up to <paramref name="timeout"/>), detaches the ports, stops the
+    /// backend and frees the region. A vCPU that does not stop in time leaves the domain
+    /// crashed with its memory held until that thread ends (never unmapped under a live thread).
+    /// </summary>
+    internal bool Destroy(TimeSpan timeout)
+    {
+        lock (_gate)
+        {
+            if (_state == DomainState.Destroyed) return true;
+            _pauseRequested = false;
+            _unpaused.Set();
+            _cts.Cancel();
+        }
+        Wake.WakeAll();
+        var deadline = DateTime.UtcNow + timeout;
+        bool allStopped = true;
+        foreach (var v in _vcpus)
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (!v.Join(left > TimeSpan.Zero ? left : TimeSpan.Zero)) allStopped = false;
+        }
+        ClosePorts();
+        lock (_gate)
+        {
+            if (!allStopped)
+            {
+                CrashReason ??= $"vCPU did not stop within {timeout.TotalSeconds:F0} s of destroy; its memory is held until it does";
+                _state = DomainState.Crashed;
+                return false;
+            }
+            _state = DomainState.Destroyed;
+            ReleaseMemoryIfIdle();
+            return true;
+        }
+    }
+
+    private void ClosePorts()
+    {
+        List<NetmapPort> ports;
+        BackendThread? backend;
+        lock (_gate)
+        {
+            if (_portsClosed) return;
+            _portsClosed = true;
+            ports = _ports.ToList();
+            backend = Backend;
+        }
+        foreach (var p in ports) p.Dispose();
+        backend?.Dispose();
+    }
+
+    // Called under _gate.
+    private void ReleaseMemoryIfIdle()
+    {
+        if (_memoryReleased || !_portsClosed) return;
+        if (_vcpus.Any(v => !v.Exited)) return;
+        _memoryReleased = true;
+        Memory.Dispose();
+    }
+
+    public bool MemoryReleased { get { lock (_gate) return _memoryReleased; } }
+
+    /// <summary>CPU time of this domain's vCPU threads (ns), from schedstat.</summary>
+    public long VCpuTimeNs() => _vcpus.Where(v => v.Tid != 0).Sum(v => Math.Max(0, CpuTime.ThreadNs(v.Tid)));
+
+    /// <summary>CPU time the backend thread spent for this domain (ns); 0 in the hypercall model.</summary>
+    public long BackendTimeNs() => Backend is { Tid: not 0 } b ? Math.Max(0, CpuTime.ThreadNs(b.Tid)) : 0;
+
+    /// <summary>Thread ids of the vCPUs (for cgroup placement).</summary>
+    public IReadOnlyList<int> VCpuTids => _vcpus.Select(v => v.Tid).Where(t => t != 0).ToArray();
+
+    public IEnumerable<PortStatistics> PortStatistics() =>
+        _ports.Select(p => p.Origin).OfType<ValePort>().Select(vp => vp.GetStatistics());
+
+    public override string ToString() => $"{Name} (id {Id}, {State})";
+}

@@ -1,0 +1,34 @@
+namespace HyperNF.Hypervisor;
+
+/// <summary>One port of a domain: a VALE port name (valex:lx0) and its MAC.</summary>
+public sealed record VifSpec(string Port, string? Mac = null);
+
+/// <summary>
+/// Everything needed to create a domain (what an xl config says, already validated).
+/// <see cref="Guest"/> or <see cref="Nf"/> says what runs on its vCPUs.
+/// </summary>
+public sealed record DomainSpec
+{
+    public required string Name { get; init; }
+    public int VCpus { get; init; } = 1;
+    /// <summary>CPUs per vCPU (index i for vCPU i; a single entry applies to all; empty: host's choice).</summary>
+    public IReadOnlyList<IReadOnlyList<int>> Cpus { get; init; } = [];
+    public IReadOnlyList<VifSpec> Vifs { get; init; } = [];
+    /// <summary>Built-in NF name (l2fwd, firewall, router, nat, cost, encrypt, pkt-gen), when <see cref="Guest"/> is null.</summary>
+    public string? Nf { get; init; }
+    public string? NfArgs { get; init; }
+    /// <summary>Code to run instead of a built-in NF (tests, embedding).</summary>
+    public Func<IGuest>? Guest { get; init; }
+    /// <summary>credit2-style weight (1..65535, default 256).</summary>
+    public int Weight { get; init; } = 256;
+    /// <summary>Cap in % of one CPU (0 = none).</summary>
+    public int Cap { get; init; }
+    /// <summary>null: the host's default model.</summary>
+    public IoModel? IoModel { get; init; }
+    /// <summary>Spare buffers per port for guests that keep frames (zero-copy stores).</summary>
+    public int ExtraBuffersPerPort { get; init; }
+    public int SlotsPerRing { get; init; } = Memory.RegionLayout.DefaultSlots;
+
+    public IReadOnlyList<int> CpusOf(int vcpu) =>
+        Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];
+}

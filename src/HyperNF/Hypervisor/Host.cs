@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using HyperNF.Switch;
+
+namespace HyperNF.Hypervisor;
+
+/// <summary>
+/// The trusted layer (Xen + dom0 in the original): the switch, the domains, their vCPU and
+/// backend threads, placement, the watchdog. One per process.
+/// </summary>
+public sealed class Host : IDisposable
+{
+    private readonly object _gate = new();
+    private readonly Dictionary<int, Domain> _domains = new();
+    private readonly ConcurrentQueue<string> _events = new();
+    private readonly Thread _watchdog;
+    private readonly Dictionary<(Domain, int), (long Beats, long Since)> _lastBeats = new();
+    private volatile bool _disposed;
+    private int _nextId = 1;
+
+    public ValeSwitch Switch { get; }
+    public IoModel DefaultIoModel { get; set; } = IoModel.Hypercall;
+    /// <summary>A vCPU that does not check in for this long crashes its domain.</summary>
+    public TimeSpan WatchdogTimeout { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan DestroyTimeout { get; set; } = TimeSpan.FromSeconds(3);
+    /// <summary>Cores for split-model backend threads; null: cores no vCPU is pinned to, else core 0.</summary>
+    public IReadOnlyList<int>? BackendCpus { get; set; }
+    public GuestRegistry Guests { get; } = new();
+
+    public Host(ValeSwitch? sw = null)
+    {
+        Switch = sw ?? new ValeSwitch();
+        _watchdog = new Thread(WatchdogMain) { IsBackground = true, Name = "hypernf-watchdog" };
+        _watchdog.Start();
+    }
+
+    public IReadOnlyList<Domain> Domains
+    {
+        get { lock (_gate) return _domains.Values.OrderBy(d => d.Id).ToArray(); }
+    }
+
+    public Domain? Find(string nameOrId)
+    {
+        lock (_gate)
+        {
+            if (int.TryParse(nameOrId, out int id) && _domains.TryGetValue(id, out var byId)) return byId;
+            return _domains.Values.FirstOrDefault(d => d.Name == nameOrId);
+        }
+    }
+
+    /// <summary>Notices (crashes, watchdog) in the order they happened; drained by the caller.</summary>
+    public bool TryDequeueEvent(out string? text) => _events.TryDequeue(out text);
+
+    /// <summary>Creates and starts a domain (xl create).</summary>
+    public Domain Create(DomainSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (spec.VCpus is < 1 or > 64) throw new ArgumentException($"domain '{spec.Name}': vcpus must be 1..64, not {spec.VCpus}");
+        if (spec.Weight is < 1 or > 65535) throw new ArgumentException($"domain '{spec.Name}': weight must be 1..65535, not {spec.Weight}");
+        if (spec.Cap < 0 || spec.Cap > 100 * spec.VCpus) throw new ArgumentException($"domain '{spec.Name}': cap must be 0..{100 * spec.VCpus} (% of one CPU), not {spec.Cap}");
+        int ncpu = Environment.ProcessorCount;
+        foreach (var set in spec.Cpus)
+            foreach (int c in set)
+                if ((uint)c >= (uint)ncpu) throw new ArgumentException($"domain '{spec.Name}': CPU {c} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        var guest = Guests.Resolve(spec);
+        Domain d;
+        IReadOnlyList<int> backendCpus;
+        lock (_gate)
+        {
+            if (_domains.Values.Any(x => x.Name == spec.Name && x.State != DomainState.Destroyed))
+                throw new InvalidOperationException($"a domain named '{spec.Name}' already exists; destroy it first or pick another name");
+            var model = spec.IoModel ?? DefaultIoModel;
+            d = new Domain(this, _nextId++, spec, model);
+            backendCpus = model switch
+            {
+                IoModel.Merge => spec.CpusOf(0).Count > 0 ? spec.CpusOf(0) : [0],
+                IoModel.Split => BackendCpus ?? SplitBackendCpus(spec),
+                _ => [],
+            };
+            _domains.Add(d.Id, d);
+        }
+        try
+        {
+            d.Start(guest, backendCpus);
+        }
+        catch
+        {
+            lock (_gate) _domains.Remove(d.Id);
+            throw;
+        }
+        return d;
+    }
+
+    private IReadOnlyList<int> SplitBackendCpus(DomainSpec incoming)
+    {
+        var used = new HashSet<int>();
+        foreach (var d in _domains.Values)
+            if (d.State is DomainState.Running or DomainState.Paused)
+                for (int i = 0; i < d.Spec.VCpus; i++) used.UnionWith(d.Spec.CpusOf(i));
+        for (int i = 0; i < incoming.VCpus; i++) used.UnionWith(incoming.CpusOf(i));
+        var free = Enumerable.Range(0, Environment.ProcessorCount).Where(c => !used.Contains(c)).ToArray();
+        return free.Length > 0 ? free : [0];
+    }
+
+    /// <summary>Destroys a domain (xl destroy): threads, ports, learning entries, memory.</summary>
+    public bool Destroy(Domain d)
+    {
+        bool clean = d.Destroy(DestroyTimeout);
+        lock (_gate)
+        {
+            if (clean) _domains.Remove(d.Id);
+        }
+        return clean;
+    }
+
+    internal void OnDomainCrashed(Domain d, string reason) =>
+        _events.Enqueue($"domain '{d.Name}' (id {d.Id}) crashed: {reason}");
+
+    private void WatchdogMain()
+    {
+        while (!_disposed)
+        {
+            Thread.Sleep(100);
+            long now = Environment.TickCount64;
+            Domain[] doms;
+            lock (_gate) doms = _domains.Values.ToArray();
+            foreach (var d in doms)
+            {
+                if (d.State != DomainState.Running) continue;
+                foreach (var v in d.VCpus)
+                {
+                    if (v.Exited || v.InPause) continue;
+                    long beats = v.Heartbeats;
+                    var key = (d, v.Index);
+                    if (!_lastBeats.TryGetValue(key, out var last) || last.Beats != beats)
+                    {
+                        _lastBeats[key] = (beats, now);
+                        continue;
+                    }
+                    if (now - last.Since > WatchdogTimeout.TotalMilliseconds)
+                    {
+                        d.Crash($"watchdog: vCPU {v.Index} made no progress for {WatchdogTimeout.TotalSeconds:F1} s (hung guest)");
+                        break;
+                    }
+                }
+            }
+            foreach (var k in _lastBeats.Keys.Where(k => k.Item1.State != DomainState.Running).ToList()) _lastBeats.Remove(k);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        foreach (var d in Domains) Destroy(d);
+        _disposed = true;
+        _watchdog.Join(TimeSpan.FromSeconds(1));
+    }
+}
