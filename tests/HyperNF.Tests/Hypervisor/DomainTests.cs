@@ -1,0 +1,215 @@
+using HyperNF.Hypervisor;
+using HyperNF.Linux;
+using HyperNF.Switch;
+using Xunit;
+
+namespace HyperNF.Tests.Hypervisor;
+
+public class DomainTests
+{
+    private static readonly byte[] MacTx = [0x02, 0, 0, 0, 0, 0x01];
+    private static readonly byte[] MacRx = [0x02, 0, 0, 0, 0, 0x02];
+
+    private static (Domain tx, Domain nf, Domain rx) Chain(Host host, Flow flow, long count, int frameSize, IoModel model)
+    {
+        int last = Environment.ProcessorCount - 1;
+        var rx = host.Create(new DomainSpec
+        {
+            Name = "rx", Vifs = [new VifSpec("valey:rx")], Cpus = [[0]], Guest = () => new SeqReceiver(flow, frameSize),
+        });
+        var nf = host.Create(new DomainSpec
+        {
+            Name = "nf", Vifs = [new VifSpec("valex:nf0"), new VifSpec("valey:nf1")], Cpus = [[last]], Nf = "l2fwd", IoModel = model,
+        });
+        var tx = host.Create(new DomainSpec
+        {
+            Name = "tx", Vifs = [new VifSpec("valex:tx")], Cpus = [[0]], IoModel = model,
+            Guest = () => new SeqSender(flow, count, frameSize, MacRx, MacTx),
+        });
+        return (tx, nf, rx);
+    }
+
+    private static void WaitFor(Func<bool> cond, int seconds, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (!cond())
+        {
+            if (DateTime.UtcNow > until) throw new TimeoutException($"timed out waiting for {what}");
+            Thread.Sleep(10);
+        }
+    }
+
+    [Theory]
+    [InlineData(IoModel.Hypercall)]
+    [InlineData(IoModel.Split)]
+    [InlineData(IoModel.Merge)]
+    public void FramesCrossAnNfDomainIntactInEveryIoModel(IoModel model)
+    {
+        using var host = new Host();
+        var flow = new Flow();
+        const long count = 100_000;
+        var (tx, nf, rx) = Chain(host, flow, count, 128, model);
+        WaitFor(() => Volatile.Read(ref flow.Received) >= count, 60, $"{count} frames in {model}");
+        Thread.Sleep(50);
+        Assert.Equal(count, Volatile.Read(ref flow.Received));
+        Assert.Equal(0, flow.Corrupt);
+        Assert.Equal(0, flow.OutOfOrder);
+        var x = host.Switch.FindBridge("valex")!.GetStatistics();
+        var y = host.Switch.FindBridge("valey")!.GetStatistics();
+        Assert.Equal(0, x.Unaccounted);
+        Assert.Equal(0, y.Unaccounted);
+        Assert.Equal(0, x.Dropped + y.Dropped);
+        Assert.Equal(model, nf.IoModel);
+        if (model == IoModel.Hypercall) Assert.Null(nf.Backend);
+        else
+        {
+            Assert.NotNull(nf.Backend);
+            Assert.True(nf.Backend!.Rounds > 0, "the backend thread did the flushes");
+            Assert.True(nf.BackendTimeNs() > 0);
+        }
+        Assert.All(host.Domains, d => Assert.Equal(DomainState.Running, d.State));
+    }
+
+    [Fact]
+    public void VCpusRunOnTheirPinnedCpus()
+    {
+        using var host = new Host();
+        int last = Environment.ProcessorCount - 1;
+        var seen = new System.Collections.Concurrent.ConcurrentBag<int>();
+        var d = host.Create(new DomainSpec
+        {
+            Name = "pinned", VCpus = 2, Cpus = [[last], [0]], Vifs = [],
+            Guest = () => new DelegateGuest(ctx =>
+            {
+                while (!ctx.Stopping)
+                {
+                    ctx.Checkpoint();
+                    seen.Add(ctx.VCpu * 1000 + Native.SchedGetCpu());
+                    Thread.Sleep(1);
+                }
+            }),
+        });
+        Thread.Sleep(200);
+        Assert.Equal(last, d.VCpus[0].ObservedCpu);
+        Assert.Equal(0, d.VCpus[1].ObservedCpu);
+        Assert.All(seen.Where(v => v < 1000), v => Assert.Equal(last, v));
+        Assert.All(seen.Where(v => v >= 1000), v => Assert.Equal(0, v - 1000));
+        Assert.Equal([last], Native.GetAffinity(d.VCpus[0].Tid));
+        Assert.NotEqual(0, d.VCpus[0].Tid);
+        Assert.NotEqual(d.VCpus[0].Tid, d.VCpus[1].Tid);
+    }
+
+    [Fact]
+    public void AThrowingNfCrashesOnlyItsOwnDomain()
+    {
+        using var host = new Host();
+        var flow = new Flow();
+        const long count = 50_000;
+        Chain(host, flow, count, 64, IoModel.Hypercall);
+        var bad = host.Create(new DomainSpec
+        {
+            Name = "bad", Vifs = [new VifSpec("valex:bad")],
+            Guest = () => new DelegateGuest(ctx =>
+            {
+                ctx.Checkpoint();
+                throw new InvalidDataException("boom from the guest");
+            }),
+        });
+        WaitFor(() => bad.State == DomainState.Crashed, 10, "the bad domain to crash");
+        Assert.Contains("boom from the guest", bad.CrashReason);
+        WaitFor(() => Volatile.Read(ref flow.Received) >= count, 60, "the other domains to keep forwarding");
+        Assert.Equal(0, flow.Corrupt);
+        Assert.All(host.Domains.Where(d => d != bad), d => Assert.Equal(DomainState.Running, d.State));
+        Assert.Null(host.Switch.FindBridge("valex")!.FindPort("bad"));
+        WaitFor(() => bad.MemoryReleased, 10, "the crashed domain's memory to be released");
+        Assert.True(host.TryDequeueEvent(out var ev));
+        Assert.Contains("bad", ev);
+    }
+
+    [Fact]
+    public void AHungGuestIsEndedByTheWatchdog()
+    {
+        using var host = new Host { WatchdogTimeout = TimeSpan.FromMilliseconds(400), DestroyTimeout = TimeSpan.FromMilliseconds(200) };
+        var release = new ManualResetEventSlim();
+        var hung = host.Create(new DomainSpec
+        {
+            Name = "hung", Vifs = [new VifSpec("valex:h")],
+            Guest = () => new DelegateGuest(ctx =>
+            {
+                ctx.Checkpoint();
+                release.Wait(); // never checks in again until released
+            }),
+        });
+        var ok = host.Create(new DomainSpec
+        {
+            Name = "ok", Vifs = [new VifSpec("valex:o")],
+            Guest = () => new DelegateGuest(ctx => { while (!ctx.Stopping) { ctx.Checkpoint(); Thread.Sleep(10); } }),
+        });
+        WaitFor(() => hung.State == DomainState.Crashed, 10, "the watchdog");
+        Assert.Contains("watchdog", hung.CrashReason);
+        Assert.False(hung.MemoryReleased, "memory must stay mapped while the hung thread lives");
+        Assert.Equal(DomainState.Running, ok.State);
+        release.Set();
+        WaitFor(() => hung.MemoryReleased, 10, "memory release after the thread ended");
+    }
+
+    [Fact]
+    public void PausedDomainForwardsNothingUntilUnpaused()
+    {
+        using var host = new Host();
+        var flow = new Flow { Window = 100 };
+        var (tx, nf, rx) = Chain(host, flow, long.MaxValue, 64, IoModel.Hypercall);
+        WaitFor(() => Volatile.Read(ref flow.Received) > 1000, 20, "traffic");
+        nf.Pause();
+        Thread.Sleep(100);
+        long a = Volatile.Read(ref flow.Received);
+        Thread.Sleep(300);
+        long b = Volatile.Read(ref flow.Received);
+        Assert.Equal(a, b);
+        Assert.Equal(DomainState.Paused, nf.State);
+        nf.Unpause();
+        WaitFor(() => Volatile.Read(ref flow.Received) > b + 1000, 20, "traffic after unpause");
+        Assert.Throws<InvalidOperationException>(() => nf.Unpause());
+    }
+
+    [Fact]
+    public void DestroyLeavesNoThreadOrMemoryBehind()
+    {
+        using var host = new Host();
+        static int Threads() => Directory.GetDirectories("/proc/self/task").Length;
+        static int Mappings() => File.ReadAllLines("/proc/self/maps").Count(l => l.Contains("hypernf-dom"));
+        // warm up once so lazily created runtime threads do not count
+        host.Destroy(host.Create(new DomainSpec { Name = "warm", Vifs = [new VifSpec("valex:w0"), new VifSpec("valey:w1")], Nf = "l2fwd", IoModel = IoModel.Split }));
+        Thread.Sleep(100);
+        int threads0 = Threads(), maps0 = Mappings();
+        for (int i = 0; i < 200; i++)
+        {
+            var model = (IoModel)(i % 3);
+            var d = host.Create(new DomainSpec { Name = $"d{i}", Vifs = [new VifSpec("valex:a"), new VifSpec("valey:b")], Nf = "l2fwd", IoModel = model });
+            Assert.True(host.Destroy(d), $"destroy {i} ({model})");
+            Assert.Equal(DomainState.Destroyed, d.State);
+            Assert.True(d.MemoryReleased);
+        }
+        Thread.Sleep(100);
+        Assert.Equal(maps0, Mappings());
+        Assert.InRange(Threads(), threads0 - 2, threads0 + 2);
+        Assert.Empty(host.Domains);
+        Assert.Empty(host.Switch.FindBridge("valex")!.Ports);
+        Assert.Equal(0, host.Switch.FindBridge("valex")!.Forwarding.Occupancy);
+    }
+
+    [Fact]
+    public void BadSpecsAreRefusedWithClearErrors()
+    {
+        using var host = new Host();
+        Assert.Contains("unknown nf", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Nf = "nope" })).Message);
+        Assert.Contains("CPU 99", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Cpus = [[99]] })).Message);
+        Assert.Contains("weight", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Weight = 0 })).Message);
+        var one = host.Create(new DomainSpec { Name = "one", Guest = () => new DelegateGuest(c => { while (!c.Stopping) { c.Checkpoint(); Thread.Sleep(5); } }) });
+        Assert.Contains("already exists", Assert.Throws<InvalidOperationException>(() => host.Create(new DomainSpec { Name = "one" })).Message);
+        var err = Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "two", Vifs = [new VifSpec("nobridge")] }));
+        Assert.Contains("BRIDGE:PORT", err.Message);
+        Assert.Single(host.Domains);
+        Assert.Equal(one, host.Find("one"));
+    }
+}
