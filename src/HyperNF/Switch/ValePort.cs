@@ -9,6 +9,12 @@ namespace HyperNF.Switch;
 /// krings). It is the <see cref="IPortBackend"/> the hypercall model uses: TxSync runs the
 /// whole flush on the calling thread.
 /// </summary>
+public interface IPortSink
+{
+    /// <summary>Frames were just published into an RX ring of <paramref name="port"/>; runs on the sender's thread.</summary>
+    void OnDelivered(ValePort port);
+}
+
 public sealed unsafe class ValePort : IPortBackend
 {
     internal readonly TxKring[] Tx;
@@ -121,9 +127,22 @@ public sealed unsafe class ValePort : IPortBackend
         }
     }
 
+    /// <summary>
+    /// Set for ports whose receiver is not a domain but a device (a physical interface): it is
+    /// called in the sender's context right after the sender published frames into one of this
+    /// port's RX rings, so the device can be driven from there (HyperNF's NIC txsync in the
+    /// hypercall). Null: wake the owning domain if it sleeps.
+    /// </summary>
+    public IPortSink? Sink { get; set; }
+
     /// <summary>Called by a sender after it moved hwtail of one of our rings (with a full fence).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void NotifyReceiver() => Wake.Notify();
+    internal void NotifyReceiver()
+    {
+        var sink = Sink;
+        if (sink is null) Wake.Notify();
+        else sink.OnDelivered(this);
+    }
 
     internal void WaitQuiescent()
     {
