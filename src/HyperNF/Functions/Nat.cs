@@ -31,7 +31,7 @@ namespace HyperNF.Functions;
 /// </remarks>
 public sealed class Nat : INetworkFunction
 {
-    private const int Tcp = 0, Udp = 1, IcmpEcho = 2, Protocols = 3;
+    private const int PTcp = 0, PUdp = 1, PIcmpEcho = 2, Protocols = 3;
     private const int ExpirePerBatch = 32;
 
     private readonly uint _publicIp;
@@ -115,10 +115,10 @@ public sealed class Nat : INetworkFunction
 
     private static int ProtocolIndex(in PacketInfo p, bool outbound) => p.Protocol switch
     {
-        Ipv4.ProtocolTcp => Tcp,
-        Ipv4.ProtocolUdp => Udp,
+        Ipv4.ProtocolTcp => PTcp,
+        Ipv4.ProtocolUdp => PUdp,
         // Requests go out, replies come back; the other direction would be an inside server, which SNAT does not expose.
-        Ipv4.ProtocolIcmp when p.HasIcmp && p.IcmpType == (outbound ? Icmp.TypeEchoRequest : Icmp.TypeEchoReply) => IcmpEcho,
+        Ipv4.ProtocolIcmp when p.HasIcmp && p.IcmpType == (outbound ? Icmp.TypeEchoRequest : Icmp.TypeEchoReply) => PIcmpEcho,
         _ => -1,
     };
 
@@ -126,8 +126,8 @@ public sealed class Nat : INetworkFunction
     {
         int proto = ProtocolIndex(p, outbound: true);
         if (proto < 0) { _unsupported++; return false; }
-        ushort inPort = proto == IcmpEcho ? p.IcmpIdentifier : p.SourcePort;
-        ushort remotePort = proto == IcmpEcho ? (ushort)0 : p.DestinationPort;
+        ushort inPort = proto == PIcmpEcho ? p.IcmpIdentifier : p.SourcePort;
+        ushort remotePort = proto == PIcmpEcho ? (ushort)0 : p.DestinationPort;
 
         int s = Find(proto, p.Source, inPort, p.Destination, remotePort);
         if (s >= 0 && now - _lastUsed[s] >= _timeoutTicks)
@@ -160,13 +160,13 @@ public sealed class Nat : INetworkFunction
         Ipv4.RewriteSource(ip, _publicIp);
         switch (proto)
         {
-            case Tcp:
-                Functions.Tcp.SetChecksum(l4, Checksum.Update16(Checksum.Update32(Functions.Tcp.GetChecksum(l4), p.Source, _publicIp), inPort, publicPort));
-                Functions.Tcp.SetSourcePort(l4, publicPort);
+            case PTcp:
+                Tcp.SetChecksum(l4, Checksum.Update16(Checksum.Update32(Tcp.GetChecksum(l4), p.Source, _publicIp), inPort, publicPort));
+                Tcp.SetSourcePort(l4, publicPort);
                 break;
-            case Udp:
-                Functions.Udp.SetChecksum(l4, Checksum.UpdateUdp16(Checksum.UpdateUdp32(Functions.Udp.GetChecksum(l4), p.Source, _publicIp), inPort, publicPort));
-                Functions.Udp.SetSourcePort(l4, publicPort);
+            case PUdp:
+                Udp.SetChecksum(l4, Checksum.UpdateUdp16(Checksum.UpdateUdp32(Udp.GetChecksum(l4), p.Source, _publicIp), inPort, publicPort));
+                Udp.SetSourcePort(l4, publicPort);
                 break;
             default:
                 // The ICMP checksum has no pseudo-header: only the identifier change counts.
@@ -182,8 +182,8 @@ public sealed class Nat : INetworkFunction
     {
         int proto = ProtocolIndex(p, outbound: false);
         if (proto < 0) { _unsupported++; return false; }
-        ushort publicPort = proto == IcmpEcho ? p.IcmpIdentifier : p.DestinationPort;
-        ushort remotePort = proto == IcmpEcho ? (ushort)0 : p.SourcePort;
+        ushort publicPort = proto == PIcmpEcho ? p.IcmpIdentifier : p.DestinationPort;
+        ushort remotePort = proto == PIcmpEcho ? (ushort)0 : p.SourcePort;
         int offset = publicPort - _portLow;
         if (p.Destination != _publicIp || (uint)offset >= (uint)_range) { _unknownInbound++; return false; }
         int s = proto * _range + offset;
@@ -203,13 +203,13 @@ public sealed class Nat : INetworkFunction
         Ipv4.RewriteDestination(ip, inIp);
         switch (proto)
         {
-            case Tcp:
-                Functions.Tcp.SetChecksum(l4, Checksum.Update16(Checksum.Update32(Functions.Tcp.GetChecksum(l4), _publicIp, inIp), publicPort, inPort));
-                Functions.Tcp.SetDestinationPort(l4, inPort);
+            case PTcp:
+                Tcp.SetChecksum(l4, Checksum.Update16(Checksum.Update32(Tcp.GetChecksum(l4), _publicIp, inIp), publicPort, inPort));
+                Tcp.SetDestinationPort(l4, inPort);
                 break;
-            case Udp:
-                Functions.Udp.SetChecksum(l4, Checksum.UpdateUdp16(Checksum.UpdateUdp32(Functions.Udp.GetChecksum(l4), _publicIp, inIp), publicPort, inPort));
-                Functions.Udp.SetDestinationPort(l4, inPort);
+            case PUdp:
+                Udp.SetChecksum(l4, Checksum.UpdateUdp16(Checksum.UpdateUdp32(Udp.GetChecksum(l4), _publicIp, inIp), publicPort, inPort));
+                Udp.SetDestinationPort(l4, inPort);
                 break;
             default:
                 Icmp.SetChecksum(l4, Checksum.Update16(Icmp.GetChecksum(l4), publicPort, inPort));

@@ -9,7 +9,9 @@ namespace HyperNF.Functions;
 /// around keys and values is ignored; a value runs to the next comma, so values cannot contain
 /// commas (inline rules and routes are separated by ';' instead). Unknown keys, keys given twice
 /// (except the repeatable <c>rule</c>/<c>route</c>/<c>rules</c>/<c>routes</c>) and bad values are
-/// <see cref="ArgumentException"/>s naming the NF, the key and what is accepted.</para>
+/// <see cref="ArgumentException"/>s naming the NF, the key and what is accepted. File arguments
+/// (<c>rules=</c>, <c>routes=</c>) are read once, at creation; a relative path is taken from the
+/// current directory.</para>
 /// <list type="table">
 /// <item><term>l2fwd</term><description>no arguments (<see cref="L2Forward"/>)</description></item>
 /// <item><term>firewall</term><description><c>rules=PATH</c>, <c>rule=TEXT</c>, <c>default=allow|deny</c>, <c>nonip=pass|drop</c> (<see cref="Firewall"/>)</description></item>
