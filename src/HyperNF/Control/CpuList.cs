@@ -12,17 +12,17 @@ public static class CpuList
     /// <summary>Highest CPU number accepted; far above any real host, low enough to catch typos like "10000".</summary>
     public const int MaxCpu = 4095;
 
-    /// <summary>Parses <paramref name="text"/>; false with <paramref name="error"/> set when it is not a CPU list.</summary>
+    /// <summary>Parses <paramref name="text"/>; false with <paramref name="error"/> saying why when it is not a CPU list.</summary>
     public static bool TryParse(string text, out ImmutableArray<int> cpus, out string error)
     {
         cpus = [];
         error = "";
         string t = text.Trim();
         if (t.Equals("all", StringComparison.OrdinalIgnoreCase)) return true;
-        if (t.Length == 0) { error = "is empty"; return false; }
+        if (t.Length == 0) { error = "it is empty"; return false; }
         if (t.StartsWith("node", StringComparison.OrdinalIgnoreCase))
         {
-            error = "names NUMA nodes, which HyperNF does not map to CPUs; list the CPUs themselves";
+            error = "it names NUMA nodes, which HyperNF does not map to CPUs; list the CPUs themselves";
             return false;
         }
         var set = new SortedSet<int>();
@@ -32,15 +32,15 @@ public static class CpuList
             string part = raw.Trim();
             bool exclude = part.StartsWith('^');
             if (exclude) part = part[1..].TrimStart();
-            if (part.Length == 0) { error = "has an empty element (two commas, or a trailing one)"; return false; }
+            if (part.Length == 0) { error = "it has an empty element (two commas, or a trailing one)"; return false; }
             int dash = part.IndexOf('-');
             string lo = dash < 0 ? part : part[..dash].Trim(), hi = dash < 0 ? part : part[(dash + 1)..].Trim();
             if (!TryCpu(lo, out int a) || !TryCpu(hi, out int b))
             {
-                error = $"has '{raw.Trim()}', which is not a CPU number or a range A-B of CPU numbers 0..{MaxCpu}";
+                error = $"'{raw.Trim()}' is not a CPU number or a range A-B of CPU numbers 0..{MaxCpu}";
                 return false;
             }
-            if (b < a) { error = $"has the range '{part}' that runs backwards; write {b}-{a}"; return false; }
+            if (b < a) { error = $"the range '{part}' runs backwards; write {b}-{a}"; return false; }
             for (int c = a; c <= b; c++)
             {
                 if (exclude) set.Remove(c);
@@ -51,10 +51,10 @@ public static class CpuList
         if (!anyPositive)
         {
             // xl reads "^3" as "all but 3"; we have no list of the host's CPUs here, so ask for the positive form.
-            error = "only excludes CPUs; say which ones to use first, e.g. \"0-7,^3\"";
+            error = "it only excludes CPUs; say which ones to use first, e.g. \"0-7,^3\"";
             return false;
         }
-        if (set.Count == 0) { error = "leaves no CPU once the ^ exclusions are applied"; return false; }
+        if (set.Count == 0) { error = "it leaves no CPU once the ^ exclusions are applied"; return false; }
         cpus = [.. set];
         return true;
     }

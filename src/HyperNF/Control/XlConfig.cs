@@ -228,7 +228,7 @@ public static partial class XlConfig
             {
                 // One list for the whole domain: every vCPU may run on any of those CPUs (xl's meaning).
                 if (!CpuList.TryParse(one.Text, out var set, out string err))
-                    throw Error(s, $"'{one.Text}' {err} ({Want})");
+                    throw Error(s, $"'{one.Text}' is not a CPU list: {err} ({Want})");
                 return [.. Enumerable.Repeat(set, vcpus)];
             }
             var list = s.List!;
@@ -239,7 +239,7 @@ public static partial class XlConfig
             foreach (var a in list)
             {
                 if (!CpuList.TryParse(a.Text, out var set, out string err))
-                    throw Error(a.Line, s.Key, $"vCPU {result.Count}: '{a.Text}' {err} ({Want})");
+                    throw Error(a.Line, s.Key, $"vCPU {result.Count}: '{a.Text}' is not a CPU list: {err} ({Want})");
                 result.Add(set);
             }
             // As in xl, vCPUs past the end of the list are not pinned.
