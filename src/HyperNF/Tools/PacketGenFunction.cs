@@ -1,0 +1,10 @@
+namespace HyperNF.Tools;
+
+/// <summary>What a <see cref="PacketGenerator"/> does (pkt-gen's <c>-f</c>).</summary>
+public enum PacketGenFunction
+{
+    /// <summary>Send generated frames (<c>-f tx</c>).</summary>
+    Tx,
+    /// <summary>Receive and check frames (<c>-f rx</c>).</summary>
+    Rx,
+}

@@ -1,0 +1,371 @@
+using System.Diagnostics;
+using HyperNF.Linux;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+using HyperNF.Tools;
+using Xunit;
+
+namespace HyperNF.Tests.Tools;
+
+public class PacketGeneratorTests
+{
+    /// <summary>Two domains, each with its own region and one port on bridge "valepg".</summary>
+    private sealed class Rig : IDisposable
+    {
+        public readonly ValeSwitch Switch = new();
+        public readonly DomainMemory MemA = new(new RegionLayout { MaxPorts = 1 }, "pg-a");
+        public readonly DomainMemory MemB = new(new RegionLayout { MaxPorts = 1 }, "pg-b");
+        public readonly NetmapPort A, B;
+
+        public Rig()
+        {
+            A = Switch.OpenPort("valepg:a", MemA);
+            B = Switch.OpenPort("valepg:b", MemB);
+        }
+
+        public BridgeStatistics Stats => Switch.FindBridge("valepg")!.GetStatistics();
+
+        public void Dispose()
+        {
+            A.Dispose();
+            B.Dispose();
+            MemA.Dispose();
+            MemB.Dispose();
+        }
+    }
+
+    private static readonly TimeSpan Safety = TimeSpan.FromSeconds(30);
+
+    /// <summary>Runs <paramref name="rx"/> on its own thread, then <paramref name="tx"/> here.</summary>
+    private static (PacketGenSummary Tx, PacketGenSummary Rx) TxRx(Rig rig, PacketGeneratorOptions tx, PacketGeneratorOptions rx)
+    {
+        var receiver = new PacketGenerator(rig.B, rx with { Function = PacketGenFunction.Rx, Duration = rx.Duration ?? Safety });
+        var sender = new PacketGenerator(rig.A, tx with { Function = PacketGenFunction.Tx });
+        PacketGenSummary? rxSummary = null;
+        Exception? rxError = null;
+        var thread = new Thread(() =>
+        {
+            try { rxSummary = receiver.Run(); }
+            catch (Exception e) { rxError = e; }
+        }) { IsBackground = true, Name = "pg-rx" };
+        thread.Start();
+        Thread.Sleep(50); // let the receiver reach Poll; frames sent earlier would still be queued, this only avoids a first-batch spike
+        var txSummary = sender.Run();
+        Assert.True(thread.Join(Safety), "receiver did not finish");
+        if (rxError is not null) throw rxError;
+        return (txSummary, rxSummary!);
+    }
+
+    [Fact]
+    public void Tx_to_rx_through_a_bridge_counts_match_with_no_loss_at_a_set_rate()
+    {
+        using var rig = new Rig();
+        const int N = 20_000;
+        var (tx, rx) = TxRx(rig,
+            new PacketGeneratorOptions { Count = N, RatePps = 50_000, Batch = 64 },
+            new PacketGeneratorOptions { Count = N });
+
+        Assert.Equal(N, tx.Sent);
+        Assert.Equal(N * 60L, tx.Bytes);
+        Assert.Equal(N, rx.Received);
+        Assert.Equal(N * 60L, rx.Bytes);
+        Assert.Equal(0, rx.Lost);
+        Assert.Equal(0, rx.Reordered);
+        Assert.Equal(0, rx.Duplicates);
+        Assert.Equal(0, rx.Foreign);
+        var lat = rx.Latency!;
+        Assert.Equal(N, lat.Count);
+        Assert.True(lat.MinUs >= 0);
+        Assert.True(lat.P50Us > 0, $"p50 {lat.P50Us} us");
+        Assert.True(lat.P50Us <= lat.P90Us && lat.P90Us <= lat.P99Us && lat.P99Us <= lat.P999Us && lat.P999Us <= lat.MaxUs);
+        var s = rig.Stats;
+        Assert.Equal(N, s.Sent);
+        Assert.Equal(N, s.Delivered);
+        Assert.Equal(0, s.Drops.Sum());
+        Assert.True(rx.AverageMpps > 0);
+    }
+
+    [Fact]
+    public void Unpaced_burst_that_fits_the_ring_arrives_whole()
+    {
+        using var rig = new Rig();
+        // Sent before the receiver runs: all 1000 frames wait in B's 1024-slot ring.
+        var tx = new PacketGenerator(rig.A, new PacketGeneratorOptions { Count = 1000 }).Run();
+        var rx = new PacketGenerator(rig.B, new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Count = 1000, Duration = Safety }).Run();
+        Assert.Equal(1000, tx.Sent);
+        Assert.Equal(1000, rx.Received);
+        Assert.Equal((0L, 0L, 0L), (rx.Lost, rx.Reordered, rx.Duplicates));
+        Assert.Equal(1000, rx.Latency!.Count);
+    }
+
+    [Fact]
+    public void Jumbo_frames_travel_as_morefrag_chains()
+    {
+        using var rig = new Rig();
+        var o = new PacketGeneratorOptions { Count = 100, FrameLength = 9014 };
+        var txg = new PacketGenerator(rig.A, o);
+        Assert.Equal(1023 / 5, txg.Batch); // five slots a frame
+        var tx = txg.Run();
+        var rx = new PacketGenerator(rig.B, o with { Function = PacketGenFunction.Rx, Duration = Safety }).Run();
+        Assert.Equal(100, tx.Sent);
+        Assert.Equal(100, rx.Received);
+        Assert.Equal(100 * 9014L, rx.Bytes);
+        Assert.Equal(0, rx.Lost);
+        Assert.Equal(0, rx.Foreign);
+        Assert.Equal(100 * 9014L, rig.Stats.DeliveredBytes);
+    }
+
+    /// <summary>Queues crafted generator frames with the given sequence numbers on <paramref name="port"/>.</summary>
+    private static void SendCrafted(NetmapPort port, int length, params ulong[] seqs)
+    {
+        var ring = port.TxRing(0);
+        uint cur = ring.Cur;
+        foreach (ulong seq in seqs)
+        {
+            ref var slot = ref ring.Slot(cur);
+            var buf = ring.Buffer(slot);
+            PacketFormat.WriteFrame(buf, length, 0xFFFF_FFFF_FFFFUL, 0x0000_0000_0000_0002UL, 0x0A000001, 1, 0x0A000002, 2);
+            PacketFormat.Stamp(buf, seq, Stopwatch.GetTimestamp());
+            slot.Len = (ushort)length;
+            slot.Flags = 0;
+            cur = ring.Next(cur);
+        }
+        ring.Head = ring.Cur = cur;
+        port.TxSync();
+    }
+
+    [Fact]
+    public void Receiver_detects_gaps_reordering_and_duplicates()
+    {
+        using var rig = new Rig();
+        SendCrafted(rig.A, 60, 0, 1, 2, 4, 5, 3, 3, 8);
+        // A frame that is not ours: counted, not sequenced.
+        var ring = rig.A.TxRing(0);
+        ref var slot = ref ring.Slot(ring.Cur);
+        Bench.Frames.WriteUdp(ring.Buffer(slot), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [2, 0, 0, 0, 0, 9], 64, 7);
+        slot.Len = 64;
+        ring.Head = ring.Cur = ring.Next(ring.Cur);
+        rig.A.TxSync();
+
+        Thread.Sleep(2); // latency > 0 even on a coarse clock
+        var rx = new PacketGenerator(rig.B, new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Count = 9, Duration = Safety }).Run();
+        Assert.Equal(9, rx.Received);
+        Assert.Equal(1, rx.Foreign);
+        Assert.Equal(2, rx.Lost);       // 6 and 7
+        Assert.Equal(1, rx.Reordered);  // 3 after 5
+        Assert.Equal(1, rx.Duplicates); // the second 3
+        Assert.Equal(8, rx.Latency!.Count);
+        Assert.True(rx.Latency.MinUs >= 1000, $"min latency {rx.Latency.MinUs} us");
+        Assert.Contains("2 lost 1 reordered 1 duplicates 1 foreign", PacketGenFormatter.FormatSummary(rx));
+    }
+
+    [Fact]
+    public void Address_ranges_cycle_per_frame_with_valid_checksums()
+    {
+        using var rig = new Rig();
+        var o = new PacketGeneratorOptions
+        {
+            Count = 12,
+            Source = EndpointRange.Parse("10.0.0.1-10.0.0.3:1000"),
+            Destination = EndpointRange.Parse("10.1.0.1:2000-2001"),
+            SourceMac = "02:00:00:00:00:0a",
+            DestinationMac = "02:00:00:00:00:0b",
+        };
+        Assert.Equal(12, new PacketGenerator(rig.A, o).Run().Sent);
+        rig.B.RxSync();
+        var ring = rig.B.RxRing(0);
+        var got = new List<string>();
+        for (uint i = ring.Cur; i != ring.Tail; i = ring.Next(i))
+        {
+            var f = ring.Frame(ring.Slot(i));
+            Assert.Equal(60, f.Length);
+            Assert.Equal(0, PacketFormat.IpChecksum(f.Slice(14, 20)));
+            Assert.Equal(new byte[] { 2, 0, 0, 0, 0, 0x0b }, f[..6].ToArray());
+            Assert.Equal(new byte[] { 2, 0, 0, 0, 0, 0x0a }, f[6..12].ToArray());
+            Assert.True(PacketFormat.TryRead(f, out ulong seq, out _));
+            Assert.Equal((ulong)got.Count, seq);
+            got.Add($"{EndpointRange.FormatAddress(PacketFormat.SourceAddress(f))}:{PacketFormat.SourcePort(f)}>" +
+                    $"{EndpointRange.FormatAddress(PacketFormat.DestinationAddress(f))}:{PacketFormat.DestinationPort(f)}");
+        }
+        Assert.Equal([
+            "10.0.0.1:1000>10.1.0.1:2000", "10.0.0.2:1000>10.1.0.1:2000", "10.0.0.3:1000>10.1.0.1:2000",
+            "10.0.0.1:1000>10.1.0.1:2001", "10.0.0.2:1000>10.1.0.1:2001", "10.0.0.3:1000>10.1.0.1:2001",
+            "10.0.0.1:1000>10.1.0.1:2000", "10.0.0.2:1000>10.1.0.1:2000", "10.0.0.3:1000>10.1.0.1:2000",
+            "10.0.0.1:1000>10.1.0.1:2001", "10.0.0.2:1000>10.1.0.1:2001", "10.0.0.3:1000>10.1.0.1:2001",
+        ], got);
+    }
+
+    [Fact]
+    public void Low_rate_is_honoured_roughly_without_burning_a_core_and_reports_each_interval()
+    {
+        using var rig = new Rig();
+        var g = new PacketGenerator(rig.A, new PacketGeneratorOptions
+        {
+            RatePps = 2000, Duration = TimeSpan.FromSeconds(1), ReportInterval = TimeSpan.FromMilliseconds(200),
+        });
+        var reports = new List<PacketGenInterval>();
+        g.Interval += reports.Add;
+        int tid = Native.GetTid();
+        long cpu0 = CpuTime.ThreadNs(tid);
+        var s = g.Run();
+        long cpu = CpuTime.ThreadNs(tid) - cpu0;
+
+        Assert.InRange(s.Elapsed.TotalSeconds, 0.95, 3);
+        Assert.InRange(s.Sent / s.Elapsed.TotalSeconds, 1400, 2600);
+        Assert.True(cpu < 0.5 * s.Elapsed.TotalMilliseconds * 1e6, $"sender used {cpu / 1e6:F0} ms of CPU in {s.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.InRange(reports.Count, 3, 5);
+        Assert.All(reports, r => Assert.Equal(PacketGenFunction.Tx, r.Function));
+        Assert.Equal(reports.Sum(r => r.Frames), reports[^1].TotalFrames);
+        var mid = reports[1];
+        Assert.InRange(mid.Pps, 1000, 3000);
+        Assert.Equal(mid.Frames * 60 * 8 / mid.Length.TotalSeconds, mid.Bps, 1e-6);
+        Assert.Matches(@"^\s+\d+\.\d{3} tx \d+\.\d{3} K?pps \(\d+\.\d{3} K?pkts \d+\.\d{3} [KM]?bps in \d+ usec\) \d+\.\d{2} avg_batch$", PacketGenFormatter.FormatInterval(mid));
+    }
+
+    [Fact]
+    public void Higher_rate_is_honoured_roughly()
+    {
+        using var rig = new Rig();
+        var s = new PacketGenerator(rig.A, new PacketGeneratorOptions { RatePps = 200_000, Duration = TimeSpan.FromMilliseconds(500) }).Run();
+        Assert.InRange(s.Sent / s.Elapsed.TotalSeconds, 120_000, 280_000);
+    }
+
+    [Fact]
+    public void Sending_does_not_allocate_per_frame()
+    {
+        using var rig = new Rig();
+        var small = new PacketGenerator(rig.A, new PacketGeneratorOptions { Count = 2_000 });
+        var large = new PacketGenerator(rig.A, new PacketGeneratorOptions { Count = 200_000, Source = EndpointRange.Parse("10.0.0.1-10.0.0.50:1-7") });
+        small.Run();
+        large.Run(); // warm up: first calls may allocate in the runtime
+        long a0 = GC.GetAllocatedBytesForCurrentThread();
+        small.Run();
+        long a1 = GC.GetAllocatedBytesForCurrentThread();
+        large.Run();
+        long a2 = GC.GetAllocatedBytesForCurrentThread();
+        Assert.True(a2 - a1 <= a1 - a0 + 1024, $"200k frames allocated {a2 - a1} bytes, 2k frames {a1 - a0}");
+    }
+
+    [Fact]
+    public void Receiving_does_not_allocate_per_frame()
+    {
+        using var rig = new Rig();
+        var rx = new PacketGenerator(rig.B, new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Count = 1000, Duration = Safety });
+        var tx = new PacketGenerator(rig.A, new PacketGeneratorOptions { Count = 1000 });
+        for (int round = 0; round < 3; round++)
+        {
+            tx.Run(); // 1000 frames fit in the receiver's ring
+            long a0 = GC.GetAllocatedBytesForCurrentThread();
+            var s = rx.Run();
+            long a1 = GC.GetAllocatedBytesForCurrentThread();
+            Assert.Equal(1000, s.Received);
+            if (round > 0) Assert.True(a1 - a0 < 2048, $"receiving 1000 frames allocated {a1 - a0} bytes");
+        }
+    }
+
+    [Fact]
+    public void Receiver_waits_in_poll_and_stops_on_cancellation()
+    {
+        using var rig = new Rig();
+        var g = new PacketGenerator(rig.B, new PacketGeneratorOptions { Function = PacketGenFunction.Rx });
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        int tid = Native.GetTid();
+        long cpu0 = CpuTime.ThreadNs(tid);
+        var sw = Stopwatch.StartNew();
+        var s = g.Run(cts.Token);
+        long cpu = CpuTime.ThreadNs(tid) - cpu0;
+        Assert.InRange(sw.Elapsed.TotalSeconds, 0.25, 2);
+        Assert.Equal(0, s.Received);
+        Assert.Null(s.Latency);
+        Assert.True(cpu < 0.5 * sw.Elapsed.TotalMilliseconds * 1e6, $"idle receiver used {cpu / 1e6:F0} ms of CPU");
+    }
+
+    [Fact]
+    public void Busy_poll_receiver_works_too()
+    {
+        using var rig = new Rig();
+        var (tx, rx) = TxRx(rig,
+            new PacketGeneratorOptions { Count = 2000, RatePps = 20_000 },
+            new PacketGeneratorOptions { Count = 2000, BusyPoll = true });
+        Assert.Equal(2000, rx.Received);
+        Assert.Equal(0, rx.Lost);
+        Assert.Equal(tx.Sent, rx.Received);
+    }
+
+    [Fact]
+    public void Run_cannot_overlap_and_can_repeat()
+    {
+        using var rig = new Rig();
+        var g = new PacketGenerator(rig.B, new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Duration = TimeSpan.FromMilliseconds(300) });
+        var t = new Thread(() => g.Run()) { IsBackground = true };
+        t.Start();
+        Thread.Sleep(100);
+        var e = Assert.Throws<InvalidOperationException>(() => g.Run());
+        Assert.Contains("valepg:b", e.Message);
+        t.Join();
+        Assert.Equal(0, g.Run().Received);
+    }
+
+    [Theory]
+    [InlineData(nameof(PacketGeneratorOptions.FrameLength), 59, "frame length 59 is out of range: use 60..9014 bytes (-l)")]
+    [InlineData(nameof(PacketGeneratorOptions.FrameLength), 9015, "use 60..9014 bytes (-l)")]
+    [InlineData(nameof(PacketGeneratorOptions.Batch), 0, "batch 0 is out of range: use 1..4096 frames (-b)")]
+    [InlineData(nameof(PacketGeneratorOptions.Count), -1, "count -1 is negative")]
+    [InlineData(nameof(PacketGeneratorOptions.RatePps), -1, "rate -1 is negative")]
+    public void Bad_numbers_are_refused(string option, int value, string message)
+    {
+        var o = option switch
+        {
+            nameof(PacketGeneratorOptions.FrameLength) => new PacketGeneratorOptions { FrameLength = value },
+            nameof(PacketGeneratorOptions.Batch) => new PacketGeneratorOptions { Batch = value },
+            nameof(PacketGeneratorOptions.Count) => new PacketGeneratorOptions { Count = value },
+            _ => new PacketGeneratorOptions { RatePps = value },
+        };
+        var e = Assert.Throws<ArgumentException>(() => o.Validate());
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void Bad_macs_durations_and_intervals_are_refused()
+    {
+        Assert.Contains("(-S)", Assert.Throws<ArgumentException>(() => new PacketGeneratorOptions { SourceMac = "zz" }.Validate()).Message);
+        Assert.Contains("multicast", Assert.Throws<ArgumentException>(() => new PacketGeneratorOptions { SourceMac = "01:00:5e:00:00:01" }.Validate()).Message);
+        Assert.Contains("(-D)", Assert.Throws<ArgumentException>(() => new PacketGeneratorOptions { DestinationMac = "00:11" }.Validate()).Message);
+        Assert.Contains("not positive", Assert.Throws<ArgumentException>(() => new PacketGeneratorOptions { Duration = TimeSpan.Zero }.Validate()).Message);
+        Assert.Contains("at least 10 ms", Assert.Throws<ArgumentException>(() => new PacketGeneratorOptions { ReportInterval = TimeSpan.FromMilliseconds(1) }.Validate()).Message);
+        new PacketGeneratorOptions { DestinationMac = "01:00:5e:00:00:01" }.Validate(); // multicast destinations are fine
+    }
+
+    [Fact]
+    public void Batch_is_cut_to_the_ring()
+    {
+        using var rig = new Rig();
+        Assert.Equal(1023, new PacketGenerator(rig.A, new PacketGeneratorOptions { Batch = 4096 }).Batch);
+        Assert.Equal(512, new PacketGenerator(rig.A, new PacketGeneratorOptions()).Batch);
+    }
+
+    [Fact]
+    public void Summary_text_reads_like_pkt_gen()
+    {
+        var tx = new PacketGenSummary
+        {
+            Function = PacketGenFunction.Tx, Elapsed = TimeSpan.FromSeconds(2), ActiveTime = TimeSpan.FromSeconds(2),
+            Sent = 2_000_000, Bytes = 120_000_000, Syncs = 4000,
+        };
+        Assert.Equal(
+            "Sent 2000000 packets 120000000 bytes 4000 events 60 bytes each in 2.00 seconds.\n" +
+            "Speed: 1.000 Mpps Bandwidth: 480.000 Mbps (raw 672.000 Mbps). Average batch: 500.00 pkts",
+            PacketGenFormatter.FormatSummary(tx));
+        Assert.Equal(1.0, tx.AverageMpps, 1e-9);
+        var rx = tx with
+        {
+            Function = PacketGenFunction.Rx, Sent = 0, Received = 2_000_000, Lost = 3,
+            Latency = new LatencySummary(10, 1.5, 2.26, 2, 3, 4, 5, 6.5),
+        };
+        Assert.EndsWith("\nSequence: 3 lost 0 reordered 0 duplicates 0 foreign\n" +
+                        "Latency (usec): min 1.5 avg 2.3 p50 2.0 p90 3.0 p99 4.0 p99.9 5.0 max 6.5", PacketGenFormatter.FormatSummary(rx));
+        Assert.Equal("999.000 ", PacketGenFormatter.Norm(999));
+        Assert.Equal("14.881 M", PacketGenFormatter.Norm(14_881_000));
+    }
+}
