@@ -25,6 +25,7 @@ internal sealed class XlConfigReader
     {
         _text = text;
         _file = file;
+        if (text.Length > 0 && text[0] == '\uFEFF') _pos = 1; // a BOM left by an editor, when the caller read the text itself
     }
 
     public static List<XlSetting> Read(string text, string fileName)

@@ -19,7 +19,7 @@ public sealed record PacketGeneratorOptions
     /// <summary><c>-l</c>: frame length without the CRC, 60..9014; above the buffer size (2048) frames span several slots.</summary>
     public int FrameLength { get; init; } = MinFrameLength;
 
-    /// <summary><c>-n</c>: frames to send, or to receive before stopping; 0 = no limit.</summary>
+    /// <summary><c>-n</c>: frames to send, or to receive (any frame, the generator's or not, as pkt-gen counts) before stopping; 0 = no limit.</summary>
     public long Count { get; init; }
 
     /// <summary><c>-R</c>: frames per second to send; 0 = as fast as possible.</summary>

@@ -126,6 +126,13 @@ public class XlConfigTests
     }
 
     [Fact]
+    public void Crlf_line_ends_and_a_leading_bom_are_fine()
+    {
+        var c = XlConfig.Parse("\uFEFFname=\"d\"\r\nvcpus=2\r\nvif=[\r\n\"type=nmif,bridge=valex:a\",\r\n]\r\n", "d.cfg");
+        Assert.Equal(("d", 2, "valex:a"), (c.Name, c.VCpus, c.Vifs[0].Port));
+    }
+
+    [Fact]
     public void Integers_may_be_quoted_or_hex()
     {
         var c = XlConfig.Parse("name=\"d\"\nvcpus=\"2\"\nmemory=0x100\nweight='1000'\n", "d.cfg");
