@@ -1,15 +1,99 @@
 using System.CommandLine;
+using HyperNF.Bench;
+using HyperNF.Hypervisor;
+using Spectre.Console;
 
 namespace HyperNF.Cli.Commands;
 
+/// <summary>
+/// The mission in one command: bridges vale0 and vale1, a pkt-gen sender domain on vale0, an
+/// NF domain between them, a pkt-gen receiver domain on vale1; each I/O model in turn; one table.
+/// </summary>
 internal static class DemoCommand
 {
     public static Command Create()
     {
-        var seconds = new Option<double>("--seconds") { Description = "Seconds per I/O model", DefaultValueFactory = _ => 3 };
+        var seconds = new Option<double>("--seconds") { Description = "Measured seconds per I/O model", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
-        var cmd = new Command("demo", "The mission in one command.") { seconds, json };
-        cmd.SetAction(p => 0);
+        var nf = new Option<string>("--nf") { Description = "NF in the middle domain (l2fwd, firewall, router, nat, cost, encrypt)", DefaultValueFactory = _ => "l2fwd" };
+        var nfArgs = new Option<string?>("--nf-args") { Description = "Arguments of the NF (key=value,...)" };
+        var frame = new Option<int>("--frame-size", "-l") { Description = "Frame length in bytes (60..2048)", DefaultValueFactory = _ => 60 };
+        var models = new Option<string>("--models") { Description = "I/O models to run, comma-separated", DefaultValueFactory = _ => "hypercall,split,merge" };
+        var cmd = new Command("demo", "Traffic through an NF domain under each I/O model (hypercall, split, merge), one table.")
+        {
+            seconds, json, nf, nfArgs, frame, models,
+        };
+        cmd.SetAction(p =>
+        {
+            var list = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray();
+            string nfName = p.GetValue(nf)!;
+            string? args = p.GetValue(nfArgs) ?? DefaultArgs(nfName);
+            var place = Placement.For(Environment.ProcessorCount);
+            AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> vale0 -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> vale1 -> pkt-gen rx (CPU {place.RxCpu}); " +
+                                   $"split backends on CPU {string.Join(',', place.BackendCpus)}, merge backends on the NF's CPU; {Environment.ProcessorCount} CPUs");
+            var results = new List<ChainResult>();
+            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    foreach (var m in list)
+                    {
+                        var task = ctx.AddTask($"{m.Key(),-9}", maxValue: 1.0);
+                        results.Add(ChainScenario.Run(new ChainOptions
+                        {
+                            IoModel = m, Nf = nfName, NfArgs = args, FrameSize = p.GetValue(frame), Seconds = p.GetValue(seconds),
+                            Placement = place, Progress = f => task.Value = f,
+                        }));
+                        task.Value = 1.0;
+                    }
+                });
+            Render(results);
+            Json.Write(p.GetValue(json), new { nf = nfName, frame_size = p.GetValue(frame), cpus = Environment.ProcessorCount, models = results });
+            return results.All(r => r.Unaccounted == 0) ? 0 : 2;
+        });
         return cmd;
+    }
+
+    /// <summary>Arguments that make each built-in NF pass the demo's traffic (UDP 10.0.0.1 -> 10.1.0.1).</summary>
+    public static string? DefaultArgs(string nf) => nf switch
+    {
+        "firewall" => "rule=allow udp any -> 10.1.0.0/16 any,default=deny",
+        "router" => "mac0=02:00:00:00:01:00,mac1=02:00:00:00:01:01,route=10.1.0.0/16 via ff:ff:ff:ff:ff:ff port 1",
+        "nat" => "public=192.0.2.1,ports=20000-29999",
+        "cost" => "cycles=300",
+        _ => null,
+    };
+
+    private static void Render(IReadOnlyList<ChainResult> results)
+    {
+        var cpuNames = results.SelectMany(r => r.Cpu.Select(c => c.Domain)).Distinct().ToArray();
+        var t = new Table().Border(TableBorder.Rounded).Title("[bold]forwarding through one NF domain[/]");
+        t.AddColumn("model");
+        t.AddColumn(new TableColumn("Mpps").RightAligned());
+        t.AddColumn(new TableColumn("Gbit/s").RightAligned());
+        foreach (var n in cpuNames) t.AddColumn(new TableColumn($"CPU {n} %").RightAligned());
+        t.AddColumn(new TableColumn("host CPU %").RightAligned());
+        t.AddColumn(new TableColumn("NF CPU%/Mpps").RightAligned());
+        t.AddColumn("drops by reason");
+        t.AddColumn(new TableColumn("unaccounted").RightAligned());
+        t.AddColumn(new TableColumn("p50 µs").RightAligned());
+        t.AddColumn(new TableColumn("p99 µs").RightAligned());
+        foreach (var r in results)
+        {
+            var row = new List<string> { r.IoModel, $"{r.Mpps:F2}", $"{r.Gbps:F2}" };
+            foreach (var n in cpuNames)
+            {
+                var c = r.Cpu.FirstOrDefault(x => x.Domain == n);
+                row.Add(c is null ? "-" : c.BackendPct > 0 ? $"{c.VCpuPct:F0} (+{c.BackendPct:F0} backend)" : $"{c.VCpuPct:F0}");
+            }
+            row.Add($"{r.HostCpuPct:F0}");
+            row.Add($"{r.NfCpuPerMpps:F1}");
+            row.Add(r.Drops.Count == 0 ? "none" : string.Join(", ", r.Drops.Select(kv => $"{kv.Key} {kv.Value}")));
+            row.Add(r.Unaccounted == 0 ? "[green]0[/]" : $"[red]{r.Unaccounted}[/]");
+            row.Add($"{r.LatencyP50Us:F1}");
+            row.Add($"{r.LatencyP99Us:F1}");
+            t.AddRow(row.Select(s => s.Contains('[') && !s.StartsWith("[green]") && !s.StartsWith("[red]") ? Markup.Escape(s) : s).ToArray());
+        }
+        AnsiConsole.Write(t);
+        AnsiConsole.MarkupLine("CPU: vCPU time is billed to the domain; [italic]backend[/] time (split/merge) is done for the domain but billed to the host.");
     }
 }

@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
 
+using HyperNF.Hypervisor;
+
 namespace HyperNF.Control;
 
 /// <summary>

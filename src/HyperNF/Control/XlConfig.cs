@@ -5,6 +5,8 @@ using System.Text;
 using System.Text.RegularExpressions;
 using HyperNF.Switch;
 
+using HyperNF.Hypervisor;
+
 namespace HyperNF.Control;
 
 /// <summary>

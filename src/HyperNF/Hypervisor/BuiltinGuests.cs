@@ -12,5 +12,6 @@ internal static class BuiltinGuests
             string n = name;
             registry.Register(n, args => new BumpInTheWire(NetworkFunctions.Create(n, args)));
         }
+        registry.Register("pkt-gen", PacketGenGuest.FromArgs);
     }
 }

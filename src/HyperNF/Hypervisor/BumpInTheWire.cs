@@ -126,6 +126,7 @@ public sealed class BumpInTheWire : IGuest
         if (reflect != 0) ReflectAll(src, rx, n);
         rx.Head = rx.Cur = rcur;
         dst.TxSync();
+        src.RxSync(); // give the RX slots back now, so senders can refill while we go on
         Interlocked.Add(ref inputPort == 0 ? ref _forwarded0 : ref _forwarded1, fwd);
         if (dropped != 0) Interlocked.Add(ref _nfDrops, dropped);
         Interlocked.Increment(ref _batches);

@@ -37,6 +37,12 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport(Libc, EntryPoint = "setpriority", SetLastError = true)]
+    private static partial int SetPriority(int which, int who, int prio);
+
+    /// <summary>Sets the nice value of one thread (Linux applies PRIO_PROCESS to a single tid). Returns false if not permitted.</summary>
+    public static bool SetNice(int tid, int nice) => SetPriority(0 /* PRIO_PROCESS */, tid, nice) == 0;
+
     [LibraryImport(Libc, EntryPoint = "sched_getcpu")]
     public static partial int SchedGetCpu();
 

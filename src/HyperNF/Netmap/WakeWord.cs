@@ -34,11 +34,30 @@ public sealed unsafe class WakeWord
     public int Sequence => Volatile.Read(ref *_seq);
 
     /// <summary>
+    /// How long a waiter polls its condition before it sleeps (adaptive polling, as NAPI's
+    /// busy-poll): a sender that refills a ring a few microseconds after the receiver emptied
+    /// it then costs no system call on either side. It yields while it polls, so a backend or
+    /// sender sharing the core still runs. 0 disables it.
+    /// </summary>
+    public static int SpinMicroseconds { get; set; } = 20;
+
+    /// <summary>
     /// Sleeps until woken or <paramref name="timeoutMs"/> passes, unless <paramref name="ready"/>
     /// (checked after announcing ourselves) says there is work already.
     /// </summary>
     public void Wait(Func<bool> ready, int timeoutMs)
     {
+        int spin = SpinMicroseconds;
+        if (spin > 0 && timeoutMs != 0)
+        {
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + spin * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+            for (int i = 1; ; i++)
+            {
+                if (ready()) return;
+                if (System.Diagnostics.Stopwatch.GetTimestamp() > until) break;
+                Thread.SpinWait(30);
+            }
+        }
         int seq = Volatile.Read(ref *_seq);
         Interlocked.Increment(ref *_sleepers); // full fence: see the class comment
         if (!ready()) Native.FutexWait(_seq, seq, timeoutMs);
