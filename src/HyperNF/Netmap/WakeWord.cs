@@ -39,7 +39,7 @@ public sealed unsafe class WakeWord
     /// it then costs no system call on either side. It yields while it polls, so a backend or
     /// sender sharing the core still runs. 0 disables it.
     /// </summary>
-    public static int SpinMicroseconds { get; set; } = 20;
+    public static int SpinMicroseconds { get; set; }
 
     /// <summary>
     /// Sleeps until woken or <paramref name="timeoutMs"/> passes, unless <paramref name="ready"/>

@@ -1,4 +1,5 @@
 using HyperNF.Control;
+using HyperNF.Hypervisor;
 using Xunit;
 
 namespace HyperNF.Tests.Control;
