@@ -82,6 +82,7 @@ public sealed class Host : IDisposable
         try
         {
             d.Start(guest, backendCpus);
+            CpuPolicy?.Apply(d);
         }
         catch
         {
@@ -102,10 +103,33 @@ public sealed class Host : IDisposable
         return free.Length > 0 ? free : [0];
     }
 
+    /// <summary>
+    /// xl sched-credit2 -d D [-w W] [-c C]: changes only what is given. Applied to the kernel
+    /// through <see cref="CpuPolicy"/> when one is installed (cgroups), else recorded only.
+    /// </summary>
+    public void SetSchedule(Domain d, int? weight, int? cap)
+    {
+        if (weight is { } w && (w < 1 || w > 65535)) throw new ArgumentException($"weight must be 1..65535, not {w}");
+        if (cap is { } c && (c < 0 || c > 100 * d.Spec.VCpus)) throw new ArgumentException($"cap must be 0..{100 * d.Spec.VCpus} (% of one CPU; 0 = none), not {c}");
+        lock (_gate)
+        {
+            if (weight is { } w2) d.Weight = w2;
+            if (cap is { } c2) d.Cap = c2;
+        }
+        CpuPolicy?.Apply(d);
+    }
+
+    /// <summary>Applies weights and caps to the kernel scheduler (cgroups); null = accounting only.</summary>
+    public IDomainCpuPolicy? CpuPolicy { get; set; }
+
+    /// <summary>Switch-wide knobs set by ctl ops and named settings.</summary>
+    public HostSettings Settings { get; } = new();
+
     /// <summary>Destroys a domain (xl destroy): threads, ports, learning entries, memory.</summary>
     public bool Destroy(Domain d)
     {
         bool clean = d.Destroy(DestroyTimeout);
+        CpuPolicy?.Release(d);
         lock (_gate)
         {
             if (clean) _domains.Remove(d.Id);
