@@ -27,7 +27,7 @@ internal static class DemoCommand
         {
             var list = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray();
             string nfName = p.GetValue(nf)!;
-            string? args = p.GetValue(nfArgs) ?? DefaultArgs(nfName);
+            string? args = p.GetValue(nfArgs) ?? ChainScenario.DefaultNfArgs(nfName);
             var place = Placement.For(Environment.ProcessorCount);
             AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> vale0 -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> vale1 -> pkt-gen rx (CPU {place.RxCpu}); " +
                                    $"split backends on CPU {string.Join(',', place.BackendCpus)}, merge backends on the NF's CPU; {Environment.ProcessorCount} CPUs");
@@ -52,16 +52,6 @@ internal static class DemoCommand
         });
         return cmd;
     }
-
-    /// <summary>Arguments that make each built-in NF pass the demo's traffic (UDP 10.0.0.1 -> 10.1.0.1).</summary>
-    public static string? DefaultArgs(string nf) => nf switch
-    {
-        "firewall" => "rule=allow udp any -> 10.1.0.0/16 any,default=deny",
-        "router" => "mac0=02:00:00:00:01:00,mac1=02:00:00:00:01:01,route=10.1.0.0/16 via ff:ff:ff:ff:ff:ff port 1",
-        "nat" => "public=192.0.2.1,ports=20000-29999",
-        "cost" => "cycles=300",
-        _ => null,
-    };
 
     private static void Render(IReadOnlyList<ChainResult> results)
     {

@@ -23,6 +23,8 @@ public sealed record ChainOptions
     public Placement? Placement { get; init; }
     /// <summary>Called about every 100 ms with the fraction of the measured time done.</summary>
     public Action<double>? Progress { get; init; }
+    /// <summary>Kernel CPU enforcement for the host (cgroups); null = accounting only.</summary>
+    public Func<IDomainCpuPolicy?>? CpuPolicy { get; init; }
 }
 
 public sealed record DomainCpuResult(
@@ -65,12 +67,22 @@ public sealed record ChainResult
 /// </summary>
 public static class ChainScenario
 {
+    /// <summary>NF arguments that let the benchmark traffic (UDP 10.0.0.1 -> 10.1.0.1) through, with some rules that do not match.</summary>
+    public static string? DefaultNfArgs(string nf) => nf switch
+    {
+        "firewall" => "rule=deny tcp any -> any 22;rule=deny udp any -> 10.9.0.0/16 any;rule=allow udp any -> 10.1.0.0/16 any,default=deny",
+        "router" => "mac0=02:00:00:00:01:00,mac1=02:00:00:00:01:01,route=10.1.0.0/16 via ff:ff:ff:ff:ff:ff port 1",
+        "nat" => "public=192.0.2.1,ports=20000-29999",
+        "cost" => "cycles=300",
+        _ => null,
+    };
+
     public static ChainResult Run(ChainOptions o)
     {
         if (o.Length < 1 || o.Length > 16) throw new ArgumentOutOfRangeException(nameof(o), o.Length, "chain length must be 1..16");
         var place = o.Placement ?? Placement.For(Environment.ProcessorCount, o.Length);
         var sw = new ValeSwitch { BridgeBatch = o.BridgeBatch };
-        using var host = new Host(sw) { BackendCpus = place.BackendCpus };
+        using var host = new Host(sw) { BackendCpus = place.BackendCpus, CpuPolicy = o.CpuPolicy?.Invoke() };
         string Bridge(int i) => $"vale{i}";
         var rxDom = host.Create(new DomainSpec
         {
