@@ -413,7 +413,8 @@ public sealed class CgroupV1CpuController : CgroupCpuController
 /// </summary>
 public sealed class CgroupV2CpuController : CgroupCpuController
 {
-    private static string? s_originalProcs; // cgroup.procs the process came from (shared by the instances of the process)
+    // Per process directory: the cgroup.procs the process came from (shared by the instances of the process).
+    private static readonly Dictionary<string, string> s_originalProcs = new(StringComparer.Ordinal);
 
     private CgroupV2CpuController(CgroupFs fs, string root, string home, string parentName) : base(fs, root, home, parentName) { }
 
@@ -456,15 +457,15 @@ public sealed class CgroupV2CpuController : CgroupCpuController
         if (!inside.Contains(Environment.ProcessId))
         {
             Fs.Write(procs, Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-            s_originalProcs = Path.Combine(HomePath, "cgroup.procs");
+            s_originalProcs[ProcessPath] = Path.Combine(HomePath, "cgroup.procs");
         }
         EnableCpu(ProcessPath);
     }
 
     protected override void LeaveProcessDirectory()
     {
-        string? back = s_originalProcs;
-        if (back == null) return;
+        // Called under the base class's process-wide lock, like EnterProcessDirectory.
+        if (!s_originalProcs.Remove(ProcessPath, out var back)) return;
         try
         {
             Fs.Write(back, Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
@@ -474,7 +475,6 @@ public sealed class CgroupV2CpuController : CgroupCpuController
             // The original cgroup went away or refuses processes now: the root always takes them.
             Fs.Write(Path.Combine(RootPath, "cgroup.procs"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         }
-        s_originalProcs = null;
     }
 
     protected override void PrepareInstance(string dir)
