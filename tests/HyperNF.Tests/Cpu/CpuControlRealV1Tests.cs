@@ -146,3 +146,74 @@ public class CpuControlRealV1Tests(ITestOutputHelper output)
         host.Destroy(d);
     }
 }
+
+/// <summary>
+/// The v2 threaded mechanics on the real cgroup2 mount: process moved into hypernf/PID, groups
+/// made threaded, thread ids through cgroup.threads, everything moved back and removed. Where
+/// cgroup2 lacks the cpu controller (hybrid machines) only the cpu files are imitated.
+/// </summary>
+[Collection("real cgroup")]
+public class CpuControlRealV2Tests(ITestOutputHelper output)
+{
+    /// <summary>The real file system, except that a missing cpu controller is pretended (its files recorded, not written).</summary>
+    private sealed class CpuPretendingFs(bool pretend) : CgroupFs
+    {
+        public readonly List<(string, string)> Pretended = new();
+        public override string Read(string file) =>
+            pretend && Path.GetFileName(file) == "cgroup.controllers" ? base.Read(file) + " cpu" : base.Read(file);
+        public override void Write(string file, string value)
+        {
+            string name = Path.GetFileName(file);
+            if (pretend && (value == "+cpu" || name is "cpu.weight" or "cpu.max")) { lock (Pretended) Pretended.Add((file, value)); return; }
+            base.Write(file, value);
+        }
+    }
+
+    public sealed class RealCgroupV2FactAttribute : FactAttribute
+    {
+        public RealCgroupV2FactAttribute()
+        {
+            var v2 = RealCgroupV1.Mounts.V2;
+            if (v2 == null) Skip = "no cgroup2 mount in /proc/self/mountinfo";
+            else if (!File.Exists(Path.Combine(v2, "cgroup.threads"))) Skip = $"{v2} has no threaded mode (kernel < 4.14)";
+            else if (Environment.UserName != "root") Skip = $"{v2}: moving the process needs root";
+        }
+    }
+
+    [RealCgroupV2Fact]
+    public void Threads_move_into_threaded_groups_and_back()
+    {
+        var mounts = RealCgroupV1.Mounts;
+        string root = mounts.V2!;
+        bool hasCpu = File.ReadAllText(Path.Combine(root, "cgroup.controllers")).Split(' ', '\n').Contains("cpu");
+        var fs = new CpuPretendingFs(pretend: !hasCpu);
+        string home = CpuControllers.HomeDirectory("/proc/self/cgroup", root, mounts.V2MountRoot, v2: true);
+        string before = OwnV2Cgroup("self");
+        using var t = new TestThread(spin: false);
+        var c = CpuControllers.Detect(new CpuControlOptions { V2Root = root, Home = home, Fs = fs }, out var warning);
+        output.WriteLine($"{c.Describe()} {warning} (cpu controller {(hasCpu ? "real" : "pretended")})");
+        Assert.Equal(CpuControlMode.CgroupV2, c.Mode);
+        var v2 = (CgroupCpuController)c;
+        try
+        {
+            string rel(string dir) => "/" + Path.GetRelativePath(root, dir);
+            Assert.Equal(rel(v2.ProcessPath), OwnV2Cgroup("self"));
+            var g = c.CreateGroup("dom1-v2");
+            Assert.Equal("threaded", File.ReadAllText(Path.Combine(g.Path!, "cgroup.type")).Trim());
+            g.AddThread(t.Tid);
+            Assert.Equal(rel(g.Path!), OwnV2Cgroup($"self/task/{t.Tid}"));
+            g.SetWeight(512);
+            g.SetCap(30);
+            if (hasCpu) Assert.Equal("200", File.ReadAllText(Path.Combine(g.Path!, "cpu.weight")).Trim());
+            else Assert.Contains((Path.Combine(g.Path!, "cpu.max"), "30000 100000"), fs.Pretended);
+        }
+        finally { c.Dispose(); }
+        Assert.Empty(v2.Warnings);
+        Assert.Equal(before, OwnV2Cgroup("self"));
+        Assert.Equal(before, OwnV2Cgroup($"self/task/{t.Tid}"));
+        Assert.False(Directory.Exists(v2.ProcessPath));
+    }
+
+    private static string OwnV2Cgroup(string proc) =>
+        File.ReadAllLines($"/proc/{proc}/cgroup").Single(l => l.StartsWith("0::", StringComparison.Ordinal))[3..];
+}
