@@ -329,7 +329,7 @@ public sealed class CgroupCpuGroup : CpuGroup
 
     protected override void ApplyRemove()
     {
-        var live = _owner.LiveMembers(Path).Union(Threads.Where(_owner.FileSystem.ThreadAlive)).ToList();
+        var live = _owner.LiveMembers(Path);
         var foreign = live.Where(t => !_owner.FileSystem.IsOwnThread(t)).ToList();
         if (foreign.Count > 0)
             throw new CpuControlException($"cannot remove {Path}: threads {string.Join(',', foreign)} of another process are in it", Native.EBUSY, Path);
@@ -341,7 +341,7 @@ public sealed class CgroupCpuGroup : CpuGroup
 
     public override string Describe()
     {
-        var t = Threads;
+        var t = _owner.LiveMembers(Path); // what the kernel has in the group now
         return $"{Name}: {_owner.DescribeValues(Path, Weight, Cap)}, threads {(t.Count == 0 ? "-" : string.Join(',', t))}";
     }
 }

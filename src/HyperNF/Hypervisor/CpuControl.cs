@@ -53,7 +53,7 @@ public abstract class CpuGroup
     /// <summary>% of one CPU; 0 = no cap.</summary>
     public int Cap { get; private set; }
     public bool Removed { get; private set; }
-    /// <summary>Thread ids added (and not removed) through this object.</summary>
+    /// <summary>Thread ids added (and not removed) through this object; a thread later moved to another group stays listed here (the kernel's membership file is the truth).</summary>
     public IReadOnlyList<int> Threads { get { lock (_gate) return _tids.ToArray(); } }
 
     /// <summary>Sets the credit2 weight (1..65535, 256 = default).</summary>
@@ -87,9 +87,8 @@ public abstract class CpuGroup
         lock (_gate)
         {
             ThrowIfRemoved();
-            if (_tids.Contains(tid)) return;
-            ApplyAddThread(tid);
-            _tids.Add(tid);
+            ApplyAddThread(tid); // always written: the thread may have been moved elsewhere since
+            if (!_tids.Contains(tid)) _tids.Add(tid);
         }
     }
 

@@ -23,7 +23,14 @@ public sealed class DomainCpuBinding
     {
         Group.SetWeight(Domain.Weight);
         Group.SetCap(Domain.Cap);
-        foreach (int tid in Domain.VCpuTids) Group.AddThread(tid);
+        foreach (int tid in Domain.VCpuTids) AddIfAlive(Group, tid);
+    }
+
+    /// <summary>Adds a thread; one that has already ended (a guest that crashed at once) is skipped.</summary>
+    internal static void AddIfAlive(CpuGroup group, int tid)
+    {
+        try { group.AddThread(tid); }
+        catch (CpuControlException e) when (e.Errno == Linux.Native.ESRCH) { }
     }
 }
 
@@ -93,7 +100,7 @@ public sealed class HostCpuControl : IDisposable
         try
         {
             b.Apply();
-            if (d.Backend is { Tid: > 0 } backend) HostGroup.AddThread(backend.Tid);
+            if (d.Backend is { Tid: > 0 } backend) DomainCpuBinding.AddIfAlive(HostGroup, backend.Tid);
         }
         catch
         {

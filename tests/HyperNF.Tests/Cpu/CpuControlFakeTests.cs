@@ -146,6 +146,10 @@ public class CpuControlFakeTests
         h.AddThread(t1.Tid); // moving between groups
         Assert.Equal("", fs.ReadText($"{inst}/dom2-fw/cgroup.threads"));
         Assert.Equal($"{t1.Tid}", fs.ReadText($"{inst}/host/cgroup.threads"));
+        g.Remove(); // the thread it once had is in another group now: left there
+        Assert.Equal($"{t1.Tid}", fs.ReadText($"{inst}/host/cgroup.threads"));
+        Assert.False(Directory.Exists(Path.Combine(fs.Root, inst, "dom2-fw")));
+        Assert.Single(c.Groups);
 
         c.Dispose();
         Assert.Equal(["hypernf"], fs.Tree());

@@ -54,7 +54,7 @@ public class CpuControlRealV1Tests(ITestOutputHelper output)
     {
         using var c = CpuControllers.Detect(out var warning);
         output.WriteLine($"{c.Mode}: {c.Describe()} {warning}");
-        if (RealCgroupV1.Unavailable == null && RealCgroupV1.Mounts.V2 is { } v2 && !File.ReadAllText(Path.Combine(v2, "cgroup.controllers")).Contains("cpu"))
+        if (RealCgroupV1.Unavailable == null && RealCgroupV1.Mounts.V2 is { } v2 && !File.ReadAllText(Path.Combine(v2, "cgroup.controllers")).Split(' ', '\n').Contains("cpu"))
             Assert.Equal(CpuControlMode.CgroupV1, c.Mode);
     }
 
@@ -75,7 +75,18 @@ public class CpuControlRealV1Tests(ITestOutputHelper output)
             Thread.Sleep(2000);
             double share = Share(spin, t0, Environment.TickCount64 * 1_000_000 - w0);
             output.WriteLine($"capped thread: {share:P1} of one CPU");
-            Assert.InRange(share, 0.25, 0.35);
+            Assert.True(share <= 0.35, $"cap 30% not enforced: the thread got {share:P1}");
+            if (share < 0.25)
+            {
+                // Below the cap: only acceptable if the machine is too busy to give even an
+                // uncapped thread much more (other builds on the 2 cores).
+                g.SetCap(0);
+                long u0 = spin.CpuNs, v0 = Environment.TickCount64 * 1_000_000;
+                Thread.Sleep(1000);
+                double uncapped = Share(spin, u0, Environment.TickCount64 * 1_000_000 - v0);
+                output.WriteLine($"machine busy? the same thread uncapped: {uncapped:P1}");
+                Assert.True(uncapped < 0.40, $"capped thread got {share:P1} (< 25%) although uncapped it gets {uncapped:P1}");
+            }
             c.Dispose();
             Assert.False(Directory.Exists(dir));
             // Back in the process's own cgroup, uncapped.
