@@ -27,8 +27,9 @@ internal static class RealCgroupV1
     {
         if (Mounts.V1Cpu is not { } root) return "no cgroup v1 hierarchy with the cpu controller in /proc/self/mountinfo (cgroup v2-only machine?)";
         if (!File.Exists(Path.Combine(root, "cpu.cfs_quota_us"))) return $"{root}/cpu.cfs_quota_us missing (kernel without CFS bandwidth control)";
-        if (Environment.UserName != "root" && Native.WriteOnce(Path.Combine(root, "cpu.shares"), File.ReadAllText(Path.Combine(root, "cpu.shares")).Trim()) != 0)
-            return $"{root} is not writable (needs root)";
+        if (Environment.UserName != "root") return $"{root}: creating cgroups needs root";
+        int e = Native.Mkdir(Path.Combine(root, "hypernf"));
+        if (e != 0 && e != Native.EEXIST) return $"cannot create {root}/hypernf: {Native.ErrnoName(e)} (read-only cgroup fs in a container?)";
         return null;
     }
 
