@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using HyperNF.Bench;
+using HyperNF.Bench.Experiments;
+using HyperNF.Hypervisor;
 using Spectre.Console;
 
 namespace HyperNF.Cli.Commands;
@@ -12,7 +14,58 @@ internal static partial class BenchCommands
     {
         var bench = new Command("bench", "Benchmarks that print figures and write JSON.");
         bench.Subcommands.Add(CreateSwitch());
+        foreach (var (name, what, run) in Experiments)
+            bench.Subcommands.Add(CreateExperiment(name, what, run));
         return bench;
+    }
+
+    private static readonly (string Name, string What, Func<ExperimentOptions, ExperimentReport> Run)[] Experiments =
+    [
+        ("throughput", "NF cost sweep under hypercall, split and merge: Mpps and the gain of hypercall", ThroughputExperiment.Run),
+        ("utilization", "CPU per Mpps (NF domain plus backend) by model at fixed offered loads", UtilizationExperiment.Run),
+        ("fairness", "Three NFs with different weights/caps/traffic on one core: CPU used against allocation", FairnessExperiment.Run),
+        ("adapt", "Offered load shifting between two NFs: throughput time series per model", AdaptExperiment.Run),
+        ("chain", "Service chains of 1..8 NFs: throughput and latency per length and model", ChainExperiment.Run),
+    ];
+
+    private static Command CreateExperiment(string name, string what, Func<ExperimentOptions, ExperimentReport> run)
+    {
+        var quick = new Option<bool>("--quick") { Description = "Fewer points, shorter runs (under 2 minutes on 2 cores)" };
+        var json = new Option<string?>("--json") { Description = "JSON output path", DefaultValueFactory = _ => $"artifacts/bench/{name}.json" };
+        var plot = new Option<string?>("--plot") { Description = "PNG plot path", DefaultValueFactory = _ => $"artifacts/bench/{name}.png" };
+        var md = new Option<string?>("--md") { Description = "Markdown table path", DefaultValueFactory = _ => $"artifacts/bench/{name}.md" };
+        var models = new Option<string>("--models") { Description = "I/O models, comma-separated", DefaultValueFactory = _ => "hypercall,split,merge" };
+        var noCg = new Option<bool>("--no-cgroups") { Description = "Do not enforce weights and caps with cgroups (accounting only)" };
+        var cmd = new Command(name, what) { quick, json, plot, md, models, noCg };
+        cmd.SetAction(p =>
+        {
+            bool useCg = !p.GetValue(noCg);
+            var opts = new ExperimentOptions
+            {
+                Quick = p.GetValue(quick),
+                Log = line => Console.WriteLine(line),
+                Models = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray(),
+                CpuPolicy = useCg ? () => HostCpuControl.Detect(out _) : null,
+            };
+            var started = DateTime.UtcNow;
+            var report = run(opts);
+            var elapsed = DateTime.UtcNow - started;
+            string header = $"## {name}\n\nMeasured {started:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} CPUs in {elapsed.TotalSeconds:F0} s: `./hypernf bench {name}{(opts.Quick ? " --quick" : "")}`\n\n";
+            Console.WriteLine();
+            Console.WriteLine(report.Markdown);
+            string? mdPath = p.GetValue(md);
+            if (!string.IsNullOrEmpty(mdPath))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(mdPath))!);
+                File.WriteAllText(mdPath, header + report.Markdown);
+                Console.Error.WriteLine($"wrote {mdPath}");
+            }
+            Json.Write(p.GetValue(json), new { experiment = name, date = started, quick = opts.Quick, seconds = Math.Round(elapsed.TotalSeconds, 1), data = report.Data });
+            string? plotPath = p.GetValue(plot);
+            if (!string.IsNullOrEmpty(plotPath) && report.Plots.Count > 0) Plotter.Save(report.Plots, plotPath);
+            return 0;
+        });
+        return cmd;
     }
 
     private static Command CreateSwitch()

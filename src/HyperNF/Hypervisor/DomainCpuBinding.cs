@@ -40,7 +40,7 @@ public sealed class DomainCpuBinding
 /// point of the fairness experiment), and a group per domain for its vCPUs.
 /// Thread-safe. See docs/cpu-control.md for wiring.
 /// </summary>
-public sealed class HostCpuControl : IDisposable
+public sealed class HostCpuControl : IDisposable, IDomainCpuPolicy
 {
     private readonly object _gate = new();
     private readonly Dictionary<Domain, DomainCpuBinding> _bindings = new();
@@ -154,6 +154,10 @@ public sealed class HostCpuControl : IDisposable
         b.Group.Remove();
         if (d.Backend is { Tid: > 0 } backend) HostGroup.RemoveThread(backend.Tid);
     }
+
+    void IDomainCpuPolicy.Apply(Domain domain) => Bind(domain);
+
+    void IDomainCpuPolicy.Release(Domain domain) => Unbind(domain);
 
     /// <summary>Mode line plus one line per group.</summary>
     public string Describe()

@@ -82,13 +82,14 @@ public sealed class Host : IDisposable
         try
         {
             d.Start(guest, backendCpus);
-            CpuPolicy?.Apply(d);
         }
         catch
         {
             lock (_gate) _domains.Remove(d.Id);
             throw;
         }
+        try { CpuPolicy?.Apply(d); }
+        catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
         return d;
     }
 
@@ -119,8 +120,20 @@ public sealed class Host : IDisposable
         CpuPolicy?.Apply(d);
     }
 
-    /// <summary>Applies weights and caps to the kernel scheduler (cgroups); null = accounting only.</summary>
+    /// <summary>Applies weights and caps to the kernel scheduler (cgroups); null = accounting only. Disposed with the host.</summary>
     public IDomainCpuPolicy? CpuPolicy { get; set; }
+
+    /// <summary>
+    /// Detects the kernel's CPU controller (cgroup v2 or v1) and installs it as
+    /// <see cref="CpuPolicy"/>; returns a one-line warning when only accounting is possible.
+    /// </summary>
+    public string? EnableCpuControl()
+    {
+        var control = HostCpuControl.Detect(out string? warning);
+        CpuPolicy = control;
+        if (warning is not null) _events.Enqueue(warning);
+        return warning;
+    }
 
     /// <summary>Switch-wide knobs set by ctl ops and named settings.</summary>
     public HostSettings Settings { get; } = new();
@@ -129,7 +142,8 @@ public sealed class Host : IDisposable
     public bool Destroy(Domain d)
     {
         bool clean = d.Destroy(DestroyTimeout);
-        CpuPolicy?.Release(d);
+        try { CpuPolicy?.Release(d); }
+        catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
         lock (_gate)
         {
             if (clean) _domains.Remove(d.Id);
@@ -177,6 +191,7 @@ public sealed class Host : IDisposable
         if (_disposed) return;
         foreach (var d in Domains) Destroy(d);
         _disposed = true;
+        (CpuPolicy as IDisposable)?.Dispose();
         _watchdog.Join(TimeSpan.FromSeconds(1));
     }
 }
