@@ -70,7 +70,7 @@ public static class ChainScenario
     /// <summary>NF arguments that let the benchmark traffic (UDP 10.0.0.1 -> 10.1.0.1) through, with some rules that do not match.</summary>
     public static string? DefaultNfArgs(string nf) => nf switch
     {
-        "firewall" => "rule=deny tcp any -> any 22;rule=deny udp any -> 10.9.0.0/16 any;rule=allow udp any -> 10.1.0.0/16 any,default=deny",
+        "firewall" => "rule=deny tcp any -> any 22;deny udp any -> 10.9.0.0/16 any;allow udp any -> 10.1.0.0/16 any,default=deny",
         "router" => "mac0=02:00:00:00:01:00,mac1=02:00:00:00:01:01,route=10.1.0.0/16 via ff:ff:ff:ff:ff:ff port 1",
         "nat" => "public=192.0.2.1,ports=20000-29999",
         "cost" => "cycles=300",
