@@ -56,6 +56,7 @@ public sealed class PhysicalPorts : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(bridgeName);
         ArgumentException.ThrowIfNullOrEmpty(ifName);
+        ValidateInterfaceName(ifName);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -107,6 +108,14 @@ public sealed class PhysicalPorts : IDisposable
     public PhysicalPort? Find(string portName)
     {
         lock (_gate) return _ports.FirstOrDefault(p => p.Name == portName);
+    }
+
+    /// <summary>Linux's rules for interface names (dev_valid_name), checked before anything is opened.</summary>
+    public static void ValidateInterfaceName(string ifName)
+    {
+        ArgumentNullException.ThrowIfNull(ifName);
+        if (ifName.Length is 0 or > 15 || ifName is "." or ".." || ifName.AsSpan().IndexOfAny("/: \t\n") >= 0)
+            throw new ArgumentException($"'{ifName}' is not an interface name: Linux names have 1..15 characters and no '/', ':' or spaces");
     }
 
     private static (string Bridge, string If) Split(string portName)
