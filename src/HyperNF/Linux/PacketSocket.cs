@@ -151,6 +151,40 @@ internal static unsafe partial class PacketSocket
     {
         [FieldOffset(0)] public fixed byte Name[IfNameSize];
         [FieldOffset(16)] public int Value;
+        [FieldOffset(16)] public void* Data;
+    }
+
+    // ---- ethtool (linux/ethtool.h): the legacy get/set commands on struct ethtool_value
+    public const ulong SIOCETHTOOL = 0x8946;
+    public const uint ETHTOOL_GFLAGS = 0x25, ETHTOOL_SFLAGS = 0x26, ETHTOOL_GGRO = 0x2b, ETHTOOL_SGRO = 0x2c;
+    public const uint ETH_FLAG_LRO = 1 << 15;
+
+    /// <summary>
+    /// One ethtool command with a struct ethtool_value {cmd, data}: reads <paramref name="data"/>
+    /// for a get, writes it for a set. Returns 0 or the errno.
+    /// </summary>
+    public static int Ethtool(string ifName, uint cmd, ref uint data)
+    {
+        byte[] name = Encoding.UTF8.GetBytes(ifName);
+        if (name.Length == 0 || name.Length >= IfNameSize) return ENODEV;
+        int fd = Socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return LastErrno;
+        try
+        {
+            uint* value = stackalloc uint[2];
+            value[0] = cmd;
+            value[1] = data;
+            IfReq req = default;
+            for (int i = 0; i < name.Length; i++) req.Name[i] = name[i];
+            req.Data = value;
+            if (Ioctl(fd, SIOCETHTOOL, &req) != 0) return LastErrno;
+            data = value[1];
+            return 0;
+        }
+        finally
+        {
+            Native.Close(fd);
+        }
     }
 
     [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]

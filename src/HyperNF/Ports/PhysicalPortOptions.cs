@@ -19,6 +19,12 @@ public sealed record PhysicalPortOptions
     public bool Promiscuous { get; init; } = true;
     /// <summary>PACKET_QDISC_BYPASS on the TX socket: frames go straight to the driver, as netmap's do.</summary>
     public bool QdiscBypass { get; init; } = true;
+    /// <summary>
+    /// Turn GRO and LRO off on the interface while attached (restored at detach). AF_PACKET sees
+    /// frames after GRO, which merges TCP segments into frames far over the MTU; a bridge port
+    /// must forward the frames as they were on the wire, as netmap does.
+    /// </summary>
+    public bool DisableReceiveOffloads { get; init; } = true;
     /// <summary>Frames the driver thread takes from the kernel per round before it flushes them into the bridge.</summary>
     public int RxBudget { get; init; } = 512;
     /// <summary>Longest sleep of an idle driver thread; it re-checks the link state at least this often.</summary>

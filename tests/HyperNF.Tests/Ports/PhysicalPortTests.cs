@@ -279,6 +279,64 @@ public class PhysicalPortTests
         Assert.Equal(0, bridge.GetStatistics().Unaccounted);
     }
 
+    [NetnsFact]
+    public void FramesToALinkThatIsDownAreCountedAndTrafficResumesWhenItComesBack()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.9.1/24");
+        var b = lab.Add("b", "10.231.9.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 });
+        ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Ping(lab, a, b, count: 1);
+
+        // Carrier loss: the peer (inside the namespace) goes down.
+        NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "down");
+        WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the carrier loss");
+        lab.Exec(a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
+        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 3, 2000, "link-down drops");
+        NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "up");
+        WaitFor(() => pb.Link == LinkState.Up, 3000, "the carrier to come back");
+        Ping(lab, a, b, count: 1);
+
+        // Administratively down: the attached interface itself.
+        NetLab.Must("ip", "link", "set", b.Outer, "down");
+        WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the interface down");
+        lab.Exec(a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
+        NetLab.Must("ip", "link", "set", b.Outer, "up");
+        WaitFor(() => pb.Link == LinkState.Up, 3000, "the interface to come back up");
+        Ping(lab, a, b, count: 2);
+        Dump(ports);
+        Assert.Null(pb.LastError);
+        AssertAddsUp(pb);
+    }
+
+    [NetnsFact]
+    public void AttachSetsPromiscuousAndGroOffAndDetachRestoresThem()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.8.1/24");
+        NetLab.Must("ethtool", "-K", a.Outer, "gro", "on");
+        // A packet socket's promiscuous membership shows as the device's promiscuity count, not as the PROMISC flag.
+        static bool Promisc(string dev) => !NetLab.Must("ip", "-d", "link", "show", "dev", dev).Contains("promiscuity 0 ");
+        static bool Gro(string dev) => NetLab.Must("ethtool", "-k", dev).Contains("generic-receive-offload: on");
+        Assert.False(Promisc(a.Outer));
+        Assert.True(Gro(a.Outer));
+        using var ports = new PhysicalPorts(new ValeSwitch());
+        var p = ports.Attach("valex:" + a.Outer);
+        Assert.True(Promisc(a.Outer));
+        Assert.False(Gro(a.Outer));
+        Assert.Contains("gro off", p.Backend.Description);
+        Assert.Same(p, ports.Find($"valex:{a.Outer}"));
+        Assert.Throws<InvalidOperationException>(() => ports.Attach("valey", a.Outer)); // one bridge per interface
+        Assert.True(ports.Detach("valex:" + a.Outer));
+        Assert.False(ports.Detach("valex:" + a.Outer));
+        Assert.False(Promisc(a.Outer));
+        Assert.True(Gro(a.Outer));
+        Assert.Empty(ports.Switch.FindBridge("valex")!.Ports);
+    }
+
     [Fact]
     public void AttachingAnInterfaceThatDoesNotExistNamesIt()
     {
