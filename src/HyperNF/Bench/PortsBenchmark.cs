@@ -135,11 +135,13 @@ public static class PortsBenchmark
 
             long rx0 = RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
             long drvNs0 = DriverNs(ports);
+            var (portDrops0, switchDrops0) = Drops(ports, sw);
             var (busy0, _) = MachineTicks();
             var sw0 = Stopwatch.StartNew();
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
             long rx1 = RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
             long drvNs1 = DriverNs(ports);
+            var (portDrops1, switchDrops1) = Drops(ports, sw);
             var (busy1, _) = MachineTicks();
             double secs = sw0.Elapsed.TotalSeconds;
             sender.Stop();
@@ -147,16 +149,7 @@ public static class PortsBenchmark
 
             long received = rx1 - rx0, sent = sent1 - sent0;
             double busyNs = (busy1 - busy0) * (1e9 / 100.0); // USER_HZ = 100
-            long portDrops = 0, switchDrops = 0;
-            if (ports is not null)
-            {
-                foreach (var p in ports.List())
-                {
-                    var s = p.GetStatistics();
-                    portDrops += s.TotalRxDrops + s.TotalTxDrops;
-                }
-                switchDrops = sw!.FindBridge("valebench")!.GetStatistics().Dropped;
-            }
+            long portDrops = portDrops1 - portDrops0, switchDrops = switchDrops1 - switchDrops0;
             return new PortsBenchmarkResult
             {
                 Path = path == PortsBenchmarkPath.HyperNF ? "hypernf" : "linux-bridge",
@@ -191,6 +184,18 @@ public static class PortsBenchmark
         Sh(out _, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.veth0.disable_ipv6=1");
         Must("ip", "-n", ns, "link", "set", "veth0", "up");
         Must("ip", "link", "set", outer, "up");
+    }
+
+    private static (long Port, long Switch) Drops(PhysicalPorts? ports, ValeSwitch? sw)
+    {
+        if (ports is null || sw is null) return (0, 0);
+        long port = 0;
+        foreach (var p in ports.List())
+        {
+            var s = p.GetStatistics();
+            port += s.TotalRxDrops + s.TotalTxDrops;
+        }
+        return (port, sw.FindBridge("valebench")?.GetStatistics().Dropped ?? 0);
     }
 
     private static long DriverNs(PhysicalPorts? ports)

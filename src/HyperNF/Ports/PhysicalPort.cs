@@ -168,7 +168,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         bool tagged = vlanTag != 0 || IsTagged(frame);
         if (frame.Length < wireLength || len > Backend.Mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
         {
-            _rxDrops[(int)PortDropReason.Oversize]++;
+            if (_rxDrops[(int)PortDropReason.Oversize]++ == 0)
+                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {Backend.Mtu}) and are dropped: " +
+                             "the sender merges segments (TSO/GSO/GRO); turn its offloads off, e.g. 'ethtool -K PEER tx off'";
             return;
         }
         if (vlanTag != 0 && frame.Length >= 12)
