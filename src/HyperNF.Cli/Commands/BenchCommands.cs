@@ -16,6 +16,7 @@ internal static partial class BenchCommands
         bench.Subcommands.Add(CreateSwitch());
         foreach (var (name, what, run) in Experiments)
             bench.Subcommands.Add(CreateExperiment(name, what, run));
+        bench.Subcommands.Add(CreatePorts());
         return bench;
     }
 
@@ -63,6 +64,51 @@ internal static partial class BenchCommands
             Json.Write(p.GetValue(json), new { experiment = name, date = started, quick = opts.Quick, seconds = Math.Round(elapsed.TotalSeconds, 1), data = report.Data });
             string? plotPath = p.GetValue(plot);
             if (!string.IsNullOrEmpty(plotPath) && report.Plots.Count > 0) Plotter.Save(report.Plots, plotPath);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command CreatePorts()
+    {
+        var sizes = new Option<string>("--frame-sizes", "-l") { Description = "Comma-separated frame sizes (60..1514)", DefaultValueFactory = _ => "64,1514" };
+        var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 3 };
+        var batch = new Option<int>("--batch", "-b") { Description = "Frames per send() of the sender", DefaultValueFactory = _ => 256 };
+        var only = new Option<string?>("--path") { Description = "hypernf or linux-bridge (default: both)" };
+        var drvdom = new Option<bool>("--drvdom-txsync") { Description = "HyperNF: the port driver thread transmits (ctl op 5 = 1)" };
+        var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
+        var cmd = new Command("ports", "Two veth-attached namespaces through a HyperNF bridge and through a Linux bridge: Mpps and CPU (root).")
+        {
+            sizes, seconds, batch, only, drvdom, json,
+        };
+        cmd.SetAction(p =>
+        {
+            if (PortsBenchmark.Unavailable() is { } why)
+            {
+                AnsiConsole.MarkupLine($"[red]ports benchmark: {Markup.Escape(why)}[/]");
+                return 1;
+            }
+            var paths = p.GetValue(only) switch
+            {
+                null => new[] { PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge },
+                "hypernf" => [PortsBenchmarkPath.HyperNF],
+                "linux-bridge" => [PortsBenchmarkPath.LinuxBridge],
+                var other => throw new ArgumentException($"--path must be hypernf or linux-bridge, not '{other}'"),
+            };
+            int last = Environment.ProcessorCount - 1;
+            var o = new PortsBenchmarkOptions
+            {
+                FrameSizes = p.GetValue(sizes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
+                Seconds = p.GetValue(seconds), Batch = p.GetValue(batch), Paths = paths,
+                SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom),
+            };
+            var results = PortsBenchmark.Run(o, Console.WriteLine);
+            var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "port drops", "switch drops");
+            foreach (var r in results)
+                table.AddRow(r.Path, $"{r.FrameSize}", $"{r.Mpps:F3}", $"{r.MppsOffered:F3}", $"{r.Gbps:F2}", $"{r.CpuPct:F0}", $"{r.SenderCpuPct:F0}",
+                    $"{r.DriverCpuPct:F0}", $"{r.NsPerPacket:F0}", $"{r.PortDrops}", $"{r.SwitchDrops}");
+            AnsiConsole.Write(table);
+            Json.Write(p.GetValue(json), new { results });
             return 0;
         });
         return cmd;

@@ -1,0 +1,328 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using HyperNF.Linux;
+using HyperNF.Ports;
+using HyperNF.Switch;
+
+namespace HyperNF.Bench;
+
+/// <summary>What forwards between the two veth-attached namespaces.</summary>
+public enum PortsBenchmarkPath
+{
+    /// <summary>A HyperNF bridge with both outer veth ends attached as physical ports.</summary>
+    HyperNF,
+    /// <summary>A Linux bridge (ip link add type bridge) with both outer ends as its ports.</summary>
+    LinuxBridge,
+}
+
+public sealed record PortsBenchmarkOptions
+{
+    public IReadOnlyList<int> FrameSizes { get; init; } = [64, 1514];
+    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge];
+    public double Seconds { get; init; } = 3;
+    public double WarmupSeconds { get; init; } = 0.5;
+    /// <summary>Frames the sender queues per send() kick.</summary>
+    public int Batch { get; init; } = 256;
+    public int SenderCpu { get; init; }
+    /// <summary>CPU of HyperNF's port driver threads; -1: not pinned.</summary>
+    public int DriverCpu { get; init; } = 1;
+    /// <summary>drvdom_txsync (ctl op 5) for the HyperNF path.</summary>
+    public bool DriverDomainTxSync { get; init; }
+}
+
+public sealed record PortsBenchmarkResult
+{
+    [JsonPropertyName("path")] public required string Path { get; init; }
+    [JsonPropertyName("frame_size")] public int FrameSize { get; init; }
+    [JsonPropertyName("seconds")] public double Seconds { get; init; }
+    /// <summary>Frames the sender handed to its interface.</summary>
+    [JsonPropertyName("sent")] public long Sent { get; init; }
+    /// <summary>Frames that arrived at the receiving namespace's interface.</summary>
+    [JsonPropertyName("received")] public long Received { get; init; }
+    [JsonPropertyName("mpps_offered")] public double MppsOffered { get; init; }
+    [JsonPropertyName("mpps")] public double Mpps { get; init; }
+    [JsonPropertyName("gbps")] public double Gbps { get; init; }
+    /// <summary>Busy time of the whole machine, in % of one core (200 = both cores of a 2-core machine).</summary>
+    [JsonPropertyName("cpu_pct")] public double CpuPct { get; init; }
+    /// <summary>CPU of the sender thread (its send() also runs the kernel's transmit and, for the Linux bridge, the forwarding softirq).</summary>
+    [JsonPropertyName("sender_cpu_pct")] public double SenderCpuPct { get; init; }
+    /// <summary>CPU of HyperNF's port driver threads (0 for the Linux bridge).</summary>
+    [JsonPropertyName("driver_cpu_pct")] public double DriverCpuPct { get; init; }
+    /// <summary>Machine CPU ns per received frame.</summary>
+    [JsonPropertyName("ns_per_packet")] public double NsPerPacket { get; init; }
+    [JsonPropertyName("port_drops")] public long PortDrops { get; init; }
+    [JsonPropertyName("switch_drops")] public long SwitchDrops { get; init; }
+    [JsonPropertyName("drvdom_txsync")] public bool DriverDomainTxSync { get; init; }
+}
+
+/// <summary>
+/// Two namespaces, each with a veth pair whose outer end is in the root namespace; a sender
+/// thread inside the first namespace writes UDP frames to its veth end through an AF_PACKET
+/// TX ring (our own sender, PACKET_QDISC_BYPASS, one send() per batch); the frames cross the
+/// bridge (HyperNF's or Linux's) and are counted at the second namespace's veth end. The
+/// destination MAC is unknown to both bridges (flooded to the one other port) and not the
+/// receiver's, so the receiving stack drops each frame at once (PACKET_OTHERHOST): what is
+/// measured is the bridge path, not a socket. Needs root.
+/// </summary>
+public static class PortsBenchmark
+{
+    private static readonly byte[] DstMac = [0x02, 0x00, 0x00, 0xbe, 0x0c, 0x99];
+    private static readonly byte[] SrcMac = [0x02, 0x00, 0x00, 0xbe, 0x0c, 0x01];
+
+    /// <summary>Why the benchmark cannot run here, or null.</summary>
+    public static string? Unavailable()
+    {
+        if (!OperatingSystem.IsLinux()) return "needs Linux";
+        if (Sh(out _, "id", "-u") != 0) return "cannot run 'id'";
+        Sh(out string uid, "id", "-u");
+        if (uid.Trim() != "0") return "needs root (network namespaces, veth, AF_PACKET)";
+        if (Sh(out string err, "ip", "netns", "list") != 0) return $"'ip netns' does not work: {err.Trim()}";
+        return null;
+    }
+
+    public static IReadOnlyList<PortsBenchmarkResult> Run(PortsBenchmarkOptions o, Action<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        if (Unavailable() is { } why) throw new InvalidOperationException($"ports benchmark: {why}");
+        foreach (int size in o.FrameSizes)
+            if (size is < 60 or > 1514) throw new ArgumentOutOfRangeException(nameof(o), size, "frame sizes must be 60..1514 bytes (the veth MTU is 1500)");
+        if (o.Seconds <= 0 || o.Batch is < 1 or > 4096) throw new ArgumentOutOfRangeException(nameof(o), "seconds must be > 0 and batch 1..4096");
+        var results = new List<PortsBenchmarkResult>();
+        foreach (var path in o.Paths)
+            foreach (int size in o.FrameSizes)
+            {
+                var r = RunOne(o, path, size);
+                progress?.Invoke($"{r.Path,-12} {r.FrameSize,5} B: {r.Mpps,6:F3} Mpps ({r.MppsOffered:F3} offered) {r.Gbps,6:F2} Gbit/s  " +
+                                 $"cpu {r.CpuPct:F0}% (sender {r.SenderCpuPct:F0}%, driver {r.DriverCpuPct:F0}%)  {r.NsPerPacket:F0} ns/pkt");
+                results.Add(r);
+            }
+        return results;
+    }
+
+    private static PortsBenchmarkResult RunOne(PortsBenchmarkOptions o, PortsBenchmarkPath path, int frameSize)
+    {
+        string tag = (Environment.ProcessId % 100000).ToString(CultureInfo.InvariantCulture) + Random.Shared.Next(10, 99);
+        string nsSrc = $"hnfbs{tag}", nsDst = $"hnfbd{tag}";
+        string outSrc = $"hbs{tag}", outDst = $"hbd{tag}", br = $"hbr{tag}";
+        PhysicalPorts? ports = null;
+        ValeSwitch? sw = null;
+        var sender = new Sender(nsSrc, "veth0", frameSize, o.Batch, o.SenderCpu);
+        try
+        {
+            MakeHost(nsSrc, outSrc);
+            MakeHost(nsDst, outDst);
+            if (path == PortsBenchmarkPath.HyperNF)
+            {
+                sw = new ValeSwitch();
+                ports = new PhysicalPorts(sw, new PhysicalPortOptions { DriverCpus = o.DriverCpu >= 0 ? [o.DriverCpu] : [] })
+                {
+                    DriverDomainTxSync = o.DriverDomainTxSync,
+                };
+                ports.Attach("valebench", outSrc);
+                ports.Attach("valebench", outDst);
+            }
+            else
+            {
+                Must("ip", "link", "add", br, "type", "bridge");
+                Must("ip", "link", "set", outSrc, "master", br);
+                Must("ip", "link", "set", outDst, "master", br);
+                Must("ip", "link", "set", br, "up");
+            }
+            sender.Start();
+            Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
+
+            long rx0 = RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
+            long drvNs0 = DriverNs(ports);
+            var (portDrops0, switchDrops0) = Drops(ports, sw);
+            var (busy0, _) = MachineTicks();
+            var sw0 = Stopwatch.StartNew();
+            Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
+            long rx1 = RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
+            long drvNs1 = DriverNs(ports);
+            var (portDrops1, switchDrops1) = Drops(ports, sw);
+            var (busy1, _) = MachineTicks();
+            double secs = sw0.Elapsed.TotalSeconds;
+            sender.Stop();
+            if (sender.Error is { } e) throw new InvalidOperationException($"ports benchmark sender failed: {e.Message}", e);
+
+            long received = rx1 - rx0, sent = sent1 - sent0;
+            double busyNs = (busy1 - busy0) * (1e9 / 100.0); // USER_HZ = 100
+            long portDrops = portDrops1 - portDrops0, switchDrops = switchDrops1 - switchDrops0;
+            return new PortsBenchmarkResult
+            {
+                Path = path == PortsBenchmarkPath.HyperNF ? "hypernf" : "linux-bridge",
+                FrameSize = frameSize, Seconds = secs, Sent = sent, Received = received,
+                MppsOffered = sent / secs / 1e6, Mpps = received / secs / 1e6,
+                Gbps = received * (frameSize + 24) * 8 / secs / 1e9, // with preamble, SFD and IFG as on a wire
+                CpuPct = busyNs / secs / 1e7,
+                SenderCpuPct = (sndNs1 - sndNs0) / secs / 1e7,
+                DriverCpuPct = (drvNs1 - drvNs0) / secs / 1e7,
+                NsPerPacket = received > 0 ? busyNs / received : 0,
+                PortDrops = portDrops, SwitchDrops = switchDrops,
+                DriverDomainTxSync = path == PortsBenchmarkPath.HyperNF && o.DriverDomainTxSync,
+            };
+        }
+        finally
+        {
+            sender.Stop();
+            ports?.Dispose();
+            Sh(out _, "ip", "netns", "del", nsSrc);
+            Sh(out _, "ip", "netns", "del", nsDst);
+            Sh(out _, "ip", "link", "del", outSrc);
+            Sh(out _, "ip", "link", "del", outDst);
+            if (path == PortsBenchmarkPath.LinuxBridge) Sh(out _, "ip", "link", "del", br);
+        }
+    }
+
+    private static void MakeHost(string ns, string outer)
+    {
+        Must("ip", "netns", "add", ns);
+        Must("ip", "link", "add", outer, "type", "veth", "peer", "name", "veth0", "netns", ns);
+        Sh(out _, "sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
+        Sh(out _, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.veth0.disable_ipv6=1");
+        Must("ip", "-n", ns, "link", "set", "veth0", "up");
+        Must("ip", "link", "set", outer, "up");
+    }
+
+    private static (long Port, long Switch) Drops(PhysicalPorts? ports, ValeSwitch? sw)
+    {
+        if (ports is null || sw is null) return (0, 0);
+        long port = 0;
+        foreach (var p in ports.List())
+        {
+            var s = p.GetStatistics();
+            port += s.TotalRxDrops + s.TotalTxDrops;
+        }
+        return (port, sw.FindBridge("valebench")?.GetStatistics().Dropped ?? 0);
+    }
+
+    private static long DriverNs(PhysicalPorts? ports)
+    {
+        if (ports is null) return 0;
+        long sum = 0;
+        foreach (var p in ports.List()) sum += Math.Max(0, CpuTime.ThreadNs(p.DriverTid));
+        return sum;
+    }
+
+    private static long RxPackets(string ns)
+    {
+        string json = Must("ip", "-n", ns, "-s", "-j", "link", "show", "dev", "veth0");
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement[0].GetProperty("stats64").GetProperty("rx").GetProperty("packets").GetInt64();
+    }
+
+    /// <summary>Busy and total ticks of all CPUs from /proc/stat.</summary>
+    private static (long Busy, long Total) MachineTicks()
+    {
+        string line = File.ReadLines("/proc/stat").First();
+        var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        long idle = f[3] + f[4];
+        long total = f.Take(8).Sum();
+        return (total - idle, total);
+    }
+
+    private static string Must(params string[] args)
+    {
+        int rc = Sh(out string output, args);
+        if (rc != 0) throw new InvalidOperationException($"'{string.Join(' ', args)}' failed ({rc}): {output.Trim()}");
+        return output;
+    }
+
+    private static int Sh(out string output, params string[] args)
+    {
+        var psi = new ProcessStartInfo(args[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args.Skip(1)) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        output = p.StandardOutput.ReadToEnd();
+        if (!p.WaitForExit(10_000))
+        {
+            p.Kill();
+            output = "timed out";
+            return -1;
+        }
+        output += err.Result;
+        return p.ExitCode;
+    }
+
+    /// <summary>The traffic source: a thread inside the source namespace with an AF_PACKET TX ring on its veth end.</summary>
+    private sealed class Sender
+    {
+        private readonly string _ns, _ifName;
+        private readonly int _frameSize, _batch, _cpu;
+        private readonly ManualResetEventSlim _ready = new();
+        private Thread? _thread;
+        private volatile bool _stop;
+        private long _sent;
+
+        public Sender(string ns, string ifName, int frameSize, int batch, int cpu)
+        {
+            _ns = ns; _ifName = ifName; _frameSize = frameSize; _batch = batch; _cpu = cpu;
+        }
+
+        public long Sent => Interlocked.Read(ref _sent);
+        public int Tid { get; private set; }
+        public Exception? Error { get; private set; }
+
+        public void Start()
+        {
+            _thread = new Thread(Main) { IsBackground = true, Name = "ports-bench-sender" };
+            _thread.Start();
+            _ready.Wait();
+            if (Error is { } e) throw new InvalidOperationException($"ports benchmark sender: {e.Message}", e);
+        }
+
+        public void Stop()
+        {
+            _stop = true;
+            _thread?.Join();
+        }
+
+        private void Main()
+        {
+            try
+            {
+                Tid = Native.GetTid();
+                if (_cpu >= 0 && _cpu < Environment.ProcessorCount) Native.SetAffinity(0, [_cpu]);
+                AfPacketBackend tx;
+                using (NetNamespace.Enter(_ns))
+                {
+                    // The socket stays in the namespace it was opened in.
+                    tx = AfPacketBackend.Open(_ifName, new PhysicalPortOptions
+                    {
+                        Promiscuous = false, DisableReceiveOffloads = false, RxBlockCount = 2, RxBlockBytes = 64 * 1024,
+                    });
+                }
+                using (tx)
+                {
+                    _ready.Set();
+                    uint seq = 0;
+                    while (!_stop)
+                    {
+                        int n = 0;
+                        for (; n < _batch; n++)
+                        {
+                            var frame = tx.BeginTransmit();
+                            if (frame.IsEmpty) break;
+                            Frames.WriteUdp(frame, DstMac, SrcMac, _frameSize, seq++);
+                            tx.CommitTransmit(_frameSize);
+                        }
+                        var r = tx.Flush();
+                        Interlocked.Add(ref _sent, n - r.Unsent);
+                        if (n == 0) Thread.Yield();
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                Error = e;
+            }
+            finally
+            {
+                _ready.Set();
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+using System.Numerics;
+using HyperNF.Linux;
+using static HyperNF.Linux.PacketSocket;
+
+namespace HyperNF.Ports;
+
+/// <summary>
+/// The default backend: two AF_PACKET sockets bound to the interface.
+/// <list type="bullet">
+/// <item>RX: a TPACKET_V3 ring (blocks of frames the kernel hands over whole, so one poll
+/// wake-up brings many frames), promiscuous membership, a forced large receive buffer,
+/// PACKET_IGNORE_OUTGOING so frames the host itself sends on the interface do not come back
+/// into the bridge.</item>
+/// <item>TX: a TPACKET_V2 ring (V3 has no fixed-size TX frames) with PACKET_QDISC_BYPASS,
+/// so one <c>send()</c> pushes every queued frame straight to the driver in the caller's
+/// context (the doorbell of HyperNF's NIC txsync), and PACKET_LOSS, so a frame the kernel
+/// rejects is skipped instead of blocking the ring.</item>
+/// </list>
+/// Separate sockets because a socket has one TPACKET version, and the TX socket is bound with
+/// protocol 0 so it receives nothing.
+/// </summary>
+public sealed unsafe class AfPacketBackend : IInterfaceBackend
+{
+    private int _rxFd = -1, _txFd = -1;
+    private byte* _rxRing, _txRing;
+    private nuint _rxRingBytes, _txRingBytes;
+    private readonly int _rxBlockSize, _rxBlockCount;
+    private int _rxBlock;
+    private readonly int _txFrameSize, _txBlockSize, _txBlocks, _txFrames;
+    private int _txHead;        // next TX frame we fill
+    private int _txFirstQueued; // first frame committed since the last flush
+    private int _txQueued;      // frames committed since the last flush
+    private volatile int _mtu;
+    private bool _promisc;
+    private bool _restoreGro, _restoreLro;
+    private int _disposed;
+
+    public string InterfaceName { get; }
+    public int InterfaceIndex { get; }
+    public int Mtu => _mtu;
+    public int TxCapacity => _txFrameSize - T2TxDataOffset;
+    public string Description =>
+        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx v2 {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{(_restoreGro ? ", gro off" : "")}{(_restoreLro ? ", lro off" : "")}";
+
+    private AfPacketBackend(string ifName, int ifIndex, int mtu, PhysicalPortOptions o)
+    {
+        InterfaceName = ifName;
+        InterfaceIndex = ifIndex;
+        _mtu = mtu;
+        _rxBlockSize = o.RxBlockBytes;
+        _rxBlockCount = o.RxBlockCount;
+        // A TX frame holds the largest frame the MTU allows (plus a VLAN tag) after its header.
+        _txFrameSize = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2048, T2TxDataOffset + mtu + 18));
+        // Frames may not straddle blocks; blocks are whole pages. Keep at least 256 frames.
+        _txBlockSize = Math.Max(_txFrameSize, 64 * 1024);
+        int perBlock = _txBlockSize / _txFrameSize;
+        int frames = Math.Max(256, o.TxRingBytes / _txFrameSize);
+        _txBlocks = (frames + perBlock - 1) / perBlock;
+        _txFrames = _txBlocks * perBlock;
+    }
+
+    /// <summary>Opens both sockets on <paramref name="ifName"/>, or throws an exception that names the interface and the fix.</summary>
+    public static AfPacketBackend Open(string ifName, PhysicalPortOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(ifName);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        int ifIndex = ResolveInterface(ifName);
+        int err = InterfaceQuery(ifName, SIOCGIFMTU, out int mtu);
+        if (err != 0) throw new IOException($"cannot read the MTU of interface '{ifName}': {ErrnoText(err)}");
+        if (mtu < 68 || mtu > 65535) throw new IOException($"interface '{ifName}' has MTU {mtu}; physical ports support 68..65535");
+        var b = new AfPacketBackend(ifName, ifIndex, mtu, options);
+        try
+        {
+            b.OpenRx(options);
+            b.OpenTx(options);
+            if (options.DisableReceiveOffloads) b.DisableReceiveOffloads();
+        }
+        catch
+        {
+            b.Dispose();
+            throw;
+        }
+        return b;
+    }
+
+    /// <summary>The interface index, or an exception saying the interface does not exist.</summary>
+    internal static int ResolveInterface(string ifName)
+    {
+        if (ifName.Length == 0 || ifName.Length >= IfNameSize || ifName.AsSpan().IndexOfAny("/: \t") >= 0)
+            throw new ArgumentException($"'{ifName}' is not an interface name: Linux names have 1..15 characters and no '/', ':' or spaces");
+        int err = InterfaceQuery(ifName, SIOCGIFINDEX, out int ifIndex);
+        if (err == ENODEV)
+            throw new ArgumentException($"interface '{ifName}' does not exist; check the name with 'ip link'");
+        if (err != 0) throw new IOException($"cannot look up interface '{ifName}': {ErrnoText(err)}");
+        return ifIndex;
+    }
+
+    private int NewSocket()
+    {
+        int fd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: receive nothing until bound
+        if (fd >= 0) return fd;
+        int err = LastErrno;
+        if (err is EPERM or EACCES)
+            throw new UnauthorizedAccessException(
+                $"attaching interface '{InterfaceName}' needs a raw packet socket: run as root or give the program CAP_NET_RAW and CAP_NET_ADMIN");
+        throw new IOException($"socket(AF_PACKET) for interface '{InterfaceName}' failed: {ErrnoText(err)}");
+    }
+
+    private void Check(int rc, string what)
+    {
+        if (rc == 0) return;
+        int err = LastErrno;
+        throw new IOException($"{what} on interface '{InterfaceName}' failed: {ErrnoText(err)}");
+    }
+
+    private void OpenRx(PhysicalPortOptions o)
+    {
+        _rxFd = NewSocket();
+        Check(SetInt(_rxFd, SOL_PACKET, PACKET_VERSION, TPACKET_V3), "PACKET_VERSION v3");
+        // Older kernels (< 4.20) lack it; frames the host sends are then skipped by sll_pkttype.
+        SetInt(_rxFd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        if (SetInt(_rxFd, SOL_SOCKET, SO_RCVBUFFORCE, o.ReceiveBufferBytes) != 0)
+            SetInt(_rxFd, SOL_SOCKET, SO_RCVBUF, o.ReceiveBufferBytes); // without CAP_NET_ADMIN: capped by rmem_max
+        var req = new TpacketReq3
+        {
+            BlockSize = (uint)_rxBlockSize,
+            BlockNr = (uint)_rxBlockCount,
+            FrameSize = 2048, // V3 packs frames of any size into blocks; this only has to divide the block
+            FrameNr = (uint)(_rxBlockSize / 2048 * _rxBlockCount),
+            RetireBlockTimeoutMs = (uint)o.RxBlockTimeoutMs,
+        };
+        Check(SetSockOpt(_rxFd, SOL_PACKET, PACKET_RX_RING, &req, (uint)sizeof(TpacketReq3)), "PACKET_RX_RING");
+        _rxRingBytes = (nuint)_rxBlockSize * (nuint)_rxBlockCount;
+        nint p = Native.Mmap(0, _rxRingBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _rxFd, 0);
+        if (p == Native.MAP_FAILED) { _rxRingBytes = 0; Check(-1, "mmap of the RX ring"); }
+        _rxRing = (byte*)p;
+        if (o.Promiscuous)
+        {
+            var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+            Check(SetSockOpt(_rxFd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq)), "PACKET_ADD_MEMBERSHIP promisc");
+            _promisc = true;
+        }
+        var sll = new SockaddrLl { Family = AF_PACKET, Protocol = HostToNetwork(ETH_P_ALL), IfIndex = InterfaceIndex };
+        Check(Bind(_rxFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the RX socket");
+    }
+
+    private void OpenTx(PhysicalPortOptions o)
+    {
+        _txFd = NewSocket();
+        Check(SetInt(_txFd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION v2");
+        Check(SetInt(_txFd, SOL_PACKET, PACKET_LOSS, 1), "PACKET_LOSS");
+        if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
+        // In-flight frames are charged to the send buffer; make it hold the whole ring so that a
+        // kick never stops half-way for lack of socket memory.
+        long sndbuf = Math.Min(int.MaxValue / 2, 2L * _txFrameSize * _txFrames);
+        if (SetInt(_txFd, SOL_SOCKET, SO_SNDBUFFORCE, (int)sndbuf) != 0) SetInt(_txFd, SOL_SOCKET, SO_SNDBUF, (int)sndbuf);
+        var req = new TpacketReq
+        {
+            BlockSize = (uint)_txBlockSize, BlockNr = (uint)_txBlocks,
+            FrameSize = (uint)_txFrameSize, FrameNr = (uint)_txFrames,
+        };
+        Check(SetSockOpt(_txFd, SOL_PACKET, PACKET_TX_RING, &req, (uint)sizeof(TpacketReq)), "PACKET_TX_RING");
+        _txRingBytes = (nuint)_txBlockSize * (nuint)_txBlocks;
+        nint p = Native.Mmap(0, _txRingBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _txFd, 0);
+        if (p == Native.MAP_FAILED) { _txRingBytes = 0; Check(-1, "mmap of the TX ring"); }
+        _txRing = (byte*)p;
+        var sll = new SockaddrLl { Family = AF_PACKET, Protocol = 0, IfIndex = InterfaceIndex };
+        Check(Bind(_txFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the TX socket");
+    }
+
+    /// <summary>
+    /// GRO/LRO off, remembering what to restore. Best effort: a device that cannot change them
+    /// (or a caller without CAP_NET_ADMIN) keeps them, and its merged frames count as oversize.
+    /// </summary>
+    private void DisableReceiveOffloads()
+    {
+        uint gro = 0;
+        if (Ethtool(InterfaceName, ETHTOOL_GGRO, ref gro) == 0 && gro != 0)
+        {
+            uint off = 0;
+            _restoreGro = Ethtool(InterfaceName, ETHTOOL_SGRO, ref off) == 0;
+        }
+        uint flags = 0;
+        if (Ethtool(InterfaceName, ETHTOOL_GFLAGS, ref flags) == 0 && (flags & ETH_FLAG_LRO) != 0)
+        {
+            uint cleared = flags & ~ETH_FLAG_LRO;
+            _restoreLro = Ethtool(InterfaceName, ETHTOOL_SFLAGS, ref cleared) == 0;
+        }
+    }
+
+    private void RestoreReceiveOffloads()
+    {
+        if (_restoreGro)
+        {
+            uint on = 1;
+            Ethtool(InterfaceName, ETHTOOL_SGRO, ref on);
+        }
+        uint flags = 0;
+        if (_restoreLro && Ethtool(InterfaceName, ETHTOOL_GFLAGS, ref flags) == 0)
+        {
+            flags |= ETH_FLAG_LRO;
+            Ethtool(InterfaceName, ETHTOOL_SFLAGS, ref flags);
+        }
+    }
+
+    // ------------------------------------------------------------------ RX
+
+    public int Receive(IFrameReceiver receiver, int budget)
+    {
+        int n = 0;
+        while (n < budget)
+        {
+            byte* block = _rxRing + (nuint)_rxBlock * (nuint)_rxBlockSize;
+            // Acquire: the kernel fills the block, then sets TP_STATUS_USER (smp_wmb before it).
+            uint status = Volatile.Read(ref *(uint*)(block + BlockStatus));
+            if ((status & TP_STATUS_USER) == 0) break;
+            uint count = *(uint*)(block + BlockNumPkts);
+            byte* p = block + *(uint*)(block + BlockFirstPkt);
+            // A block is handed back whole, so it is read whole even if that passes the budget.
+            for (uint i = 0; i < count; i++)
+            {
+                uint snap = *(uint*)(p + T3SnapLen);
+                uint len = *(uint*)(p + T3Len);
+                uint st = *(uint*)(p + T3Status);
+                byte pktType = p[T3HeaderSize + SllPktType];
+                if (pktType != PACKET_OUTGOING)
+                {
+                    uint vlan = 0;
+                    if ((st & TP_STATUS_VLAN_VALID) != 0)
+                    {
+                        uint tpid = (st & TP_STATUS_VLAN_TPID_VALID) != 0 ? *(ushort*)(p + T3VlanTpid) : 0x8100u;
+                        vlan = tpid << 16 | (*(uint*)(p + T3VlanTci) & 0xFFFF);
+                    }
+                    receiver.OnFrame(new ReadOnlySpan<byte>(p + *(ushort*)(p + T3Mac), (int)snap), (int)len, vlan);
+                    n++;
+                }
+                p += *(uint*)(p + T3NextOffset);
+            }
+            // Release: we are done reading the block before the kernel may refill it.
+            Volatile.Write(ref *(uint*)(block + BlockStatus), TP_STATUS_KERNEL);
+            _rxBlock = _rxBlock + 1 == _rxBlockCount ? 0 : _rxBlock + 1;
+        }
+        return n;
+    }
+
+    public bool Wait(int wakeFd, int timeoutMs)
+    {
+        PollFd* fds = stackalloc PollFd[2];
+        fds[0] = new PollFd { Fd = _rxFd, Events = POLLIN };
+        fds[1] = new PollFd { Fd = wakeFd, Events = POLLIN };
+        int r = Poll(fds, wakeFd >= 0 ? 2u : 1u, timeoutMs);
+        if (r <= 0) return false; // timeout, or EINTR: the caller loops anyway
+        if (wakeFd >= 0 && (fds[1].REvents & POLLIN) != 0)
+        {
+            ulong v;
+            Read(wakeFd, &v, sizeof(ulong)); // nonblocking eventfd: resets the counter
+        }
+        if ((fds[0].REvents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
+        {
+            // ENETDOWN after the link went down or the device went away; reading clears it,
+            // so a dead interface does not keep poll() returning at once.
+            TakeSocketError(_rxFd);
+            return true;
+        }
+        return false;
+    }
+
+    public long TakeKernelDrops()
+    {
+        TpacketStatsV3 s;
+        uint len = (uint)sizeof(TpacketStatsV3);
+        return GetSockOpt(_rxFd, SOL_PACKET, PACKET_STATISTICS, &s, &len) == 0 ? s.Drops : 0; // reading resets them
+    }
+
+    // ------------------------------------------------------------------ TX
+
+    private byte* TxFrame(int i) => _txRing + (nuint)i * (nuint)_txFrameSize;
+
+    public Span<byte> BeginTransmit()
+    {
+        byte* f = TxFrame(_txHead);
+        // Acquire: the kernel's last use of the frame (AVAILABLE set by the skb destructor).
+        uint st = Volatile.Read(ref *(uint*)(f + T2Status));
+        if (st is TP_STATUS_SEND_REQUEST or TP_STATUS_SENDING) return default;
+        return new Span<byte>(f + T2TxDataOffset, TxCapacity);
+    }
+
+    public void CommitTransmit(int length)
+    {
+        if ((uint)length > (uint)TxCapacity) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {TxCapacity} bytes");
+        byte* f = TxFrame(_txHead);
+        *(uint*)(f + T2Len) = (uint)length;
+        // Release: the frame bytes and length are written before the kernel can see the request.
+        Volatile.Write(ref *(uint*)(f + T2Status), TP_STATUS_SEND_REQUEST);
+        if (_txQueued++ == 0) _txFirstQueued = _txHead;
+        _txHead = _txHead + 1 == _txFrames ? 0 : _txHead + 1;
+    }
+
+    public TransmitResult Flush()
+    {
+        if (_txQueued == 0) return TransmitResult.Ok;
+        int errno = 0;
+        // MSG_DONTWAIT: the kernel transmits every requested frame in this call but does not
+        // wait for their completion.
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            if (Send(_txFd, null, 0, MSG_DONTWAIT) < 0)
+            {
+                errno = LastErrno;
+                if (errno is EINTR or EAGAIN or ENOBUFS) continue;
+                break;
+            }
+            errno = 0;
+            // The kernel stops early, without an error, when it runs out of socket memory.
+            if (!LastQueuedStillRequested()) break;
+            errno = EAGAIN;
+        }
+        if (errno == 0)
+        {
+            _txQueued = 0;
+            return TransmitResult.Ok;
+        }
+        return TakeBackUnsent(errno);
+    }
+
+    private bool LastQueuedStillRequested()
+    {
+        int last = _txHead == 0 ? _txFrames - 1 : _txHead - 1;
+        return Volatile.Read(ref *(uint*)(TxFrame(last) + T2Status)) == TP_STATUS_SEND_REQUEST;
+    }
+
+    /// <summary>
+    /// After a failed kick: frames the kernel took are a prefix of the queue (it sends in
+    /// order); the rest are still SEND_REQUEST. Give those back and rewind to the first of them,
+    /// which is where the kernel's own ring index stopped. Only the thread that transmits calls
+    /// send() on this socket, so the kernel is not looking at them now.
+    /// </summary>
+    private TransmitResult TakeBackUnsent(int errno)
+    {
+        int i = _txFirstQueued, firstUnsent = -1, unsent = 0;
+        long bytes = 0;
+        for (int k = 0; k < _txQueued; k++)
+        {
+            byte* f = TxFrame(i);
+            if (Volatile.Read(ref *(uint*)(f + T2Status)) == TP_STATUS_SEND_REQUEST)
+            {
+                if (firstUnsent < 0) firstUnsent = i;
+                unsent++;
+                bytes += *(uint*)(f + T2Len);
+                Volatile.Write(ref *(uint*)(f + T2Status), TP_STATUS_AVAILABLE);
+            }
+            i = i + 1 == _txFrames ? 0 : i + 1;
+        }
+        if (firstUnsent >= 0) _txHead = firstUnsent;
+        _txQueued = 0;
+        return new TransmitResult(errno, unsent, bytes);
+    }
+
+    // ------------------------------------------------------------------ link
+
+    public LinkState QueryLink()
+    {
+        int err = InterfaceQuery(InterfaceName, SIOCGIFINDEX, out int idx);
+        // Gone, or a new interface with the same name: our sockets are bound to the old one.
+        if (err == ENODEV || (err == 0 && idx != InterfaceIndex)) return LinkState.Removed;
+        if (err != 0) return LinkState.Down;
+        if (InterfaceQuery(InterfaceName, SIOCGIFMTU, out int mtu) == 0 && mtu > 0) _mtu = mtu;
+        if (InterfaceQuery(InterfaceName, SIOCGIFFLAGS, out int flags) != 0) return LinkState.Down;
+        return (flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING) ? LinkState.Up : LinkState.Down;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_promisc && _rxFd >= 0)
+        {
+            // Closing the socket would drop it too; explicit, so a leak of the fd cannot keep it.
+            // Fails harmlessly when the interface is already gone.
+            var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+            SetSockOpt(_rxFd, SOL_PACKET, PACKET_DROP_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq));
+        }
+        // Only if the interface is still the one we changed (not removed, not replaced).
+        if ((_restoreGro || _restoreLro) && InterfaceQuery(InterfaceName, SIOCGIFINDEX, out int idx) == 0 && idx == InterfaceIndex)
+            RestoreReceiveOffloads();
+        if (_rxRing != null) Native.Munmap((nint)_rxRing, _rxRingBytes);
+        if (_txRing != null) Native.Munmap((nint)_txRing, _txRingBytes);
+        _rxRing = _txRing = null;
+        if (_rxFd >= 0) Native.Close(_rxFd);
+        if (_txFd >= 0) Native.Close(_txFd);
+        _rxFd = _txFd = -1;
+    }
+}

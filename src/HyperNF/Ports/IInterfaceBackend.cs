@@ -1,0 +1,59 @@
+namespace HyperNF.Ports;
+
+/// <summary>Receives the frames <see cref="IInterfaceBackend.Receive"/> takes from the wire.</summary>
+public interface IFrameReceiver
+{
+    /// <summary>
+    /// One frame. <paramref name="frame"/> is valid only during the call. <paramref name="wireLength"/>
+    /// is the frame's length on the wire (larger than <paramref name="frame"/> when the kernel cut it).
+    /// <paramref name="vlanTag"/> is TPID&lt;&lt;16 | TCI of a tag the kernel stripped (hardware
+    /// VLAN acceleration), to be put back after the MAC addresses; 0 when there is none.
+    /// </summary>
+    void OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag);
+}
+
+/// <summary>
+/// How a physical port talks to one Linux interface. The port owns the threads and the switch
+/// side; a backend only moves frames between the kernel and the calls below. AF_PACKET
+/// (<see cref="AfPacketBackend"/>) is the default; an AF_XDP backend can implement the same calls.
+///
+/// Threading: <see cref="Receive"/> and <see cref="Wait"/> are called by the port's driver
+/// thread only; the transmit calls by one thread at a time (the port serialises them), possibly
+/// concurrently with receive. <see cref="QueryLink"/> may be called from any thread.
+/// </summary>
+public interface IInterfaceBackend : IDisposable
+{
+    string InterfaceName { get; }
+    int InterfaceIndex { get; }
+    /// <summary>The MTU read at open time or by the last <see cref="QueryLink"/>.</summary>
+    int Mtu { get; }
+    /// <summary>The largest frame the transmit ring can hold (its frame size less the header).</summary>
+    int TxCapacity { get; }
+    /// <summary>A short description for listings ("af_packet v3/v2, 16 x 256 KiB rx, 1024 x 2048 B tx").</summary>
+    string Description { get; }
+
+    /// <summary>Hands up to <paramref name="budget"/> received frames to <paramref name="receiver"/>, without blocking. Returns how many.</summary>
+    int Receive(IFrameReceiver receiver, int budget);
+
+    /// <summary>
+    /// Sleeps until frames arrive, <paramref name="wakeFd"/> (an eventfd, or -1) becomes readable,
+    /// the socket reports an error, or <paramref name="timeoutMs"/> passes. Drains the eventfd.
+    /// Returns true when the socket reported an error (the caller re-checks the link).
+    /// </summary>
+    bool Wait(int wakeFd, int timeoutMs);
+
+    /// <summary>A free transmit frame of <see cref="TxCapacity"/> bytes, or an empty span when the kernel still owns them all.</summary>
+    Span<byte> BeginTransmit();
+
+    /// <summary>Queues the frame returned by <see cref="BeginTransmit"/> with <paramref name="length"/> bytes.</summary>
+    void CommitTransmit(int length);
+
+    /// <summary>Makes the kernel send every queued frame (the doorbell). On error, queued frames are taken back.</summary>
+    TransmitResult Flush();
+
+    /// <summary>Reads the interface's flags and MTU again.</summary>
+    LinkState QueryLink();
+
+    /// <summary>Frames the kernel dropped on receive since the last call (ring full).</summary>
+    long TakeKernelDrops();
+}

@@ -1,0 +1,12 @@
+namespace HyperNF.Ports;
+
+/// <summary>What the kernel says about an attached interface.</summary>
+public enum LinkState
+{
+    /// <summary>Administratively up with carrier (IFF_UP and IFF_RUNNING).</summary>
+    Up,
+    /// <summary>Down or without carrier: frames towards it are counted as link-down drops.</summary>
+    Down,
+    /// <summary>The interface no longer exists (deleted, or moved to another namespace); detach the port.</summary>
+    Removed,
+}

@@ -1,0 +1,444 @@
+using HyperNF.Linux;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+
+namespace HyperNF.Ports;
+
+/// <summary>
+/// A Linux interface attached to a VALE bridge as port <c>BRIDGE:IFNAME</c> (netmap's bwrap).
+/// The port's rings live in a small host-owned region, like any other port's.
+///
+/// <para><b>RX</b> (wire to bridge) is the driver domain's job in HyperNF (dom0 takes the NIC
+/// interrupt and runs the flush), so here a host driver thread per port sleeps in poll(),
+/// copies received frames into the port's TX ring and calls TxSync: the same flush code the
+/// domains run, on the driver thread, charged to the host.</para>
+///
+/// <para><b>TX</b> (bridge to wire): the switch copies frames into the port's RX ring and
+/// then calls <see cref="OnDelivered"/> in the sender's context. By default (hypercall
+/// model, <c>drvdom_txsync = 0</c>) the sender itself moves them into the kernel's TX ring
+/// and rings the doorbell (send()), as Xen ran the NIC txsync inside the hypercall. With
+/// <c>drvdom_txsync = 1</c> (ctl op 5) the sink only wakes the driver thread, which does it.</para>
+///
+/// <para>Several senders may deliver at once; one transmits at a time. A sender that finds
+/// the transmit lock taken leaves a pending flag, and the holder loops until the flag stays
+/// clear after it unlocks, so no delivered frame waits for a later delivery.</para>
+/// </summary>
+public sealed class PhysicalPort : IPortSink, IFrameReceiver
+{
+    private const int EthHeader = 14, VlanTag = 4, MaxFrame = 65535 + VlanTag;
+    private const int BufferSize = RegionLayout.DefaultBufferSize;
+
+    private readonly PhysicalPorts _owner;
+    private readonly PhysicalPortOptions _options;
+    private readonly DomainMemory _memory;
+    private readonly NetmapPort _port;
+    private readonly NetmapRing _toBridge;   // the port's TX ring: frames from the wire
+    private readonly NetmapRing _fromBridge; // the port's RX ring: frames for the wire
+    private readonly Thread _driver;
+    private readonly ManualResetEventSlim _started = new();
+    private readonly int _wakeFd;
+    private byte[]? _vlanScratch;
+
+    // transmit serialisation (see the class comment)
+    private int _txLock, _txPending, _driverSleeping;
+    private volatile bool _stop;
+    private volatile bool _linkCheckRequested;
+    private volatile LinkState _link;
+    private volatile string? _lastError;
+    private int _detached;
+    private bool _toBridgeDirty;
+
+    // counters: RX ones are written by the driver thread only, TX ones by the transmit-lock holder only
+    private long _rxPackets, _rxBytes, _txPackets, _txBytes, _txKicks, _txInSender, _txInDriver, _wakeups;
+    private readonly long[] _rxDrops = new long[PortDropReasons.Count];
+    private readonly long[] _txDrops = new long[PortDropReasons.Count];
+
+    public string BridgeName { get; }
+    public string InterfaceName { get; }
+    /// <summary>BRIDGE:IFNAME.</summary>
+    public string Name { get; }
+    public Bridge Bridge => SwitchPort.Bridge;
+    /// <summary>The switch side of the port.</summary>
+    public ValePort SwitchPort { get; }
+    public IInterfaceBackend Backend { get; }
+    public LinkState Link => _link;
+    /// <summary>The last problem seen (send errors, a removed interface), or null.</summary>
+    public string? LastError => _lastError;
+    /// <summary>Kernel thread id of the driver thread.</summary>
+    public int DriverTid { get; private set; }
+    public bool IsDetached => Volatile.Read(ref _detached) != 0;
+
+    internal PhysicalPort(PhysicalPorts owner, ValeSwitch sw, string bridgeName, string ifName, PhysicalPortOptions options)
+    {
+        _owner = owner;
+        _options = options;
+        BridgeName = bridgeName;
+        InterfaceName = ifName;
+        Name = $"{bridgeName}:{ifName}";
+        Bridge.ParsePortName(Name); // the port name rules, before anything is opened
+        Backend = (options.BackendFactory ?? AfPacketBackend.Open)(ifName, options);
+        try
+        {
+            _memory = new DomainMemory(new RegionLayout { MaxPorts = 1 }, $"hypernf-nic-{ifName}");
+            try
+            {
+                _port = sw.OpenPort(Name, _memory);
+            }
+            catch
+            {
+                _memory.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            Backend.Dispose();
+            throw;
+        }
+        SwitchPort = ValeSwitch.HostPortOf(_port)!;
+        _toBridge = _port.TxRing(0);
+        _fromBridge = _port.RxRing(0);
+        _link = Backend.QueryLink();
+        _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+        // Frames delivered before the sink was set are picked up by the driver's first round.
+        _txPending = 1;
+        SwitchPort.Sink = this;
+        _driver = new Thread(DriverMain) { IsBackground = true, Name = $"hypernf-nic-{ifName}" };
+        _driver.Start();
+        _started.Wait();
+    }
+
+    // ================================================================== RX: wire -> bridge
+
+    private void DriverMain()
+    {
+        DriverTid = Native.GetTid();
+        try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
+        catch (IOException) { /* stays unpinned */ }
+        _started.Set();
+        long nextCheck = 0;
+        while (!_stop)
+        {
+            try
+            {
+                bool busy = false;
+                if (_link != LinkState.Removed)
+                {
+                    busy = Backend.Receive(this, _options.RxBudget) > 0;
+                    if (_toBridgeDirty) FlushToBridge();
+                }
+                if (Volatile.Read(ref _txPending) != 0)
+                {
+                    TryTransmit(inSender: false);
+                    busy = true;
+                }
+                long now = Environment.TickCount64;
+                if (now >= nextCheck || _linkCheckRequested)
+                {
+                    _linkCheckRequested = false;
+                    RefreshLink();
+                    nextCheck = now + _options.IdleTimeoutMs;
+                }
+                if (busy) continue;
+                // Dekker with OnDelivered: announce the sleep, then re-check the flag.
+                Interlocked.Exchange(ref _driverSleeping, 1);
+                if (Volatile.Read(ref _txPending) == 0 && !_stop)
+                {
+                    int timeout = (int)Math.Clamp(nextCheck - Environment.TickCount64, 1, _options.IdleTimeoutMs);
+                    if (_link == LinkState.Removed) PacketSocket.WaitEventFd(_wakeFd, timeout);
+                    else if (Backend.Wait(_wakeFd, timeout)) _linkCheckRequested = true;
+                }
+                Volatile.Write(ref _driverSleeping, 0);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A driver thread must not take the host down; report and keep serving.
+                _lastError = $"driver thread of port '{Name}': {e.GetType().Name}: {e.Message}";
+                Thread.Sleep(_options.IdleTimeoutMs);
+            }
+        }
+    }
+
+    /// <summary>Called by the backend for each received frame (driver thread).</summary>
+    void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
+    {
+        if (_link == LinkState.Removed) return;
+        int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
+        bool tagged = vlanTag != 0 || IsTagged(frame);
+        if (frame.Length < wireLength || len > Backend.Mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
+        {
+            if (_rxDrops[(int)PortDropReason.Oversize]++ == 0)
+                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {Backend.Mtu}) and are dropped: " +
+                             "the sender merges segments (TSO/GSO/GRO); turn its offloads off, e.g. 'ethtool -K PEER tx off'";
+            return;
+        }
+        if (vlanTag != 0 && frame.Length >= 12)
+        {
+            // The kernel stripped the tag (VLAN acceleration); the bridge sees the frame as sent.
+            var s = _vlanScratch ??= new byte[MaxFrame];
+            frame[..12].CopyTo(s);
+            s[12] = (byte)(vlanTag >> 24); s[13] = (byte)(vlanTag >> 16);
+            s[14] = (byte)(vlanTag >> 8); s[15] = (byte)vlanTag;
+            frame[12..].CopyTo(s.AsSpan(16));
+            frame = s.AsSpan(0, len);
+        }
+        int frags = (len + BufferSize - 1) / BufferSize;
+        if (_toBridge.Space < (uint)frags) FlushToBridge(); // VALE hands every TX slot back at once
+        // Frames over one buffer become a MOREFRAG chain, as the switch expects them.
+        uint cur = _toBridge.Cur;
+        for (int off = 0; off < len; off += BufferSize)
+        {
+            int n = Math.Min(BufferSize, len - off);
+            ref var slot = ref _toBridge.Slot(cur);
+            frame.Slice(off, n).CopyTo(_toBridge.Buffer(slot.BufIdx));
+            slot.Len = (ushort)n;
+            slot.Flags = off + n < len ? SlotFlags.MoreFrag : (ushort)0;
+            cur = _toBridge.Next(cur);
+        }
+        _toBridge.Head = _toBridge.Cur = cur;
+        _toBridgeDirty = true;
+        _rxPackets++;
+        _rxBytes += len;
+    }
+
+    /// <summary>The driver's TxSync: the switch flush runs here, on the driver thread.</summary>
+    private void FlushToBridge()
+    {
+        _toBridgeDirty = false;
+        _port.TxSync();
+    }
+
+    private static bool IsTagged(ReadOnlySpan<byte> frame) =>
+        frame.Length >= EthHeader && (frame[12] == 0x81 && frame[13] == 0x00 || frame[12] == 0x88 && frame[13] == 0xA8);
+
+    private void RefreshLink()
+    {
+        if (_link == LinkState.Removed) return; // final: the sockets are bound to a device that is gone
+        var state = Backend.QueryLink();
+        if (state == LinkState.Removed)
+        {
+            _lastError = $"interface '{InterfaceName}' was removed while attached to bridge '{BridgeName}'; detach the port (vale-ctl -d {Name})";
+            // The switch stops sending to it (port-down drops) instead of queueing for a dead device.
+            SwitchPort.Up = false;
+        }
+        _link = state;
+        if (state != LinkState.Removed) _rxDrops[(int)PortDropReason.KernelRingFull] += Backend.TakeKernelDrops();
+    }
+
+    // ================================================================== TX: bridge -> wire
+
+    /// <summary>
+    /// Sink of the switch port: runs on the sender's thread right after it published frames
+    /// into our RX ring.
+    /// </summary>
+    public void OnDelivered(ValePort port)
+    {
+        if (_owner.DriverDomainTxSync)
+        {
+            // drvdom_txsync = 1: the driver thread transmits. Exchange is a full fence, so the
+            // flag is visible before we read whether the driver sleeps (Dekker with DriverMain).
+            Interlocked.Exchange(ref _txPending, 1);
+            if (Volatile.Read(ref _driverSleeping) != 0)
+            {
+                Interlocked.Increment(ref _wakeups);
+                PacketSocket.SignalEventFd(_wakeFd);
+            }
+            return;
+        }
+        Interlocked.Exchange(ref _txPending, 1);
+        TryTransmit(inSender: true);
+    }
+
+    /// <summary>
+    /// Transmits until nothing is pending, unless another thread holds the transmit lock; that
+    /// thread then sees our pending flag. After unlocking, the holder re-reads the flag (the
+    /// unlock is a full fence): a flag set after its last round makes it try again, so a sender
+    /// that lost the race never strands its frames.
+    /// </summary>
+    private void TryTransmit(bool inSender)
+    {
+        while (Interlocked.CompareExchange(ref _txLock, 1, 0) == 0)
+        {
+            try
+            {
+                while (Interlocked.Exchange(ref _txPending, 0) != 0)
+                {
+                    if (inSender) _txInSender++; else _txInDriver++;
+                    TransmitDelivered();
+                }
+            }
+            finally
+            {
+                Interlocked.Exchange(ref _txLock, 0);
+            }
+            if (Volatile.Read(ref _txPending) == 0) return;
+        }
+    }
+
+    /// <summary>
+    /// netmap's NIC txsync in the sender's context: take every frame published in our RX ring,
+    /// assemble MOREFRAG chains into one kernel TX frame each, ring the doorbell once, and give
+    /// the slots back to the switch. Nothing waits: a frame that cannot go is a counted drop.
+    /// </summary>
+    private void TransmitDelivered()
+    {
+        var rx = _fromBridge;
+        _port.RxSync(); // tail = what the senders published
+        uint cur = rx.Cur, tail = rx.Tail;
+        if (cur == tail) return;
+        LinkState link = _link;
+        int mtu = Backend.Mtu;
+        int queued = 0;
+        long queuedBytes = 0;
+        while (cur != tail)
+        {
+            // The switch publishes whole chains only; an unfinished one is left for the next round.
+            uint end = cur;
+            int total = 0;
+            bool complete = false;
+            while (end != tail)
+            {
+                ref var s = ref rx.Slot(end);
+                total += s.Len;
+                end = rx.Next(end);
+                if ((s.Flags & SlotFlags.MoreFrag) == 0) { complete = true; break; }
+            }
+            if (!complete) break;
+            if (total == 0) { cur = end; continue; } // a slot the switch leased and published empty
+
+            PortDropReason? drop = null;
+            Span<byte> dst = default;
+            var first = rx.Frame(rx.Slot(cur));
+            if (link != LinkState.Up) drop = link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
+            else if (total > mtu + EthHeader + (IsTagged(first) ? VlanTag : 0)) drop = PortDropReason.Oversize;
+            else
+            {
+                dst = Backend.BeginTransmit();
+                if (dst.IsEmpty && queued > 0)
+                {
+                    // The kernel's ring is full of our own unsent requests: kick it and retry once.
+                    Account(Backend.Flush(), queued, queuedBytes);
+                    queued = 0; queuedBytes = 0;
+                    dst = Backend.BeginTransmit();
+                }
+                if (dst.IsEmpty) drop = PortDropReason.KernelRingFull;
+                else if (total > dst.Length) drop = PortDropReason.Oversize; // the MTU grew past the ring's frame size
+            }
+            if (drop is { } reason)
+            {
+                _txDrops[(int)reason]++;
+            }
+            else
+            {
+                int off = 0;
+                for (uint j = cur; j != end; j = rx.Next(j))
+                {
+                    var frag = rx.Frame(rx.Slot(j));
+                    frag.CopyTo(dst[off..]);
+                    off += frag.Length;
+                }
+                Backend.CommitTransmit(total);
+                queued++;
+                queuedBytes += total;
+            }
+            cur = end;
+        }
+        rx.Head = rx.Cur = cur;
+        if (queued > 0) Account(Backend.Flush(), queued, queuedBytes);
+        _port.RxSync(); // hand the slots back to the senders
+    }
+
+    private void Account(TransmitResult r, int queued, long bytes)
+    {
+        _txKicks++;
+        _txPackets += queued - r.Unsent;
+        _txBytes += bytes - r.UnsentBytes;
+        if (!r.Failed) return;
+        PortDropReason reason;
+        switch (r.Errno)
+        {
+            case PacketSocket.ENETDOWN:
+                reason = PortDropReason.LinkDown;
+                _link = LinkState.Down; // until the driver's next check says otherwise
+                _linkCheckRequested = true;
+                break;
+            case PacketSocket.ENXIO or PacketSocket.ENODEV:
+                reason = PortDropReason.InterfaceRemoved;
+                _linkCheckRequested = true;
+                break;
+            case PacketSocket.EAGAIN or PacketSocket.ENOBUFS:
+                reason = PortDropReason.KernelRingFull;
+                break;
+            default:
+                reason = PortDropReason.SendError;
+                _lastError = $"send on interface '{InterfaceName}' failed: {PacketSocket.ErrnoText(r.Errno)}";
+                break;
+        }
+        _txDrops[(int)reason] += r.Unsent;
+    }
+
+    // ================================================================== control
+
+    public PhysicalPortStatistics GetStatistics()
+    {
+        var rxd = new long[PortDropReasons.Count];
+        var txd = new long[PortDropReasons.Count];
+        for (int i = 0; i < rxd.Length; i++)
+        {
+            rxd[i] = Volatile.Read(ref _rxDrops[i]);
+            txd[i] = Volatile.Read(ref _txDrops[i]);
+        }
+        return new PhysicalPortStatistics
+        {
+            Name = Name, Interface = InterfaceName, Link = _link.ToString().ToLowerInvariant(), Mtu = Backend.Mtu,
+            RxPackets = Volatile.Read(ref _rxPackets), RxBytes = Volatile.Read(ref _rxBytes),
+            TxPackets = Volatile.Read(ref _txPackets), TxBytes = Volatile.Read(ref _txBytes),
+            RxDrops = rxd, TxDrops = txd,
+            TxKicks = Volatile.Read(ref _txKicks), TxRoundsInSender = Volatile.Read(ref _txInSender),
+            TxRoundsInDriver = Volatile.Read(ref _txInDriver), DriverWakeups = Volatile.Read(ref _wakeups),
+            DriverCpuNs = DriverTid != 0 && !IsDetached ? CpuTime.ThreadNs(DriverTid) : -1,
+        };
+    }
+
+    /// <summary>
+    /// Detaches the port: stops the driver thread, takes the port off the bridge (waiting until
+    /// no sender is inside its sink), transmits what was already delivered, closes the sockets
+    /// (which leaves promiscuous mode) and frees the rings. Always completes; returns false
+    /// when the driver thread did not stop in time (its resources are then left allocated).
+    /// </summary>
+    internal bool Detach()
+    {
+        if (Interlocked.Exchange(ref _detached, 1) != 0) return true;
+        SwitchPort.Up = false; // from now on senders count port-down drops instead of delivering
+        _stop = true;
+        PacketSocket.SignalEventFd(_wakeFd);
+        bool joined = _driver.Join(TimeSpan.FromSeconds(10));
+        // Bridge.Detach waits until no flush that could still reach this port is running, so
+        // after it no sender is in OnDelivered.
+        SwitchPort.Bridge.Detach(SwitchPort);
+        if (!joined)
+        {
+            _lastError = $"the driver thread of port '{Name}' did not stop within 10 s; its sockets and rings were left open";
+            return false;
+        }
+        try
+        {
+            Interlocked.Exchange(ref _txPending, 1);
+            TryTransmit(inSender: false); // what was delivered before the detach still goes out (or is counted)
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _lastError = $"final transmit of port '{Name}': {e.Message}";
+        }
+        SwitchPort.Sink = null;
+        _port.Dispose();
+        Backend.Dispose();
+        _memory.Dispose();
+        Native.Close(_wakeFd);
+        _started.Dispose();
+        return true;
+    }
+
+    public override string ToString() => Name;
+}

@@ -1,0 +1,47 @@
+namespace HyperNF.Ports;
+
+/// <summary>Sizes and knobs of physical ports; the defaults suit a 1-10 GbE interface.</summary>
+public sealed record PhysicalPortOptions
+{
+    /// <summary>TPACKET_V3 RX block size (a multiple of the page size; also the largest frame the kernel can hand us).</summary>
+    public int RxBlockBytes { get; init; } = 256 * 1024;
+    public int RxBlockCount { get; init; } = 16;
+    /// <summary>
+    /// How long the kernel keeps a partly filled RX block before handing it over. It bounds the
+    /// latency a lightly loaded port adds (under load blocks fill up first).
+    /// </summary>
+    public int RxBlockTimeoutMs { get; init; } = 1;
+    /// <summary>Bytes of the TPACKET_V2 TX ring (at least 256 frames are allocated whatever the MTU).</summary>
+    public int TxRingBytes { get; init; } = 2 * 1024 * 1024;
+    /// <summary>SO_RCVBUFFORCE on the RX socket (falls back to SO_RCVBUF without CAP_NET_ADMIN).</summary>
+    public int ReceiveBufferBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Put the interface in promiscuous mode while attached (a bridge port must see every frame).</summary>
+    public bool Promiscuous { get; init; } = true;
+    /// <summary>PACKET_QDISC_BYPASS on the TX socket: frames go straight to the driver, as netmap's do.</summary>
+    public bool QdiscBypass { get; init; } = true;
+    /// <summary>
+    /// Turn GRO and LRO off on the interface while attached (restored at detach). AF_PACKET sees
+    /// frames after GRO, which merges TCP segments into frames far over the MTU; a bridge port
+    /// must forward the frames as they were on the wire, as netmap does.
+    /// </summary>
+    public bool DisableReceiveOffloads { get; init; } = true;
+    /// <summary>Frames the driver thread takes from the kernel per round before it flushes them into the bridge.</summary>
+    public int RxBudget { get; init; } = 512;
+    /// <summary>Longest sleep of an idle driver thread; it re-checks the link state at least this often.</summary>
+    public int IdleTimeoutMs { get; init; } = 100;
+    /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
+    public IReadOnlyList<int> DriverCpus { get; init; } = [];
+    /// <summary>Opens the backend for an interface; null: AF_PACKET.</summary>
+    public Func<string, PhysicalPortOptions, IInterfaceBackend>? BackendFactory { get; init; }
+
+    public void Validate()
+    {
+        if (RxBlockBytes < 64 * 1024 || RxBlockBytes % 4096 != 0)
+            throw new ArgumentOutOfRangeException(nameof(RxBlockBytes), RxBlockBytes, "the RX block size must be a multiple of 4096 and at least 64 KiB (it holds the largest frame)");
+        if (RxBlockCount is < 2 or > 1024) throw new ArgumentOutOfRangeException(nameof(RxBlockCount), RxBlockCount, "RX blocks: 2..1024");
+        if (RxBlockTimeoutMs is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(RxBlockTimeoutMs), RxBlockTimeoutMs, "the RX block timeout must be 1..1000 ms");
+        if (TxRingBytes is < 64 * 1024 or > 256 * 1024 * 1024) throw new ArgumentOutOfRangeException(nameof(TxRingBytes), TxRingBytes, "the TX ring must be 64 KiB..256 MiB");
+        if (RxBudget is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(RxBudget), RxBudget, "the RX budget must be 1..65536 frames");
+        if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
+    }
+}

@@ -1,0 +1,143 @@
+using HyperNF.Hypervisor;
+using HyperNF.Switch;
+
+namespace HyperNF.Ports;
+
+/// <summary>
+/// The physical ports of a switch: attach a Linux interface to a bridge as port
+/// <c>BRIDGE:IFNAME</c>, detach it, list them (vale-ctl -a / -d / -l, <c>hypernf run --attach</c>).
+/// Also holds <see cref="DriverDomainTxSync"/>, HyperNF's ctl op 5.
+/// </summary>
+public sealed class PhysicalPorts : IDisposable
+{
+    /// <summary>HyperNF's xennet_ctrl op number for <see cref="DriverDomainTxSync"/>.</summary>
+    public const int CtlOpDriverDomainTxSync = 5;
+
+    private readonly object _gate = new();
+    private readonly List<PhysicalPort> _ports = new();
+    private volatile bool _driverDomainTxSync;
+    private bool _disposed;
+
+    public ValeSwitch Switch { get; }
+    public PhysicalPortOptions Options { get; }
+
+    public PhysicalPorts(ValeSwitch sw, PhysicalPortOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(sw);
+        Switch = sw;
+        Options = options ?? new PhysicalPortOptions();
+        Options.Validate();
+    }
+
+    public PhysicalPorts(Host host, PhysicalPortOptions? options = null) : this(host?.Switch ?? throw new ArgumentNullException(nameof(host)), options) { }
+
+    /// <summary>
+    /// drvdom_txsync (ctl op 5). False (default): frames for a physical port are pushed to the
+    /// kernel by the sender, in its own context. True: the port's driver thread does it, woken
+    /// by the sender. Takes effect at the next delivery, on every port.
+    /// </summary>
+    public bool DriverDomainTxSync
+    {
+        get => _driverDomainTxSync;
+        set => _driverDomainTxSync = value;
+    }
+
+    /// <summary>Applies a ctl op if it is one of ours (op 5); returns false for other ops.</summary>
+    public bool TryApplyCtl(int op, int value)
+    {
+        if (op != CtlOpDriverDomainTxSync) return false;
+        if (value is not (0 or 1)) throw new ArgumentOutOfRangeException(nameof(value), value, "ctl op 5 (drvdom_txsync) takes 0 or 1");
+        DriverDomainTxSync = value == 1;
+        return true;
+    }
+
+    /// <summary>Attaches interface <paramref name="ifName"/> to bridge <paramref name="bridgeName"/> (created if needed).</summary>
+    public PhysicalPort Attach(string bridgeName, string ifName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(bridgeName);
+        ArgumentException.ThrowIfNullOrEmpty(ifName);
+        ValidateInterfaceName(ifName);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            string name = $"{bridgeName}:{ifName}";
+            if (_ports.Any(p => p.Name == name))
+                throw new InvalidOperationException($"interface '{ifName}' is already attached to bridge '{bridgeName}'");
+            var other = _ports.FirstOrDefault(p => p.InterfaceName == ifName);
+            if (other is not null)
+                throw new InvalidOperationException($"interface '{ifName}' is already attached to bridge '{other.BridgeName}'; detach it first (vale-ctl -d {other.Name})");
+            var port = new PhysicalPort(this, Switch, bridgeName, ifName, Options);
+            _ports.Add(port);
+            return port;
+        }
+    }
+
+    /// <summary>Attaches "BRIDGE:IFNAME".</summary>
+    public PhysicalPort Attach(string portName)
+    {
+        var (b, i) = Split(portName);
+        return Attach(b, i);
+    }
+
+    /// <summary>Detaches the port; false if no such port is attached. Always completes.</summary>
+    public bool Detach(string bridgeName, string ifName)
+    {
+        PhysicalPort? port;
+        lock (_gate)
+        {
+            port = _ports.FirstOrDefault(p => p.BridgeName == bridgeName && p.InterfaceName == ifName);
+            if (port is null) return false;
+            _ports.Remove(port);
+        }
+        port.Detach();
+        return true;
+    }
+
+    /// <summary>Detaches "BRIDGE:IFNAME".</summary>
+    public bool Detach(string portName)
+    {
+        var (b, i) = Split(portName);
+        return Detach(b, i);
+    }
+
+    public IReadOnlyList<PhysicalPort> List()
+    {
+        lock (_gate) return _ports.OrderBy(p => p.Name, StringComparer.Ordinal).ToArray();
+    }
+
+    public PhysicalPort? Find(string portName)
+    {
+        lock (_gate) return _ports.FirstOrDefault(p => p.Name == portName);
+    }
+
+    /// <summary>Linux's rules for interface names (dev_valid_name), checked before anything is opened.</summary>
+    public static void ValidateInterfaceName(string ifName)
+    {
+        ArgumentNullException.ThrowIfNull(ifName);
+        if (ifName.Length is 0 or > 15 || ifName is "." or ".." || ifName.AsSpan().IndexOfAny("/: \t\n") >= 0)
+            throw new ArgumentException($"'{ifName}' is not an interface name: Linux names have 1..15 characters and no '/', ':' or spaces");
+    }
+
+    private static (string Bridge, string If) Split(string portName)
+    {
+        ArgumentNullException.ThrowIfNull(portName);
+        int colon = portName.IndexOf(':');
+        if (colon <= 0 || colon == portName.Length - 1)
+            throw new ArgumentException($"'{portName}' is not a physical port name: write BRIDGE:IFNAME, e.g. valex:eth1");
+        return (portName[..colon], portName[(colon + 1)..]);
+    }
+
+    /// <summary>Detaches every port.</summary>
+    public void Dispose()
+    {
+        PhysicalPort[] ports;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            ports = _ports.ToArray();
+            _ports.Clear();
+        }
+        foreach (var p in ports) p.Detach();
+    }
+}

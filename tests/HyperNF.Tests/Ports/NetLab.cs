@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Xunit;
+
+namespace HyperNF.Tests.Ports;
+
+/// <summary>A network namespace with one veth pair: the inner end inside it, the outer end in the root namespace.</summary>
+public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac);
+
+/// <summary>
+/// Network namespaces and veth pairs for one test, all named with a per-instance random tag so
+/// tests never collide. Dispose removes every namespace and veth it made and kills the
+/// processes it started (by PID), whatever state the test left.
+/// </summary>
+public sealed partial class NetLab : IDisposable
+{
+    private static readonly Lazy<string?> Skip = new(Probe);
+    private readonly string _tag = Convert.ToHexString(BitConverter.GetBytes(Random.Shared.Next())).ToLowerInvariant()[..5];
+    private readonly List<string> _namespaces = new();
+    private readonly List<string> _outer = new();
+    private readonly List<Process> _processes = new();
+
+    /// <summary>Why the namespace tests cannot run here, or null when they can.</summary>
+    public static string? SkipReason => Skip.Value;
+
+    private static string? Probe()
+    {
+        if (!OperatingSystem.IsLinux()) return "needs Linux network namespaces";
+        if (Run("id", ["-u"], 5000, out string uid) != 0 || uid.Trim() != "0") return "needs root (id -u is not 0): attaching interfaces and 'ip netns' need CAP_NET_ADMIN/CAP_NET_RAW";
+        foreach (var tool in new[] { "ip", "ping", "iperf3", "ethtool" })
+            if (Run("sh", ["-c", $"command -v {tool}"], 5000, out _) != 0) return $"needs '{tool}' (scripts/install-test-deps.sh installs it)";
+        string probe = "hnfprobe" + Environment.ProcessId;
+        if (Run("ip", ["netns", "add", probe], 5000, out string err) != 0) return $"'ip netns add' does not work here: {err.Trim()}";
+        Run("ip", ["netns", "del", probe], 5000, out _);
+        return null;
+    }
+
+    /// <summary>
+    /// Adds namespace N with a veth pair: inner end up with <paramref name="cidr"/>, outer end up
+    /// in the root namespace (to be attached). Checksum offload is turned off on the inner end
+    /// so the namespace's stack sends complete, MTU-sized frames (an AF_PACKET bridge sees frames
+    /// as the peer sent them: TSO super-frames and partial checksums would not survive the trip).
+    /// </summary>
+    public LabHost Add(string suffix, string cidr, int mtu = 1500)
+    {
+        string ns = $"hnf{_tag}{suffix}";
+        string outer = $"ho{_tag}{suffix}";
+        string inner = $"hi{_tag}{suffix}";
+        Must("ip", "netns", "add", ns);
+        _namespaces.Add(ns);
+        Must("ip", "link", "add", outer, "mtu", mtu.ToString(), "type", "veth", "peer", "name", inner, "mtu", mtu.ToString(), "netns", ns);
+        _outer.Add(outer);
+        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
+        Must("sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
+        Must("ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off");
+        Must("ip", "-n", ns, "addr", "add", cidr, "dev", inner);
+        Must("ip", "-n", ns, "link", "set", "lo", "up");
+        Must("ip", "-n", ns, "link", "set", inner, "up");
+        Must("ip", "link", "set", outer, "up");
+        string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
+        string mac = MacRegex().Match(show).Groups[1].Value;
+        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac);
+    }
+
+    /// <summary>Runs a command inside a namespace; returns its exit code and output.</summary>
+    public int Exec(LabHost h, string[] args, int timeoutMs, out string output) =>
+        Run("ip", ["netns", "exec", h.Ns, .. args], timeoutMs, out output);
+
+    /// <summary>Starts a background process in a namespace; it is killed (by PID) at Dispose.</summary>
+    public Process Start(LabHost h, params string[] args)
+    {
+        var psi = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in (string[])["netns", "exec", h.Ns, .. args]) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        lock (_processes) _processes.Add(p);
+        return p;
+    }
+
+    public static string Must(params string[] args)
+    {
+        int rc = Run(args[0], args[1..], 10_000, out string output);
+        if (rc != 0) throw new InvalidOperationException($"'{string.Join(' ', args)}' failed ({rc}): {output.Trim()}");
+        return output;
+    }
+
+    /// <summary>Runs a command with a time limit (killed by PID past it); stdout and stderr together.</summary>
+    public static int Run(string file, string[] args, int timeoutMs, out string output)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutMs))
+        {
+            try { p.Kill(); } catch (InvalidOperationException) { }
+            p.WaitForExit(2000);
+            output = $"timed out after {timeoutMs} ms";
+            return -1;
+        }
+        p.WaitForExit();
+        output = stdout.Result + stderr.Result;
+        return p.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        lock (_processes)
+        {
+            foreach (var p in _processes)
+            {
+                try { if (!p.HasExited) { p.Kill(); p.WaitForExit(2000); } } catch (InvalidOperationException) { }
+                p.Dispose();
+            }
+            _processes.Clear();
+        }
+        // Deleting a namespace destroys the veth ends inside it and so their peers.
+        foreach (var ns in _namespaces) Run("ip", ["netns", "del", ns], 10_000, out _);
+        foreach (var o in _outer) Run("ip", ["link", "del", o], 5_000, out _);
+    }
+
+    [GeneratedRegex("link/ether ([0-9a-f:]{17})")]
+    private static partial Regex MacRegex();
+}
+
+/// <summary>A fact that is skipped, with the reason, where network namespaces cannot be used.</summary>
+public sealed class NetnsFactAttribute : FactAttribute
+{
+    public NetnsFactAttribute()
+    {
+        if (NetLab.SkipReason is { } why) Skip = why;
+    }
+}
+
+/// <summary>A theory that is skipped, with the reason, where network namespaces cannot be used.</summary>
+public sealed class NetnsTheoryAttribute : TheoryAttribute
+{
+    public NetnsTheoryAttribute()
+    {
+        if (NetLab.SkipReason is { } why) Skip = why;
+    }
+}

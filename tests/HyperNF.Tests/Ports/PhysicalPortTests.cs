@@ -1,0 +1,366 @@
+using System.Text.Json;
+using HyperNF.Hypervisor;
+using HyperNF.Ports;
+using HyperNF.Switch;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace HyperNF.Tests.Ports;
+
+/// <summary>
+/// Physical ports end to end: veth pairs whose namespace ends talk through HyperNF bridges
+/// (ping, ARP, learning, iperf3, jumbo frames, an NF domain in the path, detach and removal
+/// under load). Skipped, with the reason, without root or 'ip netns'.
+/// </summary>
+public class PhysicalPortTests
+{
+    private readonly ITestOutputHelper _out;
+
+    public PhysicalPortTests(ITestOutputHelper output) => _out = output;
+
+    private static void WaitFor(Func<bool> cond, int ms, string what)
+    {
+        var until = Environment.TickCount64 + ms;
+        while (!cond())
+        {
+            if (Environment.TickCount64 > until) throw new TimeoutException($"timed out waiting for {what}");
+            Thread.Sleep(10);
+        }
+    }
+
+    private void Ping(NetLab lab, LabHost from, LabHost to, int count = 3, int size = 56, bool dontFragment = false)
+    {
+        string[] args = ["ping", "-c", count.ToString(), "-i", "0.2", "-W", "2", "-s", size.ToString(), .. (dontFragment ? new[] { "-M", "do" } : []), to.Ip];
+        int rc = lab.Exec(from, args, 15_000, out string output);
+        _out.WriteLine(output);
+        Assert.True(rc == 0, $"ping {from.Ip} -> {to.Ip} (size {size}) failed ({rc}): {output}");
+    }
+
+    /// <summary>Runs an iperf3 client (retrying while the server starts); returns (bytes, bits/s) from its JSON report.</summary>
+    private (long Bytes, double Bps) Iperf(NetLab lab, LabHost client, LabHost server, bool udp, int seconds = 2, string? bandwidth = null)
+    {
+        string output = "";
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            var args = new List<string> { "iperf3", "-c", server.Ip, "-t", seconds.ToString(), "-J", "--connect-timeout", "1000" };
+            if (udp) args.AddRange(["-u", "-b", bandwidth ?? "200M"]);
+            else if (bandwidth is not null) args.AddRange(["-b", bandwidth]);
+            int rc = lab.Exec(client, args.ToArray(), (seconds + 10) * 1000, out output);
+            if (rc == 0) break;
+            if (!output.Contains("unable to", StringComparison.OrdinalIgnoreCase) && !output.Contains("refused", StringComparison.OrdinalIgnoreCase))
+                throw new InvalidOperationException($"iperf3 failed ({rc}): {output}");
+            Thread.Sleep(200);
+        }
+        int start = output.IndexOf('{');
+        Assert.True(start >= 0, $"no JSON from iperf3: {output}");
+        using var doc = JsonDocument.Parse(output[start..]);
+        var end = doc.RootElement.GetProperty("end");
+        var sum = udp ? end.GetProperty("sum") : end.GetProperty("sum_received");
+        long bytes = sum.GetProperty("bytes").GetInt64();
+        double bps = sum.GetProperty("bits_per_second").GetDouble();
+        _out.WriteLine($"iperf3 {(udp ? "udp" : "tcp")} {client.Ip} -> {server.Ip}: {bytes} bytes, {bps / 1e6:F1} Mbit/s" +
+                       (udp ? $", lost {sum.GetProperty("lost_percent").GetDouble():F1}%" : ""));
+        return (bytes, bps);
+    }
+
+    private void StartIperfServer(NetLab lab, LabHost server) => lab.Start(server, "iperf3", "-s", "-B", server.Ip);
+
+    private void Dump(PhysicalPorts ports)
+    {
+        foreach (var p in ports.List())
+        {
+            var s = p.GetStatistics();
+            _out.WriteLine($"{s.Name} link={s.Link} mtu={s.Mtu} rx={s.RxPackets}/{s.RxBytes}B tx={s.TxPackets}/{s.TxBytes}B " +
+                           $"rxdrops=[{string.Join(',', s.RxDrops)}] txdrops=[{string.Join(',', s.TxDrops)}] kicks={s.TxKicks} " +
+                           $"sender={s.TxRoundsInSender} driver={s.TxRoundsInDriver} wakeups={s.DriverWakeups} err={p.LastError}");
+        }
+    }
+
+    /// <summary>Every frame the switch delivered to a port was transmitted or counted as a drop.</summary>
+    private static void AssertAddsUp(PhysicalPort p)
+    {
+        var s = p.GetStatistics();
+        long delivered = p.SwitchPort.GetStatistics().RxPackets;
+        Assert.True(delivered == s.TxPackets + s.TotalTxDrops,
+            $"{p.Name}: switch delivered {delivered}, port sent {s.TxPackets} + dropped {s.TotalTxDrops}");
+    }
+
+    [NetnsTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PingCrossesValexAndTheBridgeLearnsBothMacs(bool driverDomainTxSync)
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.1.1/24");
+        var b = lab.Add("b", "10.231.1.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host) { DriverDomainTxSync = driverDomainTxSync };
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Assert.Equal(LinkState.Up, pa.Link);
+        Assert.Equal([pa, pb], ports.List().OrderBy(p => p.SwitchPort.BridgeIndex));
+
+        Ping(lab, a, b);
+        lab.Exec(a, ["ip", "neigh", "show", b.Ip], 5000, out string neigh);
+        Assert.Contains(b.Mac, neigh); // ARP went through (broadcast request, unicast reply)
+
+        var entries = host.Switch.FindBridge("valex")!.Forwarding.Entries();
+        Assert.Contains(entries, e => ForwardingTable.FormatMac(e.Mac) == a.Mac && e.Port == pa.SwitchPort.BridgeIndex);
+        Assert.Contains(entries, e => ForwardingTable.FormatMac(e.Mac) == b.Mac && e.Port == pb.SwitchPort.BridgeIndex);
+
+        Dump(ports);
+        var sa = pa.GetStatistics();
+        var sb = pb.GetStatistics();
+        Assert.True(sa.RxPackets >= 4 && sb.RxPackets >= 4, "both ports took frames from the wire");
+        Assert.True(sa.TxPackets >= 4 && sb.TxPackets >= 4, "both ports sent frames to the wire");
+        if (driverDomainTxSync)
+        {
+            Assert.Equal(0, sa.TxRoundsInSender + sb.TxRoundsInSender);
+            Assert.True(sb.TxRoundsInDriver > 0);
+        }
+        else
+        {
+            Assert.True(sb.TxRoundsInSender > 0, "TX ran in the sender's context");
+        }
+        Assert.All(ports.List(), p => Assert.Null(p.LastError));
+    }
+
+    [NetnsFact]
+    public void Iperf3TcpAndUdpRunThroughTheSwitch()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.2.1/24");
+        var b = lab.Add("b", "10.231.2.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host);
+        ports.Attach("valex", a.Outer);
+        ports.Attach("valex", b.Outer);
+        StartIperfServer(lab, b);
+
+        var tcp = Iperf(lab, a, b, udp: false);
+        Assert.True(tcp.Bytes > 1_000_000 && tcp.Bps > 1e6, $"TCP moved {tcp.Bytes} bytes at {tcp.Bps} bit/s");
+        var udp = Iperf(lab, a, b, udp: true, bandwidth: "100M");
+        Assert.True(udp.Bytes > 1_000_000 && udp.Bps > 1e6, $"UDP moved {udp.Bytes} bytes at {udp.Bps} bit/s");
+        Dump(ports);
+        Assert.All(ports.List(), p => Assert.Equal(0, p.GetStatistics().TxDrop(PortDropReason.Oversize)));
+    }
+
+    [NetnsFact]
+    public void PingAndIperf3CrossAnNfDomainBetweenTwoBridges()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.3.1/24");
+        var b = lab.Add("b", "10.231.3.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host);
+        ports.Attach("valex", a.Outer);
+        ports.Attach("valey", b.Outer);
+        var nf = host.Create(new DomainSpec { Name = "nf", Vifs = [new VifSpec("valex:nf0"), new VifSpec("valey:nf1")], Nf = "l2fwd" });
+
+        Ping(lab, a, b);
+        StartIperfServer(lab, b);
+        var tcp = Iperf(lab, a, b, udp: false);
+        Assert.True(tcp.Bytes > 1_000_000, $"TCP through the NF moved {tcp.Bytes} bytes");
+        Dump(ports);
+        Assert.Equal(DomainState.Running, nf.State);
+    }
+
+    [NetnsFact]
+    public void AFirewallDomainInThePathPassesPingAndIperf3()
+    {
+        using var host = new Host();
+        if (!host.Guests.Names.Contains("firewall"))
+        {
+            // Not skippable at run time in xUnit 2; says so in the output instead.
+            _out.WriteLine("nf 'firewall' is not in this tree yet: sub-case not run");
+            return;
+        }
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.4.1/24");
+        var b = lab.Add("b", "10.231.4.2/24");
+        using var ports = new PhysicalPorts(host);
+        ports.Attach("valex", a.Outer);
+        ports.Attach("valey", b.Outer);
+        host.Create(new DomainSpec { Name = "fw", Vifs = [new VifSpec("valex:fw0"), new VifSpec("valey:fw1")], Nf = "firewall" });
+        Ping(lab, a, b);
+        StartIperfServer(lab, b);
+        Assert.True(Iperf(lab, a, b, udp: false).Bytes > 0);
+    }
+
+    [NetnsFact]
+    public void JumboFramesOfMtu9000CrossAsMoreFragChains()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.5.1/24", mtu: 9000);
+        var b = lab.Add("b", "10.231.5.2/24", mtu: 9000);
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host);
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Assert.Equal(9000, pa.Backend.Mtu);
+
+        Ping(lab, a, b, count: 3, size: 8000, dontFragment: true);
+        StartIperfServer(lab, b);
+        var tcp = Iperf(lab, a, b, udp: false);
+        Assert.True(tcp.Bytes > 1_000_000, $"TCP with 9000-byte MTU moved {tcp.Bytes} bytes");
+        Dump(ports);
+        var sa = pa.GetStatistics();
+        Assert.True(sa.RxBytes / Math.Max(1, sa.RxPackets) > 2048, "frames larger than one buffer came from the wire");
+        // Kernel ring-full drops under a TCP blast are load, not a fault; nothing may be oversize.
+        Assert.Equal(0, sa.RxDrop(PortDropReason.Oversize) + sa.TxDrop(PortDropReason.Oversize) + pb.GetStatistics().TxDrop(PortDropReason.Oversize));
+        AssertAddsUp(pa);
+        AssertAddsUp(pb);
+    }
+
+    [NetnsFact]
+    public void FramesOverTheMtuAreCountedAsOversizeDrops()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.6.1/24", mtu: 9000);
+        var b = lab.Add("b", "10.231.6.2/24", mtu: 1500);
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host);
+        ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Ping(lab, a, b, count: 1); // small frames pass
+        int rc = lab.Exec(a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "3000", "-M", "do", b.Ip], 10_000, out _);
+        Assert.NotEqual(0, rc); // 3042-byte frames cannot go out of a 1500-byte interface
+        Dump(ports);
+        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.Oversize) >= 2, 2000, "oversize drops on the 1500-byte port");
+        AssertAddsUp(pb);
+    }
+
+    [NetnsFact]
+    public void DetachingAndDeletingInterfacesUnderLoadLeaveTheHostRunning()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.7.1/24");
+        var b = lab.Add("b", "10.231.7.2/24");
+        var c = lab.Add("c", "10.231.7.3/24");
+        var d = lab.Add("d", "10.231.7.4/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host);
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        var pc = ports.Attach("valex", c.Outer);
+        var pd = ports.Attach("valex", d.Outer);
+        Ping(lab, a, b, count: 1);
+
+        // 1. Detach b while a floods it.
+        var flood = lab.Start(a, "ping", "-f", "-w", "3", "-s", "1000", b.Ip);
+        WaitFor(() => pb.GetStatistics().TxPackets > 200, 5000, "load towards b");
+        var detachB = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(ports.Detach("valex", b.Outer));
+        _out.WriteLine($"detach under load took {detachB.ElapsedMilliseconds} ms");
+        Assert.True(pb.IsDetached);
+        Assert.Null(pb.LastError);
+        AssertAddsUp(pb);
+        Assert.DoesNotContain(pb, ports.List());
+        Ping(lab, a, c, count: 2); // the others still work
+        flood.WaitForExit(5000);
+
+        // 2. Delete c's veth while a floods it.
+        flood = lab.Start(a, "ping", "-f", "-w", "3", "-s", "1000", c.Ip);
+        WaitFor(() => pc.GetStatistics().TxPackets > 200, 5000, "load towards c");
+        NetLab.Must("ip", "link", "del", c.Outer);
+        WaitFor(() => pc.Link == LinkState.Removed, 3000, "the port to notice the removal");
+        Assert.Contains($"interface '{c.Outer}' was removed", pc.LastError);
+        Assert.False(pc.SwitchPort.Up);
+        Ping(lab, a, d, count: 2);
+        Assert.True(ports.Detach("valex", c.Outer));
+        AssertAddsUp(pc);
+        flood.WaitForExit(5000);
+
+        Dump(ports);
+        Assert.Equal([pa, pd], ports.List().OrderBy(p => p.InterfaceName == a.Outer ? 0 : 1));
+        Assert.All(ports.List(), p => Assert.Null(p.LastError));
+        var bridge = host.Switch.FindBridge("valex")!;
+        Assert.Equal(2, bridge.Ports.Count);
+        Assert.Equal(0, bridge.GetStatistics().Unaccounted);
+    }
+
+    [NetnsFact]
+    public void FramesToALinkThatIsDownAreCountedAndTrafficResumesWhenItComesBack()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.9.1/24");
+        var b = lab.Add("b", "10.231.9.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 });
+        ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Ping(lab, a, b, count: 1);
+
+        // Carrier loss: the peer (inside the namespace) goes down.
+        NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "down");
+        WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the carrier loss");
+        lab.Exec(a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
+        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 3, 2000, "link-down drops");
+        NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "up");
+        WaitFor(() => pb.Link == LinkState.Up, 3000, "the carrier to come back");
+        Ping(lab, a, b, count: 1);
+
+        // Administratively down: the attached interface itself.
+        NetLab.Must("ip", "link", "set", b.Outer, "down");
+        WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the interface down");
+        lab.Exec(a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
+        NetLab.Must("ip", "link", "set", b.Outer, "up");
+        WaitFor(() => pb.Link == LinkState.Up, 3000, "the interface to come back up");
+        Ping(lab, a, b, count: 2);
+        Dump(ports);
+        Assert.Null(pb.LastError);
+        AssertAddsUp(pb);
+    }
+
+    [NetnsFact]
+    public void AttachSetsPromiscuousAndGroOffAndDetachRestoresThem()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.8.1/24");
+        NetLab.Must("ethtool", "-K", a.Outer, "gro", "on");
+        // A packet socket's promiscuous membership shows as the device's promiscuity count, not as the PROMISC flag.
+        static bool Promisc(string dev) => !NetLab.Must("ip", "-d", "link", "show", "dev", dev).Contains("promiscuity 0 ");
+        static bool Gro(string dev) => NetLab.Must("ethtool", "-k", dev).Contains("generic-receive-offload: on");
+        Assert.False(Promisc(a.Outer));
+        Assert.True(Gro(a.Outer));
+        using var ports = new PhysicalPorts(new ValeSwitch());
+        var p = ports.Attach("valex:" + a.Outer);
+        Assert.True(Promisc(a.Outer));
+        Assert.False(Gro(a.Outer));
+        Assert.Contains("gro off", p.Backend.Description);
+        Assert.Same(p, ports.Find($"valex:{a.Outer}"));
+        Assert.Throws<InvalidOperationException>(() => ports.Attach("valey", a.Outer)); // one bridge per interface
+        Assert.True(ports.Detach("valex:" + a.Outer));
+        Assert.False(ports.Detach("valex:" + a.Outer));
+        Assert.False(Promisc(a.Outer));
+        Assert.True(Gro(a.Outer));
+        Assert.Empty(ports.Switch.FindBridge("valex")!.Ports);
+    }
+
+    [Fact]
+    public void AttachingAnInterfaceThatDoesNotExistNamesIt()
+    {
+        using var ports = new PhysicalPorts(new ValeSwitch());
+        var e = Assert.Throws<ArgumentException>(() => ports.Attach("valex", "nosuch9z"));
+        Assert.Contains("interface 'nosuch9z' does not exist", e.Message);
+        var bad = Assert.Throws<ArgumentException>(() => ports.Attach("valex:"));
+        Assert.Contains("BRIDGE:IFNAME", bad.Message);
+        var longName = Assert.Throws<ArgumentException>(() => ports.Attach("valex", "averyveryverylongname0"));
+        Assert.Contains("not an interface name", longName.Message);
+        Assert.Empty(ports.List());
+        Assert.Null(ports.Switch.FindBridge("valex")?.Ports.FirstOrDefault());
+    }
+
+    [Fact]
+    public void CtlOp5SwitchesDriverDomainTxSync()
+    {
+        using var ports = new PhysicalPorts(new ValeSwitch());
+        Assert.False(ports.DriverDomainTxSync);
+        Assert.True(ports.TryApplyCtl(5, 1));
+        Assert.True(ports.DriverDomainTxSync);
+        Assert.True(ports.TryApplyCtl(5, 0));
+        Assert.False(ports.DriverDomainTxSync);
+        Assert.False(ports.TryApplyCtl(1, 100));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ports.TryApplyCtl(5, 2));
+    }
+}
