@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using HyperNF.Control;
+using HyperNF.Hypervisor;
+using HyperNF.Ports;
+using HyperNF.Switch;
+using Spectre.Console;
+
+namespace HyperNF.Cli.Commands;
+
+/// <summary>
+/// hypernf run: a host in the foreground. Physical interfaces are attached first, then the
+/// domains start; it runs until Ctrl-C or SIGTERM, then destroys the domains, detaches the
+/// interfaces cleanly and prints the counters.
+/// </summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--io-model") { Description = "Default I/O model for domains that do not set io_model", DefaultValueFactory = _ => "hypercall" };
+        var attach = new Option<string[]>("--attach", "-a") { Description = "Attach a Linux interface to a bridge: BRIDGE:IFNAME (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var seconds = new Option<double>("--seconds") { Description = "Stop by itself after this long (0 = until Ctrl-C/SIGTERM)" };
+        var interval = new Option<double>("--interval") { Description = "Seconds between status lines (0 = none)", DefaultValueFactory = _ => 5 };
+        var drvdom = new Option<bool>("--drvdom-txsync") { Description = "NIC transmission by the port's driver thread (ctl op 5 = 1)" };
+        var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
+        var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
+        {
+            model, attach, seconds, interval, drvdom, configs,
+        };
+        cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom)));
+        return cmd;
+    }
+
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom)
+    {
+        // Parse every config before touching anything: a bad line stops the run with file:line:key.
+        var specs = new List<DomainSpec>();
+        foreach (string path in configs)
+        {
+            var cfg = XlConfig.Load(path);
+            foreach (string n in cfg.Notices) Console.Error.WriteLine($"{path}: {n}");
+            specs.Add(DomainSpecs.FromConfig(cfg));
+        }
+        using var stop = new ManualResetEventSlim();
+        using var sigInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
+        using var sigTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+
+        var host = new Host { DefaultIoModel = model };
+        string? cpuWarning = host.EnableCpuControl();
+        if (cpuWarning is not null) Console.Error.WriteLine($"hypernf: {cpuWarning}");
+        host.Settings.DriverDomainTxSync = drvdom;
+        var ports = new PhysicalPorts(host) { DriverDomainTxSync = drvdom };
+        int rc = 0;
+        try
+        {
+            foreach (string a in attach)
+            {
+                var port = ports.Attach(a);
+                Console.WriteLine($"attached {port.InterfaceName} to {port.BridgeName} (mtu {port.Backend.Mtu}, {port.Backend.Description})");
+            }
+            foreach (var spec in specs)
+            {
+                var d = host.Create(spec);
+                Console.WriteLine($"created domain {d.Name} (id {d.Id}, {d.IoModel.Key()}, vcpus {d.VCpus.Count}, nf {d.Guest?.Name}, ports {string.Join(' ', d.Ports.Select(x => x.Name))})");
+            }
+            Console.WriteLine($"running; Ctrl-C or SIGTERM to stop (pid {Environment.ProcessId})");
+            var started = DateTime.UtcNow;
+            var snap = CpuAccounting.Sample(host.Domains);
+            while (true)
+            {
+                double wait = interval > 0 ? interval : 1;
+                if (seconds > 0) wait = Math.Min(wait, Math.Max(0.05, seconds - (DateTime.UtcNow - started).TotalSeconds));
+                if (stop.Wait(TimeSpan.FromSeconds(wait))) break;
+                while (host.TryDequeueEvent(out var ev)) Console.Error.WriteLine($"hypernf: {ev}");
+                if (interval > 0)
+                {
+                    var now = CpuAccounting.Sample(host.Domains);
+                    var cpu = CpuAccounting.Between(snap, now);
+                    snap = now;
+                    long delivered = host.Switch.Bridges.Sum(b => b.GetStatistics().Delivered);
+                    Console.WriteLine($"[{(DateTime.UtcNow - started).TotalSeconds,6:F0}s] delivered {delivered}  " +
+                                      string.Join("  ", cpu.Select(c => $"{c.Domain} {c.VCpuPct:F0}%{(c.BackendPct > 0 ? $"+{c.BackendPct:F0}%" : "")}")));
+                }
+                if (seconds > 0 && (DateTime.UtcNow - started).TotalSeconds >= seconds) break;
+            }
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"hypernf run: {e.Message}");
+            rc = 1;
+        }
+        finally
+        {
+            Console.WriteLine("stopping: destroying domains, detaching interfaces ...");
+            var portStats = ports.List().Select(x => x.GetStatistics()).ToList();
+            foreach (var d in host.Domains) host.Destroy(d);
+            var bridges = host.Switch.Bridges.Select(b => b.GetStatistics()).ToList();
+            ports.Dispose();
+            host.Dispose();
+            PrintCounters(bridges, portStats);
+        }
+        return rc;
+    }
+
+    private static void PrintCounters(IReadOnlyList<BridgeStatistics> bridges, IReadOnlyList<PhysicalPortStatistics> ports)
+    {
+        var t = new Table().AddColumns("bridge", "ports", "sent", "delivered", "dropped", "drops by reason", "unaccounted", "MACs");
+        foreach (var b in bridges)
+            t.AddRow(b.Name, $"{b.Ports}", $"{b.Sent}", $"{b.Delivered}", $"{b.Dropped}",
+                Markup.Escape(b.Dropped == 0 ? "none" : string.Join(", ", DropReasons.All.Where(r => b.Drops[(int)r] != 0).Select(r => $"{r.Key()} {b.Drops[(int)r]}"))),
+                $"{b.Unaccounted}", $"{b.TableEntries}/{b.TableCapacity}");
+        if (bridges.Count > 0) AnsiConsole.Write(t);
+        if (ports.Count == 0) return;
+        var pt = new Table().AddColumns("port", "interface", "link", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "rx drops", "tx drops");
+        foreach (var s in ports)
+            pt.AddRow(s.Name, s.Interface, s.Link, $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TotalRxDrops}", $"{s.TotalTxDrops}");
+        AnsiConsole.Write(pt);
+    }
+}
