@@ -15,12 +15,14 @@ public enum PortsBenchmarkPath
     HyperNF,
     /// <summary>A Linux bridge (ip link add type bridge) with both outer ends as its ports.</summary>
     LinuxBridge,
+    /// <summary>Open vSwitch's userspace datapath (datapath_type=netdev) in a private instance.</summary>
+    OvsUserspace,
 }
 
 public sealed record PortsBenchmarkOptions
 {
     public IReadOnlyList<int> FrameSizes { get; init; } = [64, 1514];
-    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge];
+    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace];
     public double Seconds { get; init; } = 3;
     public double WarmupSeconds { get; init; } = 0.5;
     /// <summary>Frames the sender queues per send() kick.</summary>
@@ -108,6 +110,7 @@ public static class PortsBenchmark
         string outSrc = $"hbs{tag}", outDst = $"hbd{tag}", br = $"hbr{tag}";
         PhysicalPorts? ports = null;
         ValeSwitch? sw = null;
+        OvsUserspace? ovs = null;
         var sender = new Sender(nsSrc, "veth0", frameSize, o.Batch, o.SenderCpu);
         try
         {
@@ -122,6 +125,11 @@ public static class PortsBenchmark
                 };
                 ports.Attach("valebench", outSrc);
                 ports.Attach("valebench", outDst);
+            }
+            else if (path == PortsBenchmarkPath.OvsUserspace)
+            {
+                if (OvsUserspace.Unavailable() is { } why) throw new InvalidOperationException($"ports benchmark (ovs): {why}");
+                ovs = OvsUserspace.Start(br, [outSrc, outDst]);
             }
             else
             {
@@ -152,7 +160,7 @@ public static class PortsBenchmark
             long portDrops = portDrops1 - portDrops0, switchDrops = switchDrops1 - switchDrops0;
             return new PortsBenchmarkResult
             {
-                Path = path == PortsBenchmarkPath.HyperNF ? "hypernf" : "linux-bridge",
+                Path = PathName(path),
                 FrameSize = frameSize, Seconds = secs, Sent = sent, Received = received,
                 MppsOffered = sent / secs / 1e6, Mpps = received / secs / 1e6,
                 Gbps = received * (frameSize + 24) * 8 / secs / 1e9, // with preamble, SFD and IFG as on a wire
@@ -168,6 +176,7 @@ public static class PortsBenchmark
         {
             sender.Stop();
             ports?.Dispose();
+            ovs?.Dispose();
             Sh(out _, "ip", "netns", "del", nsSrc);
             Sh(out _, "ip", "netns", "del", nsDst);
             Sh(out _, "ip", "link", "del", outSrc);
@@ -175,6 +184,13 @@ public static class PortsBenchmark
             if (path == PortsBenchmarkPath.LinuxBridge) Sh(out _, "ip", "link", "del", br);
         }
     }
+
+    public static string PathName(PortsBenchmarkPath p) => p switch
+    {
+        PortsBenchmarkPath.HyperNF => "hypernf",
+        PortsBenchmarkPath.LinuxBridge => "linux-bridge",
+        _ => "ovs-netdev",
+    };
 
     private static void MakeHost(string ns, string outer)
     {
