@@ -14,17 +14,19 @@ namespace HyperNF.Switch;
 [StructLayout(LayoutKind.Explicit, Size = 256)]
 internal struct RxKringState
 {
-    // --- line 0: written by the receiver (rxsync), read by senders under the lock
+    // --- line 0: written by the receiver (rxsync), read by senders
     [FieldOffset(0)] public uint HwCur;
-    // --- line 1: senders, under Lock
+    // --- line 1: senders, under Lock (the receiver never reads this line)
     [FieldOffset(64)] public int Lock;
     [FieldOffset(68)] public uint HwLease;
     [FieldOffset(72)] public uint LeaseIdx;
-    [FieldOffset(76)] public uint HwTail;
     [FieldOffset(80)] public long RxPackets;
     [FieldOffset(88)] public long RxBytes;
     [FieldOffset(96)] public long DropRingFull;
     [FieldOffset(104)] public long DropBadBuffer;
+    // --- line 2: hwtail alone, written only when a lease is published, so the receiver's
+    // polling read misses only when there is something new, not on every sender lock/unlock
+    [FieldOffset(128)] public uint HwTail;
     // --- line 3: receiver-private
     [FieldOffset(192)] public uint RTail;
     [FieldOffset(196)] public int Busy;
@@ -116,6 +118,15 @@ internal sealed unsafe class RxKring
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint Lease(uint needed, out uint start, out uint leaseIdx)
     {
+        // A full ring is the common case of an overloaded receiver: find out without the lock,
+        // so a sender that can only drop does not keep pulling the lock line away from others.
+        // A racy read can only err towards "there is space", which the locked check corrects.
+        if (Volatile.Read(ref S->HwLease) == RingRules.Prev(Volatile.Read(ref S->HwCur), N))
+        {
+            start = 0;
+            leaseIdx = 0;
+            return 0;
+        }
         Lock();
         start = S->HwLease;
         // hwcur is written by the receiver without the lock; a stale value only makes the
