@@ -10,6 +10,7 @@ public static class Program
         var root = new RootCommand("HyperNF for .NET: network functions with a VALE switch that runs in the sender's own context.");
         root.Subcommands.Add(BenchCommands.Create());
         root.Subcommands.Add(DemoCommand.Create());
+        foreach (var command in ToolstackCommands.Create()) root.Subcommands.Add(command);
         if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;
         try
         {

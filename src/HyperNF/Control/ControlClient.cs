@@ -43,7 +43,7 @@ public sealed class ControlClient : IDisposable
     private static string Explain(string path, Exception e)
     {
         const string Start = "start one with 'hypernf daemon'";
-        string which = $" (set by --socket or {ControlProtocol.SocketEnvironmentVariable})";
+        string which = $" (or point --socket or {ControlProtocol.SocketEnvironmentVariable} at a running one)";
         if (e is OperationCanceledException) return $"the daemon at {path} did not accept the connection in time; it may be overloaded or hung";
         if (e is ArgumentException) return $"{path} cannot be a Unix socket path: {e.Message}";
         var se = (SocketException)e;

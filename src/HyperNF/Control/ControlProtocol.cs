@@ -193,6 +193,7 @@ public sealed class ControlRequest
         var span = line.Span;
         if (span.StartsWith("\uFEFF"u8)) line = line[3..];
         if (line.Span.Trim(" \t\r"u8).IsEmpty) throw ControlException.BadRequest("empty request: send one JSON object per line, e.g. {\"op\":\"list\"}");
+        if (!System.Text.Unicode.Utf8.IsValid(line.Span)) throw ControlException.BadRequest("not valid UTF-8: a request is one line of UTF-8 JSON");
         JsonDocument doc;
         try
         {
@@ -227,7 +228,7 @@ public sealed class ControlRequest
                     case "op":
                         if (p.Value.ValueKind != JsonValueKind.String)
                             throw ControlException.BadRequest($"op: expected a string such as \"list\", got {Describe(p.Value)}");
-                        op = p.Value.GetString();
+                        op = Text(p.Value, "op");
                         break;
                     case "args":
                         if (p.Value.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -271,7 +272,7 @@ public sealed class ControlRequest
     {
         if (!TryGet(name, out var v)) return null;
         if (v.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}: expected a string, got {Describe(v)}");
-        return v.GetString();
+        return Text(v, $"args.{name}");
     }
 
     /// <summary>A string, or a number or boolean written as text (for set KEY VALUE).</summary>
@@ -280,7 +281,7 @@ public sealed class ControlRequest
         if (!TryGet(name, out var v)) return null;
         return v.ValueKind switch
         {
-            JsonValueKind.String => v.GetString(),
+            JsonValueKind.String => Text(v, $"args.{name}"),
             JsonValueKind.Number => v.GetRawText(),
             JsonValueKind.True => "1",
             JsonValueKind.False => "0",
@@ -317,9 +318,22 @@ public sealed class ControlRequest
         foreach (var e in v.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}[{list.Count}]: expected a string, got {Describe(e)}");
-            list.Add(e.GetString()!);
+            list.Add(Text(e, $"args.{name}[{list.Count}]"));
         }
         return list;
+    }
+
+    /// <summary>A string value; one that does not decode (a lone surrogate escape such as \ud800) is a bad request.</summary>
+    private static string Text(JsonElement v, string what)
+    {
+        try
+        {
+            return v.GetString() ?? "";
+        }
+        catch (InvalidOperationException)
+        {
+            throw ControlException.BadRequest($"{what}: the string does not decode to valid text");
+        }
     }
 
     internal static string Describe(JsonElement v) => v.ValueKind switch
