@@ -87,20 +87,26 @@ internal static partial class Cli
     /// src/HyperNF.Cli/bin/&lt;Configuration&gt;/&lt;tfm&gt;/HyperNF.Cli.dll, found from this assembly's own
     /// bin/&lt;Configuration&gt;/&lt;tfm&gt; folder.
     /// </summary>
+    /// <summary>The repository root (the folder with HyperNF.slnx) above the test assembly.</summary>
+    public static string RepoRoot { get; } = FindRoot();
+
     public static string Dll { get; } = FindDll();
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (System.IO.File.Exists(System.IO.Path.Combine(d.FullName, "HyperNF.slnx"))) return d.FullName;
+        throw new DirectoryNotFoundException($"no HyperNF.slnx above {AppContext.BaseDirectory}");
+    }
 
     private static string FindDll()
     {
         var here = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/'));
         string tfm = here.Name, configuration = here.Parent!.Name;
-        for (var d = here; d is not null; d = d.Parent)
-        {
-            if (!System.IO.File.Exists(System.IO.Path.Combine(d.FullName, "HyperNF.slnx"))) continue;
-            string dll = System.IO.Path.Combine(d.FullName, "src", "HyperNF.Cli", "bin", configuration, tfm, "HyperNF.Cli.dll");
-            if (System.IO.File.Exists(dll)) return dll;
-            throw new FileNotFoundException($"the CLI is not built at {dll}; build tests/HyperNF.Tests (it references src/HyperNF.Cli)");
-        }
-        throw new DirectoryNotFoundException($"no HyperNF.slnx above {here.FullName}");
+        string dll = System.IO.Path.Combine(RepoRoot, "src", "HyperNF.Cli", "bin", configuration, tfm, "HyperNF.Cli.dll");
+        return System.IO.File.Exists(dll)
+            ? dll
+            : throw new FileNotFoundException($"the CLI is not built at {dll}; build tests/HyperNF.Tests (it references src/HyperNF.Cli)");
     }
 
     public sealed record Result(int Exit, string Out, string Err)
@@ -108,17 +114,20 @@ internal static partial class Cli
         public override string ToString() => $"exit {Exit}\nstdout:\n{Out}\nstderr:\n{Err}";
     }
 
-    public static Result Run(string socket, params string[] args)
+    public static Result Run(string socket, params string[] args) => RunProcess(Start(socket, args), $"hypernf {string.Join(' ', args)}");
+
+    /// <summary>Runs a process to its end (at most 60 s) and collects its output.</summary>
+    public static Result RunProcess(ProcessStartInfo psi, string what)
     {
-        var psi = Start(socket, args);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(60_000))
         {
             p.Kill();
-            throw new TimeoutException($"hypernf {string.Join(' ', args)} did not finish in 60 s");
+            throw new TimeoutException($"{what} did not finish in 60 s");
         }
+        p.WaitForExit();
         return new Result(p.ExitCode, stdout.Result, stderr.Result);
     }
 

@@ -173,6 +173,33 @@ public class ToolstackCliTests
     }
 
     [Fact]
+    public void The_translated_init_script_and_vm_config_run_against_a_daemon()
+    {
+        if (Environment.ProcessorCount < 2) return; // examples/linux.cfg pins to CPU 1
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        using var daemon = new DaemonProcess(sock);
+        var psi = new System.Diagnostics.ProcessStartInfo("bash")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(Cli.RepoRoot, "examples", "init.sh"));
+        psi.Environment["HYPERNF"] = $"dotnet {Cli.Dll}";
+        psi.Environment["HYPERNF_SOCKET"] = sock;
+        psi.Environment.Remove("NIC");
+        var r = Cli.RunProcess(psi, "examples/init.sh");
+        Assert.True(r.Exit == 0, $"init.sh: {r}");
+        Assert.Contains("created domain linux", r.Out);
+        Assert.Contains("linux.cfg:7: kernel: ignored", r.Err);
+        Assert.Equal("100", Ok(sock, "get", "bridge_batch").Out.Trim());
+        var dom = Json(Ok(sock, "list", "--json")).GetProperty("domains")[0];
+        Assert.Equal("linux", dom.GetProperty("name").GetString());
+        Assert.Equal("1", dom.GetProperty("cpus")[0].GetString());
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+    }
+
+    [Fact]
     public void A_second_daemon_refuses_and_a_stale_socket_is_replaced()
     {
         using var tmp = new TempDir();
