@@ -56,7 +56,7 @@ public sealed partial class ControlDaemon
     private void SamplerMain()
     {
         long last = Stopwatch.GetTimestamp();
-        while (!_stopRequested.Wait(_sampleMs))
+        while (!_cts.Token.WaitHandle.WaitOne(_sampleMs))
         {
             try
             {
@@ -250,6 +250,8 @@ public sealed partial class ControlDaemon
         var d = FindDomain(r.String("domain"));
         string vcpu = r.OptionalScalarText("vcpu") ?? throw ControlException.BadRequest("vcpu-pin: args.vcpu is missing (a vCPU number or \"all\")");
         var set = ParseCpus(r.String("cpus"), "vcpu-pin");
+        // "all" is an empty list; a running thread has to be given every CPU to be unpinned.
+        if (set.IsEmpty) set = [.. Enumerable.Range(0, Environment.ProcessorCount)];
         if (d.State is not (DomainState.Running or DomainState.Paused))
             throw ControlException.Conflict($"domain '{d.Name}' is {d.State.ToString().ToLowerInvariant()}; only a running or paused domain can be pinned");
         IEnumerable<VCpu> targets;

@@ -39,12 +39,18 @@ public static class ControlProtocol
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         WriteIndented = false,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // Messages quote names ('ghost'); this is a socket protocol, not HTML, so keep them readable.
+        // Control characters (and so newlines) are still escaped: a message stays on one line.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     /// <summary>The same, indented, for <c>--json</c> output.</summary>
     public static readonly JsonSerializerOptions JsonIndented = new(Json) { WriteIndented = true };
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Indented = false, SkipValidation = false };
+    private static readonly JsonWriterOptions WriterOptions = new()
+    {
+        Indented = false, SkipValidation = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     /// <summary>A request line (with its newline) for <paramref name="op"/>.</summary>
     public static byte[] Request(string op, object? args, long? id = null)
