@@ -497,14 +497,7 @@ public static class ToolstackCommands
             return WithDaemon(p, socket, c =>
             {
                 using var stop = new CancellationTokenSource();
-                ConsoleCancelEventHandler onCancel = (_, e) =>
-                {
-                    if (stop.IsCancellationRequested) return; // a second Ctrl-C ends the client
-                    e.Cancel = true;
-                    stop.Cancel();
-                };
-                Console.CancelKeyPress += onCancel;
-                try
+                using (StopOnSignals(stop))
                 {
                     var args = new { interval_ms = (int)Math.Round(sec * 1000), iterations = n };
                     if (asJson)
@@ -533,10 +526,6 @@ public static class ToolstackCommands
                         }, stop.Token, null);
                     }
                 }
-                finally
-                {
-                    Console.CancelKeyPress -= onCancel;
-                }
                 return 0;
             });
         });
@@ -559,6 +548,29 @@ public static class ToolstackCommands
         var items = new List<Spectre.Console.Rendering.IRenderable> { head, dt, pt };
         foreach (string e in s.Events) items.Add(new Markup($"[yellow]{Esc(e)}[/]"));
         return new Rows(items);
+    }
+
+    /// <summary>
+    /// The first SIGINT (Ctrl-C) or SIGTERM asks the daemon to end the stream, which still
+    /// answers (pkt-gen's summary); a second one ends the client at once.
+    /// </summary>
+    private static IDisposable StopOnSignals(CancellationTokenSource stop)
+    {
+        var regs = new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(sig => PosixSignalRegistration.Create(sig, ctx =>
+        {
+            if (stop.IsCancellationRequested) return;
+            ctx.Cancel = true;
+            stop.Cancel();
+        })).ToArray();
+        return new Registrations(regs);
+    }
+
+    private sealed class Registrations(PosixSignalRegistration[] regs) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var r in regs) r.Dispose();
+        }
     }
 
     // ---------------------------------------------------------------- pkt-gen
@@ -600,14 +612,7 @@ public static class ToolstackCommands
             return WithDaemon(p, socket, c =>
             {
                 using var stop = new CancellationTokenSource();
-                ConsoleCancelEventHandler onCancel = (_, e) =>
-                {
-                    if (stop.IsCancellationRequested) return;
-                    e.Cancel = true;
-                    stop.Cancel();
-                };
-                Console.CancelKeyPress += onCancel;
-                try
+                using (StopOnSignals(stop))
                 {
                     var result = c.Stream("pkt-gen", new { port = p.GetValue(port), args }, (kind, data) =>
                     {
@@ -623,10 +628,6 @@ public static class ToolstackCommands
                     }, stop.Token, null);
                     if (asJson) PrintJson(result);
                     else Console.WriteLine(As<PacketGenResult>(result).Summary);
-                }
-                finally
-                {
-                    Console.CancelKeyPress -= onCancel;
                 }
                 return 0;
             });

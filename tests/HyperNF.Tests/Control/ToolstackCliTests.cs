@@ -42,7 +42,7 @@ public class ToolstackCliTests
     private static JsonElement Json(Cli.Result r) => JsonDocument.Parse(r.Out).RootElement.Clone();
 
     [Fact]
-    public void Session_create_list_ctl_sched_stats_pktgen_destroy_then_sigterm_cleans_up()
+    public async Task Session_create_list_ctl_sched_stats_pktgen_destroy_then_sigterm_cleans_up()
     {
         using var tmp = new TempDir();
         string sock = tmp.File("d.sock");
@@ -93,6 +93,20 @@ public class ToolstackCliTests
         Assert.Contains("Sent 20000 packets", gen.Out);
         Assert.Contains("pktgen-", gen.Err);
         Assert.DoesNotContain("pktgen-", Ok(sock, "list").Out); // destroyed when the run ended
+
+        // An endless receiver ended by SIGTERM (as by Ctrl-C) still prints its summary.
+        using (var rx = System.Diagnostics.Process.Start(Cli.Start(sock, "pkt-gen", "-i", "valey:pr0", "-f", "rx", "-T", "200"))!)
+        {
+            var rxErr = rx.StandardError.ReadLineAsync();
+            var rxOut = rx.StandardOutput.ReadToEndAsync();
+            Assert.Contains("Ctrl-C to stop", await rxErr.WaitAsync(TimeSpan.FromSeconds(30)));
+            Cli.Signal(rx, Cli.SIGTERM);
+            Assert.True(rx.WaitForExit(30_000), "pkt-gen rx did not end after SIGTERM");
+            rx.WaitForExit();
+            Assert.Equal(0, rx.ExitCode);
+            Assert.Contains("Received 0 packets", await rxOut);
+        }
+        Assert.DoesNotContain("pktgen-", Ok(sock, "list").Out);
 
         var stats = Json(Ok(sock, "stats", "--json"));
         var valex = stats.GetProperty("bridges").EnumerateArray().Single(b => b.GetProperty("name").GetString() == "valex");
