@@ -11,6 +11,7 @@ public static class Program
         root.Subcommands.Add(BenchCommands.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
+        foreach (var command in ToolstackCommands.Create()) root.Subcommands.Add(command);
         if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;
         try
         {

@@ -1,0 +1,637 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using HyperNF.Control;
+using HyperNF.Hypervisor;
+using Spectre.Console;
+
+namespace HyperNF.Cli.Commands;
+
+/// <summary>
+/// The toolstack: <c>hypernf daemon</c> and the commands that talk to it over its socket
+/// (xl's create/list/destroy/pause/unpause/vcpu-pin/sched-credit2, netmap's vale-ctl and
+/// pkt-gen, xennet_ctrl's ctl, and set/get/stats/top/io-model). Protocol: docs/control-protocol.md.
+/// Exit codes: 0 success, 1 refused (one-line reason on stderr), 2 no daemon reachable.
+/// </summary>
+public static class ToolstackCommands
+{
+    /// <summary>
+    /// Called by <c>hypernf daemon</c> after the host and daemon are built and before the socket
+    /// opens: the place to install <see cref="ControlDaemon.Attacher"/> (physical interfaces)
+    /// and <see cref="Host.CpuPolicy"/> (cgroups).
+    /// </summary>
+    public static Action<Host, ControlDaemon>? ConfigureDaemon { get; set; }
+
+    public static IEnumerable<Command> Create() =>
+    [
+        Daemon(), CreateDomain(), List(), DomainOp("destroy", "Destroy a domain (xl destroy): stop its vCPUs, detach its ports, free its memory."),
+        DomainOp("pause", "Pause a domain's vCPUs (xl pause)."), DomainOp("unpause", "Resume a paused domain (xl unpause)."),
+        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(),
+    ];
+
+    private const int Refused = 1;
+    private const int Unreachable = 2;
+
+    private static Option<string?> SocketOption() => new("--socket")
+    {
+        Description = $"The daemon's socket (default: ${ControlProtocol.SocketEnvironmentVariable}, else {ControlProtocol.DefaultSocketPath})",
+    };
+
+    private static Option<bool> JsonOption() => new("--json") { Description = "Print the daemon's answer as JSON (for scripts)" };
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"hypernf: {ControlProtocol.OneLine(message)}");
+        return Refused;
+    }
+
+    /// <summary>Connects, runs <paramref name="body"/>, and turns refusals into one line on stderr and an exit code.</summary>
+    private static int WithDaemon(ParseResult p, Option<string?> socket, Func<ControlClient, int> body)
+    {
+        try
+        {
+            using var client = ControlClient.Connect(ControlProtocol.ResolveSocketPath(p.GetValue(socket)));
+            return body(client);
+        }
+        catch (ControlUnavailableException e)
+        {
+            Console.Error.WriteLine($"hypernf: {ControlProtocol.OneLine(e.Message)}");
+            return Unreachable;
+        }
+        catch (ControlException e)
+        {
+            return Fail(e.Message);
+        }
+    }
+
+    private static void PrintJson(JsonElement e) => Console.WriteLine(JsonSerializer.Serialize(e, ControlProtocol.JsonIndented));
+
+    private static T As<T>(JsonElement e) => e.Deserialize<T>(ControlProtocol.Json)!;
+
+    private static string Esc(string? s) => Markup.Escape(s ?? "");
+
+    private static string F(double v, string format = "F1") => v.ToString(format, CultureInfo.InvariantCulture);
+
+    // ---------------------------------------------------------------- daemon
+
+    private static Command Daemon()
+    {
+        var socket = SocketOption();
+        var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
+        {
+            socket,
+        };
+        cmd.SetAction(p =>
+        {
+            string path = ControlProtocol.ResolveSocketPath(p.GetValue(socket));
+            using var host = new Host();
+            var daemon = new ControlDaemon(host, new ControlDaemonOptions
+            {
+                SocketPath = path,
+                Log = line => Console.Error.WriteLine($"hypernf daemon: {line}"),
+            });
+            ConfigureDaemon?.Invoke(host, daemon);
+            try
+            {
+                daemon.Start();
+            }
+            catch (DaemonStartException e)
+            {
+                Console.Error.WriteLine($"hypernf daemon: {ControlProtocol.OneLine(e.Message)}");
+                return Refused;
+            }
+            var signals = new List<PosixSignalRegistration>();
+            foreach (var sig in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT, PosixSignal.SIGHUP })
+                signals.Add(PosixSignalRegistration.Create(sig, ctx =>
+                {
+                    ctx.Cancel = true;
+                    daemon.RequestStop();
+                }));
+            try
+            {
+                daemon.WaitForStopRequest();
+                Console.Error.WriteLine("hypernf daemon: stopping");
+                daemon.Stop();
+            }
+            finally
+            {
+                foreach (var s in signals) s.Dispose();
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    // ---------------------------------------------------------------- domains
+
+    /// <summary>Largest config sent: it travels JSON-escaped in one request line of at most 1 MiB.</summary>
+    private const int MaxConfigBytes = 256 * 1024;
+
+    private static Command CreateDomain()
+    {
+        var socket = SocketOption();
+        var config = new Argument<string>("config") { Description = "xl domain config file (name, vcpus, cpus, vif=[\"type=nmif,bridge=valex:lx0\"], nf, ...)" };
+        var cmd = new Command("create", "Create a domain from an xl config (xl create). Settings without effect here are listed as notices.")
+        {
+            config, socket,
+        };
+        cmd.SetAction(p =>
+        {
+            string path = p.GetValue(config)!;
+            string text;
+            try
+            {
+                var info = new FileInfo(path);
+                if (info.Exists && info.Length > MaxConfigBytes) return Fail($"{path}: {info.Length} bytes is too large for a domain config (at most {MaxConfigBytes})");
+                text = File.ReadAllText(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return Fail($"cannot read {path}: {e.Message}");
+            }
+            return WithDaemon(p, socket, c =>
+            {
+                var r = As<CreateResult>(c.Call("create", new { file = path, text }));
+                foreach (string n in r.Notices) Console.Error.WriteLine($"notice: {n}");
+                var d = r.Domain;
+                Console.WriteLine($"created domain {d.Name} (id {d.Id}): {d.Vcpus} vCPU(s) on CPUs {string.Join(" ", d.Cpus)}, nf {d.Nf ?? "-"}, " +
+                                  $"io model {d.IoModel}, ports {(d.Ports.Count == 0 ? "none" : string.Join(", ", d.Ports))}");
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    private static Command List()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var cmd = new Command("list", "List domains (xl list): state, vCPUs, CPU % over the last sample interval, weight, cap, ports.")
+        {
+            socket, json,
+        };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var result = c.Call("list");
+            if (p.GetValue(json))
+            {
+                PrintJson(result);
+                return 0;
+            }
+            var r = As<ListResult>(result);
+            var t = new Table().Border(TableBorder.None).AddColumns("Name", "ID", "State", "VCPUs", "CPUs", "CPU%", "Weight", "Cap", "I/O", "NF", "Ports");
+            foreach (var col in new[] { 1, 3, 5, 6, 7 }) t.Columns[col].RightAligned();
+            foreach (var d in r.Domains)
+            {
+                string cpu = d.BackendPct > 0 ? $"{F(d.CpuPct)} (+{F(d.BackendPct)})" : F(d.CpuPct);
+                t.AddRow(Esc(d.Name), $"{d.Id}", Esc(d.State), $"{d.Vcpus}", Esc(string.Join(" ", d.Cpus)), cpu, $"{d.Weight}", $"{d.Cap}",
+                    Esc(d.IoModel), Esc(d.Nf ?? "-"), Esc(d.Ports.Count == 0 ? "-" : string.Join(",", d.Ports)));
+            }
+            AnsiConsole.Write(t);
+            foreach (var d in r.Domains.Where(d => d.CrashReason is not null))
+                Console.WriteLine($"{d.Name}: {d.State}: {d.CrashReason}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command DomainOp(string op, string description)
+    {
+        var socket = SocketOption();
+        var domain = new Argument<string>("domain") { Description = "Domain name or id" };
+        var cmd = new Command(op, description) { domain, socket };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var r = c.Call(op, new { domain = p.GetValue(domain) });
+            if (op == "destroy") Console.WriteLine(As<DoneResult>(r).Message);
+            else
+            {
+                var d = As<DomainInfo>(r);
+                Console.WriteLine($"domain {d.Name} (id {d.Id}) is {d.State}");
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command VcpuPin()
+    {
+        var socket = SocketOption();
+        var domain = new Argument<string>("domain") { Description = "Domain name or id" };
+        var vcpu = new Argument<string>("vcpu") { Description = "vCPU number, or all" };
+        var cpus = new Argument<string>("cpus") { Description = "CPU list: 1, 0-1, 0,2, or all" };
+        var cmd = new Command("vcpu-pin", "Pin a domain's vCPU(s) to CPUs (xl vcpu-pin D V CPUS).") { domain, vcpu, cpus, socket };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var r = As<VcpuPinResult>(c.Call("vcpu-pin", new { domain = p.GetValue(domain), vcpu = p.GetValue(vcpu), cpus = p.GetValue(cpus) }));
+            foreach (var v in r.Vcpus) Console.WriteLine($"{r.Domain} vCPU {v.Vcpu}: CPUs {v.Cpus}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command SchedCredit2()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var domain = new Option<string?>("--domain", "-d") { Description = "Domain name or id" };
+        var weight = new Option<int?>("--weight", "-w") { Description = "Weight, 1..65535 (default 256)" };
+        var cap = new Option<int?>("--cap", "-c") { Description = "Cap in % of one CPU, 0 = none" };
+        var sched = new Option<bool>("--schedparam", "-s") { Description = "Scheduler-wide parameters (with -r)" };
+        var pool = new Option<string?>("--cpupool", "-p") { Description = "CPU pool (only Pool-0 exists)" };
+        var rate = new Option<int?>("--ratelimit_us", "-r") { Description = "Scheduler rate limit in µs (only 0: there is none)" };
+        var cmd = new Command("sched-credit2", "Get or set a domain's weight and cap (xl sched-credit2 -d D [-w W] [-c C]); only the given values change.")
+        {
+            domain, weight, cap, sched, pool, rate, socket, json,
+        };
+        cmd.SetAction(p =>
+        {
+            if (p.GetValue(sched) || p.GetValue(rate) is not null)
+            {
+                if (p.GetValue(pool) is { } pl && pl != "Pool-0") return Fail($"there is no CPU pool '{pl}'; HyperNF has one pool, Pool-0");
+                int r = p.GetValue(rate) ?? 0;
+                if (r != 0)
+                    return Fail($"cannot set a scheduler rate limit of {r} µs: domains are Linux threads and the kernel's scheduler has no rate limit to set; nothing was changed");
+                Console.WriteLine("Cpupool Pool-0: ratelimit=0us (HyperNF's scheduler has no rate limit; nothing to change)");
+                return 0;
+            }
+            return WithDaemon(p, socket, c =>
+            {
+                int? w = p.GetValue(weight), cp = p.GetValue(cap);
+                var result = c.Call("sched-credit2", new { domain = p.GetValue(domain), weight = w, cap = cp });
+                var r = As<ScheduleResult>(result);
+                if (w is not null || cp is not null)
+                {
+                    if (r.Domains.Any(d => !d.Enforced))
+                        Console.Error.WriteLine("notice: weight and cap are recorded; no CPU policy is installed in the daemon to enforce them");
+                    if (p.GetValue(json)) PrintJson(result);
+                    return 0;
+                }
+                if (p.GetValue(json))
+                {
+                    PrintJson(result);
+                    return 0;
+                }
+                Console.WriteLine($"{"Name",-32} {"ID",5} {"Weight",6} {"Cap",4}");
+                foreach (var d in r.Domains) Console.WriteLine($"{d.Name,-32} {d.Id,5} {d.Weight,6} {d.Cap,4}");
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    // ---------------------------------------------------------------- switch
+
+    private static Command ValeCtl()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var create = new Option<string?>("-n") { Description = "Create bridge NAME (e.g. valex)", HelpName = "NAME" };
+        var attach = new Option<string?>("-a") { Description = "Attach host interface IF to BRIDGE", HelpName = "BRIDGE:IF" };
+        var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE", HelpName = "BRIDGE:PORT" };
+        var remove = new Option<string?>("-r") { Description = "Remove empty bridge NAME", HelpName = "NAME" };
+        var list = new Option<bool>("-l") { Description = "List bridges and their ports (the default)" };
+        var cmd = new Command("vale-ctl", "Manage VALE bridges (netmap's vale-ctl): -n create, -a attach an interface, -d detach, -r remove, -l list.")
+        {
+            create, attach, detach, remove, list, socket, json,
+        };
+        cmd.SetAction(p =>
+        {
+            int given = new[] { p.GetValue(create), p.GetValue(attach), p.GetValue(detach), p.GetValue(remove) }.Count(v => v is not null) + (p.GetValue(list) ? 1 : 0);
+            if (given > 1) return Fail("vale-ctl: give one of -n, -a, -d, -r, -l");
+            return WithDaemon(p, socket, c =>
+            {
+                if (p.GetValue(create) is { } n)
+                {
+                    Console.WriteLine(As<DoneResult>(c.Call("vale-create", new { bridge = n })).Message);
+                    return 0;
+                }
+                if (p.GetValue(remove) is { } rm)
+                {
+                    Console.WriteLine(As<DoneResult>(c.Call("vale-remove", new { bridge = rm })).Message);
+                    return 0;
+                }
+                if (p.GetValue(attach) is { } a)
+                {
+                    var (b, iface) = SplitPort(a, "-a", "valex:eth1");
+                    Console.WriteLine(As<DoneResult>(c.Call("vale-attach", new { bridge = b, @interface = iface })).Message);
+                    return 0;
+                }
+                if (p.GetValue(detach) is { } d)
+                {
+                    var (b, port) = SplitPort(d, "-d", "valex:eth1");
+                    Console.WriteLine(As<DoneResult>(c.Call("vale-detach", new { bridge = b, port })).Message);
+                    return 0;
+                }
+                var result = c.Call("vale-list");
+                if (p.GetValue(json))
+                {
+                    PrintJson(result);
+                    return 0;
+                }
+                var r = As<ValeListResult>(result);
+                if (r.Bridges.Count == 0)
+                {
+                    Console.WriteLine("no bridges");
+                    return 0;
+                }
+                var t = new Table().Border(TableBorder.Rounded).AddColumns("bridge", "port", "index", "kind", "owner", "up");
+                foreach (var b in r.Bridges)
+                {
+                    if (b.Ports.Count == 0) t.AddRow(Esc(b.Name), "-", "", "", "", "");
+                    foreach (var port in b.Ports)
+                        t.AddRow(Esc(b.Name), Esc(port.Port), $"{port.Index}", Esc(port.Kind), Esc(port.Owner ?? "-"), port.Up ? "yes" : "no");
+                }
+                AnsiConsole.Write(t);
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    private static (string Bridge, string Port) SplitPort(string text, string flag, string example)
+    {
+        int colon = text.IndexOf(':');
+        if (colon <= 0 || colon == text.Length - 1)
+            throw new ControlException(ControlErrorCodes.Invalid, $"vale-ctl {flag} {text}: write BRIDGE:NAME, e.g. {example}");
+        return (text[..colon], text[(colon + 1)..]);
+    }
+
+    private static Command Ctl()
+    {
+        var socket = SocketOption();
+        var op = new Option<int>("-o") { Description = "Op: 1 bridge batch, 2 NIC busy-wait, 3 scheduler min timer, 4 scheduler initial credit, 5 driver-domain txsync", Required = true, HelpName = "OP" };
+        var value = new Option<long>("-v") { Description = "Value", Required = true, HelpName = "VAL" };
+        var cmd = new Command("ctl", "Set a switch parameter by xennet_ctrl op number (xennet_ctrl -o OP -v VAL). Ops 2-4 cannot be honoured and fail.")
+        {
+            op, value, socket,
+        };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var r = As<CtlResult>(c.Call("ctl", new { op = p.GetValue(op), value = p.GetValue(value) }));
+            Console.WriteLine($"{r.Key} = {r.Value} (op {r.Op}, {r.Name})");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command Set()
+    {
+        var socket = SocketOption();
+        var key = new Argument<string>("key") { Description = "bridge_batch, drvdom_txsync, io_model, watchdog_ms, destroy_timeout_ms, sample_ms, backend_cpus" };
+        var value = new Argument<string>("value") { Description = "New value" };
+        var cmd = new Command("set", "Set a daemon setting by name (see hypernf get).") { key, value, socket };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var r = As<SettingsResult>(c.Call("set", new { key = p.GetValue(key), value = p.GetValue(value) }));
+            foreach (var s in r.Settings) Console.WriteLine($"{s.Key} = {s.Value}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command Get()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var key = new Argument<string?>("key") { Description = "Setting name; all settings when left out", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("get", "Print a daemon setting's value, or all settings with their meaning.") { key, socket, json };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            string? k = p.GetValue(key);
+            var result = c.Call("get", new { key = k });
+            if (p.GetValue(json))
+            {
+                PrintJson(result);
+                return 0;
+            }
+            var r = As<SettingsResult>(result);
+            if (k is not null)
+            {
+                Console.WriteLine(r.Settings[0].Value);
+                return 0;
+            }
+            var t = new Table().Border(TableBorder.None).AddColumns("setting", "value", "meaning");
+            foreach (var s in r.Settings) t.AddRow(Esc(s.Key), Esc(s.Value), Esc(s.Description));
+            AnsiConsole.Write(t);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command IoModelCommand()
+    {
+        var socket = SocketOption();
+        var model = new Argument<string?>("model") { Description = "hypercall, split or merge; prints the current one when left out", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("io-model", "Get or set the I/O model of new domains (a config's io_model= overrides it).") { model, socket };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var r = As<SettingsResult>(c.Call("io-model", new { model = p.GetValue(model) }));
+            Console.WriteLine(r.Settings[0].Value);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    // ---------------------------------------------------------------- stats and top
+
+    private static Command Stats()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var port = new Argument<string?>("port") { Description = "BRIDGE:PORT or BRIDGE; every bridge when left out", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("stats", "Per-port counters, drops by reason and the learning table.") { port, socket, json };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            var result = c.Call("stats", new { port = p.GetValue(port) });
+            if (p.GetValue(json))
+            {
+                PrintJson(result);
+                return 0;
+            }
+            var r = As<StatsResult>(result);
+            if (r.Bridges.Count == 0) Console.WriteLine("no bridges");
+            foreach (var b in r.Bridges)
+            {
+                AnsiConsole.MarkupLine($"[bold]{Esc(b.Name)}[/]: sent {b.Sent} delivered {b.Delivered} flood copies {b.FloodCopies} dropped {b.Dropped}" +
+                                       $"{DropText(b.Drops)}, unaccounted {b.Unaccounted}; learning table {b.TableEntries}/{b.TableCapacity}; bridge_batch {r.BridgeBatch}");
+                var t = new Table().Border(TableBorder.Rounded).AddColumns("port", "owner", "tx pkts", "tx bytes", "rx pkts", "rx bytes", "flood", "dropped", "drops by reason", "ring resets");
+                for (int i = 2; i <= 7; i++) t.Columns[i].RightAligned();
+                foreach (var pc in b.Ports)
+                    t.AddRow(Esc(pc.Name), Esc(pc.Owner is null ? pc.Kind : $"{pc.Kind} {pc.Owner}"), $"{pc.TxPackets}", $"{pc.TxBytes}", $"{pc.RxPackets}", $"{pc.RxBytes}",
+                        $"{pc.FloodCopies}", $"{pc.Dropped}", Esc(DropText(pc.Drops).TrimStart(' ', '(').TrimEnd(')') is { Length: > 0 } s ? s : "-"), $"{pc.CorruptRingIndex}");
+                if (b.Ports.Count > 0) AnsiConsole.Write(t);
+                if (b.Learning.Count > 0)
+                {
+                    var lt = new Table().Border(TableBorder.Simple).AddColumns("MAC", "port", "age s");
+                    foreach (var e in b.Learning) lt.AddRow(e.Mac, Esc(e.Port), $"{e.AgeS}");
+                    AnsiConsole.Write(lt);
+                }
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static string DropText(IReadOnlyDictionary<string, long> drops)
+    {
+        var nz = drops.Where(kv => kv.Value != 0).Select(kv => $"{kv.Key} {kv.Value}").ToArray();
+        return nz.Length == 0 ? "" : $" ({string.Join(", ", nz)})";
+    }
+
+    private static Command Top()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var iterations = new Option<int>("--iterations", "-n") { Description = "Frames to show, then exit (0: until Ctrl-C)", DefaultValueFactory = _ => 0 };
+        var interval = new Option<double>("--interval", "-i") { Description = "Seconds between frames", DefaultValueFactory = _ => 1.0 };
+        var cmd = new Command("top", "A live view of domains (CPU %) and ports (packet rates, drops).") { iterations, interval, socket, json };
+        cmd.SetAction(p =>
+        {
+            int n = p.GetValue(iterations);
+            double sec = p.GetValue(interval);
+            if (n < 0) return Fail("top: --iterations must be 0 or more");
+            if (sec is < 0.05 or > 60) return Fail("top: --interval must be 0.05..60 seconds");
+            bool asJson = p.GetValue(json);
+            return WithDaemon(p, socket, c =>
+            {
+                using var stop = new CancellationTokenSource();
+                using (StopOnSignals(stop))
+                {
+                    var args = new { interval_ms = (int)Math.Round(sec * 1000), iterations = n };
+                    if (asJson)
+                    {
+                        c.Stream("top", args, (kind, data) => { if (kind == "top") Console.WriteLine(data.GetRawText()); }, stop.Token, null);
+                    }
+                    else if (!Console.IsOutputRedirected)
+                    {
+                        AnsiConsole.Live(new Markup("[grey]waiting for the first sample ...[/]")).AutoClear(false).Start(ctx =>
+                        {
+                            c.Stream("top", args, (kind, data) =>
+                            {
+                                if (kind != "top") return;
+                                ctx.UpdateTarget(TopView(As<TopSnapshot>(data)));
+                                ctx.Refresh();
+                            }, stop.Token, null);
+                        });
+                    }
+                    else
+                    {
+                        c.Stream("top", args, (kind, data) =>
+                        {
+                            if (kind != "top") return;
+                            AnsiConsole.Write(TopView(As<TopSnapshot>(data)));
+                            Console.WriteLine();
+                        }, stop.Token, null);
+                    }
+                }
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    private static Rows TopView(TopSnapshot s)
+    {
+        var head = new Markup($"[bold]hypernf top[/]  frame {s.Iteration}, {F(s.IntervalS, "F2")} s  io_model {Esc(s.IoModel)}  bridge_batch {s.BridgeBatch}  " +
+                              $"{s.Domains.Count} domain(s), {s.Ports.Count} port(s)");
+        var dt = new Table().Border(TableBorder.Rounded).AddColumns("domain", "id", "state", "vCPUs", "CPU%", "backend%", "weight", "cap", "I/O", "nf");
+        foreach (int i in new[] { 1, 3, 4, 5, 6, 7 }) dt.Columns[i].RightAligned();
+        foreach (var d in s.Domains)
+            dt.AddRow(Esc(d.Name), $"{d.Id}", Esc(d.State), $"{d.Vcpus}", F(d.CpuPct), F(d.BackendPct), $"{d.Weight}", $"{d.Cap}", Esc(d.IoModel), Esc(d.Nf ?? "-"));
+        var pt = new Table().Border(TableBorder.Rounded).AddColumns("port", "owner", "tx pps", "rx pps", "tx Mbit/s", "rx Mbit/s", "drops/s", "tx total", "rx total", "dropped");
+        for (int i = 2; i <= 9; i++) pt.Columns[i].RightAligned();
+        foreach (var p in s.Ports)
+            pt.AddRow(Esc(p.Name), Esc(p.Owner is null ? p.Kind : $"{p.Kind} {p.Owner}"), F(p.TxPps, "F0"), F(p.RxPps, "F0"), F(p.TxMbps, "F2"), F(p.RxMbps, "F2"),
+                F(p.DropsPs, "F0"), $"{p.TxPackets}", $"{p.RxPackets}", $"{p.Dropped}");
+        var items = new List<Spectre.Console.Rendering.IRenderable> { head, dt, pt };
+        foreach (string e in s.Events) items.Add(new Markup($"[yellow]{Esc(e)}[/]"));
+        return new Rows(items);
+    }
+
+    /// <summary>
+    /// The first SIGINT (Ctrl-C) or SIGTERM asks the daemon to end the stream, which still
+    /// answers (pkt-gen's summary); a second one ends the client at once.
+    /// </summary>
+    private static IDisposable StopOnSignals(CancellationTokenSource stop)
+    {
+        var regs = new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(sig => PosixSignalRegistration.Create(sig, ctx =>
+        {
+            if (stop.IsCancellationRequested) return;
+            ctx.Cancel = true;
+            stop.Cancel();
+        })).ToArray();
+        return new Registrations(regs);
+    }
+
+    private sealed class Registrations(PosixSignalRegistration[] regs) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var r in regs) r.Dispose();
+        }
+    }
+
+    // ---------------------------------------------------------------- pkt-gen
+
+    private static Command PacketGen()
+    {
+        var socket = SocketOption();
+        var json = JsonOption();
+        var port = new Option<string>("-i") { Description = "Port to open on a bridge of the daemon, e.g. valex:vtx (created for the run)", Required = true, HelpName = "BRIDGE:PORT" };
+        var function = new Option<string>("-f") { Description = "tx or rx", DefaultValueFactory = _ => "tx", HelpName = "tx|rx" };
+        string[][] valued =
+        [
+            ["-l", "Frame length without CRC, 60..9014", "LEN"],
+            ["-n", "Frames to send or receive (0: no limit)", "COUNT"],
+            ["-R", "Rate in frames/s (e.g. 1M)", "RATE"],
+            ["-b", "Batch: frames per sync", "BATCH"],
+            ["-s", "Source IP[:port] range, e.g. 10.0.0.1-10.0.0.9:1234", "SRC"],
+            ["-d", "Destination IP[:port] range", "DST"],
+            ["-S", "Source MAC", "MAC"],
+            ["-D", "Destination MAC (default broadcast)", "MAC"],
+            ["-t", "Stop after this many seconds", "SECONDS"],
+            ["-T", "Report interval in ms (default 1000)", "MS"],
+            ["-a", "Pin the generator's domain to this CPU", "CPU"],
+        ];
+        var options = valued.Select(v => new Option<string?>(v[0]) { Description = v[1], HelpName = v[2] }).ToArray();
+        var busy = new Option<bool>("-w") { Description = "Busy-poll instead of sleeping" };
+        var cmd = new Command("pkt-gen", "netmap's pkt-gen on a port of the running daemon: a temporary domain (pktgen-N) sends or receives; Ctrl-C ends the run with its summary.")
+        {
+            port, function, busy, socket, json,
+        };
+        foreach (var o in options) cmd.Options.Add(o);
+        cmd.SetAction(p =>
+        {
+            var args = new List<string> { "-f", p.GetValue(function)! };
+            foreach (var o in options)
+                if (p.GetValue(o) is { } v) args.AddRange([o.Name, v]);
+            if (p.GetValue(busy)) args.Add("-w");
+            bool asJson = p.GetValue(json);
+            return WithDaemon(p, socket, c =>
+            {
+                using var stop = new CancellationTokenSource();
+                using (StopOnSignals(stop))
+                {
+                    var result = c.Stream("pkt-gen", new { port = p.GetValue(port), args }, (kind, data) =>
+                    {
+                        if (kind == "started")
+                        {
+                            var s = As<PacketGenStarted>(data);
+                            Console.Error.WriteLine($"pkt-gen: {s.Function} on {s.Port} in domain {s.Domain} (id {s.Id}); Ctrl-C to stop");
+                        }
+                        else if (kind == "interval" && !asJson)
+                        {
+                            Console.WriteLine(As<PacketGenLine>(data).Line);
+                        }
+                    }, stop.Token, null);
+                    if (asJson) PrintJson(result);
+                    else Console.WriteLine(As<PacketGenResult>(result).Summary);
+                }
+                return 0;
+            });
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,583 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Globalization;
+using HyperNF.Hypervisor;
+using HyperNF.Switch;
+
+namespace HyperNF.Control;
+
+/// <summary>The ops of the control protocol (docs/control-protocol.md), minus the streaming ones.</summary>
+public sealed partial class ControlDaemon
+{
+    /// <param name="Change">Runs on the change thread, one at a time; otherwise a read, run where the request arrived.</param>
+    private sealed record Op(bool Change, Func<ControlDaemon, ControlRequest, object?> Run);
+
+    private static readonly Dictionary<string, Op> Ops = new(StringComparer.Ordinal)
+    {
+        ["hello"] = new(false, (d, r) => d.Hello(r)),
+        ["list"] = new(false, (d, r) => d.List(r)),
+        ["create"] = new(true, (d, r) => d.Create(r)),
+        ["destroy"] = new(true, (d, r) => d.DestroyOp(r)),
+        ["pause"] = new(true, (d, r) => d.PauseOp(r, pause: true)),
+        ["unpause"] = new(true, (d, r) => d.PauseOp(r, pause: false)),
+        ["vcpu-pin"] = new(true, (d, r) => d.VcpuPin(r)),
+        ["sched-credit2"] = new(true, (d, r) => d.Schedule(r)),
+        ["vale-create"] = new(true, (d, r) => d.ValeCreate(r)),
+        ["vale-remove"] = new(true, (d, r) => d.ValeRemove(r)),
+        ["vale-attach"] = new(true, (d, r) => d.ValeAttach(r)),
+        ["vale-detach"] = new(true, (d, r) => d.ValeDetach(r)),
+        ["vale-list"] = new(false, (d, r) => d.ValeList(r)),
+        ["ctl"] = new(true, (d, r) => d.Ctl(r)),
+        ["set"] = new(true, (d, r) => d.Set(r)),
+        ["get"] = new(false, (d, r) => d.Get(r)),
+        ["io-model"] = new(true, (d, r) => d.IoModelOp(r)),
+        ["stats"] = new(false, (d, r) => d.Stats(r)),
+    };
+
+    private static readonly string[] StreamingOps = ["top", "pkt-gen"];
+
+    private static IEnumerable<string> OpNames => Ops.Keys.Concat(StreamingOps).Append("stop").Order(StringComparer.Ordinal);
+
+    private static bool IsStreaming(string op) => Array.IndexOf(StreamingOps, op) >= 0;
+
+    // Interfaces attached with vale-ctl -a, (bridge, port) -> interface name.
+    private readonly ConcurrentDictionary<(string Bridge, string Port), string> _interfaces = new();
+
+    // ---------------------------------------------------------------- CPU sampling
+
+    private sealed record CpuSample(long VCpuNs, long BackendNs, double VCpuPct, double BackendPct);
+
+    private volatile int _sampleMs;
+    private volatile ImmutableDictionary<int, CpuSample> _cpu = ImmutableDictionary<int, CpuSample>.Empty;
+    private readonly ConcurrentQueue<(long Seq, string Text)> _events = new();
+    private long _eventSeq;
+
+    private void SamplerMain()
+    {
+        long last = Stopwatch.GetTimestamp();
+        while (!_cts.Token.WaitHandle.WaitOne(_sampleMs))
+        {
+            try
+            {
+                long now = Stopwatch.GetTimestamp();
+                double elapsedNs = Stopwatch.GetElapsedTime(last, now).TotalNanoseconds;
+                last = now;
+                var prev = _cpu;
+                var next = ImmutableDictionary.CreateBuilder<int, CpuSample>();
+                foreach (var d in _host.Domains)
+                {
+                    long v = d.VCpuTimeNs(), b = d.BackendTimeNs();
+                    double vp = 0, bp = 0;
+                    if (prev.TryGetValue(d.Id, out var p) && elapsedNs > 0)
+                    {
+                        vp = Math.Max(0, Math.Round(100.0 * (v - p.VCpuNs) / elapsedNs, 1));
+                        bp = Math.Max(0, Math.Round(100.0 * (b - p.BackendNs) / elapsedNs, 1));
+                    }
+                    next[d.Id] = new CpuSample(v, b, vp, bp);
+                }
+                _cpu = next.ToImmutable();
+                while (_host.TryDequeueEvent(out string? text))
+                {
+                    if (text is null) continue;
+                    Log(text);
+                    _events.Enqueue((Interlocked.Increment(ref _eventSeq), text));
+                    while (_events.Count > 100) _events.TryDequeue(out _);
+                }
+            }
+            catch (Exception e)
+            {
+                Log($"sampler: {e.Message}");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private Domain FindDomain(string nameOrId)
+    {
+        var d = _host.Find(nameOrId);
+        if (d is not null) return d;
+        var names = _host.Domains.Select(x => x.Name).ToArray();
+        throw ControlException.NotFound(names.Length == 0
+            ? $"no domain '{ControlRequest.Short(nameOrId)}': no domains exist"
+            : $"no domain '{ControlRequest.Short(nameOrId)}' (domains: {string.Join(", ", names)})");
+    }
+
+    private Bridge FindBridge(string name)
+    {
+        var b = _host.Switch.FindBridge(name);
+        if (b is not null) return b;
+        var names = _host.Switch.Bridges.Select(x => x.Name).ToArray();
+        throw ControlException.NotFound(names.Length == 0
+            ? $"no bridge '{ControlRequest.Short(name)}': no bridges exist"
+            : $"no bridge '{ControlRequest.Short(name)}' (bridges: {string.Join(", ", names)})");
+    }
+
+    private static ValePort FindPort(Bridge b, string port) =>
+        b.FindPort(port) ?? throw ControlException.NotFound(b.Ports.Count == 0
+            ? $"bridge {b.Name} has no port '{ControlRequest.Short(port)}': it has no ports"
+            : $"bridge {b.Name} has no port '{ControlRequest.Short(port)}' (ports: {string.Join(", ", b.Ports.Select(p => p.PortName))})");
+
+    /// <summary>Who holds each attached port: a live domain, an interface, or code inside the daemon (host).</summary>
+    private Dictionary<string, (string Kind, string? Owner)> PortOwners()
+    {
+        var map = new Dictionary<string, (string, string?)>(StringComparer.Ordinal);
+        foreach (var d in _host.Domains)
+        {
+            bool live = d.State is DomainState.Running or DomainState.Paused;
+            foreach (var v in d.Spec.Vifs)
+                if (live || !map.ContainsKey(v.Port)) map[v.Port] = ("domain", d.Name);
+        }
+        foreach (var ((bridge, port), ifname) in _interfaces) map[$"{bridge}:{port}"] = ("interface", ifname);
+        return map;
+    }
+
+    private static (string Kind, string? Owner) OwnerOf(Dictionary<string, (string Kind, string? Owner)> owners, string fullName) =>
+        owners.TryGetValue(fullName, out var o) ? o : ("host", null);
+
+    /// <summary>"0-3,6" for a sorted CPU list; "all" for none.</summary>
+    public static string FormatCpus(IReadOnlyList<int> cpus)
+    {
+        if (cpus.Count == 0) return "all";
+        var sorted = cpus.Distinct().Order().ToArray();
+        var parts = new List<string>();
+        for (int i = 0; i < sorted.Length;)
+        {
+            int j = i;
+            while (j + 1 < sorted.Length && sorted[j + 1] == sorted[j] + 1) j++;
+            parts.Add(j == i ? sorted[i].ToString(CultureInfo.InvariantCulture)
+                : j == i + 1 ? $"{sorted[i]},{sorted[j]}" : $"{sorted[i]}-{sorted[j]}");
+            i = j + 1;
+        }
+        return string.Join(',', parts);
+    }
+
+    private static ImmutableArray<int> ParseCpus(string text, string what)
+    {
+        if (!CpuList.TryParse(text, out var set, out string err))
+            throw ControlException.Invalid($"{what}: '{ControlRequest.Short(text)}' is not a CPU list: {err} (want e.g. \"1\", \"0-1\", \"0,2\" or \"all\")");
+        int n = Environment.ProcessorCount;
+        foreach (int c in set)
+            if (c >= n) throw ControlException.Invalid($"{what}: CPU {c} does not exist (this machine has CPUs 0..{n - 1})");
+        return set;
+    }
+
+    private DomainInfo Info(Domain d)
+    {
+        _cpu.TryGetValue(d.Id, out var c);
+        var cpus = d.VCpus.Count > 0
+            ? d.VCpus.Select(v => FormatCpus(v.Cpus)).ToArray()
+            : Enumerable.Range(0, d.Spec.VCpus).Select(i => FormatCpus(d.Spec.CpusOf(i))).ToArray();
+        return new DomainInfo
+        {
+            Id = d.Id, Name = d.Name, State = d.State.ToString().ToLowerInvariant(), Vcpus = d.Spec.VCpus, Cpus = cpus,
+            CpuPct = c?.VCpuPct ?? 0, BackendPct = c?.BackendPct ?? 0, CpuTimeS = Math.Round((c?.VCpuNs ?? 0) / 1e9, 3),
+            Weight = d.Weight, Cap = d.Cap, IoModel = d.IoModel.Key(), Nf = d.Guest?.Name ?? d.Spec.Nf,
+            Ports = d.Spec.Vifs.Select(v => v.Port).ToArray(), CrashReason = d.CrashReason,
+            UptimeS = Math.Round((DateTime.UtcNow - d.CreatedAt).TotalSeconds, 1),
+        };
+    }
+
+    // ---------------------------------------------------------------- ops
+
+    private HelloResult Hello(ControlRequest r)
+    {
+        r.AllowOnly();
+        return new HelloResult
+        {
+            Protocol = ControlProtocol.Version,
+            Version = typeof(ControlDaemon).Assembly.GetName().Version?.ToString() ?? "0",
+            Pid = Environment.ProcessId, Socket = _path,
+            UptimeS = Math.Round(Stopwatch.GetElapsedTime(_startedAt).TotalSeconds, 1),
+        };
+    }
+
+    private ListResult List(ControlRequest r)
+    {
+        r.AllowOnly();
+        return new ListResult { SampleMs = _sampleMs, Domains = _host.Domains.Select(Info).ToArray() };
+    }
+
+    private CreateResult Create(ControlRequest r)
+    {
+        r.AllowOnly("file", "text");
+        string text = r.String("text");
+        string file = r.OptionalString("file") ?? "(config)";
+        if (file.Length == 0) file = "(config)";
+        var config = XlConfig.Parse(text, file);
+        var spec = DomainSpecs.FromConfig(config);
+        Domain d;
+        try
+        {
+            d = _host.Create(spec);
+        }
+        catch (ArgumentException e)
+        {
+            throw ControlException.Invalid($"{file}: {StripParameter(e)}");
+        }
+        catch (InvalidOperationException e)
+        {
+            throw ControlException.Conflict($"{file}: {e.Message}");
+        }
+        Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
+        return new CreateResult { Domain = Info(d), Notices = config.Notices };
+    }
+
+    private DoneResult DestroyOp(ControlRequest r)
+    {
+        r.AllowOnly("domain");
+        var d = FindDomain(r.String("domain"));
+        if (!_host.Destroy(d))
+            throw ControlException.Conflict($"domain '{d.Name}' (id {d.Id}) did not stop within {_host.DestroyTimeout.TotalSeconds:F0} s; " +
+                                            "it is left crashed with its memory held until its vCPUs exit; try destroy again later");
+        Log($"destroyed domain '{d.Name}' (id {d.Id})");
+        return new DoneResult { Message = $"destroyed domain '{d.Name}' (id {d.Id})" };
+    }
+
+    private DomainInfo PauseOp(ControlRequest r, bool pause)
+    {
+        r.AllowOnly("domain");
+        var d = FindDomain(r.String("domain"));
+        if (pause) d.Pause();
+        else d.Unpause();
+        return Info(d);
+    }
+
+    private VcpuPinResult VcpuPin(ControlRequest r)
+    {
+        r.AllowOnly("domain", "vcpu", "cpus");
+        var d = FindDomain(r.String("domain"));
+        string vcpu = r.OptionalScalarText("vcpu") ?? throw ControlException.BadRequest("vcpu-pin: args.vcpu is missing (a vCPU number or \"all\")");
+        var set = ParseCpus(r.String("cpus"), "vcpu-pin");
+        // "all" is an empty list; a running thread has to be given every CPU to be unpinned.
+        if (set.IsEmpty) set = [.. Enumerable.Range(0, Environment.ProcessorCount)];
+        if (d.State is not (DomainState.Running or DomainState.Paused))
+            throw ControlException.Conflict($"domain '{d.Name}' is {d.State.ToString().ToLowerInvariant()}; only a running or paused domain can be pinned");
+        IEnumerable<VCpu> targets;
+        if (vcpu.Equals("all", StringComparison.OrdinalIgnoreCase)) targets = d.VCpus;
+        else if (int.TryParse(vcpu, NumberStyles.None, CultureInfo.InvariantCulture, out int i) && i < d.VCpus.Count) targets = [d.VCpus[i]];
+        else throw ControlException.NotFound($"domain '{d.Name}' has no vCPU '{ControlRequest.Short(vcpu)}' (it has vCPUs 0..{d.VCpus.Count - 1}, or use all)");
+        foreach (var v in targets)
+        {
+            try
+            {
+                v.Pin(set);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                throw ControlException.Invalid($"cannot pin vCPU {v.Index} of '{d.Name}' to CPUs {FormatCpus(set)}: {e.Message}");
+            }
+        }
+        _host.CpuPolicy?.Apply(d);
+        return new VcpuPinResult
+        {
+            Domain = d.Name,
+            Vcpus = d.VCpus.Select(v => new VcpuInfo { Vcpu = v.Index, Cpus = FormatCpus(v.Cpus), Tid = v.Tid }).ToArray(),
+        };
+    }
+
+    private ScheduleInfo ScheduleOf(Domain d) => new()
+    {
+        Name = d.Name, Id = d.Id, Weight = d.Weight, Cap = d.Cap, Enforced = _host.CpuPolicy is not null,
+    };
+
+    private ScheduleResult Schedule(ControlRequest r)
+    {
+        r.AllowOnly("domain", "weight", "cap");
+        string? name = r.OptionalString("domain");
+        int? weight = r.OptionalInt("weight");
+        int? cap = r.OptionalInt("cap");
+        if (name is null)
+        {
+            if (weight is not null || cap is not null) throw ControlException.BadRequest("sched-credit2: -w and -c need -d DOMAIN");
+            return new ScheduleResult { Domains = _host.Domains.Select(ScheduleOf).ToArray() };
+        }
+        var d = FindDomain(name);
+        if (weight is not null || cap is not null)
+        {
+            _host.SetSchedule(d, weight, cap);
+            Log($"domain '{d.Name}': weight {d.Weight}, cap {d.Cap}");
+        }
+        return new ScheduleResult { Domains = [ScheduleOf(d)] };
+    }
+
+    private DoneResult ValeCreate(ControlRequest r)
+    {
+        r.AllowOnly("bridge");
+        string name = r.String("bridge");
+        if (name.Contains(':'))
+            throw ControlException.Invalid($"'{ControlRequest.Short(name)}' is a port name; vale-ctl -n takes a bridge name such as valex");
+        bool existed = _host.Switch.FindBridge(name) is not null;
+        var b = _host.Switch.GetOrCreateBridge(name);
+        return new DoneResult { Message = existed ? $"bridge {b.Name} already exists" : $"created bridge {b.Name}" };
+    }
+
+    private DoneResult ValeRemove(ControlRequest r)
+    {
+        r.AllowOnly("bridge");
+        var b = FindBridge(r.String("bridge"));
+        if (b.Ports.Count > 0)
+            throw ControlException.Conflict($"bridge {b.Name} still has {b.Ports.Count} port(s) ({string.Join(", ", b.Ports.Select(p => p.PortName))}); detach them or destroy their domains first");
+        _host.Switch.RemoveBridge(b.Name);
+        return new DoneResult { Message = $"removed bridge {b.Name}" };
+    }
+
+    private const string NoAttacher = "attaching physical interfaces is not available in this build";
+
+    private DoneResult ValeAttach(ControlRequest r)
+    {
+        r.AllowOnly("bridge", "interface");
+        string bridge = r.String("bridge"), ifname = r.String("interface");
+        Bridge.ParsePortName($"{bridge}:{ifname}");
+        var attacher = Attacher ?? throw ControlException.Unsupported(NoAttacher);
+        var b = _host.Switch.GetOrCreateBridge(bridge);
+        if (b.FindPort(ifname) is not null)
+            throw ControlException.Conflict($"bridge {b.Name} already has a port named '{ifname}'");
+        try
+        {
+            attacher.Attach(b, ifname);
+        }
+        catch (Exception e) when (e is not ControlException)
+        {
+            throw ControlException.Invalid($"cannot attach {ifname} to {b.Name}: {e.Message}");
+        }
+        _interfaces[(b.Name, ifname)] = ifname;
+        Log($"attached interface {ifname} to {b.Name}");
+        return new DoneResult { Message = $"attached {ifname} to {b.Name}" };
+    }
+
+    private DoneResult ValeDetach(ControlRequest r)
+    {
+        r.AllowOnly("bridge", "port");
+        var b = FindBridge(r.String("bridge"));
+        var p = FindPort(b, r.String("port"));
+        var (kind, owner) = OwnerOf(PortOwners(), p.Name);
+        if (kind == "domain")
+            throw ControlException.Conflict($"port {p.Name} belongs to domain '{owner}'; destroy the domain to detach it");
+        var attacher = Attacher ?? throw ControlException.Unsupported(NoAttacher);
+        if (kind != "interface")
+            throw ControlException.Conflict($"port {p.Name} was not attached with vale-ctl -a; only interface ports can be detached");
+        try
+        {
+            attacher.Detach(b, p.PortName);
+        }
+        catch (Exception e) when (e is not ControlException)
+        {
+            throw ControlException.Invalid($"cannot detach {p.Name}: {e.Message}");
+        }
+        _interfaces.TryRemove((b.Name, p.PortName), out _);
+        Log($"detached interface {p.Name}");
+        return new DoneResult { Message = $"detached {p.Name}" };
+    }
+
+    private ValeListResult ValeList(ControlRequest r)
+    {
+        r.AllowOnly();
+        var owners = PortOwners();
+        return new ValeListResult
+        {
+            InterfacesAvailable = Attacher is not null,
+            Bridges = _host.Switch.Bridges.Select(b => new BridgeInfo
+            {
+                Name = b.Name,
+                Ports = b.Ports.Select(p =>
+                {
+                    var (kind, owner) = OwnerOf(owners, p.Name);
+                    return new ValePortInfo { Name = p.Name, Port = p.PortName, Index = p.BridgeIndex, Kind = kind, Owner = owner, Up = p.Up };
+                }).ToArray(),
+            }).ToArray(),
+        };
+    }
+
+    // ---------------------------------------------------------------- settings and ctl
+
+    private sealed record Setting(string Key, string Description, Func<ControlDaemon, string> Get, Action<ControlDaemon, string> Set);
+
+    private static readonly Setting[] Settings =
+    [
+        new("bridge_batch", "slots collected before each flush, 0..1024 (0: drop-everything test mode); ctl op 1",
+            d => d._host.Switch.BridgeBatch.ToString(CultureInfo.InvariantCulture),
+            (d, v) => d._host.Switch.BridgeBatch = IntIn("bridge_batch", v, 0, TxKring.MaxBatch)),
+        new("drvdom_txsync", "1: NIC transmission by the port's driver thread instead of the sender's context; ctl op 5",
+            d => d._host.Settings.DriverDomainTxSync ? "1" : "0",
+            (d, v) => d._host.Settings.DriverDomainTxSync = Bool("drvdom_txsync", v)),
+        new("io_model", "I/O model of new domains without io_model=: hypercall, split or merge",
+            d => d._host.DefaultIoModel.Key(),
+            (d, v) => d._host.DefaultIoModel = IoModels.Parse(v)),
+        new("watchdog_ms", "a vCPU that does not check in for this long crashes its domain, 100..3600000",
+            d => ((long)d._host.WatchdogTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+            (d, v) => d._host.WatchdogTimeout = TimeSpan.FromMilliseconds(IntIn("watchdog_ms", v, 100, 3_600_000))),
+        new("destroy_timeout_ms", "how long destroy waits for a domain's vCPUs to stop, 100..60000",
+            d => ((long)d._host.DestroyTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+            (d, v) => d._host.DestroyTimeout = TimeSpan.FromMilliseconds(IntIn("destroy_timeout_ms", v, 100, 60_000))),
+        new("sample_ms", "interval of list's cpu% sampling, 100..60000",
+            d => d._sampleMs.ToString(CultureInfo.InvariantCulture),
+            (d, v) => d._sampleMs = IntIn("sample_ms", v, 100, 60_000)),
+        new("backend_cpus", "CPUs for split-model backend threads: a CPU list, or auto (cores no vCPU is pinned to)",
+            d => d._host.BackendCpus is { } c ? FormatCpus(c) : "auto",
+            (d, v) => d._host.BackendCpus = v.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : NonEmpty(ParseCpus(v, "backend_cpus"))),
+    ];
+
+    private static ImmutableArray<int> NonEmpty(ImmutableArray<int> cpus) =>
+        cpus.IsEmpty ? throw ControlException.Invalid("backend_cpus: 'all' is not a placement; give CPUs or auto") : cpus;
+
+    private static int IntIn(string key, string v, int min, int max)
+    {
+        if (!long.TryParse(v.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l))
+            throw ControlException.Invalid($"{key}: '{ControlRequest.Short(v)}' is not an integer (want {min}..{max})");
+        if (l < min || l > max) throw ControlException.Invalid($"{key}: {l} is out of range (want {min}..{max})");
+        return (int)l;
+    }
+
+    private static bool Bool(string key, string v) => v.Trim().ToLowerInvariant() switch
+    {
+        "1" or "true" or "on" or "yes" => true,
+        "0" or "false" or "off" or "no" => false,
+        _ => throw ControlException.Invalid($"{key}: '{ControlRequest.Short(v)}' is not 0 or 1"),
+    };
+
+    private static Setting FindSetting(string key) =>
+        Settings.FirstOrDefault(s => s.Key == key.Trim().ToLowerInvariant().Replace('-', '_'))
+        ?? throw ControlException.NotFound($"unknown setting '{ControlRequest.Short(key)}'; settings: {string.Join(", ", Settings.Select(s => s.Key))}");
+
+    private SettingInfo InfoOf(Setting s) => new() { Key = s.Key, Value = s.Get(this), Description = s.Description };
+
+    private SettingsResult Get(ControlRequest r)
+    {
+        r.AllowOnly("key");
+        string? key = r.OptionalString("key");
+        return new SettingsResult { Settings = key is null ? Settings.Select(InfoOf).ToArray() : [InfoOf(FindSetting(key))] };
+    }
+
+    private SettingsResult Set(ControlRequest r)
+    {
+        r.AllowOnly("key", "value");
+        var s = FindSetting(r.String("key"));
+        string value = r.OptionalScalarText("value") ?? throw ControlException.BadRequest("set: args.value is missing");
+        try
+        {
+            s.Set(this, value);
+        }
+        catch (ArgumentException e)
+        {
+            throw ControlException.Invalid($"{s.Key}: {StripParameter(e)}");
+        }
+        Log($"{s.Key} = {s.Get(this)}");
+        return new SettingsResult { Settings = [InfoOf(s)] };
+    }
+
+    private SettingsResult IoModelOp(ControlRequest r)
+    {
+        r.AllowOnly("model");
+        var s = FindSetting("io_model");
+        if (r.OptionalString("model") is { } m)
+        {
+            try
+            {
+                s.Set(this, m);
+            }
+            catch (ArgumentException e)
+            {
+                throw ControlException.Invalid(StripParameter(e));
+            }
+            Log($"io_model = {s.Get(this)}");
+        }
+        return new SettingsResult { Settings = [InfoOf(s)] };
+    }
+
+    /// <summary>xennet_ctrl's op numbers (reference §5.1).</summary>
+    private static readonly string[] CtlNames = ["", "SET_BDG_BATCH", "SET_I40E_BUSY_WAIT", "SET_CSCHED2_MIN_TIMER", "SET_CSCHED2_CREDIT_INIT", "SET_DRVDOM_TXSYNC"];
+
+    private CtlResult Ctl(ControlRequest r)
+    {
+        r.AllowOnly("op", "value");
+        long op = r.Long("op");
+        long value = r.Long("value");
+        switch (op)
+        {
+            case 1:
+                if (value is < 0 or > TxKring.MaxBatch)
+                    throw ControlException.Invalid($"ctl op 1 (bridge batch): {value} is out of range; use 0..{TxKring.MaxBatch} (0 is the drop-everything test mode)");
+                _host.Switch.BridgeBatch = (int)value;
+                Log($"ctl op 1: bridge_batch = {value}");
+                return new CtlResult { Op = 1, Name = CtlNames[1], Key = "bridge_batch", Value = value.ToString(CultureInfo.InvariantCulture) };
+            case 2:
+                throw ControlException.Unsupported("ctl op 2 (SET_I40E_BUSY_WAIT, NIC busy-wait) cannot be honoured: no NIC driver runs in the switching path here to busy-wait in (the reference Xen does not implement it either); nothing was changed");
+            case 3:
+                throw ControlException.Unsupported("ctl op 3 (SET_CSCHED2_MIN_TIMER, scheduler minimum timer) cannot be honoured: domains are Linux threads and the kernel's scheduler has no per-host minimum timer to set (the reference Xen does not implement it either); nothing was changed");
+            case 4:
+                throw ControlException.Unsupported("ctl op 4 (SET_CSCHED2_CREDIT_INIT, scheduler initial credit) cannot be honoured: the kernel's scheduler has no credit to initialise; use sched-credit2 -w/-c for weights and caps (the reference Xen does not implement it either); nothing was changed");
+            case 5:
+                _host.Settings.DriverDomainTxSync = value != 0;
+                Log($"ctl op 5: drvdom_txsync = {(value != 0 ? 1 : 0)} ({(value != 0 ? "driver domain operates HW txsync" : "the sender's context operates HW txsync")})");
+                return new CtlResult { Op = 5, Name = CtlNames[5], Key = "drvdom_txsync", Value = value != 0 ? "1" : "0" };
+            default:
+                throw ControlException.Invalid($"unknown ctl op {op}; ops: 1 bridge batch, 2 NIC busy-wait, 3 scheduler min timer, 4 scheduler initial credit, 5 driver-domain txsync");
+        }
+    }
+
+    // ---------------------------------------------------------------- stats
+
+    private static Dictionary<string, long> DropMap(long[] drops)
+    {
+        var map = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var reason in DropReasons.All) map[reason.Key()] = drops[(int)reason];
+        return map;
+    }
+
+    private static PortCounters Counters(ValePort p, (string Kind, string? Owner) owner)
+    {
+        var s = p.GetStatistics();
+        return new PortCounters
+        {
+            Name = p.Name, Kind = owner.Kind, Owner = owner.Owner, Index = p.BridgeIndex,
+            TxPackets = s.TxPackets, TxBytes = s.TxBytes, RxPackets = s.RxPackets, RxBytes = s.RxBytes,
+            FloodCopies = s.FloodCopies, Dropped = s.TotalDrops, Drops = DropMap(s.Drops),
+            CorruptRingIndex = s.CorruptRingIndex, BusySkips = s.BusySkips,
+        };
+    }
+
+    private static BridgeCounters BridgeStats(Bridge b, Dictionary<string, (string, string?)> owners, ValePort? only)
+    {
+        var s = b.GetStatistics();
+        var ports = b.Ports;
+        var byIndex = ports.ToDictionary(p => p.BridgeIndex, p => p.PortName);
+        var learning = b.Forwarding.Entries()
+            .Where(e => only is null || e.Port == only.BridgeIndex)
+            .Select(e => new LearnedMac
+            {
+                Mac = ForwardingTable.FormatMac(e.Mac),
+                Port = byIndex.TryGetValue(e.Port, out var n) ? n : $"#{e.Port}",
+                AgeS = e.AgeSeconds,
+            })
+            .OrderBy(e => e.Port, StringComparer.Ordinal).ThenBy(e => e.Mac, StringComparer.Ordinal)
+            .ToArray();
+        return new BridgeCounters
+        {
+            Name = b.Name, Sent = s.Sent, SentBytes = s.SentBytes, Delivered = s.Delivered, DeliveredBytes = s.DeliveredBytes,
+            FloodCopies = s.FloodCopies, Dropped = s.Dropped, Drops = DropMap(s.Drops), Unaccounted = s.Unaccounted,
+            CorruptRingIndex = s.CorruptRingIndex, TableEntries = s.TableEntries, TableCapacity = s.TableCapacity,
+            Ports = (only is null ? ports : [only]).Select(p => Counters(p, OwnerOf(owners, p.Name))).ToArray(),
+            Learning = learning,
+        };
+    }
+
+    private StatsResult Stats(ControlRequest r)
+    {
+        r.AllowOnly("port");
+        string? which = r.OptionalString("port");
+        var owners = PortOwners();
+        IEnumerable<BridgeCounters> bridges;
+        if (which is null)
+            bridges = _host.Switch.Bridges.Select(b => BridgeStats(b, owners, null));
+        else if (which.IndexOf(':') is int colon and >= 0)
+        {
+            var b = FindBridge(which[..colon]);
+            bridges = [BridgeStats(b, owners, FindPort(b, which[(colon + 1)..]))];
+        }
+        else
+            bridges = [BridgeStats(FindBridge(which), owners, null)];
+        return new StatsResult { BridgeBatch = _host.Switch.BridgeBatch, Bridges = bridges.ToArray() };
+    }
+}
