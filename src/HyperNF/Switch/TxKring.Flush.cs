@@ -137,6 +137,9 @@ internal sealed unsafe partial class TxKring
                 fwd.Learn(smac, me, now);
                 port.LastSmac = smac;
                 port.LastLearn = now;
+                // Learning may change what the cached destination resolves to (it may be this
+                // very address, now behind us, or an address whose bucket it just took over).
+                lastDmac = ulong.MaxValue;
             }
             int dst;
             if ((dmac & 1) != 0) dst = BroadcastQueue;     // multicast and broadcast
