@@ -57,6 +57,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         var sw = new ValeSwitch { BridgeBatch = batch };
         var rx = new Node(sw, "valecc:rx", Macs.Unicast(0x100));
         var tx = Enumerable.Range(0, Senders).Select(i => new Node(sw, $"valecc:tx{i}", Macs.Unicast(i + 1))).ToArray();
+        var threads = new List<Thread>();
         try
         {
             rx.Announce();
@@ -136,7 +137,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                     var rng = new Random(id);
                     go.Wait();
                     uint seq = 0;
-                    while (seq < FramesPerSender)
+                    while (seq < FramesPerSender && Volatile.Read(ref failure) is null)
                     {
                         if (paced)
                         {
@@ -170,6 +171,8 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                 catch (Exception e) { Fail($"sender {id}: {e}"); }
             }) { IsBackground = true, Name = $"tx{id}" }).ToArray();
 
+            threads.Add(receiver);
+            threads.AddRange(senders);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             receiver.Start();
             foreach (var t in senders) t.Start();
@@ -219,6 +222,8 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         }
         finally
         {
+            // never unmap memory a thread of this test may still be using
+            if (threads.Any(t => t.IsAlive)) Assert.Fail("threads still running; domain memory leaked");
             rx.Dispose();
             foreach (var t in tx) t.Dispose();
         }
