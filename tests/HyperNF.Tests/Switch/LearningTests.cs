@@ -109,6 +109,26 @@ public sealed class LearningTests : IDisposable
     }
 
     [Fact]
+    public void A_destination_evicted_by_a_colliding_source_earlier_in_the_same_batch_is_flooded()
+    {
+        // X hashes to b's bucket. Frame 1 goes to b (a hit). Frame 2 comes from X: learning X
+        // overwrites b's entry, so frame 2's destination b is now unknown and must be flooded.
+        _b.Announce();
+        DrainAll();
+        uint bucket = ForwardingTable.Hash(Macs.ToTable(_b.Mac)) & (ForwardingTable.DefaultSize - 1);
+        var x = Enumerable.Range(0x1000, 1 << 20).Select(Macs.Unicast)
+            .First(m => (ForwardingTable.Hash(Macs.ToTable(m)) & (ForwardingTable.DefaultSize - 1)) == bucket && !m.AsSpan().SequenceEqual(_b.Mac));
+        var f1 = _a.FrameTo(_b.Mac, 60, 1);
+        var f2 = TestFrames.Make(_b.Mac, x, 60, 2);
+        _a.Send(f1, f2);
+        ReceivedExactly(_b, f1, f2);
+        ReceivedExactly(_c, f2);
+        ReceivedExactly(_d, f2);
+        Assert.Equal(ForwardingTable.Broadcast, Bridge.Forwarding.Lookup(Macs.ToTable(_b.Mac), ForwardingTable.Now()));
+        StatsAssert.Balanced(_sw, "valel");
+    }
+
+    [Fact]
     public void A_mac_that_moves_to_another_port_is_relearned()
     {
         var x = Macs.Unicast(0x55);
