@@ -85,6 +85,7 @@ public class DetachTests
         Assert.True(finished, "closing a port hung: a sync left its ring marked busy");
         Assert.True(senderDone);
         Assert.True(syncs > Cycles, $"only {syncs} syncs ran");
-        Assert.True(sw.FindBridge("valedt")!.GetStatistics().Delivered > 0);
+        // every detached port's counters were kept, and syncs on a closed port count nothing
+        Assert.True(StatsAssert.Balanced(sw, "valedt").Delivered > 0);
     }
 }
