@@ -41,8 +41,9 @@ public class DetachTests
                     for (int i = 0; i < 4; i++)
                     {
                         ref var s = ref ring.Slot(cur);
-                        if (s.BufIdx < RegionLayout.ReservedBuffers || s.BufIdx >= mem.BufferCount) break; // cleared
-                        frame.CopyTo(ring.Buffer(s));
+                        uint idx = s.BufIdx; // read once: the area may be cleared under us
+                        if (idx < RegionLayout.ReservedBuffers || idx >= mem.BufferCount) break;
+                        frame.CopyTo(ring.Buffer(idx));
                         s.Len = 60;
                         s.Flags = 0;
                         cur = ring.Next(cur);
