@@ -9,6 +9,33 @@ namespace HyperNF.Tests.Switch;
 [Collection("Threads")]
 public class DetachTests
 {
+    [Fact]
+    public void A_stale_handle_of_a_closed_port_cannot_touch_the_port_that_reuses_its_area()
+    {
+        var sw = new ValeSwitch();
+        using var sink = new Node(sw, "valest:sink", Macs.Unicast(0x100));
+        using var mem = new DomainMemory(new RegionLayout { MaxPorts = 1, SlotsPerRing = 8 });
+        var old = sw.OpenPort("valest:old", mem);
+        old.Dispose();
+        using var fresh = sw.OpenPort("valest:new", mem);
+        Assert.Equal(old.Area, fresh.Area);
+        var tx = fresh.TxRing(0);
+        for (uint i = 0; i < 2; i++)
+        {
+            TestFrames.Make(sink.Mac, Macs.Unicast(1), 60, i).CopyTo(tx.Buffer(tx.Slot(i)));
+            tx.Slot(i).Len = 60;
+        }
+        tx.Head = tx.Cur = 2;
+        old.TxSync(); // the old handle's host state must not consume or rewrite the new port's ring
+        old.RxSync();
+        Assert.Equal((2u, 2u, 7u), (tx.Head, tx.Cur, tx.Tail));
+        Assert.Equal((0u, 0u, 0u), (fresh.RxRing(0).Head, fresh.RxRing(0).Cur, fresh.RxRing(0).Tail));
+        fresh.TxSync();
+        Assert.Equal(2, sink.Receive().Count);
+        var s = StatsAssert.Balanced(sw, "valest");
+        Assert.Equal(2, s.Sent);
+    }
+
     /// <summary>
     /// A domain closes its port while its own vCPU thread is inside TxSync on it (an NF being
     /// torn down). Whatever instant the detach hits, the sync must neither throw nor leave the
