@@ -220,6 +220,11 @@ internal sealed unsafe class RxKring
             Interlocked.Increment(ref S->BusySkips);
             return;
         }
+        if (Port.Retired)
+        {
+            Volatile.Write(ref S->Busy, 0); // closed: the ring's area belongs to the region again
+            return;
+        }
         uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
         uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
         uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);

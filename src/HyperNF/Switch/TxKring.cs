@@ -123,6 +123,12 @@ internal sealed unsafe partial class TxKring
             Interlocked.Increment(ref BusySkips);
             return;
         }
+        if (Port.Retired)
+        {
+            // Closed: the ring's area belongs to the region again and the counters were final.
+            Exit(seq);
+            return;
+        }
         uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
         uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
         uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);

@@ -25,6 +25,12 @@ public sealed unsafe class ValePort : IPortBackend
 
     /// <summary>Index on the bridge (0..253), -1 once detached.</summary>
     internal volatile int Index = -1;
+    /// <summary>
+    /// Set by <see cref="Bridge.Detach"/> before it waits for in-flight syncs and keeps the
+    /// port's final counters: from then on a sync of this port does nothing (its area in the
+    /// region is about to be released, and its counters are no longer the bridge's).
+    /// </summary>
+    internal volatile bool Retired;
     // Learning shortcut: skip relearning while the source MAC stays the same (netmap's last_smac).
     internal ulong LastSmac = ulong.MaxValue;
     internal uint LastLearn;
