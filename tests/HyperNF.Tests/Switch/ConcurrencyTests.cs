@@ -24,11 +24,13 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
     private const uint MarkerId = 0xFFFF;
     private const int HeaderBytes = 22; // Ethernet 14 + sender id 4 + sequence 4
 
-    private static int LengthOf(uint seq) => 60 + (int)(seq * 37 % 400);
+    /// <summary>Frame length by sequence; with chains, every 8th frame needs 2 or 3 slots.</summary>
+    private static int LengthOf(uint seq, bool chains) =>
+        chains && seq % 8 == 0 ? 2049 + (int)(seq * 131 % 4000) : 60 + (int)(seq * 37 % 400);
 
     private static byte[][] Patterns() => Enumerable.Range(0, Senders).Select(i =>
     {
-        var p = new byte[2048];
+        var p = new byte[8192];
         new Random(1000 + i).NextBytes(p);
         return p;
     }).ToArray();
@@ -48,11 +50,18 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
     /// ring is more than half full and now and then pause, so most frames are delivered, leases
     /// overlap with free space, and a Poll-ing receiver regularly finds its ring empty and sleeps.
     /// </summary>
+    /// <remarks>
+    /// With chains, a lease can end with slots its sender could not fill (the next chain did not
+    /// fit) while a later lease exists: those slots are published as empty (len 0, flags 0)
+    /// and the receiver skips them; they never appear inside a chain.
+    /// </remarks>
     [Theory]
-    [InlineData(false, 64, false)]
-    [InlineData(false, 128, true)]
-    [InlineData(true, 256, true)]
-    public void Four_senders_one_receiver_every_frame_once_intact_in_order_and_accounted(bool usePoll, int batch, bool paced)
+    [InlineData(false, 64, false, false)]
+    [InlineData(false, 128, true, false)]
+    [InlineData(true, 256, true, false)]
+    [InlineData(false, 200, false, true)]
+    [InlineData(true, 100, true, true)]
+    public void Four_senders_one_receiver_every_frame_once_intact_in_order_and_accounted(bool usePoll, int batch, bool paced, bool chains)
     {
         var sw = new ValeSwitch { BridgeBatch = batch };
         var rx = new Node(sw, "valecc:rx", Macs.Unicast(0x100));
@@ -71,7 +80,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
             int done = 0;
             long target = -1;
             var received = new long[Senders];
-            long pollTimeoutsWhileSending = 0, polls = 0, sleepingPolls = 0;
+            long pollTimeoutsWhileSending = 0, polls = 0, sleepingPolls = 0, emptySlots = 0;
 
             var receiver = new Thread(() =>
             {
@@ -81,6 +90,8 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                     var last = new long[Senders];
                     Array.Fill(last, -1);
                     long total = 0;
+                    var frame = new byte[8192];
+                    int have = 0, frags = 0, expectFrags = 0;
                     go.Wait();
                     while (true)
                     {
@@ -104,21 +115,32 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                         while (cur != tail)
                         {
                             ref var slot = ref ring.Slot(cur);
-                            var f = ring.Buffer(slot)[..slot.Len];
-                            if (slot.Len < HeaderBytes || slot.Flags != (1 << SlotFlags.FragmentCountShift)) { Fail($"slot {cur}: len {slot.Len} flags 0x{slot.Flags:x4}"); return; }
+                            cur = ring.Next(cur);
+                            if (slot.Len == 0 && slot.Flags == 0 && frags == 0) { emptySlots++; continue; } // an unfilled leased slot
+                            int count = slot.Flags >> SlotFlags.FragmentCountShift;
+                            bool more = (slot.Flags & SlotFlags.MoreFrag) != 0;
+                            if (frags == 0) expectFrags = count;
+                            if (slot.Len == 0 || count != expectFrags || more != (frags + 1 < count) || (slot.Flags & 0xff & ~SlotFlags.MoreFrag) != 0)
+                            { Fail($"slot {cur}: len {slot.Len} flags 0x{slot.Flags:x4} as fragment {frags + 1} of {expectFrags}"); return; }
+                            ring.Frame(slot).CopyTo(frame.AsSpan(have));
+                            have += slot.Len;
+                            if (++frags < count) continue;
+                            var f = frame.AsSpan(0, have);
+                            have = frags = 0;
+                            if (f.Length < HeaderBytes) { Fail($"a {f.Length}-byte frame"); return; }
                             uint id = BinaryPrimitives.ReadUInt32LittleEndian(f[14..]);
                             uint seq = BinaryPrimitives.ReadUInt32LittleEndian(f[18..]);
-                            if (id == MarkerId) { cur = ring.Next(cur); continue; }
+                            if (id == MarkerId) continue;
                             if (id >= Senders) { Fail($"frame with sender id {id}"); return; }
                             if (seq <= last[id]) { Fail($"sender {id}: sequence {seq} after {last[id]} (duplicate or reordered)"); return; }
-                            if (f.Length != LengthOf(seq) || !f[HeaderBytes..].SequenceEqual(PayloadOf(patterns[id], seq, f.Length))
+                            if (f.Length != LengthOf(seq, chains) || !f[HeaderBytes..].SequenceEqual(PayloadOf(patterns[id], seq, f.Length))
                                 || !f[..6].SequenceEqual(rx.Mac) || !f[6..12].SequenceEqual(tx[id].Mac))
                             { Fail($"sender {id} sequence {seq}: frame corrupted (len {f.Length})"); return; }
                             last[id] = seq;
                             received[id]++;
                             total++;
-                            cur = ring.Next(cur);
                         }
+                        if (frags != 0) { Fail("the published slots ended inside a chain"); return; }
                         ring.Head = ring.Cur = cur;
                         if (Volatile.Read(ref done) != 0 && total >= Volatile.Read(ref target)) break;
                     }
@@ -135,6 +157,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                     var ring = node.Tx;
                     var header = node.FrameTo(rx.Mac, 14);
                     var rng = new Random(id);
+                    var frame = new byte[8192];
                     go.Wait();
                     uint seq = 0;
                     while (seq < FramesPerSender && Volatile.Read(ref failure) is null)
@@ -150,19 +173,27 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                             if (rng.Next(200) == 0) Thread.Sleep(1);
                         }
                         uint cur = ring.Cur;
-                        uint burst = Math.Min(Math.Min(ring.Space, (uint)rng.Next(1, 400)), FramesPerSender - seq);
-                        for (uint i = 0; i < burst; i++, seq++)
+                        uint space = ring.Space;
+                        int burst = rng.Next(1, 400);
+                        for (int i = 0; i < burst && seq < FramesPerSender; i++, seq++)
                         {
-                            ref var slot = ref ring.Slot(cur);
-                            var b = ring.Buffer(slot);
-                            int len = LengthOf(seq);
-                            header.CopyTo(b);
-                            BinaryPrimitives.WriteUInt32LittleEndian(b[14..], (uint)id);
-                            BinaryPrimitives.WriteUInt32LittleEndian(b[18..], seq);
-                            PayloadOf(patterns[id], seq, len).CopyTo(b[HeaderBytes..]);
-                            slot.Len = (ushort)len;
-                            slot.Flags = 0;
-                            cur = ring.Next(cur);
+                            int len = LengthOf(seq, chains);
+                            int need = (len + 2047) / 2048;
+                            if (need > space) break;
+                            space -= (uint)need;
+                            header.CopyTo(frame);
+                            BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(14), (uint)id);
+                            BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(18), seq);
+                            PayloadOf(patterns[id], seq, len).CopyTo(frame.AsSpan(HeaderBytes));
+                            for (int off = 0; off < len; off += 2048)
+                            {
+                                ref var slot = ref ring.Slot(cur);
+                                int n = Math.Min(2048, len - off);
+                                frame.AsSpan(off, n).CopyTo(ring.Buffer(slot));
+                                slot.Len = (ushort)n;
+                                slot.Flags = off + n < len ? SlotFlags.MoreFrag : (ushort)0;
+                                cur = ring.Next(cur);
+                            }
                         }
                         ring.Head = ring.Cur = cur;
                         node.Port.TxSync();
@@ -200,8 +231,8 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
 
             long sent = Senders * (long)FramesPerSender;
             long got = received.Sum();
-            output.WriteLine($"poll={usePoll} batch={batch} paced={paced}: {sent} frames sent in {sendTime.TotalSeconds:F2} s, {got} received, " +
-                             $"{rxStats.Drop(DropReason.RingFull)} ring-full drops, polls {polls}, sleeping polls {sleepingPolls}");
+            output.WriteLine($"poll={usePoll} batch={batch} paced={paced} chains={chains}: {sent} frames sent in {sendTime.TotalSeconds:F2} s, {got} received, " +
+                             $"{rxStats.Drop(DropReason.RingFull)} ring-full drops, {emptySlots} empty slots, polls {polls}, sleeping polls {sleepingPolls}");
             Assert.Equal(sent, mid.Sent - baseline.Sent);
             Assert.All(txPackets, n => Assert.Equal((long)FramesPerSender, n));
             Assert.Equal(rxStats.RxPackets, got);
