@@ -156,7 +156,9 @@ internal sealed unsafe class RxKring
         {
             uint leaseEnd = start + howmany;
             if (leaseEnd >= N) leaseEnd -= N;
-            if (S->HwLease == leaseEnd)
+            // Newest by ticket, not by position: a later lease that gave all its slots back
+            // leaves hwlease at our end, yet its ticket (ending there) is still to be walked.
+            if (RingRules.Next(leaseIdx, N) == S->LeaseIdx)
             {
                 S->HwLease = j; // still the newest lease: give the unused slots back
             }
