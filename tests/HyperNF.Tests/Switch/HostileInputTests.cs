@@ -430,9 +430,15 @@ public class HostileInputTests(Xunit.Abstractions.ITestOutputHelper output)
         {
             var ring = _r.Rx;
             uint rxFirst = First(_r) + N;
-            // the receiver points some of its slots (any of them, also host-owned ones) at other buffers
+            // the receiver points some of its slots (any of them, also host-owned ones) at other
+            // buffers and scribbles over their len and flags
             foreach (var (slot, kind, r) in st.RxBufs)
-                ring.Slot((uint)slot).BufIdx = kind <= 2 ? rxFirst + r % N : Invalid(_r, r);
+            {
+                ref var s = ref ring.Slot((uint)slot);
+                s.BufIdx = kind <= 2 ? rxFirst + r % N : Invalid(_r, r);
+                s.Len = (ushort)r;
+                s.Flags = (ushort)(r >> 16);
+            }
             var (head, cur) = Move(st, _rHwCur, _rRTail, _rRTail);
             ring.Head = head;
             ring.Cur = cur;
