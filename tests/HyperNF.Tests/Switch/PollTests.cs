@@ -36,6 +36,35 @@ public class PollTests
     }
 
     [Fact]
+    public void Closing_a_port_wakes_a_thread_sleeping_in_Poll_on_it()
+    {
+        // An NF's vCPU thread waits for traffic without a timeout; the control plane closes the port.
+        var sw = new ValeSwitch();
+        var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        PollEvents result = PollEvents.In;
+        var waiter = new Thread(() => result = b.Port.Poll(PollEvents.In, -1)) { IsBackground = true };
+        waiter.Start();
+        Thread.Sleep(50);
+        b.Port.Dispose();
+        bool woke = waiter.Join(3000);
+        if (woke) b.Dispose(); // else leak the region: the waiter still reads its ring
+        Assert.True(woke, "Poll(-1) on a closed port never returned");
+        Assert.Equal(PollEvents.None, result);
+    }
+
+    [Fact]
+    public void Poll_on_a_closed_port_returns_at_once()
+    {
+        var sw = new ValeSwitch();
+        using var mem = new HyperNF.Memory.DomainMemory(new HyperNF.Memory.RegionLayout { MaxPorts = 1, SlotsPerRing = 8 });
+        var p = sw.OpenPort("valepoll:c", mem);
+        p.Dispose();
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(PollEvents.None, p.Poll(PollEvents.In | PollEvents.Out, 5000));
+        Assert.True(clock.ElapsedMilliseconds < 1000);
+    }
+
+    [Fact]
     public void A_sleeping_Poll_is_woken_by_a_sender_on_another_thread()
     {
         var sw = new ValeSwitch();
