@@ -100,6 +100,7 @@ public sealed partial class Bridge
             Interlocked.MemoryBarrier();
             foreach (var p in old.Active)
                 p.WaitQuiescent();
+            port.WakeSlow(); // a thread sleeping in Poll on the port returns (Poll checks Retired)
             // No flush can reach the port any more: forget its MACs and keep its counters.
             Forwarding.Purge(idx);
             var s = port.GetStatistics();

@@ -111,6 +111,7 @@ public sealed unsafe class ValePort : IPortBackend
         long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         while (true)
         {
+            if (Retired) return PollEvents.None; // closed: nothing will ever be ready
             PollEvents ready = PollEvents.None;
             if ((events & PollEvents.Out) != 0)
             {
@@ -130,7 +131,9 @@ public sealed unsafe class ValePort : IPortBackend
             // Full fence (Dekker with NotifyReceiver): our waiter count is visible before we
             // re-check hwtail, and a sender's hwtail store is visible before it reads the count.
             Interlocked.Increment(ref *_waiters);
-            if (!AnyRxPublished() || (events & PollEvents.In) == 0)
+            // Retired is read after the fence too: Bridge.Detach sets it before it bumps the
+            // wake sequence, so either we see it here or our futex wait sees the new sequence.
+            if (!Retired && (!AnyRxPublished() || (events & PollEvents.In) == 0))
                 Native.FutexWait(_wakeSeq, seq, (int)Math.Min(remaining, int.MaxValue));
             Interlocked.Decrement(ref *_waiters);
         }
