@@ -67,6 +67,9 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         var rx = new Node(sw, "valecc:rx", Macs.Unicast(0x100));
         var tx = Enumerable.Range(0, Senders).Select(i => new Node(sw, $"valecc:tx{i}", Macs.Unicast(i + 1))).ToArray();
         var threads = new List<Thread>();
+        string? failure = null;
+        int done = 0;
+        long target = -1;
         try
         {
             rx.Announce();
@@ -74,11 +77,8 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
             var patterns = Patterns();
             var baseline = sw.FindBridge("valecc")!.GetStatistics();
 
-            string? failure = null;
             void Fail(string m) => Interlocked.CompareExchange(ref failure, m, null);
             var go = new ManualResetEventSlim();
-            int done = 0;
-            long target = -1;
             var received = new long[Senders];
             long pollTimeoutsWhileSending = 0, polls = 0, sleepingPolls = 0, emptySlots = 0;
 
@@ -159,7 +159,15 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                     var rng = new Random(id);
                     var frame = new byte[8192];
                     go.Wait();
-                    uint seq = 0;
+                    uint seq = 0, progressSeq = 0;
+                    long progressAt = Environment.TickCount64;
+                    bool Stalled()
+                    {
+                        if (seq != progressSeq) { progressSeq = seq; progressAt = Environment.TickCount64; return false; }
+                        if (Environment.TickCount64 - progressAt < 10_000) return false;
+                        Fail($"sender {id} made no progress for 10 s at sequence {seq} (no TX space, or the receiver's ring never drains)");
+                        return true;
+                    }
                     while (seq < FramesPerSender && Volatile.Read(ref failure) is null)
                     {
                         if (paced)
@@ -167,7 +175,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                             var spin = new SpinWait(); // escalates to Sleep(1): the receiver must get a core
                             while (Backlog(rx) > 512)
                             {
-                                if (Volatile.Read(ref failure) is not null) return; // the receiver gave up
+                                if (Volatile.Read(ref failure) is not null || Stalled()) return; // the receiver gave up
                                 spin.SpinOnce();
                             }
                             if (rng.Next(200) == 0) Thread.Sleep(1);
@@ -197,6 +205,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                         }
                         ring.Head = ring.Cur = cur;
                         node.Port.TxSync();
+                        if (Stalled()) return;
                     }
                 }
                 catch (Exception e) { Fail($"sender {id}: {e}"); }
@@ -253,10 +262,16 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
         }
         finally
         {
-            // never unmap memory a thread of this test may still be using
-            if (threads.Any(t => t.IsAlive)) Assert.Fail("threads still running; domain memory leaked");
-            rx.Dispose();
-            foreach (var t in tx) t.Dispose();
+            // on failure, stop the receiver; never unmap memory a thread of this test may still use
+            Interlocked.CompareExchange(ref failure, "test ended", null);
+            Volatile.Write(ref target, 0);
+            Volatile.Write(ref done, 1);
+            foreach (var t in threads) t.Join(5000);
+            if (threads.All(t => !t.IsAlive))
+            {
+                rx.Dispose();
+                foreach (var t in tx) t.Dispose();
+            }
         }
     }
 }
