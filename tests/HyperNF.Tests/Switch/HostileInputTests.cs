@@ -469,3 +469,126 @@ public class HostileInputTests(Xunit.Abstractions.ITestOutputHelper output)
         }
     }
 }
+
+/// <summary>
+/// The same hostility, but concurrent: while one thread of a domain syncs, another thread of
+/// the same domain rewrites the ring indices and slots under it (the time-of-check /
+/// time-of-use attack). Nothing can be predicted frame by frame; what must hold is that no
+/// exception escapes, no memory outside the rings and buffers the domains may name is
+/// written, and the bridge's counters balance once everything stops.
+/// </summary>
+[Collection("Threads")]
+public class HostileConcurrencyTests
+{
+    private const byte Canary = 0xC5;
+
+    [Fact]
+    public unsafe void Domains_rewriting_their_rings_during_syncs_cannot_break_the_host()
+    {
+        var layout = new RegionLayout { MaxPorts = 2, SlotsPerRing = 64, ExtraBuffersPerPort = 4 };
+        var sw = new ValeSwitch { BridgeBatch = 16 };
+        var s = new Node(sw, "valehc:s", Macs.Unicast(1), layout);
+        var r = new Node(sw, "valehc:r", Macs.Unicast(2), layout);
+        var bystander = new DomainMemory(layout, "bystander");
+        r.Announce();
+        s.Drain();
+        uint sFirst = layout.FirstBufferOf(0), rRxFirst = layout.FirstBufferOf(0) + 64;
+        // canaries: s's RX buffers, extras and unused area; everything of r but its RX ring buffers; all of the bystander
+        for (uint i = sFirst + 64; i < s.Memory.BufferCount; i++) s.Tx.Buffer(i).Fill(Canary);
+        for (uint i = RegionLayout.ReservedBuffers; i < r.Memory.BufferCount; i++)
+            if (i < rRxFirst || i >= rRxFirst + 64) r.Tx.Buffer(i).Fill(Canary);
+        new Span<byte>(bystander.Base, (int)bystander.Size).Fill(Canary);
+
+        string? failure = null;
+        int stop = 0;
+        void Run(string name, Action<Random> body, int seed) 
+        {
+            var rng = new Random(seed);
+            try { while (Volatile.Read(ref stop) == 0) body(rng); }
+            catch (Exception e) { Interlocked.CompareExchange(ref failure, $"{name}: {e}", null); }
+        }
+        var threads = new[]
+        {
+            // s's well-meaning NF thread: fills slots from cur and syncs
+            new Thread(() => Run("s sync", rng =>
+            {
+                var ring = s.Tx;
+                uint cur = ring.Cur % 64;
+                for (int i = 0; i < rng.Next(1, 40); i++)
+                {
+                    ref var slot = ref ring.Slot(cur);
+                    uint idx = slot.BufIdx;
+                    if (idx >= sFirst && idx < sFirst + 64)
+                    {
+                        var b = ring.Buffer(idx);
+                        (rng.Next(4) == 0 ? Macs.Broadcast : r.Mac).CopyTo(b);
+                        s.Mac.CopyTo(b[6..]);
+                    }
+                    cur = ring.Next(cur);
+                }
+                ring.Head = ring.Cur = cur;
+                s.Port.TxSync();
+            }, 1)),
+            // s's hostile thread: rewrites slots and indices at random, at any moment
+            new Thread(() => Run("s scribbler", rng =>
+            {
+                var ring = s.Tx;
+                ref var slot = ref ring.Slot((uint)rng.Next(64));
+                switch (rng.Next(8))
+                {
+                    case 0: slot.BufIdx = (uint)rng.Next(); break;
+                    case 1: slot.BufIdx = sFirst + (uint)rng.Next(64); break;
+                    case 2: slot.Len = (ushort)rng.Next(65536); break;
+                    case 3: slot.Len = (ushort)rng.Next(2049); break;
+                    case 4: slot.Flags = (ushort)rng.Next(65536); break;
+                    case 5: ring.Head = (uint)rng.Next(70); break;
+                    case 6: ring.Cur = (uint)rng.Next(70); break;
+                    default: ring.Tail = (uint)rng.Next(); break;
+                }
+                if (rng.Next(64) == 0) Thread.Yield();
+            }, 2)),
+            // r's NF thread: syncs and releases what it got
+            new Thread(() => Run("r sync", rng =>
+            {
+                r.Port.RxSync();
+                var ring = r.Rx;
+                ring.Head = ring.Cur = ring.Tail % 64;
+                r.Port.RxSync();
+                if (rng.Next(16) == 0) Thread.Yield();
+            }, 3)),
+            // r's hostile thread: points RX slots at other buffers of its RX ring, or at none
+            new Thread(() => Run("r scribbler", rng =>
+            {
+                var ring = r.Rx;
+                ref var slot = ref ring.Slot((uint)rng.Next(64));
+                switch (rng.Next(6))
+                {
+                    case 0: slot.BufIdx = rRxFirst + (uint)rng.Next(64); break;
+                    case 1: slot.BufIdx = r.Memory.BufferCount + (uint)rng.Next(1000); break;
+                    case 2: slot.BufIdx = (uint)rng.Next(2); break;
+                    case 3: ring.Head = (uint)rng.Next(70); break;
+                    case 4: ring.Cur = (uint)rng.Next(70); break;
+                    default: ring.Tail = (uint)rng.Next(); break;
+                }
+                if (rng.Next(64) == 0) Thread.Yield();
+            }, 4)),
+        };
+        foreach (var t in threads) { t.IsBackground = true; t.Start(); }
+        Thread.Sleep(2000);
+        Volatile.Write(ref stop, 1);
+        bool joined = threads.All(t => t.Join(10_000));
+        Assert.True(joined, "a thread did not stop");
+        Assert.True(failure is null, failure);
+
+        var st = StatsAssert.Balanced(sw, "valehc");
+        Assert.True(st.Sent > 1000 && st.Delivered > 100, $"too little traffic to mean anything: sent {st.Sent}, delivered {st.Delivered}");
+        Assert.True(st.CorruptRingIndex > 0);
+        for (uint i = sFirst + 64; i < s.Memory.BufferCount; i++)
+            Assert.True(s.Tx.Buffer(i).IndexOfAnyExcept(Canary) < 0, $"s buffer {i} was written");
+        for (uint i = RegionLayout.ReservedBuffers; i < r.Memory.BufferCount; i++)
+            if (i < rRxFirst || i >= rRxFirst + 64)
+                Assert.True(r.Tx.Buffer(i).IndexOfAnyExcept(Canary) < 0, $"r buffer {i} was written");
+        Assert.True(new ReadOnlySpan<byte>(bystander.Base, (int)bystander.Size).IndexOfAnyExcept(Canary) < 0, "the bystander's memory was written");
+        s.Dispose(); r.Dispose(); bystander.Dispose();
+    }
+}
