@@ -24,8 +24,8 @@ public static class SlotFlags
     public const ushort BufChanged = 0x0001;
     /// <summary>Indirect buffers are not supported; such slots are dropped as bad buffer index.</summary>
     public const ushort Indirect = 0x0040;
-    /// <summary>The frame continues in the next slot.</summary>
-    public const ushort MoreFrag = 0x0800;
+    /// <summary>The frame continues in the next slot (netmap's NS_MOREFRAG; must stay out of the high byte, which holds the fragment count).</summary>
+    public const ushort MoreFrag = 0x0020;
     /// <summary>On received fragments, the fragment count is stored in the high byte (netmap's cnt&lt;&lt;8).</summary>
     public const int FragmentCountShift = 8;
 }

@@ -92,12 +92,15 @@ public sealed partial class Bridge
             next[idx] = null;
             _table = new PortTable(next);
             port.Index = -1;
-            // StoreLoad: the new table must be visible before we look at the senders' Seq
-            // words; a sender's TryEnter is a full fence before its read of the table, so any
-            // sender we see as idle will read the new table on its next flush.
+            port.Retired = true;
+            // StoreLoad: the new table (and Retired) must be visible before we look at the
+            // senders' Seq words; a sender's TryEnter is a full fence before its read of the
+            // table and of Retired, so any sender we see as idle will read the new table on
+            // its next flush, and a sync of this port that we see as idle counts nothing more.
             Interlocked.MemoryBarrier();
             foreach (var p in old.Active)
                 p.WaitQuiescent();
+            port.Wake.WakeAll(); // a thread sleeping in Poll on the port returns (Poll checks Retired)
             // No flush can reach the port any more: forget its MACs and keep its counters.
             Forwarding.Purge(idx);
             var s = port.GetStatistics();

@@ -29,6 +29,7 @@ public sealed unsafe class ForwardingTable
     private readonly uint* _s;
     private readonly uint _mask;
     private uint _agingUnits;
+    private int _agingSeconds;
 
     public int Capacity { get; }
 
@@ -47,11 +48,12 @@ public sealed unsafe class ForwardingTable
 
     public int AgingSeconds
     {
-        get => (int)(_agingUnits * 1024L / 1000);
+        get => _agingSeconds;
         set
         {
             if (value < 0) throw new ArgumentOutOfRangeException(nameof(value), value, "aging must be >= 0 seconds (0 = never)");
             _agingUnits = value == 0 ? uint.MaxValue : (uint)Math.Max(1, value * 1000L / 1024);
+            _agingSeconds = value;
         }
     }
 

@@ -167,7 +167,9 @@ internal sealed unsafe class RxKring
         {
             uint leaseEnd = start + howmany;
             if (leaseEnd >= N) leaseEnd -= N;
-            if (S->HwLease == leaseEnd)
+            // Newest by ticket, not by position: a later lease that gave all its slots back
+            // leaves hwlease at our end, yet its ticket (ending there) is still to be walked.
+            if (RingRules.Next(leaseIdx, N) == S->LeaseIdx)
             {
                 S->HwLease = j; // still the newest lease: give the unused slots back
             }
@@ -229,6 +231,11 @@ internal sealed unsafe class RxKring
         if (Interlocked.CompareExchange(ref S->Busy, 1, 0) != 0)
         {
             Interlocked.Increment(ref S->BusySkips);
+            return;
+        }
+        if (Port.Retired)
+        {
+            Volatile.Write(ref S->Busy, 0); // closed: the ring's area belongs to the region again
             return;
         }
         uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);

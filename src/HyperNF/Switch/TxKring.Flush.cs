@@ -18,7 +18,9 @@ internal sealed unsafe partial class TxKring
         var bridge = port.Bridge;
         PortTable table = bridge.Table; // read after TryEnter's fence: see Bridge.Detach
         int batch = bridge.Switch.BridgeBatch;
-        bool down = port.Index < 0 || table.ByIndex[port.Index] != port || !port.Up;
+        // Index is read once: a concurrent detach sets it to -1 at any moment.
+        int me = port.Index;
+        bool down = me < 0 || table.ByIndex[me] != port || !port.Up;
 
         FwdEntry* ft = _ft;
         uint n = N;
@@ -72,7 +74,7 @@ internal sealed unsafe partial class TxKring
                 if (ftI >= batch)
                 {
                     if (down || batch == 0) DropCollected(ftI, down);
-                    else Flush(table, ftI);
+                    else Flush(table, ftI, me);
                     ftI = 0;
                 }
             }
@@ -92,7 +94,7 @@ internal sealed unsafe partial class TxKring
         if (ftI > 0)
         {
             if (down || batch == 0) DropCollected(ftI, down);
-            else Flush(table, ftI);
+            else Flush(table, ftI, me);
         }
         TxPackets += txPackets;
         TxBytes += txBytes;
@@ -111,14 +113,13 @@ internal sealed unsafe partial class TxKring
     /// broadcast list). Pass 2 delivers each list into its destination ring with the lease
     /// protocol (see <see cref="RxKring"/>), merging the broadcast list into every list.
     /// </summary>
-    private void Flush(PortTable table, int count)
+    private void Flush(PortTable table, int count, int me)
     {
         FwdEntry* ft = _ft;
         DestQueue* q = _q;
         ushort* dsts = _dsts;
         var port = Port;
         var fwd = port.Bridge.Forwarding;
-        int me = port.Index;
         uint now = ForwardingTable.Now();
         int numDsts = 0;
         ulong lastDmac = ulong.MaxValue;
@@ -137,6 +138,9 @@ internal sealed unsafe partial class TxKring
                 fwd.Learn(smac, me, now);
                 port.LastSmac = smac;
                 port.LastLearn = now;
+                // Learning may change what the cached destination resolves to (it may be this
+                // very address, now behind us, or an address whose bucket it just took over).
+                lastDmac = ulong.MaxValue;
             }
             int dst;
             if ((dmac & 1) != 0) dst = BroadcastQueue;     // multicast and broadcast
@@ -178,9 +182,10 @@ internal sealed unsafe partial class TxKring
             int fanout = 0;
             foreach (var p in table.Active)
             {
-                if (p.Index == me || !p.Up) continue;
+                int pi = p.Index; // read once; -1: the port is detaching, and gets no copy
+                if (pi < 0 || pi == me || !p.Up) continue;
                 fanout++;
-                if (q[p.Index].Head == FtNull) dsts[numDsts++] = (ushort)p.Index;
+                if (q[pi].Head == FtNull) dsts[numDsts++] = (ushort)pi;
             }
             if (fanout == 0) Drops[(int)DropReason.NoDestination] += bq->Packets;
             else FloodCopies += (long)bq->Packets * (fanout - 1);

@@ -125,6 +125,7 @@ internal sealed unsafe partial class TxKring
         }
         try
         {
+            if (Port.Retired) return; // closed: the ring's area belongs to the region again and the counters were final
             uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
             uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
             uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);

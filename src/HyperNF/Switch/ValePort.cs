@@ -21,10 +21,17 @@ public sealed unsafe class ValePort : IPortBackend
     internal readonly RxKring[] Rx;
 
     private readonly Func<bool> _rxPublished;
+    private readonly Func<bool> _retired;
     private volatile bool _up = true;
 
     /// <summary>Index on the bridge (0..253), -1 once detached.</summary>
     internal volatile int Index = -1;
+    /// <summary>
+    /// Set by <see cref="Bridge.Detach"/> before it waits for in-flight syncs and keeps the
+    /// port's final counters: from then on a sync of this port does nothing (its area in the
+    /// region is about to be released, and its counters are no longer the bridge's).
+    /// </summary>
+    internal volatile bool Retired;
     // Learning shortcut: skip relearning while the source MAC stays the same (netmap's last_smac).
     internal ulong LastSmac = ulong.MaxValue;
     internal uint LastLearn;
@@ -45,7 +52,10 @@ public sealed unsafe class ValePort : IPortBackend
     internal ValePort(Bridge bridge, string portName, DomainMemory memory, int area, WakeWord? wake)
     {
         Wake = wake ?? new WakeWord();
-        _rxPublished = AnyRxPublished;
+        // Retired is read after WakeWord's fence: Bridge.Detach sets it before it wakes, so a
+        // sleeper either sees it here or its futex wait sees the new sequence.
+        _rxPublished = () => Retired || AnyRxPublished();
+        _retired = () => Retired;
         Bridge = bridge;
         PortName = portName;
         Memory = memory;
@@ -108,6 +118,7 @@ public sealed unsafe class ValePort : IPortBackend
         long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         while (true)
         {
+            if (Retired) return PollEvents.None; // closed: nothing will ever be ready
             PollEvents ready = PollEvents.None;
             if ((events & PollEvents.Out) != 0)
             {
@@ -123,7 +134,7 @@ public sealed unsafe class ValePort : IPortBackend
             long remaining = deadline - Environment.TickCount64;
             if (remaining <= 0) return PollEvents.None;
 
-            Wake.Wait((events & PollEvents.In) != 0 ? _rxPublished : static () => false, (int)Math.Min(remaining, int.MaxValue));
+            Wake.Wait((events & PollEvents.In) != 0 ? _rxPublished : _retired, (int)Math.Min(remaining, int.MaxValue));
         }
     }
 

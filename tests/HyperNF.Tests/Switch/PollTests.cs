@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+using Xunit;
+
+namespace HyperNF.Tests.Switch;
+
+/// <summary>netmap's poll() on a switch port: readiness, timeouts, and the wake-up from a sender's thread.</summary>
+[Collection("Threads")]
+public class PollTests
+{
+    [Fact]
+    public void Poll_reports_readiness_without_blocking()
+    {
+        var sw = new ValeSwitch();
+        using var a = new Node(sw, "valepoll:a", Macs.Unicast(1));
+        using var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        Assert.Equal(PollEvents.None, b.Port.Poll(PollEvents.In, 0));
+        Assert.Equal(PollEvents.Out, b.Port.Poll(PollEvents.Out, -1)); // a VALE TX ring always has room after a sync
+        a.Send(a.FrameTo(b.Mac));
+        // Poll syncs the RX ring itself: the frame becomes visible without an explicit RxSync
+        Assert.Equal(PollEvents.In | PollEvents.Out, b.Port.Poll(PollEvents.In | PollEvents.Out, 0));
+        Assert.Equal(1u, b.Rx.Tail);
+        Assert.Single(b.Receive());
+        Assert.Equal(PollEvents.None, b.Port.Poll(PollEvents.In, 0));
+    }
+
+    [Fact]
+    public void Poll_times_out_when_nothing_arrives()
+    {
+        var sw = new ValeSwitch();
+        using var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(PollEvents.None, b.Port.Poll(PollEvents.In, 150));
+        Assert.InRange(clock.ElapsedMilliseconds, 140, 5000);
+    }
+
+    [Fact]
+    public void Closing_a_port_wakes_a_thread_sleeping_in_Poll_on_it()
+    {
+        // An NF's vCPU thread waits for traffic without a timeout; the control plane closes the port.
+        var sw = new ValeSwitch();
+        var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        PollEvents result = PollEvents.In;
+        var waiter = new Thread(() => result = b.Port.Poll(PollEvents.In, -1)) { IsBackground = true };
+        waiter.Start();
+        Thread.Sleep(50);
+        b.Port.Dispose();
+        bool woke = waiter.Join(3000);
+        if (woke) b.Dispose(); // else leak the region: the waiter still reads its ring
+        Assert.True(woke, "Poll(-1) on a closed port never returned");
+        Assert.Equal(PollEvents.None, result);
+    }
+
+    [Fact]
+    public void Poll_on_a_closed_port_returns_at_once()
+    {
+        var sw = new ValeSwitch();
+        using var mem = new HyperNF.Memory.DomainMemory(new HyperNF.Memory.RegionLayout { MaxPorts = 1, SlotsPerRing = 8 });
+        var p = sw.OpenPort("valepoll:c", mem);
+        p.Dispose();
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(PollEvents.None, p.Poll(PollEvents.In | PollEvents.Out, 5000));
+        Assert.True(clock.ElapsedMilliseconds < 1000);
+    }
+
+    [Fact]
+    public void A_sleeping_Poll_is_woken_by_a_sender_on_another_thread()
+    {
+        var sw = new ValeSwitch();
+        using var a = new Node(sw, "valepoll:a", Macs.Unicast(1));
+        using var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        for (int round = 0; round < 20; round++)
+        {
+            PollEvents result = PollEvents.None;
+            long wokeAt = 0;
+            var clock = Stopwatch.StartNew();
+            var waiter = new Thread(() =>
+            {
+                result = b.Port.Poll(PollEvents.In, 10_000);
+                wokeAt = clock.ElapsedMilliseconds;
+            });
+            waiter.Start();
+            Thread.Sleep(20); // let it go to sleep (if it has not, the test is merely weaker)
+            long sentAt = clock.ElapsedMilliseconds;
+            a.Send(a.FrameTo(b.Mac, 60, (uint)round));
+            Assert.True(waiter.Join(5000), "Poll was not woken");
+            Assert.Equal(PollEvents.In, result);
+            Assert.True(wokeAt - sentAt < 2000, $"woken {wokeAt - sentAt} ms after the send");
+            Assert.Single(b.Receive());
+        }
+    }
+}
