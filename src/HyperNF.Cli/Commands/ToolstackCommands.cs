@@ -91,6 +91,9 @@ public static class ToolstackCommands
                 SocketPath = path,
                 Log = line => Console.Error.WriteLine($"hypernf daemon: {line}"),
             });
+            // Kernel CPU enforcement (cgroups) and physical interfaces, unless a test replaced them.
+            if (host.EnableCpuControl() is { } cpuWarning) Console.Error.WriteLine($"hypernf daemon: {cpuWarning}");
+            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host));
             ConfigureDaemon?.Invoke(host, daemon);
             try
             {

@@ -49,7 +49,9 @@ public sealed class VCpu
     /// <summary>Re-pins the running vCPU (xl vcpu-pin).</summary>
     public void Pin(IReadOnlyList<int> cpus)
     {
-        if (Tid != 0 && !Exited && cpus.Count > 0) Native.SetAffinity(Tid, cpus.ToArray());
+        // An empty list unpins: every CPU of the machine.
+        int[] set = cpus.Count > 0 ? cpus.ToArray() : Enumerable.Range(0, Environment.ProcessorCount).ToArray();
+        if (Tid != 0 && !Exited) Native.SetAffinity(Tid, set);
         Cpus = cpus;
     }
 

@@ -23,7 +23,7 @@ public static class SlotFlags
     /// <summary>The slot's buffer index was changed by the domain (zero-copy swap).</summary>
     public const ushort BufChanged = 0x0001;
     /// <summary>Indirect buffers are not supported; such slots are dropped as bad buffer index.</summary>
-    public const ushort Indirect = 0x0040;
+    public const ushort Indirect = 0x0010; // netmap's NS_INDIRECT
     /// <summary>The frame continues in the next slot (netmap's NS_MOREFRAG; must stay out of the high byte, which holds the fragment count).</summary>
     public const ushort MoreFrag = 0x0020;
     /// <summary>On received fragments, the fragment count is stored in the high byte (netmap's cnt&lt;&lt;8).</summary>

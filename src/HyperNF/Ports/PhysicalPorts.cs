@@ -29,7 +29,13 @@ public sealed class PhysicalPorts : IDisposable
         Options.Validate();
     }
 
-    public PhysicalPorts(Host host, PhysicalPortOptions? options = null) : this(host?.Switch ?? throw new ArgumentNullException(nameof(host)), options) { }
+    private readonly HostSettings? _settings;
+
+    /// <summary>Ports of <paramref name="host"/>: drvdom_txsync is then the host's setting (ctl op 5 on the host reaches every port).</summary>
+    public PhysicalPorts(Host host, PhysicalPortOptions? options = null) : this(host?.Switch ?? throw new ArgumentNullException(nameof(host)), options)
+    {
+        _settings = host.Settings;
+    }
 
     /// <summary>
     /// drvdom_txsync (ctl op 5). False (default): frames for a physical port are pushed to the
@@ -38,8 +44,12 @@ public sealed class PhysicalPorts : IDisposable
     /// </summary>
     public bool DriverDomainTxSync
     {
-        get => _driverDomainTxSync;
-        set => _driverDomainTxSync = value;
+        get => _settings?.DriverDomainTxSync ?? _driverDomainTxSync;
+        set
+        {
+            if (_settings is not null) _settings.DriverDomainTxSync = value;
+            _driverDomainTxSync = value;
+        }
     }
 
     /// <summary>Applies a ctl op if it is one of ours (op 5); returns false for other ops.</summary>

@@ -1,0 +1,20 @@
+using HyperNF.Ports;
+using HyperNF.Switch;
+
+namespace HyperNF.Control;
+
+/// <summary>vale-ctl -a/-d for the daemon: Linux interfaces attached through AF_PACKET (<see cref="PhysicalPorts"/>).</summary>
+public sealed class PhysicalPortAttacher(PhysicalPorts ports) : IInterfaceAttacher, IDisposable
+{
+    public PhysicalPorts Ports { get; } = ports;
+
+    public void Attach(Bridge bridge, string interfaceName) => Ports.Attach(bridge.Name, interfaceName);
+
+    public void Detach(Bridge bridge, string portName)
+    {
+        if (!Ports.Detach(bridge.Name, portName))
+            throw new InvalidOperationException($"'{bridge.Name}:{portName}' is not an attached interface (vale-ctl -l lists them)");
+    }
+
+    public void Dispose() => Ports.Dispose();
+}
