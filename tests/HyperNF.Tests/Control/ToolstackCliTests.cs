@@ -121,7 +121,7 @@ public class ToolstackCliTests
         var vale = Json(Ok(sock, "vale-ctl", "-l", "--json"));
         Assert.Equal(["valex", "valey"], vale.GetProperty("bridges").EnumerateArray().Select(b => b.GetProperty("name").GetString()!).ToArray());
         Assert.Contains("created bridge valez", Ok(sock, "vale-ctl", "-n", "valez").Out);
-        Refused(sock, "attaching physical interfaces is not available in this build", "vale-ctl", "-a", "valex:eth9");
+        Refused(sock, "does not exist", "vale-ctl", "-a", "valex:eth9");
         Refused(sock, "belongs to domain 'nf1'", "vale-ctl", "-d", "valex:lx0");
         Ok(sock, "vale-ctl", "-r", "valez");
 

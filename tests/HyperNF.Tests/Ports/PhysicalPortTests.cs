@@ -46,7 +46,9 @@ public class PhysicalPortTests
             if (udp) args.AddRange(["-u", "-b", bandwidth ?? "200M"]);
             else if (bandwidth is not null) args.AddRange(["-b", bandwidth]);
             int rc = lab.Exec(client, args.ToArray(), (seconds + 10) * 1000, out output);
-            if (rc == 0) break;
+            // iperf3 -J can exit 0 with {"error": ...} when the server was not ready yet: retry that too
+            if (rc == 0 && !output.Contains("\"error\"", StringComparison.Ordinal)) break;
+            if (rc == 0 && attempt < 19) { Thread.Sleep(200); continue; }
             if (!output.Contains("unable to", StringComparison.OrdinalIgnoreCase) && !output.Contains("refused", StringComparison.OrdinalIgnoreCase))
                 throw new InvalidOperationException($"iperf3 failed ({rc}): {output}");
             Thread.Sleep(200);
