@@ -55,12 +55,15 @@ public sealed class BumpInTheWire : IGuest
         while (!ctx.Stopping)
         {
             ctx.Checkpoint();
-            int moved = Pump(p0, p1, 0) + Pump(p1, p0, 1);
-            if (moved == 0) ctx.WaitForInput(50);
+            int a = Pump(p0, p1, 0), b = Pump(p1, p0, 1);
+            // Sleep for input only when both directions are idle; a direction that is blocked
+            // on TX space (-1: split/merge, the backend has not drained it) already waited in
+            // Poll(Out) and has frames waiting, which WaitForInput would not count as input.
+            if (a == 0 && b == 0) ctx.WaitForInput(50);
         }
     }
 
-    /// <summary>One batch from <paramref name="src"/> through the NF to <paramref name="dst"/>; returns frames handled.</summary>
+    /// <summary>One batch from <paramref name="src"/> through the NF to <paramref name="dst"/>; returns frames handled, or -1 when frames wait for TX space.</summary>
     private int Pump(NetmapPort src, NetmapPort dst, int inputPort)
     {
         src.RxSync();
@@ -77,13 +80,14 @@ public sealed class BumpInTheWire : IGuest
             {
                 // split/merge: the backend has not drained our TX ring yet; wait as a netmap app would
                 dst.Poll(PollEvents.Out, 10);
-                return 0;
+                return -1;
             }
         }
 
         var st = _storage;
         st.UseRing(rx);
         int n = 0;
+        bool blocked = false;
         uint rcur = rx.Cur;
         while (n < FrameBatchStorage.MaxBatch && avail > 0)
         {
@@ -95,7 +99,7 @@ public sealed class BumpInTheWire : IGuest
                 frags++;
             }
             if ((rx.Slot(j).Flags & SlotFlags.MoreFrag) != 0 && frags == avail) break; // rest of the chain not here yet
-            if (frags > room) break;
+            if (frags > room) { blocked = true; break; }
             ref var first = ref rx.Slot(rcur);
             st.BufIdx[n] = first.BufIdx;
             st.SlotIdx[n] = rcur;
@@ -107,7 +111,13 @@ public sealed class BumpInTheWire : IGuest
             room -= frags;
             for (uint f = 0; f < frags; f++) rcur = rx.Next(rcur);
         }
-        if (n == 0) return 0;
+        if (n == 0)
+        {
+            if (!blocked) return 0;
+            dst.TxSync();
+            dst.Poll(PollEvents.Out, 10);
+            return -1;
+        }
 
         var batch = new FrameBatch(st, inputPort, n);
         _nf.Process(ref batch);
