@@ -15,6 +15,11 @@ public sealed record Lane
     public int Cap { get; init; }
     public string Nf { get; init; } = "cost";
     public string? NfArgs { get; init; } = "cycles=1000";
+    /// <summary>
+    /// Slots per ring of the NF domain: deep enough to ride out the milliseconds its sender
+    /// may be descheduled on a shared generator core, so an NF that should be busy stays busy.
+    /// </summary>
+    public int NfSlots { get; init; } = 4096;
 }
 
 /// <summary>
@@ -54,7 +59,7 @@ public sealed class LanesScenario : IDisposable
                 var nf = host.Create(new DomainSpec
                 {
                     Name = l.Name, Vifs = [new VifSpec($"valea{i}:in"), new VifSpec($"valeb{i}:out")], Cpus = [place.NfCpus.ToArray()],
-                    Nf = l.Nf, NfArgs = l.NfArgs, Weight = l.Weight, Cap = l.Cap, IoModel = model,
+                    Nf = l.Nf, NfArgs = l.NfArgs, Weight = l.Weight, Cap = l.Cap, IoModel = model, SlotsPerRing = l.NfSlots,
                 });
                 var txg = new PacketGenGuest(new PacketGeneratorOptions { Function = PacketGenFunction.Tx, FrameLength = l.FrameSize, RatePps = l.RatePps, Batch = 256 });
                 var tx = host.Create(new DomainSpec { Name = $"{l.Name}-tx", Vifs = [new VifSpec($"valea{i}:tx")], Cpus = [genCpus], Guest = () => txg });

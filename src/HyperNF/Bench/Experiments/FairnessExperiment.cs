@@ -34,9 +34,9 @@ public static class FairnessExperiment
 {
     public static IReadOnlyList<Lane> DefaultLanes =>
     [
-        new Lane { Name = "nfA", FrameSize = 60, Weight = 512 },
-        new Lane { Name = "nfB", FrameSize = 1514, Weight = 256 },
-        new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 2_000_000 },
+        new Lane { Name = "nfA", FrameSize = 60, Weight = 512, NfArgs = "cycles=3000" },
+        new Lane { Name = "nfB", FrameSize = 1514, Weight = 256, NfArgs = "cycles=3000" },
+        new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 2_000_000, NfArgs = "cycles=3000" },
     ];
 
     public static ExperimentReport Run(ExperimentOptions o)
