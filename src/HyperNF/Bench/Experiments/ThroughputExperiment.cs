@@ -73,7 +73,7 @@ public static class ThroughputExperiment
         var labels = Functions(o.Quick).Select(f => f.Label).ToArray();
         var md = Md.Table(["NF", .. o.Models.Select(m => $"{m.Key()} Mpps"), "hypercall vs split", "hypercall vs merge"],
             labels.Select(l => (IReadOnlyList<string>)[l, .. o.Models.Select(m => Md.F(points.First(p => p.Nf == l && p.IoModel == m.Key()).Mpps)),
-                $"{gains.First(g => g.Nf == l).VsSplitPct:+0.0;-0.0}%", $"{gains.First(g => g.Nf == l).VsMergePct:+0.0;-0.0}%"]));
+                $"{gains.First(g => g.Nf == l).VsSplitPct:+0.0;-0.0;0.0}%", $"{gains.First(g => g.Nf == l).VsMergePct:+0.0;-0.0;0.0}%"]));
         var plot = new PlotSpec("Throughput by NF and I/O model", "network function", "Mpps",
             o.Models.Select(m => new PlotSeries(m.Key(), labels.Select((_, i) => (double)i).ToArray(),
                 labels.Select(l => points.First(p => p.Nf == l && p.IoModel == m.Key()).Mpps).ToArray())).ToArray(), labels, Bars: true);
