@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using HyperNF.Linux;
 
 namespace HyperNF.Bench;
 
@@ -93,28 +94,7 @@ public sealed class OvsUserspace : IDisposable
 
     private static bool Which(string tool) => Run(out _, "sh", "-c", $"command -v {tool}") == 0;
 
-    private static void Must(params string[] args)
-    {
-        if (Run(out string output, args) != 0) throw new InvalidOperationException($"'{string.Join(' ', args)}' failed: {output.Trim()}");
-    }
+    private static void Must(params string[] args) => Processes.Must(120_000, args);
 
-    private static int Run(out string output, params string[] args)
-    {
-        var psi = new ProcessStartInfo(args[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args.Skip(1)) psi.ArgumentList.Add(a);
-        try
-        {
-            using var p = Process.Start(psi)!;
-            var err = p.StandardError.ReadToEndAsync();
-            output = p.StandardOutput.ReadToEnd();
-            if (!p.WaitForExit(120_000)) { p.Kill(); output = "timed out"; return -1; }
-            output += err.Result;
-            return p.ExitCode;
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            output = e.Message;
-            return 127;
-        }
-    }
+    private static int Run(out string output, params string[] args) => Processes.Run(out output, 120_000, args);
 }

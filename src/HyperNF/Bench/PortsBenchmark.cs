@@ -239,29 +239,9 @@ public static class PortsBenchmark
         return (total - idle, total);
     }
 
-    private static string Must(params string[] args)
-    {
-        int rc = Sh(out string output, args);
-        if (rc != 0) throw new InvalidOperationException($"'{string.Join(' ', args)}' failed ({rc}): {output.Trim()}");
-        return output;
-    }
+    private static string Must(params string[] args) => Processes.Must(10_000, args);
 
-    private static int Sh(out string output, params string[] args)
-    {
-        var psi = new ProcessStartInfo(args[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args.Skip(1)) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        output = p.StandardOutput.ReadToEnd();
-        if (!p.WaitForExit(10_000))
-        {
-            p.Kill();
-            output = "timed out";
-            return -1;
-        }
-        output += err.Result;
-        return p.ExitCode;
-    }
+    private static int Sh(out string output, params string[] args) => Processes.Run(out output, 10_000, args);
 
     /// <summary>The traffic source: a thread inside the source namespace with an AF_PACKET TX ring on its veth end.</summary>
     private sealed class Sender
