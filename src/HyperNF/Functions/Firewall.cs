@@ -115,15 +115,8 @@ public sealed class Firewall : INetworkFunction
     public static bool? ParseRules(string text, string source, List<FirewallRule> rules, int firstLine = 1)
     {
         bool? policy = null;
-        int lineNo = firstLine - 1;
-        foreach (var rawLine in text.Split('\n'))
+        foreach (var (lineNo, tokens) in NfArgs.TokenizedLines(text, firstLine))
         {
-            lineNo++;
-            var line = rawLine;
-            int hash = line.IndexOf('#');
-            if (hash >= 0) line = line[..hash];
-            var tokens = line.Split([' ', '\t', '\r'], StringSplitOptions.RemoveEmptyEntries);
-            if (tokens.Length == 0) continue;
             string where = $"{source} line {lineNo}";
             if (tokens[0].Equals("default", StringComparison.OrdinalIgnoreCase))
             {

@@ -93,4 +93,22 @@ public sealed class NfArgs
         if (t < min || t > max) throw Error(key, v, $"expected a duration between {min.TotalSeconds}s and {max.TotalSeconds}s");
         return t;
     }
+
+    /// <summary>
+    /// The lines of a rule or route text with '#' comments removed, split into tokens; blank
+    /// lines are skipped. Line numbers start at <paramref name="firstLine"/>, for error messages.
+    /// </summary>
+    internal static IEnumerable<(int Line, string[] Tokens)> TokenizedLines(string text, int firstLine)
+    {
+        int lineNo = firstLine - 1;
+        foreach (var rawLine in text.Split('\n'))
+        {
+            lineNo++;
+            var line = rawLine;
+            int hash = line.IndexOf('#');
+            if (hash >= 0) line = line[..hash];
+            var tokens = line.Split([' ', '\t', '\r'], StringSplitOptions.RemoveEmptyEntries);
+            if (tokens.Length != 0) yield return (lineNo, tokens);
+        }
+    }
 }

@@ -130,15 +130,8 @@ public sealed class Router : INetworkFunction
     /// </summary>
     public static void ParseRoutes(string text, string source, List<Route> routes, int firstLine = 1)
     {
-        int lineNo = firstLine - 1;
-        foreach (var rawLine in text.Split('\n'))
+        foreach (var (lineNo, t) in NfArgs.TokenizedLines(text, firstLine))
         {
-            lineNo++;
-            var line = rawLine;
-            int hash = line.IndexOf('#');
-            if (hash >= 0) line = line[..hash];
-            var t = line.Split([' ', '\t', '\r'], StringSplitOptions.RemoveEmptyEntries);
-            if (t.Length == 0) continue;
             string where = $"{source} line {lineNo}";
             const string Expected = "expected 'PREFIX via MAC port N', e.g. '10.0.1.0/24 via 00:16:3e:00:00:02 port 1'";
             if (t.Length != 5)

@@ -187,9 +187,16 @@ internal sealed unsafe partial class TxKring
                 fanout++;
                 if (q[pi].Head == FtNull) dsts[numDsts++] = (ushort)pi;
             }
-            if (fanout == 0) Drops[(int)DropReason.NoDestination] += bq->Packets;
-            else FloodCopies += (long)bq->Packets * (fanout - 1);
-            if (fanout == 0) { bq->Head = bq->Tail = FtNull; bq->Slots = bq->Packets = 0; }
+            if (fanout == 0)
+            {
+                Drops[(int)DropReason.NoDestination] += bq->Packets;
+                bq->Head = bq->Tail = FtNull;
+                bq->Slots = bq->Packets = 0;
+            }
+            else
+            {
+                FloodCopies += (long)bq->Packets * (fanout - 1);
+            }
         }
 
         // ---- pass 2: deliver per destination
