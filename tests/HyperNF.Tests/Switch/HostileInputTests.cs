@@ -122,10 +122,11 @@ public class HostileInputTests(Xunit.Abstractions.ITestOutputHelper output)
             _c = new Node(_sw, "valeh:c", Macs.Unicast(3), Layout);
             _d = new DomainMemory(Layout, "bystander");
             _maxFrame = maxFrame;
-            _sw.FindBridge("valeh")!.MaxFrameBytes = maxFrame;
-            // r announces itself: s and c each get one frame
+            // r announces itself: s and c each get one frame (before the random frame limit,
+            // which may be smaller than the announcement)
             _r.Announce();
             _s.Drain();
+            _sw.FindBridge("valeh")!.MaxFrameBytes = maxFrame;
             _cHwTail = 1;
             Learn(Macs.ToTable(_r.Mac), _r.Host.BridgeIndex);
             // canaries: every buffer no sync may write
