@@ -22,17 +22,19 @@ internal static class RunCommand
         var seconds = new Option<double>("--seconds") { Description = "Stop by itself after this long (0 = until Ctrl-C/SIGTERM)" };
         var interval = new Option<double>("--interval") { Description = "Seconds between status lines (0 = none)", DefaultValueFactory = _ => 5 };
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "NIC transmission by the port's driver thread (ctl op 5 = 1)" };
+        var backend = new Option<string>("--port-backend") { Description = "How attached interfaces are opened: af_packet or af_xdp (XDP program + AF_XDP sockets; MTU up to 3818)", DefaultValueFactory = _ => "af_packet" };
+        backend.AcceptOnlyFromAmong([.. PhysicalPortOptions.BackendNames]);
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, configs,
+            model, attach, seconds, interval, drvdom, backend, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom)));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var specs = new List<DomainSpec>();
@@ -50,7 +52,7 @@ internal static class RunCommand
         string? cpuWarning = host.EnableCpuControl();
         if (cpuWarning is not null) Console.Error.WriteLine($"hypernf: {cpuWarning}");
         host.Settings.DriverDomainTxSync = drvdom;
-        var ports = new PhysicalPorts(host) { DriverDomainTxSync = drvdom };
+        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend }) { DriverDomainTxSync = drvdom };
         int rc = 0;
         try
         {

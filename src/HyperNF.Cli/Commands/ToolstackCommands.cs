@@ -78,9 +78,11 @@ public static class ToolstackCommands
     private static Command Daemon()
     {
         var socket = SocketOption();
+        var backend = new Option<string>("--port-backend") { Description = "How interfaces attached with vale-ctl -a are opened: af_packet or af_xdp", DefaultValueFactory = _ => "af_packet" };
+        backend.AcceptOnlyFromAmong([.. HyperNF.Ports.PhysicalPortOptions.BackendNames]);
         var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
         {
-            socket,
+            socket, backend,
         };
         cmd.SetAction(p =>
         {
@@ -93,7 +95,7 @@ public static class ToolstackCommands
             });
             // Kernel CPU enforcement (cgroups) and physical interfaces, unless a test replaced them.
             if (host.EnableCpuControl() is { } cpuWarning) Console.Error.WriteLine($"hypernf daemon: {cpuWarning}");
-            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host));
+            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)! }));
             ConfigureDaemon?.Invoke(host, daemon);
             try
             {

@@ -57,6 +57,9 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     private static partial long Syscall6(long number, nint a1, nint a2, nint a3, nint a4, nint a5, nint a6);
 
+    /// <summary>A raw system call (x86_64 numbers); -1 and errno on failure.</summary>
+    public static long Syscall(long number, nint a1, nint a2, nint a3, nint a4, nint a5, nint a6) => Syscall6(number, a1, a2, a3, a4, a5, a6);
+
     /// <summary>The kernel thread id of the calling thread (what /proc/self/task lists).</summary>
     public static int GetTid() => (int)Syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 

@@ -32,7 +32,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private int _txQueued;      // frames committed since the last flush
     private volatile int _mtu;
     private bool _promisc;
-    private bool _restoreGro, _restoreLro;
+    private ReceiveOffloads _offloads;
     private int _disposed;
 
     public string InterfaceName { get; }
@@ -40,7 +40,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public int Mtu => _mtu;
     public int TxCapacity => _txFrameSize - T2TxDataOffset;
     public string Description =>
-        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx v2 {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{(_restoreGro ? ", gro off" : "")}{(_restoreLro ? ", lro off" : "")}";
+        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx v2 {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
 
     private AfPacketBackend(string ifName, int ifIndex, int mtu, PhysicalPortOptions o)
     {
@@ -74,7 +74,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         {
             b.OpenRx(options);
             b.OpenTx(options);
-            if (options.DisableReceiveOffloads) b.DisableReceiveOffloads();
+            if (options.DisableReceiveOffloads) b._offloads = ReceiveOffloads.Disable(ifName);
         }
         catch
         {
@@ -167,41 +167,6 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         _txRing = (byte*)p;
         var sll = new SockaddrLl { Family = AF_PACKET, Protocol = 0, IfIndex = InterfaceIndex };
         Check(Bind(_txFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the TX socket");
-    }
-
-    /// <summary>
-    /// GRO/LRO off, remembering what to restore. Best effort: a device that cannot change them
-    /// (or a caller without CAP_NET_ADMIN) keeps them, and its merged frames count as oversize.
-    /// </summary>
-    private void DisableReceiveOffloads()
-    {
-        uint gro = 0;
-        if (Ethtool(InterfaceName, ETHTOOL_GGRO, ref gro) == 0 && gro != 0)
-        {
-            uint off = 0;
-            _restoreGro = Ethtool(InterfaceName, ETHTOOL_SGRO, ref off) == 0;
-        }
-        uint flags = 0;
-        if (Ethtool(InterfaceName, ETHTOOL_GFLAGS, ref flags) == 0 && (flags & ETH_FLAG_LRO) != 0)
-        {
-            uint cleared = flags & ~ETH_FLAG_LRO;
-            _restoreLro = Ethtool(InterfaceName, ETHTOOL_SFLAGS, ref cleared) == 0;
-        }
-    }
-
-    private void RestoreReceiveOffloads()
-    {
-        if (_restoreGro)
-        {
-            uint on = 1;
-            Ethtool(InterfaceName, ETHTOOL_SGRO, ref on);
-        }
-        uint flags = 0;
-        if (_restoreLro && Ethtool(InterfaceName, ETHTOOL_GFLAGS, ref flags) == 0)
-        {
-            flags |= ETH_FLAG_LRO;
-            Ethtool(InterfaceName, ETHTOOL_SFLAGS, ref flags);
-        }
     }
 
     // ------------------------------------------------------------------ RX
@@ -361,13 +326,9 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     public LinkState QueryLink()
     {
-        int err = InterfaceQuery(InterfaceName, SIOCGIFINDEX, out int idx);
-        // Gone, or a new interface with the same name: our sockets are bound to the old one.
-        if (err == ENODEV || (err == 0 && idx != InterfaceIndex)) return LinkState.Removed;
-        if (err != 0) return LinkState.Down;
-        if (InterfaceQuery(InterfaceName, SIOCGIFMTU, out int mtu) == 0 && mtu > 0) _mtu = mtu;
-        if (InterfaceQuery(InterfaceName, SIOCGIFFLAGS, out int flags) != 0) return LinkState.Down;
-        return (flags & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING) ? LinkState.Up : LinkState.Down;
+        var state = InterfaceLink.Query(InterfaceName, InterfaceIndex, out int mtu);
+        if (mtu > 0) _mtu = mtu;
+        return state;
     }
 
     public void Dispose()
@@ -380,9 +341,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
             var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
             SetSockOpt(_rxFd, SOL_PACKET, PACKET_DROP_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq));
         }
-        // Only if the interface is still the one we changed (not removed, not replaced).
-        if ((_restoreGro || _restoreLro) && InterfaceQuery(InterfaceName, SIOCGIFINDEX, out int idx) == 0 && idx == InterfaceIndex)
-            RestoreReceiveOffloads();
+        _offloads.Restore(InterfaceName, InterfaceIndex);
         if (_rxRing != null) Native.Munmap((nint)_rxRing, _rxRingBytes);
         if (_txRing != null) Native.Munmap((nint)_txRing, _txRingBytes);
         _rxRing = _txRing = null;

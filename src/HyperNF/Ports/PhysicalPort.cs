@@ -77,7 +77,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         InterfaceName = ifName;
         Name = $"{bridgeName}:{ifName}";
         Bridge.ParsePortName(Name); // the port name rules, before anything is opened
-        Backend = (options.BackendFactory ?? AfPacketBackend.Open)(ifName, options);
+        Backend = options.OpenBackend(ifName);
         try
         {
             _memory = new DomainMemory(new RegionLayout { MaxPorts = 1 }, $"hypernf-nic-{ifName}");

@@ -31,8 +31,27 @@ public sealed record PhysicalPortOptions
     public int IdleTimeoutMs { get; init; } = 100;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
-    /// <summary>Opens the backend for an interface; null: AF_PACKET.</summary>
+    /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
+    public string Backend { get; init; } = "af_packet";
+    /// <summary>Opens the backend for an interface; null: the one <see cref="Backend"/> names.</summary>
     public Func<string, PhysicalPortOptions, IInterfaceBackend>? BackendFactory { get; init; }
+    /// <summary>AF_XDP: where the XDP program runs: <c>auto</c> (native, else generic), <c>native</c> or <c>generic</c>.</summary>
+    public string XdpMode { get; init; } = "auto";
+    /// <summary>AF_XDP: UMEM chunks (and RX/fill ring entries) per RX queue; rounded up to a power of two.</summary>
+    public int XdpRxFrames { get; init; } = 2048;
+    /// <summary>AF_XDP: UMEM chunks (and TX/completion ring entries) for transmission; rounded up to a power of two.</summary>
+    public int XdpTxFrames { get; init; } = 2048;
+
+    /// <summary>The backend names <see cref="Backend"/> accepts.</summary>
+    public static IReadOnlyList<string> BackendNames { get; } = ["af_packet", "af_xdp"];
+
+    /// <summary>Opens <paramref name="ifName"/> with the configured backend.</summary>
+    public IInterfaceBackend OpenBackend(string ifName) =>
+        BackendFactory is { } f ? f(ifName, this) : Backend switch
+        {
+            "af_xdp" => AfXdpBackend.Open(ifName, this),
+            _ => AfPacketBackend.Open(ifName, this),
+        };
 
     public void Validate()
     {
@@ -42,6 +61,10 @@ public sealed record PhysicalPortOptions
         if (RxBlockTimeoutMs is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(RxBlockTimeoutMs), RxBlockTimeoutMs, "the RX block timeout must be 1..1000 ms");
         if (TxRingBytes is < 64 * 1024 or > 256 * 1024 * 1024) throw new ArgumentOutOfRangeException(nameof(TxRingBytes), TxRingBytes, "the TX ring must be 64 KiB..256 MiB");
         if (RxBudget is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(RxBudget), RxBudget, "the RX budget must be 1..65536 frames");
+        if (!BackendNames.Contains(Backend)) throw new ArgumentException($"unknown port backend '{Backend}': use {string.Join(" or ", BackendNames)}", nameof(Backend));
+        if (XdpMode is not ("auto" or "native" or "generic")) throw new ArgumentException($"unknown XDP mode '{XdpMode}': use auto, native or generic", nameof(XdpMode));
+        if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
+        if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }
 }

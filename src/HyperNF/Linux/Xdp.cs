@@ -1,0 +1,209 @@
+using System.Runtime.InteropServices;
+using static HyperNF.Linux.PacketSocket;
+
+namespace HyperNF.Linux;
+
+/// <summary>
+/// AF_XDP sockets (linux/if_xdp.h) and the three bpf(2) commands needed to steer an
+/// interface's frames into them: create an XSKMAP, load a five-instruction XDP program that
+/// redirects every frame of queue <c>q</c> to the socket in slot <c>q</c>, and attach it with a
+/// BPF link (detached by the kernel when the link's fd is closed, so a crash of the host leaves
+/// no program behind). No libbpf: the program is written here as bytecode.
+/// </summary>
+internal static unsafe partial class Xdp
+{
+    public const int AF_XDP = 44;
+    public const int SOL_XDP = 283;
+
+    // setsockopt/getsockopt names
+    public const int XDP_MMAP_OFFSETS = 1;
+    public const int XDP_RX_RING = 2;
+    public const int XDP_TX_RING = 3;
+    public const int XDP_UMEM_REG = 4;
+    public const int XDP_UMEM_FILL_RING = 5;
+    public const int XDP_UMEM_COMPLETION_RING = 6;
+    public const int XDP_STATISTICS = 7;
+    public const int XDP_OPTIONS = 8;
+    public const int XDP_MAX_TX_SKB_BUDGET = 9; // Linux 6.16+; best effort
+    public const uint XDP_OPTIONS_ZEROCOPY = 1;
+
+    // bind flags
+    public const ushort XDP_COPY = 1 << 1;
+    public const ushort XDP_ZEROCOPY = 1 << 2;
+
+    // mmap offsets of the four rings
+    public const long XDP_PGOFF_RX_RING = 0;
+    public const long XDP_PGOFF_TX_RING = 0x80000000;
+    public const long XDP_UMEM_PGOFF_FILL_RING = 0x100000000;
+    public const long XDP_UMEM_PGOFF_COMPLETION_RING = 0x180000000;
+
+    // the headroom the kernel keeps in front of each received frame (XDP_PACKET_HEADROOM)
+    public const int XdpPacketHeadroom = 256;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct UmemReg
+    {
+        public ulong Addr, Len;
+        public uint ChunkSize, Headroom, Flags, TxMetadataLen;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct RingOffset
+    {
+        public ulong Producer, Consumer, Desc, Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MmapOffsets
+    {
+        public RingOffset Rx, Tx, Fill, Completion;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SockaddrXdp
+    {
+        public ushort Family, Flags;
+        public uint IfIndex, QueueId, SharedUmemFd;
+    }
+
+    /// <summary>struct xdp_desc: one frame in the RX or TX ring.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Desc
+    {
+        public ulong Addr;
+        public uint Len, Options;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Statistics
+    {
+        public ulong RxDropped, RxInvalidDescs, TxInvalidDescs, RxRingFull, RxFillRingEmptyDescs, TxRingEmptyDescs;
+    }
+
+    [LibraryImport("libc", EntryPoint = "bind", SetLastError = true)]
+    public static partial int Bind(int fd, SockaddrXdp* addr, uint addrLen);
+
+    [LibraryImport("libc", EntryPoint = "sendto", SetLastError = true)]
+    public static partial nint SendTo(int fd, void* buffer, nuint length, int flags, void* addr, uint addrLen);
+
+    [LibraryImport("libc", EntryPoint = "recvfrom", SetLastError = true)]
+    public static partial nint RecvFrom(int fd, void* buffer, nuint length, int flags, void* addr, uint* addrLen);
+
+    // ------------------------------------------------------------------ bpf(2)
+
+    private const long SYS_bpf = 321; // x86_64
+    private const int BPF_MAP_CREATE = 0, BPF_MAP_UPDATE_ELEM = 2, BPF_MAP_DELETE_ELEM = 3, BPF_PROG_LOAD = 5, BPF_LINK_CREATE = 28;
+    private const uint BPF_MAP_TYPE_XSKMAP = 17, BPF_PROG_TYPE_XDP = 6, BPF_XDP = 37;
+    public const uint XDP_FLAGS_SKB_MODE = 1 << 1, XDP_FLAGS_DRV_MODE = 1 << 2;
+
+    private static int Bpf(int cmd, void* attr, int size)
+    {
+        long r = Native.Syscall(SYS_bpf, cmd, (nint)attr, size, 0, 0, 0);
+        return (int)r;
+    }
+
+    /// <summary>An XSKMAP with <paramref name="entries"/> slots (one per queue), or throws.</summary>
+    public static int CreateXskMap(int entries, string ifName)
+    {
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        *(uint*)(attr + 0) = BPF_MAP_TYPE_XSKMAP;
+        *(uint*)(attr + 4) = 4;  // key: the queue index
+        *(uint*)(attr + 8) = 4;  // value: the socket's fd
+        *(uint*)(attr + 12) = (uint)entries;
+        WriteName(attr + 28, "hnf_xsks"); // map_name follows map_flags, inner_map_fd, numa_node
+        int fd = Bpf(BPF_MAP_CREATE, attr, 128);
+        if (fd < 0) throw BpfError("creating the XSKMAP", ifName);
+        return fd;
+    }
+
+    /// <summary>Puts socket <paramref name="xskFd"/> in slot <paramref name="queue"/> of the map.</summary>
+    public static int MapUpdate(int mapFd, int queue, int xskFd)
+    {
+        byte* attr = stackalloc byte[32];
+        new Span<byte>(attr, 32).Clear();
+        *(uint*)(attr + 0) = (uint)mapFd;
+        *(ulong*)(attr + 8) = (ulong)&queue;
+        *(ulong*)(attr + 16) = (ulong)&xskFd;
+        return Bpf(BPF_MAP_UPDATE_ELEM, attr, 32) < 0 ? LastErrno : 0;
+    }
+
+    public static void MapDelete(int mapFd, int queue)
+    {
+        byte* attr = stackalloc byte[32];
+        new Span<byte>(attr, 32).Clear();
+        *(uint*)(attr + 0) = (uint)mapFd;
+        *(ulong*)(attr + 8) = (ulong)&queue;
+        Bpf(BPF_MAP_DELETE_ELEM, attr, 32);
+    }
+
+    /// <summary>
+    /// Loads the redirect program:
+    /// <code>
+    ///   r2 = ctx->rx_queue_index          ; ldxw r2, [r1+16]
+    ///   r1 = &amp;xskmap                     ; lddw r1, map_fd (BPF_PSEUDO_MAP_FD)
+    ///   r3 = XDP_PASS                     ; the action when slot r2 holds no socket
+    ///   return bpf_redirect_map(r1, r2, r3)
+    /// </code>
+    /// Frames of a queue without a socket go to the kernel stack as if nothing were attached.
+    /// </summary>
+    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog)
+    {
+        ulong* insns = stackalloc ulong[6];
+        insns[0] = Insn(0x61, 2, 1, 16, 0);               // BPF_LDX | BPF_MEM | BPF_W
+        insns[1] = Insn(0x18, 1, 1, 0, mapFd);            // BPF_LD | BPF_IMM | BPF_DW, src = BPF_PSEUDO_MAP_FD
+        insns[2] = Insn(0x00, 0, 0, 0, 0);                //   (upper half of the 64-bit immediate)
+        insns[3] = Insn(0xb7, 3, 0, 0, 2);                // BPF_ALU64 | BPF_MOV | BPF_K: r3 = XDP_PASS
+        insns[4] = Insn(0x85, 0, 0, 0, 51);               // BPF_JMP | BPF_CALL: bpf_redirect_map
+        insns[5] = Insn(0x95, 0, 0, 0, 0);                // BPF_JMP | BPF_EXIT
+        byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
+        const int LogSize = 4096;
+        byte* log = stackalloc byte[LogSize];
+        log[0] = 0;
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        *(uint*)(attr + 0) = BPF_PROG_TYPE_XDP;
+        *(uint*)(attr + 4) = 6;
+        *(ulong*)(attr + 8) = (ulong)insns;
+        *(ulong*)(attr + 16) = (ulong)license;
+        *(uint*)(attr + 24) = 1;        // log_level
+        *(uint*)(attr + 28) = LogSize;
+        *(ulong*)(attr + 32) = (ulong)log;
+        WriteName(attr + 48, "hnf_xsk_redir");
+        *(uint*)(attr + 68) = BPF_XDP; // expected_attach_type
+        int fd = Bpf(BPF_PROG_LOAD, attr, 128);
+        verifierLog = Marshal.PtrToStringUTF8((nint)log) ?? "";
+        if (fd < 0) throw BpfError($"loading the XDP program{(verifierLog.Length > 0 ? " (verifier: " + verifierLog.Trim() + ")" : "")}", ifName);
+        return fd;
+    }
+
+    /// <summary>Attaches the program to the interface through a BPF link; returns the link's fd, or -errno.</summary>
+    public static int Attach(int progFd, int ifIndex, uint modeFlags)
+    {
+        byte* attr = stackalloc byte[64];
+        new Span<byte>(attr, 64).Clear();
+        *(uint*)(attr + 0) = (uint)progFd;
+        *(uint*)(attr + 4) = (uint)ifIndex;
+        *(uint*)(attr + 8) = BPF_XDP;
+        *(uint*)(attr + 12) = modeFlags;
+        int fd = Bpf(BPF_LINK_CREATE, attr, 64);
+        return fd >= 0 ? fd : -LastErrno;
+    }
+
+    private static ulong Insn(byte code, int dst, int src, short off, int imm) =>
+        code | (ulong)(byte)(dst | src << 4) << 8 | (ulong)(ushort)off << 16 | (ulong)(uint)imm << 32;
+
+    private static void WriteName(byte* p, string name)
+    {
+        for (int i = 0; i < name.Length && i < 15; i++) p[i] = (byte)name[i];
+    }
+
+    private static Exception BpfError(string what, string ifName)
+    {
+        int err = LastErrno;
+        if (err is EPERM or EACCES)
+            return new UnauthorizedAccessException(
+                $"{what} for interface '{ifName}' was refused ({ErrnoText(err)}): the AF_XDP backend needs CAP_BPF and CAP_NET_ADMIN (or root); the af_packet backend needs only CAP_NET_RAW");
+        return new IOException($"{what} for interface '{ifName}' failed: {ErrnoText(err)}");
+    }
+}

@@ -1,0 +1,449 @@
+using System.Numerics;
+using HyperNF.Linux;
+using static HyperNF.Linux.PacketSocket;
+using static HyperNF.Linux.Xdp;
+
+namespace HyperNF.Ports;
+
+/// <summary>
+/// The AF_XDP backend: the interface's frames are taken before the kernel builds socket
+/// buffers for its stack (native XDP where the driver supports it, generic XDP otherwise),
+/// which is the closest Linux comes to netmap's own NIC rings.
+/// <list type="bullet">
+/// <item>One AF_XDP socket per RX queue, each with its own UMEM of 4 KiB chunks; an XDP
+/// program (five instructions, loaded here) redirects each frame of queue q to socket q.
+/// The fill ring starts full; a received chunk goes back to the fill ring as soon as the
+/// frame has been copied into the bridge.</item>
+/// <item>TX through queue 0's socket: its UMEM has a second set of chunks for transmission,
+/// kept on a free stack, reclaimed from the completion ring. <see cref="Flush"/> publishes the
+/// TX ring and kicks with <c>sendto()</c> until the kernel has taken every descriptor (copy
+/// mode transmits at most a small budget per call).</item>
+/// <item>Promiscuous mode through a PACKET_MR_PROMISC membership on a socket that receives
+/// nothing (the kernel counts memberships, so a crash cannot leave it set); GRO/LRO off as
+/// for AF_PACKET, because generic XDP runs after GRO.</item>
+/// </list>
+/// The program is attached through a BPF link, so the kernel detaches it when the host exits,
+/// however it exits. Frames are limited to one chunk (MTU up to 3818): jumbo frames need the
+/// AF_PACKET backend.
+/// </summary>
+public sealed unsafe class AfXdpBackend : IInterfaceBackend
+{
+    /// <summary>Bytes of one UMEM chunk (one frame).</summary>
+    public const int ChunkSize = 4096;
+    /// <summary>The largest frame the backend moves: a chunk less the headroom the kernel keeps on receive.</summary>
+    public const int MaxFrame = ChunkSize - XdpPacketHeadroom;
+
+    private struct Ring
+    {
+        public uint* Producer, Consumer, Flags;
+        public byte* Desc;
+        public uint Mask;
+        public byte* Map;
+        public nuint MapBytes;
+        public uint Local; // our free-running index: the producer for fill/TX, the consumer for RX/completion
+    }
+
+    private sealed class Queue
+    {
+        public int Fd = -1;
+        public int Id;
+        public byte* Umem;
+        public nuint UmemBytes;
+        public Ring Rx, Fill, Tx, Completion;
+        public Statistics Last;
+    }
+
+    private readonly Queue[] _queues;
+    private readonly int _rxFrames, _txFrames;
+    private int _mapFd = -1, _progFd = -1, _linkFd = -1, _promiscFd = -1;
+    private volatile int _mtu;
+    private bool _zeroCopy;
+    private string _mode = "";
+    private ReceiveOffloads _offloads;
+    private int _nextQueue;
+    private int _disposed;
+
+    // TX state: used by the transmitting thread only
+    private readonly ulong[] _txFree;
+    private int _txFreeCount;
+    private int _txQueued;
+    private long _txQueuedBytes;
+
+    public string InterfaceName { get; }
+    public int InterfaceIndex { get; }
+    public int Mtu => _mtu;
+    public int TxCapacity => MaxFrame;
+    /// <summary>"native" or "generic": where the XDP program runs.</summary>
+    public string XdpMode => _mode;
+    /// <summary>True when the driver moves frames to and from the UMEM itself (no copy in the kernel).</summary>
+    public bool ZeroCopy => _zeroCopy;
+    public int QueueCount => _queues.Length;
+    public string Description =>
+        $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_promiscFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}";
+
+    private AfXdpBackend(string ifName, int ifIndex, int mtu, int queues, PhysicalPortOptions o)
+    {
+        InterfaceName = ifName;
+        InterfaceIndex = ifIndex;
+        _mtu = mtu;
+        _rxFrames = (int)BitOperations.RoundUpToPowerOf2((uint)o.XdpRxFrames);
+        _txFrames = (int)BitOperations.RoundUpToPowerOf2((uint)o.XdpTxFrames);
+        _queues = new Queue[queues];
+        for (int i = 0; i < queues; i++) _queues[i] = new Queue { Id = i };
+        _txFree = new ulong[_txFrames];
+    }
+
+    /// <summary>Opens the sockets and attaches the XDP program, or throws an exception that names the interface and the fix.</summary>
+    public static AfXdpBackend Open(string ifName, PhysicalPortOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(ifName);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        int ifIndex = AfPacketBackend.ResolveInterface(ifName);
+        int err = InterfaceQuery(ifName, SIOCGIFMTU, out int mtu);
+        if (err != 0) throw new IOException($"cannot read the MTU of interface '{ifName}': {ErrnoText(err)}");
+        if (mtu < 68 || mtu + 18 > MaxFrame)
+            throw new ArgumentException(
+                $"interface '{ifName}' has MTU {mtu}; the af_xdp backend moves frames of up to {MaxFrame} bytes (MTU {MaxFrame - 18}): use the af_packet backend for jumbo frames");
+        var b = new AfXdpBackend(ifName, ifIndex, mtu, RxQueueCount(ifName), options);
+        try
+        {
+            b.Setup(options);
+        }
+        catch
+        {
+            b.Dispose();
+            throw;
+        }
+        return b;
+    }
+
+    /// <summary>The interface's RX queue count from sysfs (1 when it cannot be read).</summary>
+    internal static int RxQueueCount(string ifName)
+    {
+        try
+        {
+            int n = Directory.GetDirectories($"/sys/class/net/{ifName}/queues", "rx-*").Length;
+            return Math.Clamp(n, 1, 256);
+        }
+        catch (IOException) { return 1; }
+        catch (UnauthorizedAccessException) { return 1; }
+    }
+
+    private void Setup(PhysicalPortOptions o)
+    {
+        _mapFd = CreateXskMap(_queues.Length, InterfaceName);
+        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _);
+        foreach (var q in _queues) OpenQueue(q, transmit: q.Id == 0);
+        foreach (var q in _queues)
+        {
+            int rc = MapUpdate(_mapFd, q.Id, q.Fd);
+            if (rc != 0) throw new IOException($"adding the AF_XDP socket of queue {q.Id} of interface '{InterfaceName}' to the XSKMAP failed: {ErrnoText(rc)}");
+        }
+        AttachProgram(o.XdpMode);
+        if (o.Promiscuous)
+        {
+            _promiscFd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: receives nothing
+            if (_promiscFd < 0) throw new IOException($"socket(AF_PACKET) for promiscuous mode on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
+            var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+            if (SetSockOpt(_promiscFd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq)) != 0)
+                throw new IOException($"promiscuous mode on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
+        }
+        if (o.DisableReceiveOffloads) _offloads = ReceiveOffloads.Disable(InterfaceName);
+    }
+
+    private void AttachProgram(string mode)
+    {
+        int rc = -EINVAL;
+        if (mode is "auto" or "native")
+        {
+            rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_DRV_MODE);
+            if (rc >= 0) { _linkFd = rc; _mode = "native"; return; }
+            if (mode == "native" || rc == -EBUSY) ThrowAttach(-rc, "native");
+        }
+        rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
+        if (rc >= 0) { _linkFd = rc; _mode = "generic"; return; }
+        ThrowAttach(-rc, "generic");
+    }
+
+    private void ThrowAttach(int err, string mode)
+    {
+        if (err == EBUSY)
+            throw new IOException($"interface '{InterfaceName}' already has an XDP program ('ip link show {InterfaceName}' lists it): detach it, or attach the port with the af_packet backend");
+        if (err is EPERM or EACCES)
+            throw new UnauthorizedAccessException($"attaching an XDP program to '{InterfaceName}' was refused ({ErrnoText(err)}): the af_xdp backend needs CAP_BPF and CAP_NET_ADMIN (or root)");
+        throw new IOException($"attaching the XDP program to '{InterfaceName}' in {mode} mode failed: {ErrnoText(err)}");
+    }
+
+    private void Check(int rc, string what, Queue q)
+    {
+        if (rc == 0) return;
+        int err = LastErrno;
+        if (err is EPERM or EACCES)
+            throw new UnauthorizedAccessException($"{what} for queue {q.Id} of '{InterfaceName}' was refused ({ErrnoText(err)}): the af_xdp backend needs CAP_NET_RAW (or root)");
+        throw new IOException($"{what} for queue {q.Id} of interface '{InterfaceName}' failed: {ErrnoText(err)}");
+    }
+
+    private void OpenQueue(Queue q, bool transmit)
+    {
+        q.Fd = Socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (q.Fd < 0) Check(-1, "socket(AF_XDP)", q);
+        int chunks = _rxFrames + (transmit ? _txFrames : 0);
+        q.UmemBytes = (nuint)chunks * ChunkSize;
+        nint mem = Native.Mmap(0, q.UmemBytes, Native.PROT_READ | Native.PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (mem == Native.MAP_FAILED) { q.UmemBytes = 0; Check(-1, "mmap of the UMEM", q); }
+        q.Umem = (byte*)mem;
+        var reg = new UmemReg { Addr = (ulong)mem, Len = q.UmemBytes, ChunkSize = ChunkSize };
+        Check(SetSockOpt(q.Fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(UmemReg)), "XDP_UMEM_REG", q);
+        // Every socket that owns a UMEM needs both UMEM rings, even one that never transmits.
+        int completion = transmit ? _txFrames : 64;
+        Check(SetInt(q.Fd, SOL_XDP, XDP_UMEM_FILL_RING, _rxFrames), "XDP_UMEM_FILL_RING", q);
+        Check(SetInt(q.Fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, completion), "XDP_UMEM_COMPLETION_RING", q);
+        Check(SetInt(q.Fd, SOL_XDP, XDP_RX_RING, _rxFrames), "XDP_RX_RING", q);
+        if (transmit)
+        {
+            Check(SetInt(q.Fd, SOL_XDP, XDP_TX_RING, _txFrames), "XDP_TX_RING", q);
+            SetInt(q.Fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, Math.Min(_txFrames, 1024)); // older kernels: 32 per kick
+        }
+        MmapOffsets off;
+        uint len = (uint)sizeof(MmapOffsets);
+        Check(GetSockOpt(q.Fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len), "XDP_MMAP_OFFSETS", q);
+        q.Rx = MapRing(q, off.Rx, XDP_PGOFF_RX_RING, _rxFrames, sizeof(Desc), "RX ring");
+        q.Fill = MapRing(q, off.Fill, XDP_UMEM_PGOFF_FILL_RING, _rxFrames, sizeof(ulong), "fill ring");
+        q.Completion = MapRing(q, off.Completion, XDP_UMEM_PGOFF_COMPLETION_RING, completion, sizeof(ulong), "completion ring");
+        if (transmit) q.Tx = MapRing(q, off.Tx, XDP_PGOFF_TX_RING, _txFrames, sizeof(Desc), "TX ring");
+
+        // The fill ring starts with every RX chunk; the TX chunks start on the free stack.
+        ulong* fill = (ulong*)q.Fill.Desc;
+        for (int i = 0; i < _rxFrames; i++) fill[i] = (ulong)i * ChunkSize;
+        q.Fill.Local = (uint)_rxFrames;
+        Volatile.Write(ref *q.Fill.Producer, q.Fill.Local);
+        if (transmit)
+        {
+            for (int i = 0; i < _txFrames; i++) _txFree[i] = (ulong)(_rxFrames + _txFrames - 1 - i) * ChunkSize;
+            _txFreeCount = _txFrames;
+        }
+
+        var sxdp = new SockaddrXdp { Family = AF_XDP, IfIndex = (uint)InterfaceIndex, QueueId = (uint)q.Id };
+        Check(Xdp.Bind(q.Fd, &sxdp, (uint)sizeof(SockaddrXdp)), "bind of the AF_XDP socket", q);
+        uint opts = 0;
+        len = sizeof(uint);
+        if (q.Id == 0 && GetSockOpt(q.Fd, SOL_XDP, XDP_OPTIONS, &opts, &len) == 0) _zeroCopy = (opts & XDP_OPTIONS_ZEROCOPY) != 0;
+    }
+
+    private Ring MapRing(Queue q, RingOffset off, long pgoff, int entries, int descSize, string what)
+    {
+        nuint bytes = (nuint)(off.Desc + (ulong)(entries * descSize));
+        nint p = Native.Mmap(0, bytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED | MAP_POPULATE, q.Fd, pgoff);
+        if (p == Native.MAP_FAILED) Check(-1, $"mmap of the {what}", q);
+        byte* b = (byte*)p;
+        return new Ring
+        {
+            Map = b, MapBytes = bytes,
+            Producer = (uint*)(b + off.Producer), Consumer = (uint*)(b + off.Consumer), Flags = (uint*)(b + off.Flags),
+            Desc = b + off.Desc, Mask = (uint)entries - 1,
+        };
+    }
+
+    // ------------------------------------------------------------------ RX
+
+    public int Receive(IFrameReceiver receiver, int budget)
+    {
+        int total = 0;
+        int nq = _queues.Length;
+        // Start at a different queue each round so a busy queue cannot starve the others.
+        int start = _nextQueue;
+        _nextQueue = start + 1 == nq ? 0 : start + 1;
+        for (int k = 0; k < nq && total < budget; k++)
+        {
+            var q = _queues[(start + k) % nq];
+            ref Ring rx = ref q.Rx;
+            ref Ring fill = ref q.Fill;
+            // Acquire: the descriptors and the frame bytes are written before the producer moves.
+            uint prod = Volatile.Read(ref *rx.Producer);
+            uint cons = rx.Local;
+            uint n = Math.Min(prod - cons, (uint)(budget - total));
+            if (n == 0) continue;
+            Desc* descs = (Desc*)rx.Desc;
+            ulong* fillAddrs = (ulong*)fill.Desc;
+            for (uint i = 0; i < n; i++)
+            {
+                Desc d = descs[(cons + i) & rx.Mask];
+                if (d.Addr + d.Len <= q.UmemBytes)
+                    receiver.OnFrame(new ReadOnlySpan<byte>(q.Umem + d.Addr, (int)d.Len), (int)d.Len, 0);
+                // The chunk goes back to the kernel once the frame has been copied out.
+                fillAddrs[(fill.Local + i) & fill.Mask] = d.Addr & ~(ulong)(ChunkSize - 1);
+            }
+            rx.Local = cons + n;
+            fill.Local += n;
+            // Release: done with the frames and the descriptors before the kernel may reuse them.
+            Volatile.Write(ref *rx.Consumer, rx.Local);
+            Volatile.Write(ref *fill.Producer, fill.Local);
+            total += (int)n;
+        }
+        return total;
+    }
+
+    public bool Wait(int wakeFd, int timeoutMs)
+    {
+        int nq = _queues.Length;
+        PollFd* fds = stackalloc PollFd[nq + 1];
+        for (int i = 0; i < nq; i++) fds[i] = new PollFd { Fd = _queues[i].Fd, Events = POLLIN };
+        fds[nq] = new PollFd { Fd = wakeFd, Events = POLLIN };
+        int r = Poll(fds, (nuint)(wakeFd >= 0 ? nq + 1 : nq), timeoutMs);
+        if (r <= 0) return false;
+        if (wakeFd >= 0 && (fds[nq].REvents & POLLIN) != 0)
+        {
+            ulong v;
+            Read(wakeFd, &v, sizeof(ulong));
+        }
+        bool error = false;
+        for (int i = 0; i < nq; i++)
+        {
+            if ((fds[i].REvents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
+            {
+                // ENETDOWN once the device is unregistered; reading clears it.
+                TakeSocketError(fds[i].Fd);
+                error = true;
+            }
+        }
+        return error;
+    }
+
+    public long TakeKernelDrops()
+    {
+        long drops = 0;
+        foreach (var q in _queues)
+        {
+            Statistics s;
+            uint len = (uint)sizeof(Statistics);
+            if (GetSockOpt(q.Fd, SOL_XDP, XDP_STATISTICS, &s, &len) != 0) continue;
+            // The kernel's counters only grow; report what is new since the last call.
+            drops += (long)(s.RxDropped - q.Last.RxDropped) + (long)(s.RxRingFull - q.Last.RxRingFull);
+            q.Last = s;
+        }
+        return drops;
+    }
+
+    // ------------------------------------------------------------------ TX
+
+    private Queue TxQueue => _queues[0];
+
+    /// <summary>Takes the chunks the kernel has finished sending back onto the free stack.</summary>
+    private void Reclaim()
+    {
+        ref Ring c = ref TxQueue.Completion;
+        uint prod = Volatile.Read(ref *c.Producer);
+        uint cons = c.Local;
+        if (prod == cons) return;
+        ulong* addrs = (ulong*)c.Desc;
+        for (; cons != prod; cons++) _txFree[_txFreeCount++] = addrs[cons & c.Mask] & ~(ulong)(ChunkSize - 1);
+        c.Local = cons;
+        Volatile.Write(ref *c.Consumer, cons);
+    }
+
+    public Span<byte> BeginTransmit()
+    {
+        if (_txFreeCount == 0)
+        {
+            Reclaim();
+            if (_txFreeCount == 0) return default;
+        }
+        return new Span<byte>(TxQueue.Umem + _txFree[_txFreeCount - 1], MaxFrame);
+    }
+
+    public void CommitTransmit(int length)
+    {
+        if ((uint)length > (uint)MaxFrame) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {MaxFrame} bytes");
+        if (_txFreeCount == 0) throw new InvalidOperationException("CommitTransmit without a frame from BeginTransmit");
+        ref Ring tx = ref TxQueue.Tx;
+        ((Desc*)tx.Desc)[tx.Local & tx.Mask] = new Desc { Addr = _txFree[--_txFreeCount], Len = (uint)length };
+        tx.Local++;
+        _txQueued++;
+        _txQueuedBytes += length;
+    }
+
+    public TransmitResult Flush()
+    {
+        if (_txQueued == 0) return TransmitResult.Ok;
+        var q = TxQueue;
+        ref Ring tx = ref q.Tx;
+        // Release: descriptors and frame bytes are written before the kernel sees the producer.
+        Volatile.Write(ref *tx.Producer, tx.Local);
+        int errno = 0;
+        // Copy mode sends a bounded batch per call and returns EAGAIN while more are queued;
+        // a full completion ring also gives EAGAIN until we reclaim. Bounded so that a device
+        // that stops taking frames cannot hold the sender here.
+        int rounds = _txQueued / 16 + 8;
+        while (Volatile.Read(ref *tx.Consumer) != tx.Local && rounds-- > 0)
+        {
+            if (SendTo(q.Fd, null, 0, MSG_DONTWAIT, null, 0) >= 0) { errno = 0; continue; }
+            errno = LastErrno;
+            if (errno is EAGAIN or EBUSY or ENOBUFS or EINTR) { Reclaim(); continue; }
+            break; // ENETDOWN, ENXIO: the link or the device is gone
+        }
+        Reclaim();
+        uint left = tx.Local - Volatile.Read(ref *tx.Consumer);
+        if (left == 0 || _zeroCopy)
+        {
+            // Zero-copy drivers take descriptors asynchronously: what is published is theirs.
+            _txQueued = 0;
+            _txQueuedBytes = 0;
+            return TransmitResult.Ok;
+        }
+        // Copy mode: the kernel reads the TX ring only inside our sendto(), so the descriptors
+        // it has not taken can be withdrawn; they are the newest ones.
+        long bytes = 0;
+        Desc* descs = (Desc*)tx.Desc;
+        for (uint i = 0; i < left; i++)
+        {
+            Desc d = descs[(tx.Local - 1 - i) & tx.Mask];
+            _txFree[_txFreeCount++] = d.Addr;
+            bytes += d.Len;
+        }
+        tx.Local -= left;
+        Volatile.Write(ref *tx.Producer, tx.Local);
+        _txQueued = 0;
+        _txQueuedBytes = 0;
+        return new TransmitResult(errno == 0 ? EAGAIN : errno, (int)left, bytes);
+    }
+
+    // ------------------------------------------------------------------ link
+
+    public LinkState QueryLink()
+    {
+        var state = InterfaceLink.Query(InterfaceName, InterfaceIndex, out int mtu);
+        if (mtu > 0) _mtu = mtu;
+        return state;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        // The link first: with the program gone no frame is redirected to a closing socket.
+        if (_linkFd >= 0) Native.Close(_linkFd);
+        if (_progFd >= 0) Native.Close(_progFd);
+        if (_mapFd >= 0) Native.Close(_mapFd);
+        _linkFd = _progFd = _mapFd = -1;
+        foreach (var q in _queues)
+        {
+            foreach (var r in new[] { q.Rx, q.Fill, q.Tx, q.Completion })
+                if (r.Map != null) Native.Munmap((nint)r.Map, r.MapBytes);
+            q.Rx = q.Fill = q.Tx = q.Completion = default;
+            if (q.Fd >= 0) Native.Close(q.Fd);
+            q.Fd = -1;
+            if (q.Umem != null) Native.Munmap((nint)q.Umem, q.UmemBytes);
+            q.Umem = null;
+        }
+        if (_promiscFd >= 0)
+        {
+            var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+            SetSockOpt(_promiscFd, SOL_PACKET, PACKET_DROP_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq));
+            Native.Close(_promiscFd);
+            _promiscFd = -1;
+        }
+        _offloads.Restore(InterfaceName, InterfaceIndex);
+    }
+
+    private const int MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_POPULATE = 0x8000;
+}
