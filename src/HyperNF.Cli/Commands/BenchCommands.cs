@@ -74,7 +74,7 @@ internal static partial class BenchCommands
         var sizes = new Option<string>("--frame-sizes", "-l") { Description = "Comma-separated frame sizes (60..1514)", DefaultValueFactory = _ => "64,1514" };
         var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 3 };
         var batch = new Option<int>("--batch", "-b") { Description = "Frames per send() of the sender", DefaultValueFactory = _ => 256 };
-        var only = new Option<string?>("--path") { Description = "hypernf, linux-bridge or ovs-netdev (default: all three)" };
+        var only = new Option<string?>("--path") { Description = "hypernf, hypernf-xdp, linux-bridge or ovs-netdev (default: all four)" };
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "HyperNF: the port driver thread transmits (ctl op 5 = 1)" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
         var cmd = new Command("ports", "Two veth-attached namespaces through a HyperNF bridge and through a Linux bridge: Mpps and CPU (root).")
@@ -90,11 +90,12 @@ internal static partial class BenchCommands
             }
             var paths = p.GetValue(only) switch
             {
-                null => new[] { PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace },
+                null => new[] { PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace },
+                "hypernf-xdp" or "xdp" => [PortsBenchmarkPath.HyperNFXdp],
                 "ovs-netdev" or "ovs" => [PortsBenchmarkPath.OvsUserspace],
                 "hypernf" => [PortsBenchmarkPath.HyperNF],
                 "linux-bridge" => [PortsBenchmarkPath.LinuxBridge],
-                var other => throw new ArgumentException($"--path must be hypernf, linux-bridge or ovs-netdev, not '{other}'"),
+                var other => throw new ArgumentException($"--path must be hypernf, hypernf-xdp, linux-bridge or ovs-netdev, not '{other}'"),
             };
             int last = Environment.ProcessorCount - 1;
             var o = new PortsBenchmarkOptions

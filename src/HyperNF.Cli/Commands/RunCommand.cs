@@ -22,7 +22,7 @@ internal static class RunCommand
         var seconds = new Option<double>("--seconds") { Description = "Stop by itself after this long (0 = until Ctrl-C/SIGTERM)" };
         var interval = new Option<double>("--interval") { Description = "Seconds between status lines (0 = none)", DefaultValueFactory = _ => 5 };
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "NIC transmission by the port's driver thread (ctl op 5 = 1)" };
-        var backend = new Option<string>("--port-backend") { Description = "How attached interfaces are opened: af_packet or af_xdp (XDP program + AF_XDP sockets; MTU up to 3818)", DefaultValueFactory = _ => "af_packet" };
+        var backend = new Option<string>("--port-backend") { Description = "How attached interfaces are opened: af_packet or af_xdp (XDP program + AF_XDP sockets; MTU up to 3822)", DefaultValueFactory = _ => "af_packet" };
         backend.AcceptOnlyFromAmong([.. PhysicalPortOptions.BackendNames]);
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")

@@ -17,12 +17,14 @@ public enum PortsBenchmarkPath
     LinuxBridge,
     /// <summary>Open vSwitch's userspace datapath (datapath_type=netdev) in a private instance.</summary>
     OvsUserspace,
+    /// <summary>As <see cref="HyperNF"/>, the veths opened with the AF_XDP backend.</summary>
+    HyperNFXdp,
 }
 
 public sealed record PortsBenchmarkOptions
 {
     public IReadOnlyList<int> FrameSizes { get; init; } = [64, 1514];
-    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace];
+    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace];
     public double Seconds { get; init; } = 3;
     public double WarmupSeconds { get; init; } = 0.5;
     /// <summary>Frames the sender queues per send() kick.</summary>
@@ -116,10 +118,14 @@ public static class PortsBenchmark
         {
             MakeHost(nsSrc, outSrc);
             MakeHost(nsDst, outDst);
-            if (path == PortsBenchmarkPath.HyperNF)
+            if (path is PortsBenchmarkPath.HyperNF or PortsBenchmarkPath.HyperNFXdp)
             {
                 sw = new ValeSwitch();
-                ports = new PhysicalPorts(sw, new PhysicalPortOptions { DriverCpus = o.DriverCpu >= 0 ? [o.DriverCpu] : [] })
+                ports = new PhysicalPorts(sw, new PhysicalPortOptions
+                {
+                    DriverCpus = o.DriverCpu >= 0 ? [o.DriverCpu] : [],
+                    Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet",
+                })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,
                 };
@@ -169,7 +175,7 @@ public static class PortsBenchmark
                 DriverCpuPct = (drvNs1 - drvNs0) / secs / 1e7,
                 NsPerPacket = received > 0 ? busyNs / received : 0,
                 PortDrops = portDrops, SwitchDrops = switchDrops,
-                DriverDomainTxSync = path == PortsBenchmarkPath.HyperNF && o.DriverDomainTxSync,
+                DriverDomainTxSync = (path is PortsBenchmarkPath.HyperNF or PortsBenchmarkPath.HyperNFXdp) && o.DriverDomainTxSync,
             };
         }
         finally
@@ -188,6 +194,7 @@ public static class PortsBenchmark
     public static string PathName(PortsBenchmarkPath p) => p switch
     {
         PortsBenchmarkPath.HyperNF => "hypernf",
+        PortsBenchmarkPath.HyperNFXdp => "hypernf-xdp",
         PortsBenchmarkPath.LinuxBridge => "linux-bridge",
         _ => "ovs-netdev",
     };

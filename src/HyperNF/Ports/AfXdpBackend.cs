@@ -23,7 +23,7 @@ namespace HyperNF.Ports;
 /// for AF_PACKET, because generic XDP runs after GRO.</item>
 /// </list>
 /// The program is attached through a BPF link, so the kernel detaches it when the host exits,
-/// however it exits. Frames are limited to one chunk (MTU up to 3818): jumbo frames need the
+/// however it exits. Frames are limited to one chunk (MTU up to 3822): jumbo frames need the
 /// AF_PACKET backend.
 /// </summary>
 public sealed unsafe class AfXdpBackend : IInterfaceBackend
@@ -51,6 +51,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         public nuint UmemBytes;
         public Ring Rx, Fill, Tx, Completion;
         public Statistics Last;
+        public long Received;
     }
 
     private readonly Queue[] _queues;
@@ -78,6 +79,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     /// <summary>True when the driver moves frames to and from the UMEM itself (no copy in the kernel).</summary>
     public bool ZeroCopy => _zeroCopy;
     public int QueueCount => _queues.Length;
+    /// <summary>Frames received on each RX queue since open (written by the driver thread).</summary>
+    public long[] QueueRxPackets => _queues.Select(q => Volatile.Read(ref q.Received)).ToArray();
     public string Description =>
         $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_promiscFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}";
 
@@ -225,7 +228,12 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         }
 
         var sxdp = new SockaddrXdp { Family = AF_XDP, IfIndex = (uint)InterfaceIndex, QueueId = (uint)q.Id };
-        Check(Xdp.Bind(q.Fd, &sxdp, (uint)sizeof(SockaddrXdp)), "bind of the AF_XDP socket", q);
+        if (Xdp.Bind(q.Fd, &sxdp, (uint)sizeof(SockaddrXdp)) != 0)
+        {
+            if (LastErrno == EBUSY)
+                throw new IOException($"queue {q.Id} of interface '{InterfaceName}' already has an AF_XDP socket (another host or program is attached to it): detach it there first");
+            Check(-1, "bind of the AF_XDP socket", q);
+        }
         uint opts = 0;
         len = sizeof(uint);
         if (q.Id == 0 && GetSockOpt(q.Fd, SOL_XDP, XDP_OPTIONS, &opts, &len) == 0) _zeroCopy = (opts & XDP_OPTIONS_ZEROCOPY) != 0;
@@ -280,6 +288,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             Volatile.Write(ref *rx.Consumer, rx.Local);
             Volatile.Write(ref *fill.Producer, fill.Local);
             total += (int)n;
+            Volatile.Write(ref q.Received, q.Received + n);
         }
         return total;
     }

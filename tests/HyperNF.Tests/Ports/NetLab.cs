@@ -41,14 +41,17 @@ public sealed partial class NetLab : IDisposable
     /// so the namespace's stack sends complete, MTU-sized frames (an AF_PACKET bridge sees frames
     /// as the peer sent them: TSO super-frames and partial checksums would not survive the trip).
     /// </summary>
-    public LabHost Add(string suffix, string cidr, int mtu = 1500)
+    /// <param name="queues">RX and TX queues on each end of the veth pair.</param>
+    public LabHost Add(string suffix, string cidr, int mtu = 1500, int queues = 1)
     {
         string ns = $"hnf{_tag}{suffix}";
         string outer = $"ho{_tag}{suffix}";
         string inner = $"hi{_tag}{suffix}";
         Must("ip", "netns", "add", ns);
         _namespaces.Add(ns);
-        Must("ip", "link", "add", outer, "mtu", mtu.ToString(), "type", "veth", "peer", "name", inner, "mtu", mtu.ToString(), "netns", ns);
+        string q = queues.ToString();
+        Must("ip", "link", "add", outer, "mtu", mtu.ToString(), "numtxqueues", q, "numrxqueues", q, "type", "veth",
+             "peer", "name", inner, "mtu", mtu.ToString(), "numtxqueues", q, "numrxqueues", q, "netns", ns);
         _outer.Add(outer);
         Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
         Must("sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");

@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using System.Text.Json;
+using HyperNF.Ports;
+using HyperNF.Switch;
+using HyperNF.Tests.Control;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace HyperNF.Tests.Ports;
+
+/// <summary>
+/// The AF_XDP backend on real veth pairs: an XDP program is attached while the port is
+/// attached and is gone after detach (and after the host is killed), frames cross in both
+/// directions with ping and iperf3, a multi-queue veth gets a socket per queue, and what the
+/// backend cannot do (frames over one chunk, an interface that already has an XDP program)
+/// is refused with an error that says what to do.
+/// </summary>
+public class AfXdpBackendTests(ITestOutputHelper output)
+{
+    private static readonly PhysicalPortOptions Xdp = new() { Backend = "af_xdp" };
+
+    private static bool HasXdpProgram(string ifName) =>
+        NetLab.Must("ip", "link", "show", "dev", ifName).Contains("prog/xdp", StringComparison.Ordinal);
+
+    private void Ping(NetLab lab, LabHost from, LabHost to, int count = 3, int size = 56)
+    {
+        int rc = lab.Exec(from, ["ping", "-c", count.ToString(), "-i", "0.2", "-W", "2", "-s", size.ToString(), to.Ip], 15_000, out string text);
+        output.WriteLine(text);
+        Assert.True(rc == 0, $"ping {from.Ip} -> {to.Ip} failed ({rc}): {text}");
+    }
+
+    /// <summary>An iperf3 TCP run (server started here, retried while it comes up); returns the bytes received.</summary>
+    private long IperfTcp(NetLab lab, LabHost client, LabHost server, int streams = 1, int port = 5301)
+    {
+        lab.Start(server, "iperf3", "-s", "-1", "-B", server.Ip, "-p", port.ToString());
+        string text = "";
+        for (int attempt = 0; attempt < 30; attempt++)
+        {
+            int rc = lab.Exec(client, ["iperf3", "-c", server.Ip, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000"], 20_000, out text);
+            if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
+            Thread.Sleep(200);
+        }
+        int start = text.IndexOf('{');
+        Assert.True(start >= 0, $"no JSON from iperf3: {text}");
+        using var doc = JsonDocument.Parse(text[start..]);
+        Assert.False(doc.RootElement.TryGetProperty("error", out var err), $"iperf3: {err}");
+        long bytes = doc.RootElement.GetProperty("end").GetProperty("sum_received").GetProperty("bytes").GetInt64();
+        output.WriteLine($"iperf3 tcp x{streams}: {bytes} bytes");
+        return bytes;
+    }
+
+    /// <summary>Every frame the switch delivered to the port was sent by the backend or counted as a drop.</summary>
+    private static void AssertAddsUp(PhysicalPort p)
+    {
+        long delivered = 0;
+        PhysicalPortStatistics s = p.GetStatistics();
+        for (int i = 0; i < 40; i++)
+        {
+            s = p.GetStatistics();
+            delivered = p.SwitchPort.GetStatistics().RxPackets;
+            if (delivered == s.TxPackets + s.TotalTxDrops) return;
+            Thread.Sleep(50);
+        }
+        Assert.Fail($"{p.Name}: switch delivered {delivered}, port sent {s.TxPackets} + dropped {s.TotalTxDrops}");
+    }
+
+    [NetnsFact]
+    public void PingAndIperf3CrossValexOnAfXdpPortsAndDetachRemovesTheProgram()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.1.1/24");
+        var b = lab.Add("b", "10.232.1.2/24");
+        var sw = new ValeSwitch();
+        using (var ports = new PhysicalPorts(sw, Xdp))
+        {
+            var pa = ports.Attach("valex", a.Outer);
+            var pb = ports.Attach("valex", b.Outer);
+            output.WriteLine(pa.Backend.Description);
+            var backend = Assert.IsType<AfXdpBackend>(pa.Backend);
+            Assert.Contains("af_xdp", pa.Backend.Description);
+            Assert.Contains(backend.XdpMode, new[] { "native", "generic" });
+            Assert.True(HasXdpProgram(a.Outer), "the XDP program is attached while the port is");
+            Assert.True(HasXdpProgram(b.Outer));
+
+            Ping(lab, a, b);
+            var entries = sw.FindBridge("valex")!.Forwarding.Entries();
+            Assert.Contains(entries, e => ForwardingTable.FormatMac(e.Mac) == a.Mac && e.Port == pa.SwitchPort.BridgeIndex);
+            Assert.Contains(entries, e => ForwardingTable.FormatMac(e.Mac) == b.Mac && e.Port == pb.SwitchPort.BridgeIndex);
+
+            Assert.True(IperfTcp(lab, a, b) > 1_000_000, "iperf3 TCP moves data through AF_XDP ports");
+            AssertAddsUp(pa);
+            AssertAddsUp(pb);
+            var sa = pa.GetStatistics();
+            Assert.True(sa.RxPackets > 1000 && sa.TxPackets > 100, $"both directions crossed port a: rx {sa.RxPackets} tx {sa.TxPackets}");
+            Assert.True(ports.Detach(pa.Name));
+            Assert.False(HasXdpProgram(a.Outer), "detach removes the XDP program");
+            Assert.True(HasXdpProgram(b.Outer));
+        }
+        Assert.False(HasXdpProgram(b.Outer), "disposing the ports removes every program");
+        Assert.DoesNotContain("PROMISC", NetLab.Must("ip", "link", "show", "dev", b.Outer));
+    }
+
+    [NetnsFact]
+    public void AMultiQueueVethGetsOneSocketPerQueueAndEveryQueueForwards()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.2.1/24", queues: 4);
+        var b = lab.Add("b", "10.232.2.2/24", queues: 4);
+        using var ports = new PhysicalPorts(new ValeSwitch(), Xdp);
+        var pa = ports.Attach("valex", a.Outer);
+        ports.Attach("valex", b.Outer);
+        Assert.Equal(4, Assert.IsType<AfXdpBackend>(pa.Backend).QueueCount);
+        Ping(lab, a, b);
+        // Eight TCP streams hash onto the four queues of the sending veth, which become the RX
+        // queues here; a queue without a socket would pass its frames to the host stack, where
+        // they die, and its streams would stall.
+        Assert.True(IperfTcp(lab, a, b, streams: 8) > 1_000_000);
+        AssertAddsUp(pa);
+        long[] perQueue = ((AfXdpBackend)pa.Backend).QueueRxPackets;
+        output.WriteLine($"frames per RX queue: {string.Join(", ", perQueue)}");
+        Assert.True(perQueue.Count(n => n > 100) >= 2, $"the streams spread over several queues and each was read: {string.Join(", ", perQueue)}");
+    }
+
+    [NetnsFact]
+    public void AKilledHostLeavesNoXdpProgramBehind()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.3.1/24");
+        var b = lab.Add("b", "10.232.3.2/24");
+        using var dir = new TempDir();
+        var psi = Cli.Start(dir.File("unused.sock"), "run", "--interval", "0", "--port-backend", "af_xdp", "-a", $"valex:{a.Outer}", "-a", $"valex:{b.Outer}");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        try
+        {
+            int rc = 1;
+            string text = "";
+            for (int i = 0; i < 60 && rc != 0; i++)
+            {
+                Thread.Sleep(250);
+                rc = lab.Exec(a, ["ping", "-c", "1", "-W", "1", b.Ip], 10_000, out text);
+            }
+            Assert.True(rc == 0, $"ping through `hypernf run --port-backend af_xdp` failed: {text}");
+            Assert.True(HasXdpProgram(a.Outer));
+        }
+        finally
+        {
+            p.Kill(); // SIGKILL: no clean-up code runs in the host
+            Assert.True(p.WaitForExit(20_000));
+        }
+        output.WriteLine(stdout.Result + stderr.Result);
+        Assert.Contains("af_xdp", stdout.Result);
+        // The program hangs on a BPF link owned by the dead process: the kernel detached it.
+        var until = Environment.TickCount64 + 10_000;
+        while (HasXdpProgram(a.Outer) || HasXdpProgram(b.Outer))
+        {
+            Assert.True(Environment.TickCount64 < until, "the XDP programs are still attached 10 s after the host was killed");
+            Thread.Sleep(100);
+        }
+    }
+
+    [NetnsFact]
+    public void AnMtuOverOneChunkIsRefusedAndPointsToAfPacket()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.4.1/24", mtu: 9000);
+        using var ports = new PhysicalPorts(new ValeSwitch(), Xdp);
+        var e = Assert.Throws<ArgumentException>(() => ports.Attach("valex", a.Outer));
+        output.WriteLine(e.Message);
+        Assert.Contains(a.Outer, e.Message);
+        Assert.Contains("9000", e.Message);
+        Assert.Contains("af_packet", e.Message);
+        Assert.Empty(ports.List());
+        Assert.False(HasXdpProgram(a.Outer));
+    }
+
+    [NetnsFact]
+    public void AnInterfaceThatAlreadyHasAnXdpProgramIsRefusedAndTheFirstPortKeepsForwarding()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.5.1/24");
+        var b = lab.Add("b", "10.232.5.2/24");
+        using var first = new PhysicalPorts(new ValeSwitch(), Xdp);
+        first.Attach("valex", a.Outer);
+        first.Attach("valex", b.Outer);
+        using var second = new PhysicalPorts(new ValeSwitch(), Xdp);
+        var e = Assert.ThrowsAny<IOException>(() => second.Attach("valey", a.Outer));
+        output.WriteLine(e.Message);
+        Assert.Contains("already", e.Message);
+        Assert.Contains(a.Outer, e.Message);
+        Assert.Empty(second.List());
+        Ping(lab, a, b);
+    }
+
+    [NetnsFact]
+    public void DeletingTheVethUnderLoadTakesThePortDownAndTheHostKeepsForwarding()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.6.1/24");
+        var b = lab.Add("b", "10.232.6.2/24");
+        var c = lab.Add("c", "10.232.6.3/24");
+        using var ports = new PhysicalPorts(new ValeSwitch(), Xdp);
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        ports.Attach("valex", c.Outer);
+        Ping(lab, a, b);
+        // a floods b with UDP while b's veth is deleted
+        var flood = lab.Start(a, "ping", "-f", "-s", "1000", "-w", "4", b.Ip);
+        Thread.Sleep(500);
+        NetLab.Must("ip", "netns", "del", b.Ns);
+        var until = Environment.TickCount64 + 10_000;
+        while (pb.Link != LinkState.Removed)
+        {
+            Assert.True(Environment.TickCount64 < until, $"port b still {pb.Link} 10 s after its veth was deleted");
+            Thread.Sleep(50);
+        }
+        Assert.Contains("removed", pb.LastError);
+        flood.WaitForExit(10_000);
+        Ping(lab, a, c);
+        Assert.True(ports.Detach(pb.Name));
+        AssertAddsUp(pa);
+    }
+}
