@@ -74,10 +74,10 @@ internal static partial class BenchCommands
         var sizes = new Option<string>("--frame-sizes", "-l") { Description = "Comma-separated frame sizes (60..1514)", DefaultValueFactory = _ => "64,1514" };
         var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 3 };
         var batch = new Option<int>("--batch", "-b") { Description = "Frames per send() of the sender", DefaultValueFactory = _ => 256 };
-        var only = new Option<string?>("--path") { Description = "hypernf, hypernf-xdp, linux-bridge or ovs-netdev (default: all four)" };
+        var only = new Option<string?>("--path") { Description = "sender-only, hypernf, hypernf-xdp, linux-bridge or ovs-netdev (default: all, the sender-only yardstick first)" };
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "HyperNF: the port driver thread transmits (ctl op 5 = 1)" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
-        var cmd = new Command("ports", "Two veth-attached namespaces through a HyperNF bridge and through a Linux bridge: Mpps and CPU (root).")
+        var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace, with a sender-only yardstick: Mpps, CPU and switching CPU per frame (root).")
         {
             sizes, seconds, batch, only, drvdom, json,
         };
@@ -90,12 +90,13 @@ internal static partial class BenchCommands
             }
             var paths = p.GetValue(only) switch
             {
-                null => new[] { PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace },
+                null => new[] { PortsBenchmarkPath.SenderOnly, PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace },
+                "sender-only" => [PortsBenchmarkPath.SenderOnly],
                 "hypernf-xdp" or "xdp" => [PortsBenchmarkPath.HyperNFXdp],
                 "ovs-netdev" or "ovs" => [PortsBenchmarkPath.OvsUserspace],
                 "hypernf" => [PortsBenchmarkPath.HyperNF],
                 "linux-bridge" => [PortsBenchmarkPath.LinuxBridge],
-                var other => throw new ArgumentException($"--path must be hypernf, hypernf-xdp, linux-bridge or ovs-netdev, not '{other}'"),
+                var other => throw new ArgumentException($"--path must be sender-only, hypernf, hypernf-xdp, linux-bridge or ovs-netdev, not '{other}'"),
             };
             int last = Environment.ProcessorCount - 1;
             var o = new PortsBenchmarkOptions
@@ -105,10 +106,10 @@ internal static partial class BenchCommands
                 SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom),
             };
             var results = PortsBenchmark.Run(o, Console.WriteLine);
-            var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "port drops", "switch drops");
+            var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "switching ns/pkt", "port drops", "switch drops");
             foreach (var r in results)
                 table.AddRow(r.Path, $"{r.FrameSize}", $"{r.Mpps:F3}", $"{r.MppsOffered:F3}", $"{r.Gbps:F2}", $"{r.CpuPct:F0}", $"{r.SenderCpuPct:F0}",
-                    $"{r.DriverCpuPct:F0}", $"{r.NsPerPacket:F0}", $"{r.PortDrops}", $"{r.SwitchDrops}");
+                    $"{r.DriverCpuPct:F0}", $"{r.NsPerPacket:F0}", r.SwitchNsPerPacket is { } sn ? $"{sn:F0}" : "-", $"{r.PortDrops}", $"{r.SwitchDrops}");
             AnsiConsole.Write(table);
             Json.Write(p.GetValue(json), new { results });
             return 0;

@@ -19,12 +19,18 @@ public enum PortsBenchmarkPath
     OvsUserspace,
     /// <summary>As <see cref="HyperNF"/>, the veths opened with the AF_XDP backend.</summary>
     HyperNFXdp,
+    /// <summary>
+    /// The yardstick: nothing attached, the frames die in the root namespace's stack at the
+    /// first outer veth end. Its CPU per frame is the sender's own cost plus one veth hop, which
+    /// every path pays; what a path costs above it is the cost of switching.
+    /// </summary>
+    SenderOnly,
 }
 
 public sealed record PortsBenchmarkOptions
 {
     public IReadOnlyList<int> FrameSizes { get; init; } = [64, 1514];
-    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace];
+    public IReadOnlyList<PortsBenchmarkPath> Paths { get; init; } = [PortsBenchmarkPath.SenderOnly, PortsBenchmarkPath.HyperNF, PortsBenchmarkPath.HyperNFXdp, PortsBenchmarkPath.LinuxBridge, PortsBenchmarkPath.OvsUserspace];
     public double Seconds { get; init; } = 3;
     public double WarmupSeconds { get; init; } = 0.5;
     /// <summary>Frames the sender queues per send() kick.</summary>
@@ -56,6 +62,11 @@ public sealed record PortsBenchmarkResult
     [JsonPropertyName("driver_cpu_pct")] public double DriverCpuPct { get; init; }
     /// <summary>Machine CPU ns per received frame.</summary>
     [JsonPropertyName("ns_per_packet")] public double NsPerPacket { get; init; }
+    /// <summary>
+    /// <see cref="NsPerPacket"/> less the sender-only path's in the same run (same frame size):
+    /// the machine CPU the switching itself costs per frame. Null without a sender-only point.
+    /// </summary>
+    [JsonPropertyName("switch_ns_per_packet")] public double? SwitchNsPerPacket { get; init; }
     [JsonPropertyName("port_drops")] public long PortDrops { get; init; }
     [JsonPropertyName("switch_drops")] public long SwitchDrops { get; init; }
     [JsonPropertyName("drvdom_txsync")] public bool DriverDomainTxSync { get; init; }
@@ -98,6 +109,9 @@ public static class PortsBenchmark
             foreach (int size in o.FrameSizes)
             {
                 var r = RunOne(o, path, size);
+                var yard = results.FirstOrDefault(x => x.Path == PathName(PortsBenchmarkPath.SenderOnly) && x.FrameSize == size);
+                if (yard is not null && path != PortsBenchmarkPath.SenderOnly && r.Received > 0)
+                    r = r with { SwitchNsPerPacket = r.NsPerPacket - yard.NsPerPacket };
                 progress?.Invoke($"{r.Path,-12} {r.FrameSize,5} B: {r.Mpps,6:F3} Mpps ({r.MppsOffered:F3} offered) {r.Gbps,6:F2} Gbit/s  " +
                                  $"cpu {r.CpuPct:F0}% (sender {r.SenderCpuPct:F0}%, driver {r.DriverCpuPct:F0}%)  {r.NsPerPacket:F0} ns/pkt");
                 results.Add(r);
@@ -137,7 +151,7 @@ public static class PortsBenchmark
                 if (OvsUserspace.Unavailable() is { } why) throw new InvalidOperationException($"ports benchmark (ovs): {why}");
                 ovs = OvsUserspace.Start(br, [outSrc, outDst]);
             }
-            else
+            else if (path == PortsBenchmarkPath.LinuxBridge)
             {
                 Must("ip", "link", "add", br, "type", "bridge");
                 Must("ip", "link", "set", outSrc, "master", br);
@@ -147,13 +161,14 @@ public static class PortsBenchmark
             sender.Start();
             Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
 
-            long rx0 = RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
+            bool yardstick = path == PortsBenchmarkPath.SenderOnly;
+            long rx0 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
             long drvNs0 = DriverNs(ports);
             var (portDrops0, switchDrops0) = Drops(ports, sw);
             var (busy0, _) = MachineTicks();
             var sw0 = Stopwatch.StartNew();
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
-            long rx1 = RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
+            long rx1 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
             long drvNs1 = DriverNs(ports);
             var (portDrops1, switchDrops1) = Drops(ports, sw);
             var (busy1, _) = MachineTicks();
@@ -195,6 +210,7 @@ public static class PortsBenchmark
     {
         PortsBenchmarkPath.HyperNF => "hypernf",
         PortsBenchmarkPath.HyperNFXdp => "hypernf-xdp",
+        PortsBenchmarkPath.SenderOnly => "sender-only",
         PortsBenchmarkPath.LinuxBridge => "linux-bridge",
         _ => "ovs-netdev",
     };
@@ -227,6 +243,13 @@ public static class PortsBenchmark
         long sum = 0;
         foreach (var p in ports.List()) sum += Math.Max(0, CpuTime.ThreadNs(p.DriverTid));
         return sum;
+    }
+
+    private static long OuterRxPackets(string outer)
+    {
+        string json = Must("ip", "-s", "-j", "link", "show", "dev", outer);
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement[0].GetProperty("stats64").GetProperty("rx").GetProperty("packets").GetInt64();
     }
 
     private static long RxPackets(string ns)
