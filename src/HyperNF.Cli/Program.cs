@@ -17,7 +17,7 @@ public static class Program
         {
             return root.Parse(args).Invoke();
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException or HyperNF.Control.XlConfigException)
         {
             Console.Error.WriteLine($"hypernf: {e.Message}");
             return 1;

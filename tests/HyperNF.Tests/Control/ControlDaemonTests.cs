@@ -125,6 +125,29 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Empty(_host.Domains);
     }
 
+    /// <summary>
+    /// Values only the host can judge (an nf it does not know, nf_args the NF refuses, a CPU this
+    /// machine lacks) are config errors too: file, line and key, and nothing is created.
+    /// </summary>
+    [Fact]
+    public void Config_values_the_host_refuses_name_file_line_and_key()
+    {
+        string Create(string text) => Error(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text } })));
+        const string Head = "name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\", \"type=nmif,bridge=valey:x1\" ]\n";
+        Assert.StartsWith("nf.cfg:3: nf: unknown nf 'nosuchnf'; available: ", Create(Head + "nf = \"nosuchnf\"\n"));
+        Assert.Contains("pkt-gen", Create(Head + "nf = \"nosuchnf\"\n"));
+        Assert.StartsWith("nf.cfg:5: nf_args: firewall rule= line 1: ", Create(Head + "nf = \"firewall\"\n# rules\nnf_args = \"rule=allow tcp any -> any 99999\"\n"));
+        Assert.StartsWith("nf.cfg:4: nf_args: pkt-gen: -l abc: not an integer", Create(Head + "nf = \"pkt-gen\"\nnf_args = \"-f tx -l abc\"\n"));
+        Assert.StartsWith("nf.cfg:4: nf: nf 'router': ", Create(Head + "\nnf = \"router\"\n")); // router needs arguments
+        int n = Environment.ProcessorCount;
+        Assert.Equal($"nf.cfg:3: cpus: CPU {n} does not exist (this machine has CPUs 0..{n - 1})", Create(Head + $"cpus = \"{n}\"\n"));
+        Assert.Empty(_host.Domains);
+        Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
+        // the same config with values the host accepts is created
+        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text = Head + "nf = \"firewall\"\nnf_args = \"rule=allow tcp any -> any 80\"\n" } }))));
+        Assert.Equal("firewall", Assert.Single(_host.Domains).Guest!.Name);
+    }
+
     [Fact]
     public void Settings_and_ctl_map_to_the_host()
     {

@@ -186,6 +186,28 @@ public class ToolstackCliTests
         Assert.False(File.Exists(sock));
     }
 
+    /// <summary>
+    /// hypernf run with a bad config: exit 1 and the config error (file:line: key:), never a
+    /// stack trace; values only the host can check (nf_args) are reported the same way.
+    /// </summary>
+    [Fact]
+    public void Run_refuses_a_bad_config_with_file_line_and_key()
+    {
+        using var tmp = new TempDir();
+        string bad = tmp.File("bad.cfg");
+        File.WriteAllText(bad, "name = \"b\"\nvcpus = \"two\"\n");
+        var r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
+        Assert.True(r.Exit == 1, r.ToString());
+        Assert.Equal($"hypernf run: {bad}:2: vcpus: 'two' is not an integer (want 1..64)", r.Err.Trim());
+
+        File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:b0\" ]\nnf = \"pkt-gen\"\nnf_args = \"-f sideways\"\n");
+        r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
+        Assert.True(r.Exit == 1, r.ToString());
+        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx or rx", r.Err);
+        Assert.DoesNotContain("Unhandled", r.Err);
+        Assert.DoesNotContain("created domain", r.Out);
+    }
+
     [Fact]
     public void The_translated_init_script_and_vm_config_run_against_a_daemon()
     {
