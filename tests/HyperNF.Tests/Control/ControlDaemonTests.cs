@@ -441,17 +441,33 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Equal(["detach valex:eth1", "detach valey:eth2"], fake.Calls.Skip(2).Order(StringComparer.Ordinal));
     }
 
+    /// <summary>Threads of this process whose name (comm, at most 15 bytes) starts with one of <paramref name="prefixes"/>.</summary>
+    private static string[] ThreadsNamed(params string[] prefixes) => Directory.GetDirectories("/proc/self/task").Select(t =>
+    {
+        try { return File.ReadAllText(Path.Combine(t, "comm")).Trim(); }
+        catch (IOException) { return ""; } // ended while listed
+    }).Where(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToArray();
+
     [Fact]
     public void Stop_destroys_domains_removes_the_socket_and_empty_bridges()
     {
         Assert.True(Ok(Handle(CreateRequest("s1"))));
+        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "s2.cfg", text = "name = \"stopsplit\"\nvif = [ \"type=nmif,bridge=valex:ss0\", \"type=nmif,bridge=valey:ss1\" ]\nio_model = \"split\"\n" } }))));
         Assert.True(File.Exists(Sock));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Sock));
+        // The daemon's own threads, the domains' vCPUs and the split domain's backend are alive ...
+        string[] prefixes = ["hypernf-ctl-", "s1-", "stopsplit-"];
+        var alive = ThreadsNamed(prefixes);
+        Assert.Contains(alive, n => n.StartsWith("hypernf-ctl-", StringComparison.Ordinal));
+        Assert.Contains(alive, n => n.StartsWith("s1-vcpu", StringComparison.Ordinal));
+        Assert.Contains(alive, n => n.StartsWith("stopsplit-", StringComparison.Ordinal) && n.Contains("back", StringComparison.Ordinal));
         _daemon.Stop();
         Assert.False(File.Exists(Sock));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges);
         Assert.Throws<ControlUnavailableException>(() => ControlClient.Connect(Sock));
+        // ... and none of them outlives the shutdown.
+        WaitFor(() => ThreadsNamed(prefixes).Length == 0, $"threads left after Stop: {string.Join(", ", ThreadsNamed(prefixes))}");
     }
 
     [Fact]

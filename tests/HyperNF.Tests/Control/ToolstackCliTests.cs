@@ -235,6 +235,33 @@ public class ToolstackCliTests
         Assert.Equal(0, daemon.WaitExit());
     }
 
+    /// <summary>
+    /// The daemon enforces weights and caps with cgroups (v1 here) under hypernf/&lt;its pid&gt;;
+    /// SIGTERM destroys the domains and removes every group it made, and the socket.
+    /// </summary>
+    [HyperNF.Tests.Cpu.RealCgroupV1Fact]
+    public void Daemon_shutdown_removes_its_cgroups_and_its_socket()
+    {
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        using var daemon = new DaemonProcess(sock);
+        string mine = Path.Combine(HyperNF.Tests.Cpu.RealCgroupV1.Mounts.V1Cpu!, "hypernf", daemon.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string cfg = tmp.File("cg.cfg");
+        File.WriteAllText(cfg, "name = \"cg\"\nvif = [ \"type=nmif,bridge=valex:cg0\", \"type=nmif,bridge=valey:cg1\" ]\nnf = \"l2fwd\"\ncap = 20\n");
+        Ok(sock, "create", cfg);
+        Ok(sock, "sched-credit2", "-d", "cg", "-w", "512");
+        string group = Assert.Single(Directory.GetDirectories(mine, "dom*-cg", SearchOption.AllDirectories));
+        Assert.Equal("20000", File.ReadAllText(Path.Combine(group, "cpu.cfs_quota_us")).Trim());
+        Assert.Equal("2048", File.ReadAllText(Path.Combine(group, "cpu.shares")).Trim());
+        Assert.NotEmpty(File.ReadAllText(Path.Combine(group, "tasks")).Trim());
+
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+        Assert.False(Directory.Exists(mine), $"{mine} is left behind after shutdown");
+        Assert.False(File.Exists(sock));
+        Assert.Contains("1 domain(s) destroyed", daemon.Log);
+    }
+
     [Fact]
     public void A_second_daemon_refuses_and_a_stale_socket_is_replaced()
     {
