@@ -262,6 +262,32 @@ public class ToolstackCliTests
         Assert.Contains("1 domain(s) destroyed", daemon.Log);
     }
 
+    /// <summary>The host-wide I/O model (--io-model) applies to configs without io_model; a config's own wins.</summary>
+    [Fact]
+    public void Daemon_io_model_is_the_default_of_new_domains()
+    {
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        var bad = Cli.Run(sock, "daemon", "--socket", sock, "--io-model", "bogus");
+        Assert.Equal(1, bad.Exit);
+        Assert.Equal("hypernf: 'bogus' is not an I/O model: use hypercall, split or merge", bad.Err.Trim());
+        Assert.False(File.Exists(sock));
+
+        using var daemon = new DaemonProcess(sock, true, "--io-model", "split");
+        Assert.Equal("split", Ok(sock, "io-model").Out.Trim());
+        string plain = tmp.File("plain.cfg"), own = tmp.File("own.cfg");
+        File.WriteAllText(plain, "name = \"plain\"\nvif = [ \"type=nmif,bridge=valex:p0\", \"type=nmif,bridge=valey:p1\" ]\n");
+        File.WriteAllText(own, "name = \"own\"\nvif = [ \"type=nmif,bridge=valex:o0\", \"type=nmif,bridge=valey:o1\" ]\nio_model = \"merge\"\n");
+        Ok(sock, "create", plain);
+        Ok(sock, "create", own);
+        var models = Json(Ok(sock, "list", "--json")).GetProperty("domains").EnumerateArray()
+            .ToDictionary(d => d.GetProperty("name").GetString()!, d => d.GetProperty("io_model").GetString());
+        Assert.Equal("split", models["plain"]);
+        Assert.Equal("merge", models["own"]);
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+    }
+
     [Fact]
     public void A_second_daemon_refuses_and_a_stale_socket_is_replaced()
     {
