@@ -29,7 +29,11 @@ public sealed record DomainConfig
     /// </summary>
     public ImmutableArray<ImmutableArray<int>> Cpus { get; init; } = [];
 
-    /// <summary><c>memory=</c> in MB, default <see cref="DefaultMemoryMb"/>.</summary>
+    /// <summary>
+    /// <c>memory=</c> in MB, default <see cref="DefaultMemoryMb"/>. When the config sets it, it
+    /// bounds the domain's shared region (rings and buffers for its vifs): a domain that would
+    /// need more is refused (<see cref="DomainSpecs.ForHost"/>).
+    /// </summary>
     public int MemoryMb { get; init; } = DefaultMemoryMb;
 
     /// <summary>The <c>type=nmif</c> entries of <c>vif=</c>, in config order; other vifs are left out (see <see cref="Notices"/>).</summary>

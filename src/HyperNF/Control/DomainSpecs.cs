@@ -16,6 +16,8 @@ public static class DomainSpecs
         Weight = c.Weight,
         Cap = c.Cap,
         IoModel = c.IoModel,
+        // memory= bounds the region only when the config says so (xl's default is no promise here).
+        MemoryMb = c.Lines.ContainsKey("memory") ? c.MemoryMb : null,
     };
 
     /// <summary>
@@ -34,6 +36,8 @@ public static class DomainSpecs
             foreach (int cpu in c.CpusOf(v))
                 if (cpu >= ncpu)
                     throw c.Error("cpus", $"CPU {cpu} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        var plain = FromConfig(c);
+        if (Domain.CheckMemory(plain) is { } memory) throw c.Error("memory", memory);
         string nf = c.Nf ?? GuestRegistry.DefaultNf;
         if (!host.Guests.Contains(nf))
             throw c.Error("nf", $"unknown nf '{nf}'; available: {string.Join(", ", host.Guests.Names)}");
@@ -47,6 +51,6 @@ public static class DomainSpecs
             string message = e.ParamName is { } p ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
             throw c.Error(c.NfArgs is null ? "nf" : "nf_args", message);
         }
-        return FromConfig(c) with { Guest = () => guest };
+        return plain with { Guest = () => guest };
     }
 }

@@ -62,6 +62,8 @@ public sealed class Host : IDisposable
         foreach (var set in spec.Cpus)
             foreach (int c in set)
                 if ((uint)c >= (uint)ncpu) throw new ArgumentException($"domain '{spec.Name}': CPU {c} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        if (spec.MemoryMb is < 1) throw new ArgumentException($"domain '{spec.Name}': memory must be at least 1 MB, not {spec.MemoryMb}");
+        if (Domain.CheckMemory(spec) is { } memory) throw new ArgumentException($"domain '{spec.Name}': memory {memory}");
         var guest = Guests.Resolve(spec);
         Domain d;
         IReadOnlyList<int> backendCpus;

@@ -141,10 +141,13 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.StartsWith("nf.cfg:4: nf: nf 'router': ", Create(Head + "\nnf = \"router\"\n")); // router needs arguments
         int n = Environment.ProcessorCount;
         Assert.Equal($"nf.cfg:3: cpus: CPU {n} does not exist (this machine has CPUs 0..{n - 1})", Create(Head + $"cpus = \"{n}\"\n"));
+        // memory= bounds the domain's region (two vifs: two port areas, 4096 buffers of 2 KiB)
+        Assert.Matches(@"^nf\.cfg:3: memory: 1 MB is less than the \d+ MB the domain's region needs \(2 vif\(s\): rings and 2048-byte buffers\); raise memory to at least \d+$",
+            Create(Head + "memory = 1\n"));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
         // the same config with values the host accepts is created
-        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text = Head + "nf = \"firewall\"\nnf_args = \"rule=allow tcp any -> any 80\"\n" } }))));
+        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text = Head + "nf = \"firewall\"\nnf_args = \"rule=allow tcp any -> any 80\"\nmemory = 64\n" } }))));
         Assert.Equal("firewall", Assert.Single(_host.Domains).Guest!.Name);
     }
 

@@ -270,6 +270,13 @@ public class DomainTests
         Assert.Contains("unknown nf", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Nf = "nope" })).Message);
         Assert.Contains("CPU 99", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Cpus = [[99]] })).Message);
         Assert.Contains("weight", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Weight = 0 })).Message);
+        var twoVifs = new DomainSpec { Name = "x", Vifs = [new VifSpec("valem:m0"), new VifSpec("valen:m1")], MemoryMb = 4 };
+        long needMb = (Domain.LayoutFor(twoVifs).TotalBytes + (1 << 20) - 1) >> 20;
+        Assert.True(needMb > 4, $"two vifs need {needMb} MB");
+        Assert.Contains($"memory 4 MB is less than the {needMb} MB", Assert.Throws<ArgumentException>(() => host.Create(twoVifs)).Message);
+        Assert.Null(host.Switch.FindBridge("valem")); // nothing was opened
+        Assert.Contains("at least 1 MB", Assert.Throws<ArgumentException>(() => host.Create(twoVifs with { MemoryMb = 0 })).Message);
+        host.Destroy(host.Create(twoVifs with { MemoryMb = (int)needMb })); // exactly enough is enough
         var one = host.Create(new DomainSpec { Name = "one", Guest = () => new DelegateGuest(c => { while (!c.Stopping) { c.Checkpoint(); Thread.Sleep(5); } }) });
         Assert.Contains("already exists", Assert.Throws<InvalidOperationException>(() => host.Create(new DomainSpec { Name = "one" })).Message);
         var err = Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "two", Vifs = [new VifSpec("nobridge")] }));
