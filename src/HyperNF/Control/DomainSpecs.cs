@@ -51,6 +51,7 @@ public static class DomainSpecs
             string message = e.ParamName is { } p ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
             throw c.Error(c.NfArgs is null ? "nf" : "nf_args", message);
         }
+        if (Host.PortShortage(guest, c.Vifs.Length) is { } ports) throw c.Error("vif", ports);
         return plain with { Guest = () => guest };
     }
 }

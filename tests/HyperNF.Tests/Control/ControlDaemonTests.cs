@@ -144,6 +144,9 @@ public sealed class ControlDaemonTests : IDisposable
         // memory= bounds the domain's region (two vifs: two port areas, 4096 buffers of 2 KiB)
         Assert.Matches(@"^nf\.cfg:3: memory: 1 MB is less than the \d+ MB the domain's region needs \(2 vif\(s\): rings and 2048-byte buffers\); raise memory to at least \d+$",
             Create(Head + "memory = 1\n"));
+        Assert.Equal("nf.cfg:2: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 1)",
+            Create("name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\" ]\nnf = \"l2fwd\"\n"));
+        Assert.Equal("nf.cfg: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
         // the same config with values the host accepts is created

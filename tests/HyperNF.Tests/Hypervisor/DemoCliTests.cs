@@ -9,8 +9,10 @@ namespace HyperNF.Tests.Hypervisor;
 /// NF domain between valex and valey, a pkt-gen rx domain on valey, each I/O model in turn;
 /// the table on stdout and the JSON (<c>models: [{io_model, mpps, sent, received, dropped,
 /// unaccounted, ...}]</c>) with every frame accounted for. Figures are not checked, only that
-/// traffic flowed and the books balance.
+/// traffic flowed and the books balance. The demo loads both cores, so it runs alone (the
+/// "Threads" collection) instead of starving tests that measure CPU shares.
 /// </summary>
+[Collection("Threads")]
 public class DemoCliTests
 {
     private static JsonElement RunDemo(TempDir tmp, params string[] args)

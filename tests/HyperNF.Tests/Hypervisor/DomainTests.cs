@@ -281,6 +281,12 @@ public class DomainTests
         Assert.Contains("already exists", Assert.Throws<InvalidOperationException>(() => host.Create(new DomainSpec { Name = "one" })).Message);
         var err = Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "two", Vifs = [new VifSpec("nobridge")] }));
         Assert.Contains("BRIDGE:PORT", err.Message);
+        // A guest's port needs are checked at create, not discovered by a crash on its vCPU.
+        Assert.Equal("domain 'lone': nf 'firewall' sits between two ports; give the domain two vifs (it has 1)",
+            Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "lone", Vifs = [new VifSpec("valelone:l0")], Nf = "firewall", NfArgs = "default=allow" })).Message);
+        Assert.Equal("domain 'gen': nf 'pkt-gen' needs 1 vif(s) (the domain has 0)",
+            Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "gen", Nf = "pkt-gen", NfArgs = "-f rx" })).Message);
+        Assert.Null(host.Switch.FindBridge("valelone"));
         Assert.Single(host.Domains);
         Assert.Equal(one, host.Find("one"));
     }
