@@ -165,6 +165,7 @@ internal static partial class Cli
         if (System.IO.File.Exists(tmp)) System.IO.File.Delete(tmp);
     }
 
+    public const int SIGINT = 2;
     public const int SIGTERM = 15;
     public const int SIGKILL = 9;
 

@@ -284,8 +284,11 @@ public class ToolstackCliTests
             .ToDictionary(d => d.GetProperty("name").GetString()!, d => d.GetProperty("io_model").GetString());
         Assert.Equal("split", models["plain"]);
         Assert.Equal("merge", models["own"]);
-        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        // SIGINT (Ctrl-C) stops it as cleanly as SIGTERM.
+        Cli.Signal(daemon.Process, Cli.SIGINT);
         Assert.Equal(0, daemon.WaitExit());
+        Assert.False(File.Exists(sock));
+        Assert.Contains("2 domain(s) destroyed", daemon.Log);
     }
 
     [Fact]
