@@ -15,9 +15,11 @@ public static class Program
         if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;
         try
         {
-            return root.Parse(args).Invoke();
+            // Our own handler below turns expected failures into one line and exit 1; the
+            // library's default handler would print "Unhandled exception" and a stack trace.
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException or HyperNF.Control.XlConfigException)
         {
             Console.Error.WriteLine($"hypernf: {e.Message}");
             return 1;

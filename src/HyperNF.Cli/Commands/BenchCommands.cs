@@ -61,7 +61,7 @@ internal static partial class BenchCommands
                 File.WriteAllText(mdPath, header + report.Markdown);
                 Console.Error.WriteLine($"wrote {mdPath}");
             }
-            Json.Write(p.GetValue(json), new { experiment = name, date = started, quick = opts.Quick, seconds = Math.Round(elapsed.TotalSeconds, 1), data = report.Data });
+            Json.Write(p.GetValue(json), report.ToJson(started, opts.Quick, elapsed.TotalSeconds));
             string? plotPath = p.GetValue(plot);
             if (!string.IsNullOrEmpty(plotPath) && report.Plots.Count > 0) Plotter.Save(report.Plots, plotPath);
             return 0;

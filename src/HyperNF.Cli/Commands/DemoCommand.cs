@@ -6,8 +6,8 @@ using Spectre.Console;
 namespace HyperNF.Cli.Commands;
 
 /// <summary>
-/// The mission in one command: bridges vale0 and vale1, a pkt-gen sender domain on vale0, an
-/// NF domain between them, a pkt-gen receiver domain on vale1; each I/O model in turn; one table.
+/// The mission in one command: bridges valex and valey, a pkt-gen sender domain on valex, an
+/// NF domain between them, a pkt-gen receiver domain on valey; each I/O model in turn; one table.
 /// </summary>
 internal static class DemoCommand
 {
@@ -29,7 +29,7 @@ internal static class DemoCommand
             string nfName = p.GetValue(nf)!;
             string? args = p.GetValue(nfArgs) ?? ChainScenario.DefaultNfArgs(nfName);
             var place = Placement.For(Environment.ProcessorCount);
-            AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> vale0 -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> vale1 -> pkt-gen rx (CPU {place.RxCpu}); " +
+            AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> valex -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> valey -> pkt-gen rx (CPU {place.RxCpu}); " +
                                    $"split backends on CPU {string.Join(',', place.BackendCpus)}, merge backends on the NF's CPU; {Environment.ProcessorCount} CPUs");
             var results = new List<ChainResult>();
             AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -41,7 +41,7 @@ internal static class DemoCommand
                         results.Add(ChainScenario.Run(new ChainOptions
                         {
                             IoModel = m, Nf = nfName, NfArgs = args, FrameSize = p.GetValue(frame), Seconds = p.GetValue(seconds),
-                            Placement = place, Progress = f => task.Value = f,
+                            Placement = place, Progress = f => task.Value = f, Bridges = ["valex", "valey"],
                         }));
                         task.Value = 1.0;
                     }

@@ -37,12 +37,21 @@ internal static class RunCommand
     private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
-        var specs = new List<DomainSpec>();
+        var parsed = new List<DomainConfig>();
         foreach (string path in configs)
         {
-            var cfg = XlConfig.Load(path);
+            DomainConfig cfg;
+            try
+            {
+                cfg = XlConfig.Load(path);
+            }
+            catch (Exception e) when (e is XlConfigException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"hypernf run: {e.Message}");
+                return 1;
+            }
             foreach (string n in cfg.Notices) Console.Error.WriteLine($"{path}: {n}");
-            specs.Add(DomainSpecs.FromConfig(cfg));
+            parsed.Add(cfg);
         }
         using var stop = new ManualResetEventSlim();
         using var sigInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
@@ -56,6 +65,9 @@ internal static class RunCommand
         int rc = 0;
         try
         {
+            // What the parser cannot know (CPUs of this machine, nf names, nf_args) is checked
+            // against the host before anything is attached, still as file:line: key: errors.
+            var specs = parsed.Select(c => DomainSpecs.ForHost(c, host)).ToList();
             foreach (string a in attach)
             {
                 var port = ports.Attach(a);
@@ -87,7 +99,7 @@ internal static class RunCommand
                 if (seconds > 0 && (DateTime.UtcNow - started).TotalSeconds >= seconds) break;
             }
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException or XlConfigException)
         {
             Console.Error.WriteLine($"hypernf run: {e.Message}");
             rc = 1;

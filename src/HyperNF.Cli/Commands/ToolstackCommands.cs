@@ -80,14 +80,20 @@ public static class ToolstackCommands
         var socket = SocketOption();
         var backend = new Option<string>("--port-backend") { Description = "How interfaces attached with vale-ctl -a are opened: af_packet or af_xdp", DefaultValueFactory = _ => "af_packet" };
         backend.AcceptOnlyFromAmong([.. HyperNF.Ports.PhysicalPortOptions.BackendNames]);
+        var ioModel = new Option<string>("--io-model")
+        {
+            Description = "I/O model of domains whose config sets no io_model: hypercall, split or merge (change later with hypernf io-model)",
+            DefaultValueFactory = _ => "hypercall",
+        };
         var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
         {
-            socket, backend,
+            socket, ioModel, backend,
         };
         cmd.SetAction(p =>
         {
             string path = ControlProtocol.ResolveSocketPath(p.GetValue(socket));
-            using var host = new Host();
+            var model = IoModels.Parse(p.GetValue(ioModel)!);
+            using var host = new Host { DefaultIoModel = model };
             var daemon = new ControlDaemon(host, new ControlDaemonOptions
             {
                 SocketPath = path,

@@ -13,6 +13,11 @@ public sealed record ChainOptions
     public string? NfArgs { get; init; }
     /// <summary>NF domains in a row: tx -> vale0 -> nf1 -> vale1 -> ... -> nfN -> valeN -> rx.</summary>
     public int Length { get; init; } = 1;
+    /// <summary>
+    /// Names of the Length + 1 bridges, sender's first; null: vale0 .. valeN. The demo uses
+    /// valex and valey, as in the reference's example VM.
+    /// </summary>
+    public IReadOnlyList<string>? Bridges { get; init; }
     public int FrameSize { get; init; } = 60;
     public double Seconds { get; init; } = 3;
     public double WarmupSeconds { get; init; } = 0.5;
@@ -37,6 +42,8 @@ public sealed record ChainResult
     [JsonPropertyName("io_model")] public string IoModel { get; init; } = "";
     [JsonPropertyName("nf")] public string Nf { get; init; } = "";
     [JsonPropertyName("length")] public int Length { get; init; }
+    /// <summary>The bridges the frames crossed, sender's first.</summary>
+    [JsonPropertyName("bridges")] public List<string> Bridges { get; init; } = new();
     [JsonPropertyName("frame_size")] public int FrameSize { get; init; }
     [JsonPropertyName("mpps")] public double Mpps { get; init; }
     [JsonPropertyName("gbps")] public double Gbps { get; init; }
@@ -80,10 +87,12 @@ public static class ChainScenario
     public static ChainResult Run(ChainOptions o)
     {
         if (o.Length < 1 || o.Length > 16) throw new ArgumentOutOfRangeException(nameof(o), o.Length, "chain length must be 1..16");
+        if (o.Bridges is { } names && (names.Count != o.Length + 1 || names.Distinct(StringComparer.Ordinal).Count() != names.Count))
+            throw new ArgumentException($"a chain of {o.Length} NF(s) needs {o.Length + 1} distinct bridge names, not [{string.Join(", ", names)}]", nameof(o));
         var place = o.Placement ?? Placement.For(Environment.ProcessorCount, o.Length);
         var sw = new ValeSwitch { BridgeBatch = o.BridgeBatch };
         using var host = new Host(sw) { BackendCpus = place.BackendCpus, CpuPolicy = o.CpuPolicy?.Invoke() };
-        string Bridge(int i) => $"vale{i}";
+        string Bridge(int i) => o.Bridges?[i] ?? $"vale{i}";
         var rxDom = host.Create(new DomainSpec
         {
             Name = "pktgen-rx", Vifs = [new VifSpec($"{Bridge(o.Length)}:rx")], Cpus = [[place.RxCpu]],
@@ -167,6 +176,7 @@ public static class ChainScenario
         return new ChainResult
         {
             IoModel = o.IoModel.Key(), Nf = o.Nf, Length = o.Length, FrameSize = o.FrameSize,
+            Bridges = Enumerable.Range(0, o.Length + 1).Select(Bridge).ToList(),
             Mpps = Math.Round(mpps, 3),
             Gbps = Math.Round((rx1 - rx0) * (double)o.FrameSize * 8 / el / 1e9, 3),
             OfferedMpps = Math.Round((tx1 - tx0) / el / 1e6, 3),

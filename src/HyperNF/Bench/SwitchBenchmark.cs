@@ -43,7 +43,7 @@ public sealed record SwitchBenchmarkResult
 /// only sets the slot length. The receiver reads the first and last byte of every frame.
 /// What is measured is the synchronous TxSync path: validation, lookup, lease, copy, publish.
 /// </summary>
-public static unsafe class SwitchBenchmark
+public static class SwitchBenchmark
 {
     public static SwitchBenchmarkResult Run(SwitchBenchmarkOptions o, Action<string>? progress = null)
     {

@@ -206,7 +206,7 @@ public sealed partial class ControlDaemon
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
         var config = XlConfig.Parse(text, file);
-        var spec = DomainSpecs.FromConfig(config);
+        var spec = DomainSpecs.ForHost(config, _host);
         Domain d;
         try
         {

@@ -29,7 +29,11 @@ public sealed record DomainConfig
     /// </summary>
     public ImmutableArray<ImmutableArray<int>> Cpus { get; init; } = [];
 
-    /// <summary><c>memory=</c> in MB, default <see cref="DefaultMemoryMb"/>.</summary>
+    /// <summary>
+    /// <c>memory=</c> in MB, default <see cref="DefaultMemoryMb"/>. When the config sets it, it
+    /// bounds the domain's shared region (rings and buffers for its vifs): a domain that would
+    /// need more is refused (<see cref="DomainSpecs.ForHost"/>).
+    /// </summary>
     public int MemoryMb { get; init; } = DefaultMemoryMb;
 
     /// <summary>The <c>type=nmif</c> entries of <c>vif=</c>, in config order; other vifs are left out (see <see cref="Notices"/>).</summary>
@@ -55,6 +59,12 @@ public sealed record DomainConfig
     /// management vif ...), already prefixed with file:line:, for the user to read.
     /// </summary>
     public ImmutableArray<string> Notices { get; init; } = [];
+
+    /// <summary>The line each setting was given on (key -> 1-based line), for messages about values checked later (nf, nf_args, cpus).</summary>
+    public ImmutableDictionary<string, int> Lines { get; init; } = ImmutableDictionary<string, int>.Empty;
+
+    /// <summary>A problem with setting <paramref name="key"/>, as file:line: key: reason (line 0 when the config did not set it).</summary>
+    public XlConfigException Error(string key, string reason) => new(FileName, Lines.GetValueOrDefault(key), key, reason);
 
     /// <summary>CPUs vCPU <paramref name="vcpu"/> may run on; empty: any.</summary>
     public ImmutableArray<int> CpusOf(int vcpu)

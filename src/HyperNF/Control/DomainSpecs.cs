@@ -16,5 +16,42 @@ public static class DomainSpecs
         Weight = c.Weight,
         Cap = c.Cap,
         IoModel = c.IoModel,
+        // memory= bounds the region only when the config says so (xl's default is no promise here).
+        MemoryMb = c.Lines.ContainsKey("memory") ? c.MemoryMb : null,
     };
+
+    /// <summary>
+    /// <see cref="FromConfig"/>, first checked against <paramref name="host"/>: the CPUs exist on
+    /// this machine, the host knows the nf, and the nf accepts nf_args. These are config errors
+    /// like the parser's, <c>linux.cfg:9: nf_args: ...</c>, not a bare message from deep inside
+    /// the host. The guest is built here, once, and handed to <see cref="Host.Create"/>.
+    /// </summary>
+    /// <exception cref="XlConfigException">A CPU, nf name or nf argument the host cannot use.</exception>
+    public static DomainSpec ForHost(DomainConfig c, Host host)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(host);
+        int ncpu = Environment.ProcessorCount;
+        for (int v = 0; v < c.VCpus; v++)
+            foreach (int cpu in c.CpusOf(v))
+                if (cpu >= ncpu)
+                    throw c.Error("cpus", $"CPU {cpu} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        var plain = FromConfig(c);
+        if (Domain.CheckMemory(plain) is { } memory) throw c.Error("memory", memory);
+        string nf = c.Nf ?? GuestRegistry.DefaultNf;
+        if (!host.Guests.Contains(nf))
+            throw c.Error("nf", $"unknown nf '{nf}'; available: {string.Join(", ", host.Guests.Names)}");
+        IGuest guest;
+        try
+        {
+            guest = host.Guests.Create(nf, c.NfArgs);
+        }
+        catch (ArgumentException e)
+        {
+            string message = e.ParamName is { } p ? e.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : e.Message;
+            throw c.Error(c.NfArgs is null ? "nf" : "nf_args", message);
+        }
+        if (Host.PortShortage(guest, c.Vifs.Length) is { } ports) throw c.Error("vif", ports);
+        return plain with { Guest = () => guest };
+    }
 }

@@ -165,6 +165,7 @@ public static partial class XlConfig
             {
                 FileName = file, Name = name, VCpus = vcpus, Cpus = cpus, MemoryMb = memory, Vifs = vifs,
                 Nf = nf, NfArgs = nfArgs, Weight = weight, Cap = cap, IoModel = io,
+                Lines = byKey.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.Line, StringComparer.Ordinal),
                 // Settings are checked in dependency order, not file order; the user reads notices top to bottom.
                 Notices = [.. _notices.OrderBy(n => n.Line).Select(n => n.Text)],
             };

@@ -95,7 +95,7 @@ public sealed class BackendThread : IDisposable
 /// backend thread; RxSync is done by the guest itself (it only moves indices, as a virtio
 /// driver consumes its used ring without an exit); Poll waits for RX frames or TX space.
 /// </summary>
-public sealed unsafe class BackendPort : IPortBackend
+public sealed class BackendPort : IPortBackend
 {
     private readonly ValePort _port;
     private readonly BackendThread _backend;
@@ -107,32 +107,14 @@ public sealed unsafe class BackendPort : IPortBackend
     {
         _port = port;
         _backend = backend;
-        _txSpace = () => TxSpaceAvailable();
+        _txSpace = () => _port.AnyTxSpace();
         _rxPublished = () => _port.AnyRxPublished();
-        _either = () => TxSpaceAvailable() || _port.AnyRxPublished();
+        _either = () => _port.AnyTxSpace() || _port.AnyRxPublished();
     }
 
     public void TxSync() => _backend.Kick();
 
     public void RxSync() => _port.RxSync();
-
-    private bool TxSpaceAvailable()
-    {
-        foreach (var k in _port.Tx)
-        {
-            uint tail = Volatile.Read(ref *(uint*)(k.Ring + NetmapAbi.RingTail));
-            uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
-            if (cur != tail) return true;
-        }
-        return false;
-    }
-
-    private bool TxPending()
-    {
-        foreach (var k in _port.Tx)
-            if (*(uint*)(k.Ring + NetmapAbi.RingHead) != k.HwCur) return true;
-        return false;
-    }
 
     public PollEvents Poll(PollEvents events, int timeoutMs)
     {
@@ -142,17 +124,13 @@ public sealed unsafe class BackendPort : IPortBackend
             PollEvents ready = PollEvents.None;
             if ((events & PollEvents.Out) != 0)
             {
-                if (TxSpaceAvailable()) ready |= PollEvents.Out;
-                else if (TxPending()) _backend.Kick();
+                if (_port.AnyTxSpace()) ready |= PollEvents.Out;
+                else if (_port.AnyTxPending()) _backend.Kick();
             }
             if ((events & PollEvents.In) != 0)
             {
                 _port.RxSync();
-                foreach (var k in _port.Rx)
-                {
-                    uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail), cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
-                    if (cur != tail) { ready |= PollEvents.In; break; }
-                }
+                if (_port.AnyRxReady()) ready |= PollEvents.In;
             }
             if (ready != PollEvents.None || timeoutMs == 0) return ready;
             long remaining = deadline - Environment.TickCount64;

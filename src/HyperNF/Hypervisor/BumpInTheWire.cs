@@ -21,6 +21,7 @@ public sealed class BumpInTheWire : IGuest
     public BumpInTheWire(INetworkFunction nf) => _nf = nf;
 
     public string Name => _nf.Name;
+    public int MinimumPorts => 2;
     public INetworkFunction Function => _nf;
 
     public IReadOnlyList<KeyValuePair<string, long>> Counters

@@ -51,14 +51,29 @@ public sealed class Domain
         IoModel = model;
         Weight = spec.Weight;
         Cap = spec.Cap;
-        var layout = new RegionLayout
-        {
-            MaxPorts = Math.Max(1, spec.Vifs.Count),
-            RingsPerPort = 1,
-            SlotsPerRing = spec.SlotsPerRing,
-            ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
-        };
-        Memory = new DomainMemory(layout, $"hypernf-dom{id}-{spec.Name}");
+        Memory = new DomainMemory(LayoutFor(spec), $"hypernf-dom{id}-{spec.Name}");
+    }
+
+    /// <summary>The region a domain of <paramref name="spec"/> gets: a port area per vif, its rings and buffers.</summary>
+    public static RegionLayout LayoutFor(DomainSpec spec) => new()
+    {
+        MaxPorts = Math.Max(1, spec.Vifs.Count),
+        RingsPerPort = 1,
+        SlotsPerRing = spec.SlotsPerRing,
+        ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
+    };
+
+    /// <summary>
+    /// Null when the domain's region fits its <see cref="DomainSpec.MemoryMb"/> (or it has none),
+    /// else why not, with the size it needs.
+    /// </summary>
+    public static string? CheckMemory(DomainSpec spec)
+    {
+        if (spec.MemoryMb is not { } mb) return null;
+        long need = LayoutFor(spec).TotalBytes;
+        long needMb = (need + (1 << 20) - 1) >> 20;
+        return need <= (long)mb << 20 ? null
+            : $"{mb} MB is less than the {needMb} MB the domain's region needs ({spec.Vifs.Count} vif(s): rings and 2048-byte buffers); raise memory to at least {needMb}";
     }
 
     /// <summary>Opens the ports, wires the I/O model, creates the guest and starts the vCPUs.</summary>

@@ -28,6 +28,12 @@ public sealed record DomainSpec
     /// <summary>Spare buffers per port for guests that keep frames (zero-copy stores).</summary>
     public int ExtraBuffersPerPort { get; init; }
     public int SlotsPerRing { get; init; } = Memory.RegionLayout.DefaultSlots;
+    /// <summary>
+    /// xl's <c>memory=</c> in MB: an upper bound on the domain's shared region (its rings and
+    /// packet buffers, sized for its vifs); creating a domain whose region would not fit fails.
+    /// Null: no bound.
+    /// </summary>
+    public int? MemoryMb { get; init; }
 
     public IReadOnlyList<int> CpusOf(int vcpu) =>
         Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];

@@ -16,12 +16,29 @@ public sealed class GuestRegistry
 
     public IReadOnlyCollection<string> Names => _factories.Keys.OrderBy(n => n).ToArray();
 
+    /// <summary>The nf a domain runs when its spec names none.</summary>
+    public const string DefaultNf = "l2fwd";
+
+    public bool Contains(string nf) => _factories.ContainsKey(nf);
+
+    /// <summary>
+    /// Builds the guest for <c>nf=</c> <paramref name="nf"/> with <c>nf_args=</c> <paramref name="args"/>.
+    /// An unknown name or arguments the NF refuses are an <see cref="ArgumentException"/> saying why.
+    /// </summary>
+    public IGuest Create(string nf, string? args)
+    {
+        ArgumentNullException.ThrowIfNull(nf);
+        if (!_factories.TryGetValue(nf, out var f))
+            throw new ArgumentException($"unknown nf '{nf}'; available: {string.Join(", ", Names)}");
+        return f(args);
+    }
+
     internal IGuest Resolve(DomainSpec spec)
     {
         if (spec.Guest is not null) return spec.Guest();
-        string nf = spec.Nf ?? "l2fwd";
-        if (!_factories.TryGetValue(nf, out var f))
+        string nf = spec.Nf ?? DefaultNf;
+        if (!_factories.ContainsKey(nf))
             throw new ArgumentException($"domain '{spec.Name}': unknown nf '{nf}'; available: {string.Join(", ", Names)}");
-        return f(spec.NfArgs);
+        return Create(nf, spec.NfArgs);
     }
 }

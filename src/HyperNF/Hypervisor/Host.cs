@@ -62,6 +62,13 @@ public sealed class Host : IDisposable
         foreach (var set in spec.Cpus)
             foreach (int c in set)
                 if ((uint)c >= (uint)ncpu) throw new ArgumentException($"domain '{spec.Name}': CPU {c} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        if (spec.MemoryMb is < 1) throw new ArgumentException($"domain '{spec.Name}': memory must be at least 1 MB, not {spec.MemoryMb}");
+        if (Domain.CheckMemory(spec) is { } memory) throw new ArgumentException($"domain '{spec.Name}': memory {memory}");
+        foreach (var vif in spec.Vifs)
+        {
+            try { Bridge.ParsePortName(vif.Port); }
+            catch (ArgumentException e) { throw new ArgumentException($"domain '{spec.Name}': vif {vif.Port}: {e.Message}", e); }
+        }
         var guest = Guests.Resolve(spec);
         Domain d;
         IReadOnlyList<int> backendCpus;
@@ -69,6 +76,7 @@ public sealed class Host : IDisposable
         {
             if (_domains.Values.Any(x => x.Name == spec.Name && x.State != DomainState.Destroyed))
                 throw new InvalidOperationException($"a domain named '{spec.Name}' already exists; destroy it first or pick another name");
+            if (PortShortage(guest, spec.Vifs.Count) is { } ports) throw new ArgumentException($"domain '{spec.Name}': {ports}");
             var model = spec.IoModel ?? DefaultIoModel;
             d = new Domain(this, _nextId++, spec, model);
             backendCpus = model switch
@@ -92,6 +100,12 @@ public sealed class Host : IDisposable
         catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
         return d;
     }
+
+    /// <summary>Null when <paramref name="vifs"/> ports are enough for <paramref name="guest"/>, else why not.</summary>
+    public static string? PortShortage(IGuest guest, int vifs) =>
+        vifs >= guest.MinimumPorts ? null
+            : guest.MinimumPorts == 2 ? $"nf '{guest.Name}' sits between two ports; give the domain two vifs (it has {vifs})"
+            : $"nf '{guest.Name}' needs {guest.MinimumPorts} vif(s) (the domain has {vifs})";
 
     private IReadOnlyList<int> SplitBackendCpus(DomainSpec incoming)
     {

@@ -15,6 +15,8 @@ public interface IGuest
     void Run(GuestContext context);
     /// <summary>Guest-specific counters for listings (NF rule hits, pkt-gen totals ...).</summary>
     IReadOnlyList<KeyValuePair<string, long>> Counters { get; }
+    /// <summary>Vifs the guest needs at least; a domain with fewer is refused when it is created, not crashed later.</summary>
+    int MinimumPorts => 0;
 }
 
 /// <summary>What a guest sees of its domain: its ports, its vCPU number, stop and pause.</summary>

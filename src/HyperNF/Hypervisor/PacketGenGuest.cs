@@ -21,6 +21,7 @@ public sealed class PacketGenGuest : IGuest
     public static PacketGenGuest FromArgs(string? args) => new(PacketGenArgs.Parse(args));
 
     public string Name => "pkt-gen";
+    public int MinimumPorts => 1;
     public PacketGeneratorOptions Options => _options;
     public PacketGenerator? Generator => _generator;
     /// <summary>Frames sent or received so far (updated once per batch).</summary>

@@ -84,7 +84,8 @@ public sealed unsafe class ValePort : IPortBackend
         for (int r = 0; r < rx.Length; r++) rx[r].Sync();
     }
 
-    private bool AnyRxReady()
+    /// <summary>Some RX ring has frames for the user (cur != tail): poll's POLLIN.</summary>
+    internal bool AnyRxReady()
     {
         foreach (var k in Rx)
         {
@@ -101,14 +102,26 @@ public sealed unsafe class ValePort : IPortBackend
         return false;
     }
 
-    private bool AnyTxSpace()
+    /// <summary>
+    /// Some TX ring has free slots for the user (cur != tail): poll's POLLOUT. The tail is read
+    /// with acquire semantics: in split/merge a backend thread publishes it.
+    /// </summary>
+    internal bool AnyTxSpace()
     {
         foreach (var k in Tx)
         {
-            uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail);
+            uint tail = Volatile.Read(ref *(uint*)(k.Ring + NetmapAbi.RingTail));
             uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
             if (cur != tail) return true;
         }
+        return false;
+    }
+
+    /// <summary>Some TX ring holds frames the switch has not taken yet (head != hwcur).</summary>
+    internal bool AnyTxPending()
+    {
+        foreach (var k in Tx)
+            if (*(uint*)(k.Ring + NetmapAbi.RingHead) != k.HwCur) return true;
         return false;
     }
 

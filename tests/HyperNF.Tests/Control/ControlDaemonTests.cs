@@ -125,6 +125,35 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Empty(_host.Domains);
     }
 
+    /// <summary>
+    /// Values only the host can judge (an nf it does not know, nf_args the NF refuses, a CPU this
+    /// machine lacks) are config errors too: file, line and key, and nothing is created.
+    /// </summary>
+    [Fact]
+    public void Config_values_the_host_refuses_name_file_line_and_key()
+    {
+        string Create(string text) => Error(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text } })));
+        const string Head = "name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\", \"type=nmif,bridge=valey:x1\" ]\n";
+        Assert.StartsWith("nf.cfg:3: nf: unknown nf 'nosuchnf'; available: ", Create(Head + "nf = \"nosuchnf\"\n"));
+        Assert.Contains("pkt-gen", Create(Head + "nf = \"nosuchnf\"\n"));
+        Assert.StartsWith("nf.cfg:5: nf_args: firewall rule= line 1: ", Create(Head + "nf = \"firewall\"\n# rules\nnf_args = \"rule=allow tcp any -> any 99999\"\n"));
+        Assert.StartsWith("nf.cfg:4: nf_args: pkt-gen: -l abc: not an integer", Create(Head + "nf = \"pkt-gen\"\nnf_args = \"-f tx -l abc\"\n"));
+        Assert.StartsWith("nf.cfg:4: nf: nf 'router': ", Create(Head + "\nnf = \"router\"\n")); // router needs arguments
+        int n = Environment.ProcessorCount;
+        Assert.Equal($"nf.cfg:3: cpus: CPU {n} does not exist (this machine has CPUs 0..{n - 1})", Create(Head + $"cpus = \"{n}\"\n"));
+        // memory= bounds the domain's region (two vifs: two port areas, 4096 buffers of 2 KiB)
+        Assert.Matches(@"^nf\.cfg:3: memory: 1 MB is less than the \d+ MB the domain's region needs \(2 vif\(s\): rings and 2048-byte buffers\); raise memory to at least \d+$",
+            Create(Head + "memory = 1\n"));
+        Assert.Equal("nf.cfg:2: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 1)",
+            Create("name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\" ]\nnf = \"l2fwd\"\n"));
+        Assert.Equal("nf.cfg: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
+        Assert.Empty(_host.Domains);
+        Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
+        // the same config with values the host accepts is created
+        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "nf.cfg", text = Head + "nf = \"firewall\"\nnf_args = \"rule=allow tcp any -> any 80\"\nmemory = 64\n" } }))));
+        Assert.Equal("firewall", Assert.Single(_host.Domains).Guest!.Name);
+    }
+
     [Fact]
     public void Settings_and_ctl_map_to_the_host()
     {
@@ -418,17 +447,33 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Equal(["detach valex:eth1", "detach valey:eth2"], fake.Calls.Skip(2).Order(StringComparer.Ordinal));
     }
 
+    /// <summary>Threads of this process whose name (comm, at most 15 bytes) starts with one of <paramref name="prefixes"/>.</summary>
+    private static string[] ThreadsNamed(params string[] prefixes) => Directory.GetDirectories("/proc/self/task").Select(t =>
+    {
+        try { return File.ReadAllText(Path.Combine(t, "comm")).Trim(); }
+        catch (IOException) { return ""; } // ended while listed
+    }).Where(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToArray();
+
     [Fact]
     public void Stop_destroys_domains_removes_the_socket_and_empty_bridges()
     {
         Assert.True(Ok(Handle(CreateRequest("s1"))));
+        Assert.True(Ok(Handle(JsonSerializer.Serialize(new { op = "create", args = new { file = "s2.cfg", text = "name = \"stopsplit\"\nvif = [ \"type=nmif,bridge=valex:ss0\", \"type=nmif,bridge=valey:ss1\" ]\nio_model = \"split\"\n" } }))));
         Assert.True(File.Exists(Sock));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Sock));
+        // The daemon's own threads, the domains' vCPUs and the split domain's backend are alive ...
+        string[] prefixes = ["hypernf-ctl-", "s1-", "stopsplit-"];
+        var alive = ThreadsNamed(prefixes);
+        Assert.Contains(alive, n => n.StartsWith("hypernf-ctl-", StringComparison.Ordinal));
+        Assert.Contains(alive, n => n.StartsWith("s1-vcpu", StringComparison.Ordinal));
+        Assert.Contains(alive, n => n.StartsWith("stopsplit-", StringComparison.Ordinal) && n.Contains("back", StringComparison.Ordinal));
         _daemon.Stop();
         Assert.False(File.Exists(Sock));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges);
         Assert.Throws<ControlUnavailableException>(() => ControlClient.Connect(Sock));
+        // ... and none of them outlives the shutdown.
+        WaitFor(() => ThreadsNamed(prefixes).Length == 0, $"threads left after Stop: {string.Join(", ", ThreadsNamed(prefixes))}");
     }
 
     [Fact]

@@ -165,6 +165,7 @@ internal static partial class Cli
         if (System.IO.File.Exists(tmp)) System.IO.File.Delete(tmp);
     }
 
+    public const int SIGINT = 2;
     public const int SIGTERM = 15;
     public const int SIGKILL = 9;
 
@@ -183,10 +184,10 @@ internal sealed class DaemonProcess : IDisposable
     public Process Process { get; }
     public string Socket { get; }
 
-    public DaemonProcess(string socket, bool waitReady = true)
+    public DaemonProcess(string socket, bool waitReady = true, params string[] extraArgs)
     {
         Socket = socket;
-        var psi = Cli.Start(socket, "daemon", "--socket", socket);
+        var psi = Cli.Start(socket, ["daemon", "--socket", socket, .. extraArgs]);
         Process = Process.Start(psi)!;
         Process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };
         Process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };

@@ -186,6 +186,28 @@ public class ToolstackCliTests
         Assert.False(File.Exists(sock));
     }
 
+    /// <summary>
+    /// hypernf run with a bad config: exit 1 and the config error (file:line: key:), never a
+    /// stack trace; values only the host can check (nf_args) are reported the same way.
+    /// </summary>
+    [Fact]
+    public void Run_refuses_a_bad_config_with_file_line_and_key()
+    {
+        using var tmp = new TempDir();
+        string bad = tmp.File("bad.cfg");
+        File.WriteAllText(bad, "name = \"b\"\nvcpus = \"two\"\n");
+        var r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
+        Assert.True(r.Exit == 1, r.ToString());
+        Assert.Equal($"hypernf run: {bad}:2: vcpus: 'two' is not an integer (want 1..64)", r.Err.Trim());
+
+        File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:b0\" ]\nnf = \"pkt-gen\"\nnf_args = \"-f sideways\"\n");
+        r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
+        Assert.True(r.Exit == 1, r.ToString());
+        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx or rx", r.Err);
+        Assert.DoesNotContain("Unhandled", r.Err);
+        Assert.DoesNotContain("created domain", r.Out);
+    }
+
     [Fact]
     public void The_translated_init_script_and_vm_config_run_against_a_daemon()
     {
@@ -211,6 +233,62 @@ public class ToolstackCliTests
         Assert.Equal("1", dom.GetProperty("cpus")[0].GetString());
         Cli.Signal(daemon.Process, Cli.SIGTERM);
         Assert.Equal(0, daemon.WaitExit());
+    }
+
+    /// <summary>
+    /// The daemon enforces weights and caps with cgroups (v1 here) under hypernf/&lt;its pid&gt;;
+    /// SIGTERM destroys the domains and removes every group it made, and the socket.
+    /// </summary>
+    [HyperNF.Tests.Cpu.RealCgroupV1Fact]
+    public void Daemon_shutdown_removes_its_cgroups_and_its_socket()
+    {
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        using var daemon = new DaemonProcess(sock);
+        string mine = Path.Combine(HyperNF.Tests.Cpu.RealCgroupV1.Mounts.V1Cpu!, "hypernf", daemon.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string cfg = tmp.File("cg.cfg");
+        File.WriteAllText(cfg, "name = \"cg\"\nvif = [ \"type=nmif,bridge=valex:cg0\", \"type=nmif,bridge=valey:cg1\" ]\nnf = \"l2fwd\"\ncap = 20\n");
+        Ok(sock, "create", cfg);
+        Ok(sock, "sched-credit2", "-d", "cg", "-w", "512");
+        string group = Assert.Single(Directory.GetDirectories(mine, "dom*-cg", SearchOption.AllDirectories));
+        Assert.Equal("20000", File.ReadAllText(Path.Combine(group, "cpu.cfs_quota_us")).Trim());
+        Assert.Equal("2048", File.ReadAllText(Path.Combine(group, "cpu.shares")).Trim());
+        Assert.NotEmpty(File.ReadAllText(Path.Combine(group, "tasks")).Trim());
+
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+        Assert.False(Directory.Exists(mine), $"{mine} is left behind after shutdown");
+        Assert.False(File.Exists(sock));
+        Assert.Contains("1 domain(s) destroyed", daemon.Log);
+    }
+
+    /// <summary>The host-wide I/O model (--io-model) applies to configs without io_model; a config's own wins.</summary>
+    [Fact]
+    public void Daemon_io_model_is_the_default_of_new_domains()
+    {
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        var bad = Cli.Run(sock, "daemon", "--socket", sock, "--io-model", "bogus");
+        Assert.Equal(1, bad.Exit);
+        Assert.Equal("hypernf: 'bogus' is not an I/O model: use hypercall, split or merge", bad.Err.Trim());
+        Assert.False(File.Exists(sock));
+
+        using var daemon = new DaemonProcess(sock, true, "--io-model", "split");
+        Assert.Equal("split", Ok(sock, "io-model").Out.Trim());
+        string plain = tmp.File("plain.cfg"), own = tmp.File("own.cfg");
+        File.WriteAllText(plain, "name = \"plain\"\nvif = [ \"type=nmif,bridge=valex:p0\", \"type=nmif,bridge=valey:p1\" ]\n");
+        File.WriteAllText(own, "name = \"own\"\nvif = [ \"type=nmif,bridge=valex:o0\", \"type=nmif,bridge=valey:o1\" ]\nio_model = \"merge\"\n");
+        Ok(sock, "create", plain);
+        Ok(sock, "create", own);
+        var models = Json(Ok(sock, "list", "--json")).GetProperty("domains").EnumerateArray()
+            .ToDictionary(d => d.GetProperty("name").GetString()!, d => d.GetProperty("io_model").GetString());
+        Assert.Equal("split", models["plain"]);
+        Assert.Equal("merge", models["own"]);
+        // SIGINT (Ctrl-C) stops it as cleanly as SIGTERM.
+        Cli.Signal(daemon.Process, Cli.SIGINT);
+        Assert.Equal(0, daemon.WaitExit());
+        Assert.False(File.Exists(sock));
+        Assert.Contains("2 domain(s) destroyed", daemon.Log);
     }
 
     [Fact]

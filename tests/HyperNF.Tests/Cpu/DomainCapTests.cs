@@ -4,7 +4,12 @@ using Xunit;
 
 namespace HyperNF.Tests.Cpu;
 
-/// <summary>Caps and weights of whole domains, enforced through the host's CPU policy (cgroup v1 here).</summary>
+/// <summary>
+/// Caps and weights of whole domains, enforced through the host's CPU policy (cgroup v1 here).
+/// They measure CPU shares, so they run alone (the "real cgroup" collection), not next to
+/// tests that load the same core.
+/// </summary>
+[Collection("real cgroup")]
 public class DomainCapTests
 {
     private static DomainSpec Busy(string name, int cpu, int weight = 256, int cap = 0) => new()

@@ -68,6 +68,63 @@ public class DomainTests
             Assert.True(nf.BackendTimeNs() > 0);
         }
         Assert.All(host.Domains, d => Assert.Equal(DomainState.Running, d.State));
+
+        // Destroy releases the ports and the learning-table entries the traffic created.
+        Assert.True(host.Switch.FindBridge("valex")!.Forwarding.Occupancy > 0, "the senders' MACs were learned");
+        foreach (var d in host.Domains) Assert.True(host.Destroy(d));
+        foreach (string name in new[] { "valex", "valey" })
+        {
+            var bridge = host.Switch.FindBridge(name)!;
+            Assert.Empty(bridge.Ports);
+            Assert.Equal(0, bridge.Forwarding.Occupancy);
+        }
+        Assert.True(tx.MemoryReleased && nf.MemoryReleased && rx.MemoryReleased);
+    }
+
+    /// <summary>
+    /// Split: the backend thread goes to cores no vCPU is pinned to, else core 0; merge: to the
+    /// domain vCPU's own core (seen in the kernel's affinity of the backend's tid). Per-interval
+    /// accounting from schedstat: the NF's vCPU time is charged to the domain, its backend's to
+    /// the host; in the hypercall model there is no backend and all switching is the domain's.
+    /// </summary>
+    [Theory]
+    [InlineData(IoModel.Hypercall)]
+    [InlineData(IoModel.Split)]
+    [InlineData(IoModel.Merge)]
+    public void BackendsArePlacedByModelAndBilledToTheHost(IoModel model)
+    {
+        using var host = new Host();
+        var flow = new Flow();
+        var (tx, nf, rx) = Chain(host, flow, long.MaxValue, 256, model);
+        int last = Environment.ProcessorCount - 1;
+        if (model == IoModel.Hypercall) Assert.Null(nf.Backend);
+        else
+        {
+            var backend = nf.Backend!;
+            // vCPUs at the NF's creation: rx on core 0, the NF itself on the last core
+            int[] free = Enumerable.Range(0, Environment.ProcessorCount).Where(c => c != 0 && c != last).ToArray();
+            int[] expected = model == IoModel.Merge ? [last] : free.Length > 0 ? free : [0];
+            Assert.Equal(expected, backend.Cpus);
+            Assert.NotEqual(0, backend.Tid);
+            Assert.DoesNotContain(backend.Tid, nf.VCpuTids);
+            Assert.Equal(expected, Native.GetAffinity(backend.Tid));
+        }
+        WaitFor(() => Volatile.Read(ref flow.Received) > 20_000, 60, "traffic through the NF");
+        var a = CpuAccounting.Sample(host.Domains);
+        long r0 = Volatile.Read(ref flow.Received);
+        WaitFor(() => Volatile.Read(ref flow.Received) > r0 + 50_000, 60, "more traffic");
+        var b = CpuAccounting.Sample(host.Domains);
+        var cpu = CpuAccounting.Between(a, b).ToDictionary(c => c.Domain);
+        Assert.Equal(["nf", "rx", "tx"], cpu.Keys.Order(StringComparer.Ordinal).ToArray());
+        var n = cpu["nf"];
+        Assert.Equal(model, n.IoModel);
+        Assert.True(n.VCpuPct > 0, $"the NF's vCPU ran: {n}");
+        Assert.Equal(n.VCpuPct, n.ChargedToDomainPct);
+        Assert.Equal(n.BackendPct, n.ChargedToHostPct);
+        if (model == IoModel.Hypercall) Assert.Equal(0, n.BackendPct);
+        else Assert.True(n.BackendPct > 0, $"the backend flushed for the NF: {n}");
+        Assert.Equal(0, cpu["rx"].BackendPct); // the receiver is a hypercall domain
+        Assert.Equal(0, flow.Corrupt);
     }
 
     [Fact]
@@ -213,10 +270,23 @@ public class DomainTests
         Assert.Contains("unknown nf", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Nf = "nope" })).Message);
         Assert.Contains("CPU 99", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Cpus = [[99]] })).Message);
         Assert.Contains("weight", Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "x", Weight = 0 })).Message);
+        var twoVifs = new DomainSpec { Name = "x", Vifs = [new VifSpec("valem:m0"), new VifSpec("valen:m1")], MemoryMb = 4 };
+        long needMb = (Domain.LayoutFor(twoVifs).TotalBytes + (1 << 20) - 1) >> 20;
+        Assert.True(needMb > 4, $"two vifs need {needMb} MB");
+        Assert.Contains($"memory 4 MB is less than the {needMb} MB", Assert.Throws<ArgumentException>(() => host.Create(twoVifs)).Message);
+        Assert.Null(host.Switch.FindBridge("valem")); // nothing was opened
+        Assert.Contains("at least 1 MB", Assert.Throws<ArgumentException>(() => host.Create(twoVifs with { MemoryMb = 0 })).Message);
+        host.Destroy(host.Create(twoVifs with { MemoryMb = (int)needMb })); // exactly enough is enough
         var one = host.Create(new DomainSpec { Name = "one", Guest = () => new DelegateGuest(c => { while (!c.Stopping) { c.Checkpoint(); Thread.Sleep(5); } }) });
         Assert.Contains("already exists", Assert.Throws<InvalidOperationException>(() => host.Create(new DomainSpec { Name = "one" })).Message);
         var err = Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "two", Vifs = [new VifSpec("nobridge")] }));
         Assert.Contains("BRIDGE:PORT", err.Message);
+        // A guest's port needs are checked at create, not discovered by a crash on its vCPU.
+        Assert.Equal("domain 'lone': nf 'firewall' sits between two ports; give the domain two vifs (it has 1)",
+            Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "lone", Vifs = [new VifSpec("valelone:l0")], Nf = "firewall", NfArgs = "default=allow" })).Message);
+        Assert.Equal("domain 'gen': nf 'pkt-gen' needs 1 vif(s) (the domain has 0)",
+            Assert.Throws<ArgumentException>(() => host.Create(new DomainSpec { Name = "gen", Nf = "pkt-gen", NfArgs = "-f rx" })).Message);
+        Assert.Null(host.Switch.FindBridge("valelone"));
         Assert.Single(host.Domains);
         Assert.Equal(one, host.Find("one"));
     }

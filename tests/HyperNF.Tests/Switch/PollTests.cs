@@ -36,6 +36,31 @@ public class PollTests
     }
 
     [Fact]
+    public void A_thread_waiting_in_Poll_sleeps_instead_of_spinning()
+    {
+        // The waiter's own CPU time (schedstat of its tid) over a 600 ms wait: a sleeping
+        // thread uses next to none; a spinning one would use most of the wait even on a busy machine.
+        var sw = new ValeSwitch();
+        using var b = new Node(sw, "valepoll:b", Macs.Unicast(2));
+        long cpuNs = -1, wallMs = 0;
+        PollEvents result = PollEvents.In;
+        var waiter = new Thread(() =>
+        {
+            int tid = HyperNF.Linux.Native.GetTid();
+            long c0 = HyperNF.Linux.CpuTime.ThreadNs(tid);
+            var clock = Stopwatch.StartNew();
+            result = b.Port.Poll(PollEvents.In, 600);
+            wallMs = clock.ElapsedMilliseconds;
+            cpuNs = HyperNF.Linux.CpuTime.ThreadNs(tid) - c0;
+        });
+        waiter.Start();
+        Assert.True(waiter.Join(30_000));
+        Assert.Equal(PollEvents.None, result);
+        Assert.InRange(wallMs, 590, 30_000);
+        Assert.InRange(cpuNs, 0, 60_000_000); // at most 10% of the wait
+    }
+
+    [Fact]
     public void Closing_a_port_wakes_a_thread_sleeping_in_Poll_on_it()
     {
         // An NF's vCPU thread waits for traffic without a timeout; the control plane closes the port.

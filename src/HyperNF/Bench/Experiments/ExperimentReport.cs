@@ -1,3 +1,6 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
 namespace HyperNF.Bench.Experiments;
 
 /// <summary>One line of a plot.</summary>
@@ -10,7 +13,41 @@ public sealed record PlotSeries(string Name, double[] X, double[] Y);
 public sealed record PlotSpec(string Title, string XLabel, string YLabel, IReadOnlyList<PlotSeries> Series, IReadOnlyList<string>? Categories = null, bool Bars = false);
 
 /// <summary>The output of one experiment: JSON data, a markdown table and a plot.</summary>
-public sealed record ExperimentReport(string Name, object Data, string Markdown, IReadOnlyList<PlotSpec> Plots);
+public sealed record ExperimentReport(string Name, object Data, string Markdown, IReadOnlyList<PlotSpec> Plots)
+{
+    /// <summary>How the experiments' data is written: snake_case names, indented.</summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    /// <summary>
+    /// The JSON file of <c>hypernf bench NAME</c>: <c>experiment</c>, <c>date</c>, <c>quick</c>,
+    /// <c>elapsed_s</c>, then the experiment's own fields at the top level (throughput:
+    /// <c>points: [{io_model, nf, mpps, ...}]</c>; fairness: <c>models: [{io_model,
+    /// deviation_pct, domains}]</c> ...).
+    /// </summary>
+    public JsonObject ToJson(DateTime started, bool quick, double elapsedSeconds)
+    {
+        var doc = new JsonObject
+        {
+            ["experiment"] = Name,
+            ["date"] = started,
+            ["quick"] = quick,
+            ["elapsed_s"] = Math.Round(elapsedSeconds, 1),
+        };
+        if (JsonSerializer.SerializeToNode(Data, Data.GetType(), JsonOptions) is not JsonObject data)
+            throw new InvalidOperationException($"experiment '{Name}': its data must serialise to a JSON object");
+        foreach (var (key, value) in data.ToList())
+        {
+            if (doc.ContainsKey(key)) throw new InvalidOperationException($"experiment '{Name}': data field '{key}' clashes with the file's own");
+            data.Remove(key);
+            doc[key] = value;
+        }
+        return doc;
+    }
+}
 
 public sealed record ExperimentOptions
 {
