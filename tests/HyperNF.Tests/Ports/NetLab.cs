@@ -5,7 +5,11 @@ using Xunit;
 namespace HyperNF.Tests.Ports;
 
 /// <summary>A network namespace with one veth pair: the inner end inside it, the outer end in the root namespace.</summary>
-public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac);
+public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac)
+{
+    /// <summary>The inner end's MAC as frame bytes.</summary>
+    public byte[] MacBytes => Mac.Split(':').Select(x => Convert.ToByte(x, 16)).ToArray();
+}
 
 /// <summary>
 /// Network namespaces and veth pairs for one test, all named with a per-instance random tag so
@@ -19,6 +23,7 @@ public sealed partial class NetLab : IDisposable
     private readonly List<string> _namespaces = new();
     private readonly List<string> _outer = new();
     private readonly List<Process> _processes = new();
+    private readonly List<WireSocket> _sockets = new();
 
     /// <summary>Why the namespace tests cannot run here, or null when they can.</summary>
     public static string? SkipReason => Skip.Value;
@@ -66,6 +71,18 @@ public sealed partial class NetLab : IDisposable
     public int Exec(LabHost h, string[] args, int timeoutMs, out string output) =>
         Run("ip", ["netns", "exec", h.Ns, .. args], timeoutMs, out output);
 
+    /// <summary>A packet socket on the namespace end of <paramref name="h"/>'s veth (closed at Dispose): injects and captures frames on the wire.</summary>
+    public WireSocket Wire(LabHost h)
+    {
+        var w = WireSocket.Open(h.Ns, h.Inner);
+        lock (_sockets) _sockets.Add(w);
+        return w;
+    }
+
+    /// <summary>A counter of the root namespace's interface <paramref name="dev"/> (/sys/class/net/DEV/statistics/NAME).</summary>
+    public static long Counter(string dev, string name) =>
+        long.Parse(File.ReadAllText($"/sys/class/net/{dev}/statistics/{name}").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Starts a background process in a namespace; it is killed (by PID) at Dispose.</summary>
     public Process Start(LabHost h, params string[] args)
     {
@@ -109,6 +126,11 @@ public sealed partial class NetLab : IDisposable
 
     public void Dispose()
     {
+        lock (_sockets)
+        {
+            foreach (var w in _sockets) w.Dispose();
+            _sockets.Clear();
+        }
         lock (_processes)
         {
             foreach (var p in _processes)

@@ -259,7 +259,9 @@ public class PhysicalPortTests
         var pb = ports.Attach("valex", b.Outer);
         var pc = ports.Attach("valex", c.Outer);
         var pd = ports.Attach("valex", d.Outer);
+        using var h = new Node(host.Switch, "valex:h0", Macs.Unicast(0x100));
         Ping(lab, a, b, count: 1);
+        Ping(lab, a, c, count: 1); // the bridge learns c's MAC
 
         // 1. Detach b while a floods it.
         var flood = lab.Start(a, "ping", "-f", "-w", "3", "-s", "1000", b.Ip);
@@ -281,8 +283,16 @@ public class PhysicalPortTests
         WaitFor(() => pc.Link == LinkState.Removed, 3000, "the port to notice the removal");
         Assert.Contains($"interface '{c.Outer}' was removed", pc.LastError);
         Assert.False(pc.SwitchPort.Up);
+        // The switch no longer delivers to it: frames for it are port-down drops, counted at the sender.
+        h.Send(h.FrameTo(c.MacBytes, 100, 1), h.FrameTo(c.MacBytes, 100, 2), h.FrameTo(c.MacBytes, 100, 3));
+        Assert.Equal(3, h.Stats.Drop(DropReason.PortDown));
         Ping(lab, a, d, count: 2);
+        int driverTid = pc.DriverTid;
+        Assert.True(Directory.Exists($"/proc/self/task/{driverTid}"));
         Assert.True(ports.Detach("valex", c.Outer));
+        Assert.True(pc.IsDetached);
+        Assert.False(Directory.Exists($"/proc/self/task/{driverTid}"), "the driver thread of a detached port has ended");
+        Assert.Equal(-1, pc.GetStatistics().DriverCpuNs);
         AssertAddsUp(pc);
         flood.WaitForExit(5000);
 
@@ -290,7 +300,7 @@ public class PhysicalPortTests
         Assert.Equal([pa, pd], ports.List().OrderBy(p => p.InterfaceName == a.Outer ? 0 : 1));
         Assert.All(ports.List(), p => Assert.Null(p.LastError));
         var bridge = host.Switch.FindBridge("valex")!;
-        Assert.Equal(2, bridge.Ports.Count);
+        Assert.Equal(3, bridge.Ports.Count); // a, d and the host port
         Assert.Equal(0, bridge.GetStatistics().Unaccounted);
     }
 
@@ -304,16 +314,29 @@ public class PhysicalPortTests
         using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 });
         ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
+        using var h = new Node(host.Switch, "valex:h0", Macs.Unicast(0x100));
+        var wireB = lab.Wire(b);
+        byte[] bMac = b.MacBytes;
         Ping(lab, a, b, count: 1);
 
         // Carrier loss: the peer (inside the namespace) goes down.
         NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "down");
         WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the carrier loss");
+        // Exactly what a host port sends to it is counted (a's ARP entry for b is fresh: a sends nothing now).
+        var before = pb.GetStatistics();
+        h.Send([.. Enumerable.Range(0, 5).Select(i => h.FrameTo(bMac, 100, (uint)i))]);
+        var after = pb.GetStatistics();
+        Assert.Equal(5, after.TxDrop(PortDropReason.LinkDown) - before.TxDrop(PortDropReason.LinkDown));
+        Assert.Equal(before.TxPackets, after.TxPackets);
         lab.Exec(a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
-        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 3, 2000, "link-down drops");
+        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 5 + 3, 2000, "link-down drops");
         NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "up");
         WaitFor(() => pb.Link == LinkState.Up, 3000, "the carrier to come back");
         Ping(lab, a, b, count: 1);
+        // The host port's frames reach the wire again.
+        var again = h.FrameTo(bMac, 100, 99);
+        h.Send(again);
+        Assert.Equal(again, wireB.NextTestFrame(5000));
 
         // Administratively down: the attached interface itself.
         NetLab.Must("ip", "link", "set", b.Outer, "down");
