@@ -7,6 +7,9 @@ namespace HyperNF.Tests.Ports;
 /// <summary>A network namespace with one veth pair: the inner end inside it, the outer end in the root namespace.</summary>
 public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac)
 {
+    public string Cidr { get; init; } = "";
+    public int Mtu { get; init; } = 1500;
+
     /// <summary>The inner end's MAC as frame bytes.</summary>
     public byte[] MacBytes => Mac.Split(':').Select(x => Convert.ToByte(x, 16)).ToArray();
 }
@@ -55,16 +58,40 @@ public sealed partial class NetLab : IDisposable
         _namespaces.Add(ns);
         Must("ip", "link", "add", outer, "mtu", mtu.ToString(), "type", "veth", "peer", "name", inner, "mtu", mtu.ToString(), "netns", ns);
         _outer.Add(outer);
-        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
         Must("sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
+        ConfigureInner(ns, inner, cidr);
+        Must("ip", "link", "set", outer, "up");
+        string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
+        string mac = MacRegex().Match(show).Groups[1].Value;
+        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac) { Cidr = cidr, Mtu = mtu };
+    }
+
+    /// <summary>
+    /// Makes <paramref name="h"/>'s veth pair again after it was deleted, as a container runtime
+    /// does: same names, same MAC on the namespace end, addressed again. The outer end is made
+    /// under a temporary name (so nothing sees it half set up; GRO is turned on there when
+    /// <paramref name="groOn"/>), renamed to its old name and brought up. Returns its new ifindex.
+    /// </summary>
+    public int Recreate(LabHost h, bool groOn = false)
+    {
+        string tmp = $"ht{_tag}{h.Ns[^1]}";
+        Must("ip", "link", "add", tmp, "mtu", h.Mtu.ToString(), "type", "veth", "peer", "name", h.Inner, "mtu", h.Mtu.ToString(), "address", h.Mac, "netns", h.Ns);
+        _outer.Add(tmp);
+        if (groOn) Must("ethtool", "-K", tmp, "gro", "on");
+        Must("ip", "link", "set", "dev", tmp, "name", h.Outer);
+        Must("sysctl", "-qw", $"net.ipv6.conf.{h.Outer}.disable_ipv6=1");
+        ConfigureInner(h.Ns, h.Inner, h.Cidr);
+        Must("ip", "link", "set", h.Outer, "up");
+        return int.Parse(File.ReadAllText($"/sys/class/net/{h.Outer}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static void ConfigureInner(string ns, string inner, string cidr)
+    {
+        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
         Must("ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off");
         Must("ip", "-n", ns, "addr", "add", cidr, "dev", inner);
         Must("ip", "-n", ns, "link", "set", "lo", "up");
         Must("ip", "-n", ns, "link", "set", inner, "up");
-        Must("ip", "link", "set", outer, "up");
-        string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
-        string mac = MacRegex().Match(show).Groups[1].Value;
-        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac);
     }
 
     /// <summary>Runs a command inside a namespace; returns its exit code and output.</summary>

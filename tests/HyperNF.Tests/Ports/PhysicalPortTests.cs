@@ -72,7 +72,7 @@ public class PhysicalPortTests
         foreach (var p in ports.List())
         {
             var s = p.GetStatistics();
-            _out.WriteLine($"{s.Name} link={s.Link} mtu={s.Mtu} rx={s.RxPackets}/{s.RxBytes}B tx={s.TxPackets}/{s.TxBytes}B " +
+            _out.WriteLine($"{s.Name} ifindex={s.InterfaceIndex} rebinds={s.Rebinds} link={s.Link} mtu={s.Mtu} rx={s.RxPackets}/{s.RxBytes}B tx={s.TxPackets}/{s.TxBytes}B " +
                            $"rxdrops=[{string.Join(',', s.RxDrops)}] txdrops=[{string.Join(',', s.TxDrops)}] kicks={s.TxKicks} " +
                            $"sender={s.TxRoundsInSender} driver={s.TxRoundsInDriver} wakeups={s.DriverWakeups} err={p.LastError}");
         }
@@ -302,6 +302,71 @@ public class PhysicalPortTests
         var bridge = host.Switch.FindBridge("valex")!;
         Assert.Equal(3, bridge.Ports.Count); // a, d and the host port
         Assert.Equal(0, bridge.GetStatistics().Unaccounted);
+    }
+
+    [NetnsTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnInterfaceDeletedUnderLoadAndCreatedAgainIsReboundAndTrafficResumes(bool driverDomainTxSync)
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.13.1/24");
+        var b = lab.Add("b", "10.231.13.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 }) { DriverDomainTxSync = driverDomainTxSync };
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        var first = pb.GetStatistics();
+        Assert.Equal(0, first.Rebinds);
+        Ping(lab, a, b, count: 2);
+
+        // a floods b for the whole removal, re-creation and re-bind.
+        var flood = lab.Start(a, "ping", "-f", "-w", "120", "-s", "1000", b.Ip); // stopped below, once traffic has resumed
+        WaitFor(() => pb.GetStatistics().TxPackets > first.TxPackets + 200, 10_000, "load towards b");
+        NetLab.Must("ip", "link", "del", b.Outer);
+        WaitFor(() => pb.Link == LinkState.Removed, 5000, "the port to notice the removal");
+        Assert.False(pb.SwitchPort.Up);
+        Assert.Contains($"interface '{b.Outer}' was removed", pb.LastError);
+        AssertAddsUp(pb); // the switch port is down: nothing more is delivered
+        Thread.Sleep(200); // several idle timeouts: nothing to re-bind to, it stays removed
+        Assert.Equal(LinkState.Removed, pb.Link);
+        Assert.Equal(0, pb.GetStatistics().Rebinds);
+
+        // The veth comes back under the same name (GRO on, as a fresh veth may have it).
+        int newIndex = lab.Recreate(b, groOn: true);
+        Assert.NotEqual(first.InterfaceIndex, newIndex);
+        WaitFor(() => pb.GetStatistics().Rebinds == 1, 5000, "the port to re-bind");
+        WaitFor(() => pb.Link == LinkState.Up, 5000, "the re-bound link to be up");
+        var rebound = pb.GetStatistics();
+        Assert.Equal(newIndex, rebound.InterfaceIndex);
+        Assert.Equal(newIndex, pb.Backend.InterfaceIndex);
+        Assert.Equal("up", rebound.Link);
+        Assert.True(pb.SwitchPort.Up);
+        Assert.Null(pb.LastError);
+        Assert.Same(pb, ports.Find($"valex:{b.Outer}")); // the same attached port
+        // Set up as at attach: promiscuous, GRO off.
+        Assert.DoesNotContain("promiscuity 0 ", NetLab.Must("ip", "-d", "link", "show", "dev", b.Outer));
+        Assert.Contains("generic-receive-offload: off", NetLab.Must("ethtool", "-k", b.Outer));
+
+        // Traffic resumes through the same port: the flood's frames go out again, then ping.
+        long txAtRebind = rebound.TxPackets;
+        WaitFor(() => pb.GetStatistics().TxPackets > txAtRebind + 50, 10_000, "the flood to reach b again");
+        flood.Kill(); // the ping we started, by its process
+        Assert.True(flood.WaitForExit(10_000), "the flood ping ends");
+        Ping(lab, a, b, count: 3);
+        Ping(lab, b, a, count: 2);
+        Dump(ports);
+        AssertAddsUp(pb);
+        AssertAddsUp(pa);
+        var end = pb.GetStatistics();
+        Assert.Equal(1, end.Rebinds);
+        Assert.Equal(0, end.TxDrop(PortDropReason.Oversize) + end.TxDrop(PortDropReason.SendError));
+        Assert.Equal(0, host.Switch.FindBridge("valex")!.GetStatistics().Unaccounted);
+
+        // Detach undoes what the re-bind set up on the new interface.
+        Assert.True(ports.Detach("valex", b.Outer));
+        Assert.Contains("promiscuity 0 ", NetLab.Must("ip", "-d", "link", "show", "dev", b.Outer));
+        Assert.Contains("generic-receive-offload: on", NetLab.Must("ethtool", "-k", b.Outer));
     }
 
     [NetnsFact]
