@@ -126,9 +126,9 @@ internal static class RunCommand
                 $"{b.Unaccounted}", $"{b.TableEntries}/{b.TableCapacity}");
         if (bridges.Count > 0) AnsiConsole.Write(t);
         if (ports.Count == 0) return;
-        var pt = new Table().AddColumns("port", "interface", "link", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "rx drops", "tx drops");
+        var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "rx drops", "tx drops");
         foreach (var s in ports)
-            pt.AddRow(s.Name, s.Interface, s.Link, $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TotalRxDrops}", $"{s.TotalTxDrops}");
+            pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TotalRxDrops}", $"{s.TotalTxDrops}");
         AnsiConsole.Write(pt);
     }
 }

@@ -209,6 +209,10 @@ internal static unsafe partial class PacketSocket
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, ulong request, void* arg);
 
+    /// <summary>The index of interface <paramref name="name"/> in the calling thread's network namespace, or 0 when there is none.</summary>
+    [LibraryImport(Libc, EntryPoint = "if_nametoindex", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial uint IfNameToIndex(string name);
+
     [LibraryImport(Libc, EntryPoint = "eventfd", SetLastError = true)]
     public static partial int EventFd(uint initial, int flags);
 

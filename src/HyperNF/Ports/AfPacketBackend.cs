@@ -101,10 +101,45 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         int fd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: receive nothing until bound
         if (fd >= 0) return fd;
         int err = LastErrno;
-        if (err is EPERM or EACCES)
-            throw new UnauthorizedAccessException(
-                $"attaching interface '{InterfaceName}' needs a raw packet socket: run as root or give the program CAP_NET_RAW and CAP_NET_ADMIN");
+        if (err is EPERM or EACCES) throw new UnauthorizedAccessException(PermissionDenied(InterfaceName, err, ReadEffectiveCapabilities()));
         throw new IOException($"socket(AF_PACKET) for interface '{InterfaceName}' failed: {ErrnoText(err)}");
+    }
+
+    private const int CAP_NET_ADMIN = 12, CAP_NET_RAW = 13;
+
+    /// <summary>
+    /// The message for a raw packet socket the kernel refused: which interface, what failed and
+    /// which capability is missing (from the process's effective set), and the fix.
+    /// <paramref name="effectiveCaps"/> is CapEff of /proc/self/status, or null when unknown.
+    /// </summary>
+    internal static string PermissionDenied(string ifName, int errno, ulong? effectiveCaps)
+    {
+        string cause;
+        if (effectiveCaps is not { } caps)
+            cause = "it needs CAP_NET_RAW";
+        else if ((caps & (1UL << CAP_NET_RAW)) == 0)
+            cause = (caps & (1UL << CAP_NET_ADMIN)) == 0
+                ? "the process lacks CAP_NET_RAW (and CAP_NET_ADMIN)"
+                : "the process lacks CAP_NET_RAW";
+        else
+            cause = "the process has CAP_NET_RAW, but not in the user namespace that owns this network namespace (or a security module refused it)";
+        return $"cannot attach interface '{ifName}': permission denied opening a raw packet socket ({(errno == EACCES ? "EACCES" : "EPERM")}): {cause}. " +
+               "Run as root, or give the program CAP_NET_RAW (and CAP_NET_ADMIN, which the forced socket buffers and turning GRO/LRO off need)";
+    }
+
+    /// <summary>The effective capability set (CapEff in /proc/self/status), or null when it cannot be read.</summary>
+    internal static ulong? ReadEffectiveCapabilities()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("CapEff:", StringComparison.Ordinal))
+                    return ulong.Parse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+        }
+        return null;
     }
 
     private void Check(int rc, string what)

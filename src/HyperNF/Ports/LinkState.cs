@@ -7,6 +7,6 @@ public enum LinkState
     Up,
     /// <summary>Down or without carrier: frames towards it are counted as link-down drops.</summary>
     Down,
-    /// <summary>The interface no longer exists (deleted, or moved to another namespace); detach the port.</summary>
+    /// <summary>The interface no longer exists (deleted, or moved to another namespace): the switch port is down until an interface of the same name exists again (the port re-binds to it) or the port is detached.</summary>
     Removed,
 }

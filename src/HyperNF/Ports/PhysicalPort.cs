@@ -23,6 +23,14 @@ namespace HyperNF.Ports;
 /// <para>Several senders may deliver at once; one transmits at a time. A sender that finds
 /// the transmit lock taken leaves a pending flag, and the holder loops until the flag stays
 /// clear after it unlocks, so no delivered frame waits for a later delivery.</para>
+///
+/// <para><b>Removal and re-binding</b>: when the interface is deleted, the port goes
+/// <see cref="LinkState.Removed"/> and the switch port down. While removed, the driver thread
+/// checks at each idle timeout whether an interface of the same name exists again (a container's
+/// veth re-created, a USB NIC plugged back); if so it opens a fresh backend through the same
+/// factory (promiscuous mode and offloads set as at attach), swaps it in while it holds the
+/// transmit lock (so no sender is inside the old one), disposes the old one and brings the
+/// switch port back up. Only the driver thread swaps; senders read the backend under the lock.</para>
 /// </summary>
 public sealed class PhysicalPort : IPortSink, IFrameReceiver
 {
@@ -37,6 +45,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private readonly NetmapRing _fromBridge; // the port's RX ring: frames for the wire
     private readonly Thread _driver;
     private readonly ManualResetEventSlim _started = new();
+    private readonly object _upGate = new(); // SwitchPort.Up: the driver's re-bind against Detach
     private readonly int _wakeFd;
     private byte[]? _vlanScratch;
 
@@ -46,11 +55,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private volatile bool _linkCheckRequested;
     private volatile LinkState _link;
     private volatile string? _lastError;
+    private string? _removedError;
+    // Swapped only by the driver thread, while it holds the transmit lock (see TryRebind).
+    private volatile IInterfaceBackend _backend;
     private int _detached;
     private bool _toBridgeDirty;
 
     // counters: RX ones are written by the driver thread only, TX ones by the transmit-lock holder only
-    private long _rxPackets, _rxBytes, _txPackets, _txBytes, _txKicks, _txInSender, _txInDriver, _wakeups;
+    private long _rxPackets, _rxBytes, _txPackets, _txBytes, _txKicks, _txInSender, _txInDriver, _wakeups, _rebinds;
     private readonly long[] _rxDrops = new long[PortDropReasons.Count];
     private readonly long[] _txDrops = new long[PortDropReasons.Count];
 
@@ -61,7 +73,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     public Bridge Bridge => SwitchPort.Bridge;
     /// <summary>The switch side of the port.</summary>
     public ValePort SwitchPort { get; }
-    public IInterfaceBackend Backend { get; }
+    /// <summary>The backend in use: a new one after each re-bind (<see cref="PhysicalPortStatistics.Rebinds"/>).</summary>
+    public IInterfaceBackend Backend => _backend;
     public LinkState Link => _link;
     /// <summary>The last problem seen (send errors, a removed interface), or null.</summary>
     public string? LastError => _lastError;
@@ -77,7 +90,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         InterfaceName = ifName;
         Name = $"{bridgeName}:{ifName}";
         Bridge.ParsePortName(Name); // the port name rules, before anything is opened
-        Backend = options.OpenBackend(ifName);
+        var backend = options.OpenBackend(ifName);
+        _backend = backend;
         try
         {
             _memory = new DomainMemory(new RegionLayout { MaxPorts = 1 }, $"hypernf-nic-{ifName}");
@@ -93,13 +107,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         catch
         {
-            Backend.Dispose();
+            backend.Dispose();
             throw;
         }
         SwitchPort = ValeSwitch.HostPortOf(_port)!;
         _toBridge = _port.TxRing(0);
         _fromBridge = _port.RxRing(0);
-        _link = Backend.QueryLink();
+        _link = backend.QueryLink();
         _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
         // Frames delivered before the sink was set are picked up by the driver's first round.
         _txPending = 1;
@@ -125,7 +139,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 bool busy = false;
                 if (_link != LinkState.Removed)
                 {
-                    busy = Backend.Receive(this, _options.RxBudget) > 0;
+                    busy = _backend.Receive(this, _options.RxBudget) > 0;
                     if (_toBridgeDirty) FlushToBridge();
                 }
                 if (Volatile.Read(ref _txPending) != 0)
@@ -147,7 +161,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 {
                     int timeout = (int)Math.Clamp(nextCheck - Environment.TickCount64, 1, _options.IdleTimeoutMs);
                     if (_link == LinkState.Removed) PacketSocket.WaitEventFd(_wakeFd, timeout);
-                    else if (Backend.Wait(_wakeFd, timeout)) _linkCheckRequested = true;
+                    else if (_backend.Wait(_wakeFd, timeout)) _linkCheckRequested = true;
                 }
                 Volatile.Write(ref _driverSleeping, 0);
             }
@@ -166,10 +180,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         if (_link == LinkState.Removed) return;
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
         bool tagged = vlanTag != 0 || IsTagged(frame);
-        if (frame.Length < wireLength || len > Backend.Mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
+        int mtu = _backend.Mtu;
+        if (frame.Length < wireLength || len > mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
         {
             if (_rxDrops[(int)PortDropReason.Oversize]++ == 0)
-                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {Backend.Mtu}) and are dropped: " +
+                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
                              "the sender merges segments (TSO/GSO/GRO); turn its offloads off, e.g. 'ethtool -K PEER tx off'";
             return;
         }
@@ -214,16 +229,78 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
 
     private void RefreshLink()
     {
-        if (_link == LinkState.Removed) return; // final: the sockets are bound to a device that is gone
-        var state = Backend.QueryLink();
+        if (_link == LinkState.Removed)
+        {
+            // The sockets are bound to a device that is gone; a new one of the same name can be bound.
+            TryRebind();
+            return;
+        }
+        var backend = _backend;
+        var state = backend.QueryLink();
         if (state == LinkState.Removed)
         {
-            _lastError = $"interface '{InterfaceName}' was removed while attached to bridge '{BridgeName}'; detach the port (vale-ctl -d {Name})";
+            _removedError = $"interface '{InterfaceName}' was removed while attached to bridge '{BridgeName}'; " +
+                            $"the port re-binds when an interface of that name exists again, or detach it (vale-ctl -d {Name})";
+            _lastError = _removedError;
             // The switch stops sending to it (port-down drops) instead of queueing for a dead device.
             SwitchPort.Up = false;
         }
         _link = state;
-        if (state != LinkState.Removed) _rxDrops[(int)PortDropReason.KernelRingFull] += Backend.TakeKernelDrops();
+        if (state != LinkState.Removed) _rxDrops[(int)PortDropReason.KernelRingFull] += backend.TakeKernelDrops();
+    }
+
+    /// <summary>
+    /// Driver thread, while <see cref="LinkState.Removed"/>: if an interface of the same name
+    /// exists again, open a fresh backend through the attach-time factory (which sets promiscuous
+    /// mode and turns the receive offloads off as at attach), swap it in under the transmit lock,
+    /// dispose the old one (no sender can reach it any more) and bring the switch port back up.
+    /// A failed open leaves everything as it was; the next idle timeout tries again.
+    /// </summary>
+    private void TryRebind()
+    {
+        if (PacketSocket.IfNameToIndex(InterfaceName) == 0) return; // not back (the cheap check, every idle timeout)
+        IInterfaceBackend fresh;
+        try
+        {
+            fresh = _options.OpenBackend(InterfaceName);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // E.g. it vanished again in between, or is not an interface we can bind.
+            _lastError = $"interface '{InterfaceName}' exists again but could not be re-bound to port '{Name}': {e.Message}; retrying every {_options.IdleTimeoutMs} ms";
+            return;
+        }
+        IInterfaceBackend old;
+        AcquireTransmitLock();
+        try
+        {
+            // No sender is in TransmitDelivered now, and the next one reads the new backend.
+            old = _backend;
+            _backend = fresh;
+            _link = fresh.QueryLink();
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _txLock, 0); // senders that lost the race left _txPending: the driver loop picks it up
+        }
+        // Only this thread can still reach the old backend. Its interface is gone (the new one has
+        // another index), so it leaves the new interface's promiscuity and offloads alone.
+        old.Dispose();
+        if (_link == LinkState.Removed) return; // gone again already: the next idle timeout tries again
+        fresh.TakeKernelDrops(); // start counting from the re-bind
+        Interlocked.Increment(ref _rebinds);
+        if (ReferenceEquals(_lastError, _removedError)) _lastError = null;
+        lock (_upGate)
+        {
+            if (!_stop) SwitchPort.Up = true; // Detach may be taking the port down
+        }
+    }
+
+    private void AcquireTransmitLock()
+    {
+        // Senders hold it for one transmit round at a time and never wait for it.
+        var spin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _txLock, 1, 0) != 0) spin.SpinOnce();
     }
 
     // ================================================================== TX: bridge -> wire
@@ -288,7 +365,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         uint cur = rx.Cur, tail = rx.Tail;
         if (cur == tail) return;
         LinkState link = _link;
-        int mtu = Backend.Mtu;
+        var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
+        int mtu = backend.Mtu;
         int queued = 0;
         long queuedBytes = 0;
         while (cur != tail)
@@ -314,13 +392,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             else if (total > mtu + EthHeader + (IsTagged(first) ? VlanTag : 0)) drop = PortDropReason.Oversize;
             else
             {
-                dst = Backend.BeginTransmit();
+                dst = backend.BeginTransmit();
                 if (dst.IsEmpty && queued > 0)
                 {
                     // The kernel's ring is full of our own unsent requests: kick it and retry once.
-                    Account(Backend.Flush(), queued, queuedBytes);
+                    Account(backend.Flush(), queued, queuedBytes);
                     queued = 0; queuedBytes = 0;
-                    dst = Backend.BeginTransmit();
+                    dst = backend.BeginTransmit();
                 }
                 if (dst.IsEmpty) drop = PortDropReason.KernelRingFull;
                 else if (total > dst.Length) drop = PortDropReason.Oversize; // the MTU grew past the ring's frame size
@@ -338,14 +416,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     frag.CopyTo(dst[off..]);
                     off += frag.Length;
                 }
-                Backend.CommitTransmit(total);
+                backend.CommitTransmit(total);
                 queued++;
                 queuedBytes += total;
             }
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0) Account(Backend.Flush(), queued, queuedBytes);
+        if (queued > 0) Account(backend.Flush(), queued, queuedBytes);
         _port.RxSync(); // hand the slots back to the senders
     }
 
@@ -391,7 +469,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         return new PhysicalPortStatistics
         {
-            Name = Name, Interface = InterfaceName, Link = _link.ToString().ToLowerInvariant(), Mtu = Backend.Mtu,
+            Name = Name, Interface = InterfaceName, Link = _link.ToString().ToLowerInvariant(), Mtu = _backend.Mtu,
+            InterfaceIndex = _backend.InterfaceIndex, Rebinds = Interlocked.Read(ref _rebinds),
             RxPackets = Volatile.Read(ref _rxPackets), RxBytes = Volatile.Read(ref _rxBytes),
             TxPackets = Volatile.Read(ref _txPackets), TxBytes = Volatile.Read(ref _txBytes),
             RxDrops = rxd, TxDrops = txd,
@@ -410,8 +489,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     internal bool Detach()
     {
         if (Interlocked.Exchange(ref _detached, 1) != 0) return true;
-        SwitchPort.Up = false; // from now on senders count port-down drops instead of delivering
-        _stop = true;
+        lock (_upGate)
+        {
+            _stop = true; // a re-bind from now on leaves the switch port down
+            SwitchPort.Up = false; // from now on senders count port-down drops instead of delivering
+        }
         PacketSocket.SignalEventFd(_wakeFd);
         bool joined = _driver.Join(TimeSpan.FromSeconds(10));
         // Bridge.Detach waits until no flush that could still reach this port is running, so
@@ -433,7 +515,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         SwitchPort.Sink = null;
         _port.Dispose();
-        Backend.Dispose();
+        _backend.Dispose();
         _memory.Dispose();
         Native.Close(_wakeFd);
         _started.Dispose();

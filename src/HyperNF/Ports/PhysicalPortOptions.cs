@@ -27,7 +27,7 @@ public sealed record PhysicalPortOptions
     public bool DisableReceiveOffloads { get; init; } = true;
     /// <summary>Frames the driver thread takes from the kernel per round before it flushes them into the bridge.</summary>
     public int RxBudget { get; init; } = 512;
-    /// <summary>Longest sleep of an idle driver thread; it re-checks the link state at least this often.</summary>
+    /// <summary>Longest sleep of an idle driver thread; it re-checks the link state (and, while the interface is removed, whether it is back) at least this often.</summary>
     public int IdleTimeoutMs { get; init; } = 100;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];

@@ -11,6 +11,10 @@ public sealed record PhysicalPortStatistics
     public required string Interface { get; init; }
     public required string Link { get; init; }
     public int Mtu { get; init; }
+    /// <summary>The kernel's index of the interface the port is bound to (a new one after a re-bind).</summary>
+    public int InterfaceIndex { get; init; }
+    /// <summary>Times the port re-bound to a new interface of the same name after the old one was removed.</summary>
+    public long Rebinds { get; init; }
     /// <summary>Frames taken from the interface and put into the bridge.</summary>
     public long RxPackets { get; init; }
     public long RxBytes { get; init; }

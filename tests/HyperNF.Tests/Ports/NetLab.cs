@@ -5,7 +5,14 @@ using Xunit;
 namespace HyperNF.Tests.Ports;
 
 /// <summary>A network namespace with one veth pair: the inner end inside it, the outer end in the root namespace.</summary>
-public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac);
+public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, string Mac)
+{
+    public string Cidr { get; init; } = "";
+    public int Mtu { get; init; } = 1500;
+
+    /// <summary>The inner end's MAC as frame bytes.</summary>
+    public byte[] MacBytes => Mac.Split(':').Select(x => Convert.ToByte(x, 16)).ToArray();
+}
 
 /// <summary>
 /// Network namespaces and veth pairs for one test, all named with a per-instance random tag so
@@ -19,6 +26,7 @@ public sealed partial class NetLab : IDisposable
     private readonly List<string> _namespaces = new();
     private readonly List<string> _outer = new();
     private readonly List<Process> _processes = new();
+    private readonly List<WireSocket> _sockets = new();
 
     /// <summary>Why the namespace tests cannot run here, or null when they can.</summary>
     public static string? SkipReason => Skip.Value;
@@ -53,21 +61,57 @@ public sealed partial class NetLab : IDisposable
         Must("ip", "link", "add", outer, "mtu", mtu.ToString(), "numtxqueues", q, "numrxqueues", q, "type", "veth",
              "peer", "name", inner, "mtu", mtu.ToString(), "numtxqueues", q, "numrxqueues", q, "netns", ns);
         _outer.Add(outer);
-        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
         Must("sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
+        ConfigureInner(ns, inner, cidr);
+        Must("ip", "link", "set", outer, "up");
+        string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
+        string mac = MacRegex().Match(show).Groups[1].Value;
+        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac) { Cidr = cidr, Mtu = mtu };
+    }
+
+    /// <summary>
+    /// Makes <paramref name="h"/>'s veth pair again after it was deleted, as a container runtime
+    /// does: same names, same MAC on the namespace end, addressed again. The outer end is made
+    /// under a temporary name (so nothing sees it half set up; GRO is turned on there when
+    /// <paramref name="groOn"/>), renamed to its old name and brought up. Returns its new ifindex.
+    /// </summary>
+    public int Recreate(LabHost h, bool groOn = false)
+    {
+        string tmp = $"ht{_tag}{h.Ns[^1]}";
+        Must("ip", "link", "add", tmp, "mtu", h.Mtu.ToString(), "type", "veth", "peer", "name", h.Inner, "mtu", h.Mtu.ToString(), "address", h.Mac, "netns", h.Ns);
+        _outer.Add(tmp);
+        if (groOn) Must("ethtool", "-K", tmp, "gro", "on");
+        Must("ip", "link", "set", "dev", tmp, "name", h.Outer);
+        Must("sysctl", "-qw", $"net.ipv6.conf.{h.Outer}.disable_ipv6=1");
+        ConfigureInner(h.Ns, h.Inner, h.Cidr);
+        Must("ip", "link", "set", h.Outer, "up");
+        return int.Parse(File.ReadAllText($"/sys/class/net/{h.Outer}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static void ConfigureInner(string ns, string inner, string cidr)
+    {
+        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
         Must("ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off");
         Must("ip", "-n", ns, "addr", "add", cidr, "dev", inner);
         Must("ip", "-n", ns, "link", "set", "lo", "up");
         Must("ip", "-n", ns, "link", "set", inner, "up");
-        Must("ip", "link", "set", outer, "up");
-        string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
-        string mac = MacRegex().Match(show).Groups[1].Value;
-        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac);
     }
 
     /// <summary>Runs a command inside a namespace; returns its exit code and output.</summary>
     public int Exec(LabHost h, string[] args, int timeoutMs, out string output) =>
         Run("ip", ["netns", "exec", h.Ns, .. args], timeoutMs, out output);
+
+    /// <summary>A packet socket on the namespace end of <paramref name="h"/>'s veth (closed at Dispose): injects and captures frames on the wire.</summary>
+    public WireSocket Wire(LabHost h)
+    {
+        var w = WireSocket.Open(h.Ns, h.Inner);
+        lock (_sockets) _sockets.Add(w);
+        return w;
+    }
+
+    /// <summary>A counter of the root namespace's interface <paramref name="dev"/> (/sys/class/net/DEV/statistics/NAME).</summary>
+    public static long Counter(string dev, string name) =>
+        long.Parse(File.ReadAllText($"/sys/class/net/{dev}/statistics/{name}").Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Starts a background process in a namespace; it is killed (by PID) at Dispose.</summary>
     public Process Start(LabHost h, params string[] args)
@@ -112,6 +156,11 @@ public sealed partial class NetLab : IDisposable
 
     public void Dispose()
     {
+        lock (_sockets)
+        {
+            foreach (var w in _sockets) w.Dispose();
+            _sockets.Clear();
+        }
         lock (_processes)
         {
             foreach (var p in _processes)

@@ -72,7 +72,7 @@ public class PhysicalPortTests
         foreach (var p in ports.List())
         {
             var s = p.GetStatistics();
-            _out.WriteLine($"{s.Name} link={s.Link} mtu={s.Mtu} rx={s.RxPackets}/{s.RxBytes}B tx={s.TxPackets}/{s.TxBytes}B " +
+            _out.WriteLine($"{s.Name} ifindex={s.InterfaceIndex} rebinds={s.Rebinds} link={s.Link} mtu={s.Mtu} rx={s.RxPackets}/{s.RxBytes}B tx={s.TxPackets}/{s.TxBytes}B " +
                            $"rxdrops=[{string.Join(',', s.RxDrops)}] txdrops=[{string.Join(',', s.TxDrops)}] kicks={s.TxKicks} " +
                            $"sender={s.TxRoundsInSender} driver={s.TxRoundsInDriver} wakeups={s.DriverWakeups} err={p.LastError}");
         }
@@ -259,7 +259,9 @@ public class PhysicalPortTests
         var pb = ports.Attach("valex", b.Outer);
         var pc = ports.Attach("valex", c.Outer);
         var pd = ports.Attach("valex", d.Outer);
+        using var h = new Node(host.Switch, "valex:h0", Macs.Unicast(0x100));
         Ping(lab, a, b, count: 1);
+        Ping(lab, a, c, count: 1); // the bridge learns c's MAC
 
         // 1. Detach b while a floods it.
         var flood = lab.Start(a, "ping", "-f", "-w", "3", "-s", "1000", b.Ip);
@@ -281,8 +283,16 @@ public class PhysicalPortTests
         WaitFor(() => pc.Link == LinkState.Removed, 3000, "the port to notice the removal");
         Assert.Contains($"interface '{c.Outer}' was removed", pc.LastError);
         Assert.False(pc.SwitchPort.Up);
+        // The switch no longer delivers to it: frames for it are port-down drops, counted at the sender.
+        h.Send(h.FrameTo(c.MacBytes, 100, 1), h.FrameTo(c.MacBytes, 100, 2), h.FrameTo(c.MacBytes, 100, 3));
+        Assert.Equal(3, h.Stats.Drop(DropReason.PortDown));
         Ping(lab, a, d, count: 2);
+        int driverTid = pc.DriverTid;
+        Assert.True(Directory.Exists($"/proc/self/task/{driverTid}"));
         Assert.True(ports.Detach("valex", c.Outer));
+        Assert.True(pc.IsDetached);
+        Assert.False(Directory.Exists($"/proc/self/task/{driverTid}"), "the driver thread of a detached port has ended");
+        Assert.Equal(-1, pc.GetStatistics().DriverCpuNs);
         AssertAddsUp(pc);
         flood.WaitForExit(5000);
 
@@ -290,8 +300,73 @@ public class PhysicalPortTests
         Assert.Equal([pa, pd], ports.List().OrderBy(p => p.InterfaceName == a.Outer ? 0 : 1));
         Assert.All(ports.List(), p => Assert.Null(p.LastError));
         var bridge = host.Switch.FindBridge("valex")!;
-        Assert.Equal(2, bridge.Ports.Count);
+        Assert.Equal(3, bridge.Ports.Count); // a, d and the host port
         Assert.Equal(0, bridge.GetStatistics().Unaccounted);
+    }
+
+    [NetnsTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnInterfaceDeletedUnderLoadAndCreatedAgainIsReboundAndTrafficResumes(bool driverDomainTxSync)
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.13.1/24");
+        var b = lab.Add("b", "10.231.13.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 }) { DriverDomainTxSync = driverDomainTxSync };
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        var first = pb.GetStatistics();
+        Assert.Equal(0, first.Rebinds);
+        Ping(lab, a, b, count: 2);
+
+        // a floods b for the whole removal, re-creation and re-bind.
+        var flood = lab.Start(a, "ping", "-f", "-w", "120", "-s", "1000", b.Ip); // stopped below, once traffic has resumed
+        WaitFor(() => pb.GetStatistics().TxPackets > first.TxPackets + 200, 10_000, "load towards b");
+        NetLab.Must("ip", "link", "del", b.Outer);
+        WaitFor(() => pb.Link == LinkState.Removed, 5000, "the port to notice the removal");
+        Assert.False(pb.SwitchPort.Up);
+        Assert.Contains($"interface '{b.Outer}' was removed", pb.LastError);
+        AssertAddsUp(pb); // the switch port is down: nothing more is delivered
+        Thread.Sleep(200); // several idle timeouts: nothing to re-bind to, it stays removed
+        Assert.Equal(LinkState.Removed, pb.Link);
+        Assert.Equal(0, pb.GetStatistics().Rebinds);
+
+        // The veth comes back under the same name (GRO on, as a fresh veth may have it).
+        int newIndex = lab.Recreate(b, groOn: true);
+        Assert.NotEqual(first.InterfaceIndex, newIndex);
+        WaitFor(() => pb.GetStatistics().Rebinds == 1, 5000, "the port to re-bind");
+        WaitFor(() => pb.Link == LinkState.Up, 5000, "the re-bound link to be up");
+        var rebound = pb.GetStatistics();
+        Assert.Equal(newIndex, rebound.InterfaceIndex);
+        Assert.Equal(newIndex, pb.Backend.InterfaceIndex);
+        Assert.Equal("up", rebound.Link);
+        Assert.True(pb.SwitchPort.Up);
+        Assert.Null(pb.LastError);
+        Assert.Same(pb, ports.Find($"valex:{b.Outer}")); // the same attached port
+        // Set up as at attach: promiscuous, GRO off.
+        Assert.DoesNotContain("promiscuity 0 ", NetLab.Must("ip", "-d", "link", "show", "dev", b.Outer));
+        Assert.Contains("generic-receive-offload: off", NetLab.Must("ethtool", "-k", b.Outer));
+
+        // Traffic resumes through the same port: the flood's frames go out again, then ping.
+        long txAtRebind = rebound.TxPackets;
+        WaitFor(() => pb.GetStatistics().TxPackets > txAtRebind + 50, 10_000, "the flood to reach b again");
+        flood.Kill(); // the ping we started, by its process
+        Assert.True(flood.WaitForExit(10_000), "the flood ping ends");
+        Ping(lab, a, b, count: 3);
+        Ping(lab, b, a, count: 2);
+        Dump(ports);
+        AssertAddsUp(pb);
+        AssertAddsUp(pa);
+        var end = pb.GetStatistics();
+        Assert.Equal(1, end.Rebinds);
+        Assert.Equal(0, end.TxDrop(PortDropReason.Oversize) + end.TxDrop(PortDropReason.SendError));
+        Assert.Equal(0, host.Switch.FindBridge("valex")!.GetStatistics().Unaccounted);
+
+        // Detach undoes what the re-bind set up on the new interface.
+        Assert.True(ports.Detach("valex", b.Outer));
+        Assert.Contains("promiscuity 0 ", NetLab.Must("ip", "-d", "link", "show", "dev", b.Outer));
+        Assert.Contains("generic-receive-offload: on", NetLab.Must("ethtool", "-k", b.Outer));
     }
 
     [NetnsFact]
@@ -304,16 +379,29 @@ public class PhysicalPortTests
         using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 });
         ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
+        using var h = new Node(host.Switch, "valex:h0", Macs.Unicast(0x100));
+        var wireB = lab.Wire(b);
+        byte[] bMac = b.MacBytes;
         Ping(lab, a, b, count: 1);
 
         // Carrier loss: the peer (inside the namespace) goes down.
         NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "down");
         WaitFor(() => pb.Link == LinkState.Down, 2000, "the port to see the carrier loss");
+        // Exactly what a host port sends to it is counted (a's ARP entry for b is fresh: a sends nothing now).
+        var before = pb.GetStatistics();
+        h.Send([.. Enumerable.Range(0, 5).Select(i => h.FrameTo(bMac, 100, (uint)i))]);
+        var after = pb.GetStatistics();
+        Assert.Equal(5, after.TxDrop(PortDropReason.LinkDown) - before.TxDrop(PortDropReason.LinkDown));
+        Assert.Equal(before.TxPackets, after.TxPackets);
         lab.Exec(a, ["ping", "-c", "3", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
-        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 3, 2000, "link-down drops");
+        WaitFor(() => pb.GetStatistics().TxDrop(PortDropReason.LinkDown) >= 5 + 3, 2000, "link-down drops");
         NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "up");
         WaitFor(() => pb.Link == LinkState.Up, 3000, "the carrier to come back");
         Ping(lab, a, b, count: 1);
+        // The host port's frames reach the wire again.
+        var again = h.FrameTo(bMac, 100, 99);
+        h.Send(again);
+        Assert.Equal(again, wireB.NextTestFrame(5000));
 
         // Administratively down: the attached interface itself.
         NetLab.Must("ip", "link", "set", b.Outer, "down");

@@ -53,4 +53,72 @@ public class RunCommandTests(ITestOutputHelper output)
         // detached: promiscuous mode is off again on the outer ends
         Assert.DoesNotContain("PROMISC", NetLab.Must("ip", "link", "show", a.Outer));
     }
+
+    /// <summary>The ways the CLI is started without the right to open raw packet sockets.</summary>
+    private static readonly Dictionary<string, string[]> Unprivileged = new()
+    {
+        // uid/gid nobody, no capabilities at all
+        ["nobody"] = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"],
+        // still uid 0, but CAP_NET_RAW and CAP_NET_ADMIN taken out of the bounding set before exec
+        ["root-without-net-caps"] = ["setpriv", "--inh-caps=-net_raw,-net_admin", "--bounding-set=-net_raw,-net_admin", "--"],
+        // every capability, but in a new user namespace that does not own the network namespace
+        ["userns-root"] = ["unshare", "--user", "--map-root-user", "--"],
+    };
+
+    [UnprivilegedTheory]
+    [InlineData("nobody", "lacks CAP_NET_RAW")]
+    [InlineData("root-without-net-caps", "lacks CAP_NET_RAW")]
+    [InlineData("userns-root", "not in the user namespace that owns this network namespace")]
+    public void AttachingWithoutCapNetRawFailsWithAClearError(string who, string cause)
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.12.1/24");
+        var psi = new ProcessStartInfo(Unprivileged[who][0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // --seconds 60: should the attach succeed, the run would stay up and the exit code be 0.
+        foreach (string arg in (string[])[.. Unprivileged[who][1..], "dotnet", Cli.Dll, "run", "--interval", "0", "--seconds", "60", "--attach", $"valex:{a.Outer}"])
+            psi.ArgumentList.Add(arg);
+        psi.Environment["HOME"] = Path.GetTempPath(); // nobody's home does not exist
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        var r = Cli.RunProcess(psi, $"hypernf run as {who}"); // no hang: at most 60 s, then killed and failed
+        output.WriteLine(r.ToString());
+        Assert.Equal(1, r.Exit);
+        Assert.DoesNotContain("Unhandled exception", r.Err);
+        Assert.DoesNotContain("   at ", r.Err); // no stack trace
+        Assert.Contains($"cannot attach interface '{a.Outer}': permission denied opening a raw packet socket", r.Err);
+        Assert.Contains(cause, r.Err);
+        Assert.Contains("CAP_NET_RAW", r.Err);
+        Assert.DoesNotContain("attached", r.Out);
+        // Nothing was changed on the interface.
+        Assert.Contains("promiscuity 0 ", NetLab.Must("ip", "-d", "link", "show", "dev", a.Outer));
+    }
+}
+
+/// <summary>
+/// A theory that needs network namespaces, setpriv and unshare, and a CLI build that user
+/// nobody can read; skipped with the reason otherwise.
+/// </summary>
+public sealed class UnprivilegedTheoryAttribute : TheoryAttribute
+{
+    private static readonly Lazy<string?> Reason = new(Probe);
+
+    private static string? Probe()
+    {
+        if (NetLab.SkipReason is { } why) return why;
+        foreach (var tool in new[] { "setpriv", "unshare" })
+            if (NetLab.Run("sh", ["-c", $"command -v {tool}"], 5000, out _) != 0) return $"needs '{tool}' (util-linux) to drop privileges";
+        string dll;
+        try { dll = Cli.Dll; }
+        catch (FileNotFoundException e) { return e.Message; }
+        if (NetLab.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", "test", "-r", dll], 5000, out _) != 0)
+            return $"user nobody (65534) cannot read {dll}: the unprivileged run needs a readable build";
+        if (NetLab.Run("unshare", ["--user", "--map-root-user", "--", "true"], 5000, out string err) != 0)
+            return $"user namespaces are not available: {err.Trim()}";
+        return null;
+    }
+
+    public UnprivilegedTheoryAttribute()
+    {
+        if (Reason.Value is { } why) Skip = why;
+    }
 }
