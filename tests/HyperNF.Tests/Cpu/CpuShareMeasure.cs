@@ -7,18 +7,21 @@ using Xunit.Abstractions;
 namespace HyperNF.Tests.Cpu;
 
 /// <summary>
-/// The tests' own parent in the real v1 cpu hierarchy, <c>hypernf-test-PID</c>, with the largest
-/// cpu.shares the kernel takes. Controllers opened with <see cref="Name"/> as their parent put
-/// their groups below it, so the threads under test win their CPU against whatever else the
-/// machine runs (builds, other test runs: tasks of weight 1024 at the root) and only the caps
-/// and weights under test decide how that CPU is split. Without it a cap of 30% cannot be told
-/// from a thread that simply did not get a core. Created once for the "real cgroup" collection,
-/// removed after it (with any left behind by a killed run).
+/// The tests' own parent in the real v1 cpu hierarchy, <c>hypernf-test-PID</c>. Controllers
+/// opened with <see cref="Name"/> as their parent put their groups below it. While
+/// <see cref="Boost"/> is in effect the parent has 32 times the cpu.shares of a task, so the
+/// threads under test win their CPU against whatever else the machine runs (builds, other
+/// test runs: tasks of weight 1024 at the root) and only the caps and weights under test
+/// decide how that CPU is split. Without it a cap of 30% cannot be told from a thread that
+/// simply did not get a core. Boost only while measuring, after every thread is in its
+/// group: a thread still in the root group (a vCPU just started, before it is bound) would
+/// get 1/33 of a CPU it is pinned to. Created once for the "real cgroup" collection, removed
+/// after it (with any left behind by a killed run).
 /// </summary>
 public sealed class BoostedCgroupParent : IDisposable
 {
     private const string Prefix = "hypernf-test-";
-    public const int Shares = 262144; // the kernel's maximum (MAX_SHARES)
+    private const string Normal = "1024", Boosted = "32768";
 
     public string Name { get; } = Prefix + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
 
@@ -33,13 +36,26 @@ public sealed class BoostedCgroupParent : IDisposable
                 RemoveTree(stale);
         _path = Path.Combine(root, Name);
         CgroupFs.Real.CreateDirectory(_path);
-        CgroupFs.Real.Write(Path.Combine(_path, "cpu.shares"), Shares.ToString(CultureInfo.InvariantCulture));
+        CgroupFs.Real.Write(Path.Combine(_path, "cpu.shares"), Normal);
     }
 
     /// <summary>A v1 controller whose groups live under this parent.</summary>
     public ICpuController Open() => RealCgroupV1.Open(Name);
 
     public CpuControlOptions Options => new() { Mode = CpuControlMode.CgroupV1, ParentName = Name };
+
+    /// <summary>Raises the parent's cpu.shares until disposed.</summary>
+    public IDisposable Boost()
+    {
+        string file = Path.Combine(_path!, "cpu.shares");
+        CgroupFs.Real.Write(file, Boosted);
+        return new Restore(() => CgroupFs.Real.Write(file, Normal));
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
 
     public void Dispose()
     {

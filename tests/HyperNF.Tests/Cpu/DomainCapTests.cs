@@ -38,15 +38,16 @@ public class DomainCapTests(ITestOutputHelper output, BoostedCgroupParent booste
         int cpu = Environment.ProcessorCount - 1;
         var d = host.Create(Busy("capped", cpu, cap: 30));
         // Never above the cap in any window; at the cap (within 5 points) in some window.
+        using var boost = boosted.Boost();
         CpuShareMeasure.Until(output, "cap 30", [d.VCpuTimeNs],
             hard: s => Assert.True(s[0] <= 0.35, $"cap 30% not enforced: {s[0]:P1}"),
-            target: s => s[0] >= 0.25, settle: TimeSpan.FromMilliseconds(300));
+            target: s => s[0] >= 0.25, window: TimeSpan.FromSeconds(2), settle: TimeSpan.FromMilliseconds(300));
         // sched-credit2 -c 60 raises it; only the cap changes
         host.SetSchedule(d, weight: null, cap: 60);
         Assert.Equal(256, d.Weight);
         CpuShareMeasure.Until(output, "cap 60", [d.VCpuTimeNs],
             hard: s => Assert.True(s[0] <= 0.67, $"cap 60% not enforced: {s[0]:P1}"),
-            target: s => s[0] >= 0.53, settle: TimeSpan.FromMilliseconds(300));
+            target: s => s[0] >= 0.53, window: TimeSpan.FromSeconds(2), settle: TimeSpan.FromMilliseconds(300));
     }
 
     [RealCgroupV1Fact]
@@ -58,6 +59,7 @@ public class DomainCapTests(ITestOutputHelper output, BoostedCgroupParent booste
         var light = host.Create(Busy("light", cpu, weight: 256));
         // 3:1 by weight, whatever share of the CPU the pair gets together; equal or inverted
         // weights miss 2.2..4.0 in every window.
+        using var boost = boosted.Boost(); // only now: both vCPUs are in their groups
         CpuShareMeasure.Until(output, "weight 768, weight 256", [heavy.VCpuTimeNs, light.VCpuTimeNs],
             hard: s => Assert.True(s[0] + s[1] <= 1.05, $"two vCPUs pinned to one CPU got {s[0] + s[1]:P1} of it"),
             target: s => s[0] + s[1] >= 0.3 && s[0] / Math.Max(1e-9, s[1]) is >= 2.2 and <= 4.0,
