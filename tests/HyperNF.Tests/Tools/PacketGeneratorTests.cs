@@ -262,51 +262,60 @@ public class PacketGeneratorTests(ITestOutputHelper output)
     [Fact]
     public void Low_rate_is_honoured_roughly_without_burning_a_core_and_reports_each_interval()
     {
-        using var rig = new Rig();
-        var g = new PacketGenerator(rig.A, new PacketGeneratorOptions
+        // What load cannot change is checked on every attempt: never faster than the rate,
+        // never a report before its interval, little CPU, and a shortfall (rate, late reports)
+        // no larger than the time the thread was held up explains. The original bounds must
+        // hold in one of three attempts; only if every attempt was held up does the last one
+        // pass on the explained bounds alone (a pacer at half the rate fails either way unless
+        // the thread is held up for a third of every attempt).
+        for (int attempt = 1; ; attempt++)
         {
-            RatePps = 2000, Duration = TimeSpan.FromSeconds(1), ReportInterval = TimeSpan.FromMilliseconds(200),
-        });
-        var reports = new List<PacketGenInterval>();
-        g.Interval += reports.Add;
-        int tid = Native.GetTid();
-        long cpu0 = CpuTime.ThreadNs(tid);
-        var stall0 = Stall.Now();
-        var s = g.Run();
-        var stalled = Stall.Now().Since(stall0);
-        long cpu = CpuTime.ThreadNs(tid) - cpu0;
-        double secs = s.Elapsed.TotalSeconds, st = stalled.TotalSeconds;
-        output.WriteLine($"{s.Sent} frames in {secs:F3} s, thread held up {st * 1e3:F0} ms, {reports.Count} reports, cpu {cpu / 1e6:F1} ms");
+            using var rig = new Rig();
+            var g = new PacketGenerator(rig.A, new PacketGeneratorOptions
+            {
+                RatePps = 2000, Duration = TimeSpan.FromSeconds(1), ReportInterval = TimeSpan.FromMilliseconds(200),
+            });
+            var reports = new List<PacketGenInterval>();
+            g.Interval += reports.Add;
+            int tid = Native.GetTid();
+            long cpu0 = CpuTime.ThreadNs(tid);
+            var stall0 = Stall.Now();
+            var s = g.Run();
+            var stalled = Stall.Now().Since(stall0);
+            long cpu = CpuTime.ThreadNs(tid) - cpu0;
+            double secs = s.Elapsed.TotalSeconds, st = stalled.TotalSeconds;
+            output.WriteLine($"attempt {attempt}: {s.Sent} frames in {secs:F3} s, thread held up {st * 1e3:F0} ms, {reports.Count} reports, cpu {cpu / 1e6:F1} ms");
 
-        // What load cannot change holds as is: never faster than the rate, never a report
-        // before its interval, little CPU. What it can (the rate falling short, reports
-        // coming late) is allowed only as much as the time the thread was held up explains;
-        // on a quiet machine that is ~0 and the original bounds apply.
-        Assert.InRange(secs, 0.95, 3 + st);
-        Assert.True(s.Sent <= 2600 * secs, $"{s.Sent} frames in {secs:F3} s: faster than 2000 pps");
-        Assert.True(s.Sent >= 1400 * (secs - st), $"{s.Sent} frames in {secs:F3} s, held up {st * 1e3:F0} ms: the pacer fell short");
-        Assert.True(cpu < 0.5 * secs * 1e9, $"sender used {cpu / 1e6:F0} ms of CPU in {secs * 1e3:F0} ms");
-        Assert.All(reports, r => Assert.Equal(PacketGenFunction.Tx, r.Function));
-        Assert.All(reports, r => Assert.True(r.Length.TotalMilliseconds >= 199.9, $"a report after {r.Length.TotalMilliseconds:F1} ms"));
-        double late = reports.Sum(r => r.Length.TotalMilliseconds - 200);
-        Assert.True(late <= st * 1e3 + 50, $"reports {late:F0} ms late in total, the thread was held up {st * 1e3:F0} ms");
-        Assert.InRange(reports.Count, st < 0.3 ? 3 : 1, 5); // a 3rd report at 600 ms + lateness, before the end at 1 s
-        Assert.Equal(reports.Sum(r => r.Frames), reports[^1].TotalFrames);
-        var mid = reports.Count > 1 ? reports[1] : reports[0];
-        // Frames of an interval: the rate times its length, give or take the tokens of the time
-        // the thread was held up (caught up later, or not yet).
-        double shift = 2000 * st / mid.Length.TotalSeconds;
-        Assert.InRange(mid.Pps, Math.Min(1000, 2000 - shift - 50), Math.Max(3000, 2000 + shift + 50));
-        Assert.Equal(mid.Frames * 60 * 8 / mid.Length.TotalSeconds, mid.Bps, 1e-6);
-        Assert.Matches(@"^\s+\d+\.\d{3} tx \d+\.\d{3} K?pps \(\d+\.\d{3} K?pkts \d+\.\d{3} [KM]?bps in \d+ usec\) \d+\.\d{2} avg_batch$", PacketGenFormatter.FormatInterval(mid));
+            Assert.InRange(secs, 0.95, 3 + st);
+            Assert.True(s.Sent <= 2600 * secs, $"{s.Sent} frames in {secs:F3} s: faster than 2000 pps");
+            Assert.True(s.Sent >= 1400 * (secs - st), $"{s.Sent} frames in {secs:F3} s, held up {st * 1e3:F0} ms: the pacer fell short");
+            Assert.True(cpu < 0.5 * secs * 1e9, $"sender used {cpu / 1e6:F0} ms of CPU in {secs * 1e3:F0} ms");
+            Assert.InRange(reports.Count, 1, 5);
+            Assert.All(reports, r => Assert.Equal(PacketGenFunction.Tx, r.Function));
+            Assert.All(reports, r => Assert.True(r.Length.TotalMilliseconds >= 199.9, $"a report after {r.Length.TotalMilliseconds:F1} ms"));
+            double late = reports.Sum(r => r.Length.TotalMilliseconds - 200);
+            Assert.True(late <= st * 1e3 + 50, $"reports {late:F0} ms late in total, the thread was held up {st * 1e3:F0} ms");
+            Assert.Equal(reports.Sum(r => r.Frames), reports[^1].TotalFrames);
+            var mid = reports.Count > 1 ? reports[1] : reports[0];
+            // Frames of an interval: the rate times its length, give or take the tokens of the
+            // time the thread was held up (caught up later, or not yet).
+            double shift = 2000 * st / mid.Length.TotalSeconds;
+            Assert.InRange(mid.Pps, Math.Min(1000, 2000 - shift - 50), Math.Max(3000, 2000 + shift + 50));
+            Assert.Equal(mid.Frames * 60 * 8 / mid.Length.TotalSeconds, mid.Bps, 1e-6);
+            Assert.Matches(@"^\s+\d+\.\d{3} tx \d+\.\d{3} K?pps \(\d+\.\d{3} K?pkts \d+\.\d{3} [KM]?bps in \d+ usec\) \d+\.\d{2} avg_batch$", PacketGenFormatter.FormatInterval(mid));
+
+            bool original = secs <= 3 && s.Sent >= 1400 * secs && reports.Count >= 3 && mid.Pps is >= 1000 and <= 3000;
+            if (original || attempt == 3) return;
+        }
     }
 
     [Fact]
     public void Higher_rate_is_honoured_roughly()
     {
-        // Never faster than the rate (the bucket holds 4 ms of tokens). Slower only by what the
-        // thread could not run: a pacer that sleeps too long or loses tokens while the thread
-        // runs still falls short; a thread starved by other work on the machine does not fail.
+        // Never faster than the rate (the bucket holds 4 ms of tokens), on every attempt. At
+        // least 60% of it in one of four attempts: a thread kept off the CPU by other work
+        // loses tokens, a pacer that sleeps too long loses them every time. Only if every
+        // attempt was held up does the last pass on a shortfall the hold-up explains.
         for (int attempt = 1; ; attempt++)
         {
             using var rig = new Rig();
@@ -314,11 +323,14 @@ public class PacketGeneratorTests(ITestOutputHelper output)
             var s = new PacketGenerator(rig.A, new PacketGeneratorOptions { RatePps = 200_000, Duration = TimeSpan.FromMilliseconds(500) }).Run();
             var stalled = Stall.Now().Since(stall0);
             double secs = s.Elapsed.TotalSeconds, ran = secs - stalled.TotalSeconds;
-            output.WriteLine($"attempt {attempt}: {s.Sent} frames in {secs:F3} s ({s.Sent / secs:F0} pps), stalled {stalled.TotalMilliseconds:F0} ms");
+            output.WriteLine($"attempt {attempt}: {s.Sent} frames in {secs:F3} s ({s.Sent / secs:F0} pps), thread held up {stalled.TotalMilliseconds:F0} ms");
             Assert.True(s.Sent <= 280_000 * secs, $"{s.Sent / secs:F0} pps: faster than 200 kpps");
-            Assert.True(s.Sent >= 120_000 * ran, $"{s.Sent} frames in {secs:F3} s of which the thread was held up {stalled.TotalMilliseconds:F0} ms: the pacer fell short");
-            // a mostly starved attempt proves little: try again (bounded)
-            if (ran >= 0.5 * secs || attempt == 3) return;
+            if (s.Sent >= 120_000 * secs) return;
+            if (attempt == 4)
+            {
+                Assert.True(s.Sent >= 120_000 * ran, $"{s.Sent} frames in {secs:F3} s, held up {stalled.TotalMilliseconds:F0} ms: the pacer fell short in every attempt");
+                return;
+            }
         }
     }
 
