@@ -22,6 +22,9 @@ public class DomainCapTests(ITestOutputHelper output, BoostedCgroupParent booste
         }),
     };
 
+    /// <summary>A domain that stopped (the watchdog, a fault) measures 0%: say so instead.</summary>
+    private static void Running(Domain d) => Assert.True(d.State == DomainState.Running, $"domain {d.Name} is {d.State}: {d.CrashReason}");
+
     /// <summary>A host whose domains are bound to groups under the boosted test parent.</summary>
     private Host BoostedHost()
     {
@@ -40,13 +43,13 @@ public class DomainCapTests(ITestOutputHelper output, BoostedCgroupParent booste
         // Never above the cap in any window; at the cap (within 5 points) in some window.
         using var boost = boosted.Boost();
         CpuShareMeasure.Until(output, "cap 30", [d.VCpuTimeNs],
-            hard: s => Assert.True(s[0] <= 0.35, $"cap 30% not enforced: {s[0]:P1}"),
+            hard: s => { Running(d); Assert.True(s[0] <= 0.35, $"cap 30% not enforced: {s[0]:P1}"); },
             target: s => s[0] >= 0.25, window: TimeSpan.FromSeconds(2), settle: TimeSpan.FromMilliseconds(300));
         // sched-credit2 -c 60 raises it; only the cap changes
         host.SetSchedule(d, weight: null, cap: 60);
         Assert.Equal(256, d.Weight);
         CpuShareMeasure.Until(output, "cap 60", [d.VCpuTimeNs],
-            hard: s => Assert.True(s[0] <= 0.67, $"cap 60% not enforced: {s[0]:P1}"),
+            hard: s => { Running(d); Assert.True(s[0] <= 0.67, $"cap 60% not enforced: {s[0]:P1}"); },
             target: s => s[0] >= 0.53, window: TimeSpan.FromSeconds(2), settle: TimeSpan.FromMilliseconds(300));
     }
 
@@ -61,7 +64,7 @@ public class DomainCapTests(ITestOutputHelper output, BoostedCgroupParent booste
         // weights miss 2.2..4.0 in every window.
         using var boost = boosted.Boost(); // only now: both vCPUs are in their groups
         CpuShareMeasure.Until(output, "weight 768, weight 256", [heavy.VCpuTimeNs, light.VCpuTimeNs],
-            hard: s => Assert.True(s[0] + s[1] <= 1.05, $"two vCPUs pinned to one CPU got {s[0] + s[1]:P1} of it"),
+            hard: s => { Running(heavy); Running(light); Assert.True(s[0] + s[1] <= 1.05, $"two vCPUs pinned to one CPU got {s[0] + s[1]:P1} of it"); },
             target: s => s[0] + s[1] >= 0.3 && s[0] / Math.Max(1e-9, s[1]) is >= 2.2 and <= 4.0,
             settle: TimeSpan.FromMilliseconds(300));
     }
