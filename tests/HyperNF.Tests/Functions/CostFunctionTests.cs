@@ -25,22 +25,30 @@ public class CostFunctionTests
         Assert.True(dear.IterationsPerPacket > 0);
         var frames = Enumerable.Range(0, 16).Select(i => Pkt.Udp("10.0.0.1", (ushort)i, "10.0.0.2", 2)).ToArray();
 
+        // The fastest of three runs: being preempted only ever adds time, so a cheap run that
+        // lost the CPU for a few ms on a busy machine cannot look dearer than 16 M cycles.
+        const int Runs = 3;
         double Time(CostFunction nf)
         {
             Pkt.Run(nf, 0, frames); // warm-up
-            var sw = Stopwatch.StartNew();
-            var (f, v) = Pkt.Run(nf, 0, frames);
-            sw.Stop();
-            Assert.All(v, x => Assert.Equal(Verdict.Forward, x));
-            for (int i = 0; i < frames.Length; i++) Assert.Equal(frames[i], f[i]);
-            return sw.Elapsed.TotalMilliseconds;
+            double best = double.MaxValue;
+            for (int r = 0; r < Runs; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                var (f, v) = Pkt.Run(nf, 0, frames);
+                sw.Stop();
+                Assert.All(v, x => Assert.Equal(Verdict.Forward, x));
+                for (int i = 0; i < frames.Length; i++) Assert.Equal(frames[i], f[i]);
+                best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+            }
+            return best;
         }
 
         double tCheap = Time(cheap), tDear = Time(dear);
         // 16 M cycles is several ms at any clock rate; only a coarse sanity check.
         Assert.True(tDear > tCheap, $"cycles=1e6: {tDear} ms, cycles=0: {tCheap} ms");
         Assert.True(tDear > 1, $"16 packets x 1e6 cycles took only {tDear} ms");
-        Assert.Equal(32, Pkt.Counter(dear, "packets"));
+        Assert.Equal(16 * (1 + Runs), Pkt.Counter(dear, "packets"));
         Assert.Equal(1_000_000, Pkt.Counter(dear, "cycles_per_packet"));
     }
 

@@ -81,6 +81,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
             var go = new ManualResetEventSlim();
             var received = new long[Senders];
             long pollTimeoutsWhileSending = 0, polls = 0, sleepingPolls = 0, emptySlots = 0;
+            int sending = Senders; // senders not yet finished
 
             var receiver = new Thread(() =>
             {
@@ -102,8 +103,10 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                             {
                                 // nothing ready: this Poll goes to sleep until a sender wakes it
                                 sleepingPolls++;
+                                // A timeout counts only if a sender was running through all of it
+                                // (not: the senders had just finished and the test thread was slow to set done).
                                 var ev = rx.Port.Poll(PollEvents.In, 1000);
-                                if (ev == PollEvents.None && Volatile.Read(ref done) == 0) pollTimeoutsWhileSending++;
+                                if (ev == PollEvents.None && Volatile.Read(ref sending) > 0) pollTimeoutsWhileSending++;
                             }
                         }
                         else
@@ -209,6 +212,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
                     }
                 }
                 catch (Exception e) { Fail($"sender {id}: {e}"); }
+                finally { Interlocked.Decrement(ref sending); }
             }) { IsBackground = true, Name = $"tx{id}" }).ToArray();
 
             threads.Add(receiver);

@@ -77,7 +77,7 @@ public class DetachTests
                     }
                     ring.Head = ring.Cur = cur;
                     p.TxSync();
-                    syncs++;
+                    Interlocked.Increment(ref syncs);
                 }
             }
             catch (Exception e) { Interlocked.CompareExchange(ref failure, "sender: " + e, null); }
@@ -87,7 +87,10 @@ public class DetachTests
         {
             try
             {
-                for (int i = 0; i < Cycles && Volatile.Read(ref failure) is null; i++)
+                // At least Cycles detaches, and on until the sender has synced more often than
+                // that (a sender starved by a busy machine would otherwise overlap with few of
+                // them); bounded, so a sender that stopped syncing still fails below.
+                for (int i = 0; (i < Cycles || Interlocked.Read(ref syncs) <= Cycles) && i < 20 * Cycles && Volatile.Read(ref failure) is null; i++)
                 {
                     var p = sw.OpenPort("valedt:churn", mem);
                     Volatile.Write(ref current, p);
@@ -101,7 +104,7 @@ public class DetachTests
 
         sender.Start();
         churn.Start();
-        bool finished = churn.Join(TimeSpan.FromSeconds(30));
+        bool finished = churn.Join(TimeSpan.FromSeconds(60));
         Volatile.Write(ref stop, 1);
         bool senderDone = sender.Join(TimeSpan.FromSeconds(10));
         if (finished && senderDone)
@@ -112,7 +115,7 @@ public class DetachTests
         Assert.True(failure is null, failure);
         Assert.True(finished, "closing a port hung: a sync left its ring marked busy");
         Assert.True(senderDone);
-        Assert.True(syncs > Cycles, $"only {syncs} syncs ran");
+        Assert.True(syncs > Cycles, $"only {syncs} syncs ran during the detaches");
         // every detached port's counters were kept, and syncs on a closed port count nothing
         Assert.True(StatsAssert.Balanced(sw, "valedt").Delivered > 0);
     }

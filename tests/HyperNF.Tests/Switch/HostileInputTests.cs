@@ -575,7 +575,16 @@ public class HostileConcurrencyTests
             }, 4)),
         };
         foreach (var t in threads) { t.IsBackground = true; t.Start(); }
+        // 2 s of hostility, and on (at most 30 s) until there was enough traffic and enough
+        // refused index writes to mean anything: a busy machine may give the threads little CPU.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         Thread.Sleep(2000);
+        while (clock.Elapsed < TimeSpan.FromSeconds(30) && Volatile.Read(ref failure) is null)
+        {
+            var now = sw.FindBridge("valehc")!.GetStatistics();
+            if (now.Sent > 1000 && now.Delivered > 100 && now.CorruptRingIndex > 0) break;
+            Thread.Sleep(100);
+        }
         Volatile.Write(ref stop, 1);
         bool joined = threads.All(t => t.Join(10_000));
         Assert.True(joined, "a thread did not stop");

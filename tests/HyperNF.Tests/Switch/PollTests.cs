@@ -71,7 +71,7 @@ public class PollTests
         waiter.Start();
         Thread.Sleep(50);
         b.Port.Dispose();
-        bool woke = waiter.Join(3000);
+        bool woke = waiter.Join(30_000); // "never returns" vs "returns": a generous bound for a busy machine
         if (woke) b.Dispose(); // else leak the region: the waiter still reads its ring
         Assert.True(woke, "Poll(-1) on a closed port never returned");
         Assert.Equal(PollEvents.None, result);
@@ -84,9 +84,11 @@ public class PollTests
         using var mem = new HyperNF.Memory.DomainMemory(new HyperNF.Memory.RegionLayout { MaxPorts = 1, SlotsPerRing = 8 });
         var p = sw.OpenPort("valepoll:c", mem);
         p.Dispose();
+        // "at once" vs "after the timeout": the timeout is long enough that a loaded machine
+        // never blurs the two; a Poll that sleeps on a closed port takes 30 s and fails.
         var clock = Stopwatch.StartNew();
-        Assert.Equal(PollEvents.None, p.Poll(PollEvents.In | PollEvents.Out, 5000));
-        Assert.True(clock.ElapsedMilliseconds < 1000);
+        Assert.Equal(PollEvents.None, p.Poll(PollEvents.In | PollEvents.Out, 30_000));
+        Assert.True(clock.ElapsedMilliseconds < 10_000, $"Poll on a closed port took {clock.ElapsedMilliseconds} ms");
     }
 
     [Fact]
@@ -102,16 +104,18 @@ public class PollTests
             var clock = Stopwatch.StartNew();
             var waiter = new Thread(() =>
             {
-                result = b.Port.Poll(PollEvents.In, 10_000);
+                result = b.Port.Poll(PollEvents.In, 60_000);
                 wokeAt = clock.ElapsedMilliseconds;
             });
             waiter.Start();
             Thread.Sleep(20); // let it go to sleep (if it has not, the test is merely weaker)
             long sentAt = clock.ElapsedMilliseconds;
             a.Send(a.FrameTo(b.Mac, 60, (uint)round));
-            Assert.True(waiter.Join(5000), "Poll was not woken");
+            // Woken by the send, not by the 60 s timeout: the bounds leave a loaded machine
+            // plenty of time to schedule the waiter, and a missed wake-up still fails here.
+            Assert.True(waiter.Join(40_000), "Poll was not woken");
             Assert.Equal(PollEvents.In, result);
-            Assert.True(wokeAt - sentAt < 2000, $"woken {wokeAt - sentAt} ms after the send");
+            Assert.True(wokeAt - sentAt < 10_000, $"woken {wokeAt - sentAt} ms after the send");
             Assert.Single(b.Receive());
         }
     }
