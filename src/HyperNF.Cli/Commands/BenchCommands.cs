@@ -76,10 +76,12 @@ internal static partial class BenchCommands
         var batch = new Option<int>("--batch", "-b") { Description = "Frames per send() of the sender", DefaultValueFactory = _ => 256 };
         var only = new Option<string?>("--path") { Description = "sender-only, hypernf, hypernf-xdp, linux-bridge or ovs-netdev (default: all, the sender-only yardstick first)" };
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "HyperNF: the port driver thread transmits (ctl op 5 = 1)" };
+        var xdpMode = new Option<string>("--xdp-mode") { Description = "hypernf-xdp: where the XDP program runs", DefaultValueFactory = _ => "auto" };
+        xdpMode.AcceptOnlyFromAmong("auto", "native", "generic");
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace, with a sender-only yardstick: Mpps, CPU and switching CPU per frame (root).")
         {
-            sizes, seconds, batch, only, drvdom, json,
+            sizes, seconds, batch, only, drvdom, xdpMode, json,
         };
         cmd.SetAction(p =>
         {
@@ -103,7 +105,7 @@ internal static partial class BenchCommands
             {
                 FrameSizes = p.GetValue(sizes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
                 Seconds = p.GetValue(seconds), Batch = p.GetValue(batch), Paths = paths,
-                SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom),
+                SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom), XdpMode = p.GetValue(xdpMode)!,
             };
             var results = PortsBenchmark.Run(o, Console.WriteLine);
             var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "switching ns/pkt", "port drops", "switch drops");

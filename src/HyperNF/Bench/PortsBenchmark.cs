@@ -40,6 +40,8 @@ public sealed record PortsBenchmarkOptions
     public int DriverCpu { get; init; } = 1;
     /// <summary>drvdom_txsync (ctl op 5) for the HyperNF path.</summary>
     public bool DriverDomainTxSync { get; init; }
+    /// <summary>Where the hypernf-xdp path runs its XDP program: auto, native or generic.</summary>
+    public string XdpMode { get; init; } = "auto";
 }
 
 public sealed record PortsBenchmarkResult
@@ -139,6 +141,7 @@ public static class PortsBenchmark
                 {
                     DriverCpus = o.DriverCpu >= 0 ? [o.DriverCpu] : [],
                     Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet",
+                    XdpMode = o.XdpMode,
                 })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,
