@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using HyperNF.Bench;
+using HyperNF.Ports;
 using HyperNF.Bench.Experiments;
 using HyperNF.Hypervisor;
 using Spectre.Console;
@@ -78,10 +79,12 @@ internal static partial class BenchCommands
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "HyperNF: the port driver thread transmits (ctl op 5 = 1)" };
         var xdpMode = new Option<string>("--xdp-mode") { Description = "hypernf-xdp: where the XDP program runs", DefaultValueFactory = _ => "auto" };
         xdpMode.AcceptOnlyFromAmong("auto", "native", "generic");
+        var txMode = new Option<string>("--af-packet-tx") { Description = "hypernf path: AF_PACKET transmission through a TPACKET_V2 ring or sendmmsg", DefaultValueFactory = _ => new PhysicalPortOptions().TxRing ? "ring" : "sendmmsg" };
+        txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace, with a sender-only yardstick: Mpps, CPU and switching CPU per frame (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, json,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json,
         };
         cmd.SetAction(p =>
         {
@@ -106,6 +109,7 @@ internal static partial class BenchCommands
                 FrameSizes = p.GetValue(sizes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
                 Seconds = p.GetValue(seconds), Batch = p.GetValue(batch), Paths = paths,
                 SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom), XdpMode = p.GetValue(xdpMode)!,
+                TxRing = p.GetValue(txMode) == "ring",
             };
             var results = PortsBenchmark.Run(o, Console.WriteLine);
             var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "switching ns/pkt", "port drops", "switch drops");

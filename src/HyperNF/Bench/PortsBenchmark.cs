@@ -42,6 +42,8 @@ public sealed record PortsBenchmarkOptions
     public bool DriverDomainTxSync { get; init; }
     /// <summary>Where the hypernf-xdp path runs its XDP program: auto, native or generic.</summary>
     public string XdpMode { get; init; } = "auto";
+    /// <summary>The hypernf path's AF_PACKET transmission: a TPACKET_V2 ring (true) or sendmmsg (false).</summary>
+    public bool TxRing { get; init; } = new PhysicalPortOptions().TxRing;
 }
 
 public sealed record PortsBenchmarkResult
@@ -71,6 +73,7 @@ public sealed record PortsBenchmarkResult
     [JsonPropertyName("switch_ns_per_packet")] public double? SwitchNsPerPacket { get; init; }
     [JsonPropertyName("port_drops")] public long PortDrops { get; init; }
     [JsonPropertyName("switch_drops")] public long SwitchDrops { get; init; }
+    [JsonPropertyName("port_drops_by_reason")] public IReadOnlyDictionary<string, long> PortDropsByReason { get; init; } = new Dictionary<string, long>();
     [JsonPropertyName("drvdom_txsync")] public bool DriverDomainTxSync { get; init; }
 }
 
@@ -115,7 +118,8 @@ public static class PortsBenchmark
                 if (yard is not null && path != PortsBenchmarkPath.SenderOnly && r.Received > 0)
                     r = r with { SwitchNsPerPacket = r.NsPerPacket - yard.NsPerPacket };
                 progress?.Invoke($"{r.Path,-12} {r.FrameSize,5} B: {r.Mpps,6:F3} Mpps ({r.MppsOffered:F3} offered) {r.Gbps,6:F2} Gbit/s  " +
-                                 $"cpu {r.CpuPct:F0}% (sender {r.SenderCpuPct:F0}%, driver {r.DriverCpuPct:F0}%)  {r.NsPerPacket:F0} ns/pkt");
+                                 $"cpu {r.CpuPct:F0}% (sender {r.SenderCpuPct:F0}%, driver {r.DriverCpuPct:F0}%)  {r.NsPerPacket:F0} ns/pkt" +
+                                 (r.PortDropsByReason.Count > 0 ? "  drops " + string.Join(", ", r.PortDropsByReason.Select(kv => $"{kv.Key} {kv.Value}")) : ""));
                 results.Add(r);
             }
         return results;
@@ -142,6 +146,7 @@ public static class PortsBenchmark
                     DriverCpus = o.DriverCpu >= 0 ? [o.DriverCpu] : [],
                     Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet",
                     XdpMode = o.XdpMode,
+                    TxRing = o.TxRing,
                 })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,
@@ -168,19 +173,27 @@ public static class PortsBenchmark
             long rx0 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
             long drvNs0 = DriverNs(ports);
             var (portDrops0, switchDrops0) = Drops(ports, sw);
-            var (busy0, _) = MachineTicks();
+            long idle0 = MachineIdleTicks();
+            var dropsAtStart = PortDropsByReason(ports);
             var sw0 = Stopwatch.StartNew();
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
             long rx1 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
             long drvNs1 = DriverNs(ports);
             var (portDrops1, switchDrops1) = Drops(ports, sw);
-            var (busy1, _) = MachineTicks();
+            long idle1 = MachineIdleTicks();
+            var byReason0 = dropsAtStart;
+            var byReason = PortDropsByReason(ports);
+            foreach (var (k, v) in byReason0) byReason[k] = byReason.GetValueOrDefault(k) - v;
             double secs = sw0.Elapsed.TotalSeconds;
             sender.Stop();
             if (sender.Error is { } e) throw new InvalidOperationException($"ports benchmark sender failed: {e.Message}", e);
 
             long received = rx1 - rx0, sent = sent1 - sent0;
-            double busyNs = (busy1 - busy0) * (1e9 / 100.0); // USER_HZ = 100
+            // Busy = all CPUs' wall time less their idle time. Idle time is measured exactly (the
+            // nohz code clocks it), but user/system/softirq ticks are sampled by a tick that only
+            // fires on a CPU that is running: they over-count a CPU that is often briefly idle
+            // (measured: 645 ticks in 3 s on 2 CPUs), so they are not used.
+            double busyNs = Math.Max(0, Environment.ProcessorCount * secs * 1e9 - (idle1 - idle0) * (1e9 / 100.0)); // USER_HZ = 100
             long portDrops = portDrops1 - portDrops0, switchDrops = switchDrops1 - switchDrops0;
             return new PortsBenchmarkResult
             {
@@ -193,6 +206,7 @@ public static class PortsBenchmark
                 DriverCpuPct = (drvNs1 - drvNs0) / secs / 1e7,
                 NsPerPacket = received > 0 ? busyNs / received : 0,
                 PortDrops = portDrops, SwitchDrops = switchDrops,
+                PortDropsByReason = byReason.Where(kv => kv.Value != 0).ToDictionary(),
                 DriverDomainTxSync = (path is PortsBenchmarkPath.HyperNF or PortsBenchmarkPath.HyperNFXdp) && o.DriverDomainTxSync,
             };
         }
@@ -226,6 +240,24 @@ public static class PortsBenchmark
         Sh(out _, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.veth0.disable_ipv6=1");
         Must("ip", "-n", ns, "link", "set", "veth0", "up");
         Must("ip", "link", "set", outer, "up");
+    }
+
+    /// <summary>Port drops by direction and reason ("rx:kernel_ring_full"), summed over the ports.</summary>
+    private static Dictionary<string, long> PortDropsByReason(PhysicalPorts? ports)
+    {
+        var d = new Dictionary<string, long>();
+        if (ports is null) return d;
+        foreach (var p in ports.List())
+        {
+            var s = p.GetStatistics();
+            for (int i = 0; i < PortDropReasons.Count; i++)
+            {
+                string name = ((PortDropReason)i).Key();
+                if (s.RxDrops[i] != 0) d[$"rx:{name}"] = d.GetValueOrDefault($"rx:{name}") + s.RxDrops[i];
+                if (s.TxDrops[i] != 0) d[$"tx:{name}"] = d.GetValueOrDefault($"tx:{name}") + s.TxDrops[i];
+            }
+        }
+        return d;
     }
 
     private static (long Port, long Switch) Drops(PhysicalPorts? ports, ValeSwitch? sw)
@@ -262,14 +294,12 @@ public static class PortsBenchmark
         return doc.RootElement[0].GetProperty("stats64").GetProperty("rx").GetProperty("packets").GetInt64();
     }
 
-    /// <summary>Busy and total ticks of all CPUs from /proc/stat.</summary>
-    private static (long Busy, long Total) MachineTicks()
+    /// <summary>Idle and iowait time of all CPUs from /proc/stat, in USER_HZ ticks.</summary>
+    private static long MachineIdleTicks()
     {
         string line = File.ReadLines("/proc/stat").First();
         var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        long idle = f[3] + f[4];
-        long total = f.Take(8).Sum();
-        return (total - idle, total);
+        return f[3] + f[4];
     }
 
     private static string Must(params string[] args) => Processes.Must(10_000, args);

@@ -111,6 +111,34 @@ internal static unsafe partial class PacketSocket
     }
 
     [StructLayout(LayoutKind.Sequential)]
+    public struct Iovec
+    {
+        public byte* Base;
+        public nuint Len;
+    }
+
+    /// <summary>struct msghdr (x86_64: 56 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLen;
+        public Iovec* Iov;
+        public nuint IovLen;
+        public void* Control;
+        public nuint ControlLen;
+        public int Flags;
+    }
+
+    /// <summary>struct mmsghdr: a message and the bytes sendmmsg() sent of it.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Mmsghdr
+    {
+        public MsgHdr Hdr;
+        public uint Len;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
     public struct TpacketReq
     {
         public uint BlockSize, BlockNr, FrameSize, FrameNr;
@@ -201,6 +229,9 @@ internal static unsafe partial class PacketSocket
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(int fd, void* buffer, nuint length, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "sendmmsg", SetLastError = true)]
+    public static partial int SendMmsg(int fd, Mmsghdr* messages, uint count, int flags);
 
     [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);

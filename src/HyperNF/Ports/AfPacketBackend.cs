@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
 using HyperNF.Linux;
 using static HyperNF.Linux.PacketSocket;
 
@@ -30,6 +31,11 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private int _txHead;        // next TX frame we fill
     private int _txFirstQueued; // first frame committed since the last flush
     private int _txQueued;      // frames committed since the last flush
+    // TX without the ring (TxRing = false): frames in our own memory, one sendmmsg() per flush
+    private readonly bool _txViaRing;
+    private byte* _txBuf;
+    private Mmsghdr* _txMsgs;
+    private Iovec* _txIov;
     private volatile int _mtu;
     private bool _promisc;
     private ReceiveOffloads _offloads;
@@ -40,7 +46,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public int Mtu => _mtu;
     public int TxCapacity => _txFrameSize - T2TxDataOffset;
     public string Description =>
-        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx v2 {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
+        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
 
     private AfPacketBackend(string ifName, int ifIndex, int mtu, PhysicalPortOptions o)
     {
@@ -57,6 +63,8 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         int frames = Math.Max(256, o.TxRingBytes / _txFrameSize);
         _txBlocks = (frames + perBlock - 1) / perBlock;
         _txFrames = _txBlocks * perBlock;
+        _txViaRing = o.TxRing;
+        if (!_txViaRing) _txFrames = o.TxBatchFrames;
     }
 
     /// <summary>Opens both sockets on <paramref name="ifName"/>, or throws an exception that names the interface and the fix.</summary>
@@ -182,6 +190,11 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     private void OpenTx(PhysicalPortOptions o)
     {
+        if (!_txViaRing)
+        {
+            OpenTxBatch(o);
+            return;
+        }
         _txFd = NewSocket();
         Check(SetInt(_txFd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION v2");
         Check(SetInt(_txFd, SOL_PACKET, PACKET_LOSS, 1), "PACKET_LOSS");
@@ -275,10 +288,55 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     // ------------------------------------------------------------------ TX
 
+    /// <summary>
+    /// The TX socket without a ring: frames are queued in our own memory and one sendmmsg()
+    /// hands the whole batch over. Each frame becomes an skb with linear data, which a veth
+    /// forwards as it is; a TPACKET ring's frames are page fragments the kernel must copy into
+    /// fresh pages (skb_copy_ubufs) before a veth may hand them to another namespace.
+    /// </summary>
+    private void OpenTxBatch(PhysicalPortOptions o)
+    {
+        _txFd = NewSocket();
+        if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
+        long sndbuf = Math.Min(int.MaxValue / 2, 4L * _txFrameSize * _txFrames);
+        if (SetInt(_txFd, SOL_SOCKET, SO_SNDBUFFORCE, (int)sndbuf) != 0) SetInt(_txFd, SOL_SOCKET, SO_SNDBUF, (int)sndbuf);
+        _txBuf = (byte*)NativeMemory.AlignedAlloc((nuint)_txFrames * (nuint)_txFrameSize, 64);
+        _txMsgs = (Mmsghdr*)NativeMemory.AllocZeroed((nuint)_txFrames, (nuint)sizeof(Mmsghdr));
+        _txIov = (Iovec*)NativeMemory.AllocZeroed((nuint)_txFrames, (nuint)sizeof(Iovec));
+        for (int i = 0; i < _txFrames; i++)
+        {
+            _txIov[i].Base = _txBuf + (nuint)i * (nuint)_txFrameSize;
+            _txMsgs[i].Hdr.Iov = &_txIov[i];
+            _txMsgs[i].Hdr.IovLen = 1;
+        }
+        var sll = new SockaddrLl { Family = AF_PACKET, Protocol = 0, IfIndex = InterfaceIndex };
+        Check(Bind(_txFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the TX socket");
+    }
+
+    private TransmitResult FlushBatch()
+    {
+        int count = _txQueued, sent = 0, errno = 0;
+        for (int attempt = 0; sent < count && attempt < 4; attempt++)
+        {
+            int r = SendMmsg(_txFd, _txMsgs + sent, (uint)(count - sent), MSG_DONTWAIT);
+            if (r > 0) { sent += r; attempt = -1; errno = 0; continue; } // progress: keep going
+            errno = LastErrno;
+            if (errno is EINTR or EAGAIN or ENOBUFS) continue;
+            break; // ENETDOWN, ENXIO...: the caller counts the rest as drops
+        }
+        _txQueued = 0;
+        if (sent == count) return TransmitResult.Ok;
+        long bytes = 0;
+        for (int i = sent; i < count; i++) bytes += (long)_txIov[i].Len;
+        return new TransmitResult(errno == 0 ? EAGAIN : errno, count - sent, bytes);
+    }
+
     private byte* TxFrame(int i) => _txRing + (nuint)i * (nuint)_txFrameSize;
 
     public Span<byte> BeginTransmit()
     {
+        if (!_txViaRing)
+            return _txQueued < _txFrames ? new Span<byte>(_txIov[_txQueued].Base, TxCapacity) : default;
         byte* f = TxFrame(_txHead);
         // Acquire: the kernel's last use of the frame (AVAILABLE set by the skb destructor).
         uint st = Volatile.Read(ref *(uint*)(f + T2Status));
@@ -289,6 +347,11 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public void CommitTransmit(int length)
     {
         if ((uint)length > (uint)TxCapacity) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {TxCapacity} bytes");
+        if (!_txViaRing)
+        {
+            _txIov[_txQueued++].Len = (nuint)length;
+            return;
+        }
         byte* f = TxFrame(_txHead);
         *(uint*)(f + T2Len) = (uint)length;
         // Release: the frame bytes and length are written before the kernel can see the request.
@@ -300,6 +363,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public TransmitResult Flush()
     {
         if (_txQueued == 0) return TransmitResult.Ok;
+        if (!_txViaRing) return FlushBatch();
         int errno = 0;
         // MSG_DONTWAIT: the kernel transmits every requested frame in this call but does not
         // wait for their completion.
@@ -380,6 +444,10 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         if (_rxRing != null) Native.Munmap((nint)_rxRing, _rxRingBytes);
         if (_txRing != null) Native.Munmap((nint)_txRing, _txRingBytes);
         _rxRing = _txRing = null;
+        if (_txBuf != null) NativeMemory.AlignedFree(_txBuf);
+        if (_txMsgs != null) NativeMemory.Free(_txMsgs);
+        if (_txIov != null) NativeMemory.Free(_txIov);
+        _txBuf = null; _txMsgs = null; _txIov = null;
         if (_rxFd >= 0) Native.Close(_rxFd);
         if (_txFd >= 0) Native.Close(_txFd);
         _rxFd = _txFd = -1;

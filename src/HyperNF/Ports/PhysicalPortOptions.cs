@@ -17,6 +17,13 @@ public sealed record PhysicalPortOptions
     public int ReceiveBufferBytes { get; init; } = 8 * 1024 * 1024;
     /// <summary>Put the interface in promiscuous mode while attached (a bridge port must see every frame).</summary>
     public bool Promiscuous { get; init; } = true;
+    /// <summary>
+    /// AF_PACKET TX through a TPACKET_V2 ring (true) or one sendmmsg() per flush of frames kept
+    /// in our own memory (false). See docs/ports.md for which is cheaper where.
+    /// </summary>
+    public bool TxRing { get; init; } = true;
+    /// <summary>Frames one sendmmsg() flush can carry when <see cref="TxRing"/> is false.</summary>
+    public int TxBatchFrames { get; init; } = 512;
     /// <summary>PACKET_QDISC_BYPASS on the TX socket: frames go straight to the driver, as netmap's do.</summary>
     public bool QdiscBypass { get; init; } = true;
     /// <summary>
@@ -60,6 +67,7 @@ public sealed record PhysicalPortOptions
         if (RxBlockCount is < 2 or > 1024) throw new ArgumentOutOfRangeException(nameof(RxBlockCount), RxBlockCount, "RX blocks: 2..1024");
         if (RxBlockTimeoutMs is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(RxBlockTimeoutMs), RxBlockTimeoutMs, "the RX block timeout must be 1..1000 ms");
         if (TxRingBytes is < 64 * 1024 or > 256 * 1024 * 1024) throw new ArgumentOutOfRangeException(nameof(TxRingBytes), TxRingBytes, "the TX ring must be 64 KiB..256 MiB");
+        if (TxBatchFrames is < 16 or > 4096) throw new ArgumentOutOfRangeException(nameof(TxBatchFrames), TxBatchFrames, "sendmmsg batch: 16..4096 frames");
         if (RxBudget is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(RxBudget), RxBudget, "the RX budget must be 1..65536 frames");
         if (!BackendNames.Contains(Backend)) throw new ArgumentException($"unknown port backend '{Backend}': use {string.Join(" or ", BackendNames)}", nameof(Backend));
         if (XdpMode is not ("auto" or "native" or "generic")) throw new ArgumentException($"unknown XDP mode '{XdpMode}': use auto, native or generic", nameof(XdpMode));
