@@ -29,7 +29,7 @@ public interface IInterfaceBackend : IDisposable
     int Mtu { get; }
     /// <summary>The largest frame the transmit ring can hold (its frame size less the header).</summary>
     int TxCapacity { get; }
-    /// <summary>A short description for listings ("af_packet v3/v2, 16 x 256 KiB rx, 1024 x 2048 B tx").</summary>
+    /// <summary>A short description for listings ("af_packet rx v3 64 x 256 KiB, tx v2 1024 x 2048 B").</summary>
     string Description { get; }
 
     /// <summary>Hands up to <paramref name="budget"/> received frames to <paramref name="receiver"/>, without blocking. Returns how many.</summary>

@@ -5,7 +5,7 @@ public sealed record PhysicalPortOptions
 {
     /// <summary>TPACKET_V3 RX block size (a multiple of the page size; also the largest frame the kernel can hand us).</summary>
     public int RxBlockBytes { get; init; } = 256 * 1024;
-    public int RxBlockCount { get; init; } = 16;
+    public int RxBlockCount { get; init; } = 64;
     /// <summary>
     /// How long the kernel keeps a partly filled RX block before handing it over. It bounds the
     /// latency a lightly loaded port adds (under load blocks fill up first).
