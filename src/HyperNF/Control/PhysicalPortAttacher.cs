@@ -3,7 +3,7 @@ using HyperNF.Switch;
 
 namespace HyperNF.Control;
 
-/// <summary>vale-ctl -a/-d for the daemon: Linux interfaces attached through AF_PACKET (<see cref="PhysicalPorts"/>).</summary>
+/// <summary>vale-ctl -a/-d for the daemon: Linux interfaces attached through <see cref="PhysicalPorts"/> (AF_PACKET or AF_XDP, as its options say).</summary>
 public sealed class PhysicalPortAttacher(PhysicalPorts ports) : IInterfaceAttacher, IDisposable
 {
     public PhysicalPorts Ports { get; } = ports;
