@@ -155,14 +155,16 @@ public class PhysicalPortTests
         Assert.All(ports.List(), p => Assert.Equal(0, p.GetStatistics().TxDrop(PortDropReason.Oversize)));
     }
 
-    [NetnsFact]
-    public void PingAndIperf3CrossAnNfDomainBetweenTwoBridges()
+    [NetnsTheory]
+    [InlineData("af_packet")]
+    [InlineData("af_xdp")]
+    public void PingAndIperf3CrossAnNfDomainBetweenTwoBridges(string backend)
     {
         using var lab = new NetLab();
         var a = lab.Add("a", "10.231.3.1/24");
         var b = lab.Add("b", "10.231.3.2/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host);
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend });
         ports.Attach("valex", a.Outer);
         ports.Attach("valey", b.Outer);
         var nf = host.Create(new DomainSpec { Name = "nf", Vifs = [new VifSpec("valex:nf0"), new VifSpec("valey:nf1")], Nf = "l2fwd" });
@@ -305,15 +307,16 @@ public class PhysicalPortTests
     }
 
     [NetnsTheory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void AnInterfaceDeletedUnderLoadAndCreatedAgainIsReboundAndTrafficResumes(bool driverDomainTxSync)
+    [InlineData(false, "af_packet")]
+    [InlineData(true, "af_packet")]
+    [InlineData(false, "af_xdp")]
+    public void AnInterfaceDeletedUnderLoadAndCreatedAgainIsReboundAndTrafficResumes(bool driverDomainTxSync, string backend)
     {
         using var lab = new NetLab();
         var a = lab.Add("a", "10.231.13.1/24");
         var b = lab.Add("b", "10.231.13.2/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 }) { DriverDomainTxSync = driverDomainTxSync };
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20, Backend = backend }) { DriverDomainTxSync = driverDomainTxSync };
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         var first = pb.GetStatistics();
@@ -369,14 +372,16 @@ public class PhysicalPortTests
         Assert.Contains("generic-receive-offload: on", NetLab.Must("ethtool", "-k", b.Outer));
     }
 
-    [NetnsFact]
-    public void FramesToALinkThatIsDownAreCountedAndTrafficResumesWhenItComesBack()
+    [NetnsTheory]
+    [InlineData("af_packet")]
+    [InlineData("af_xdp")]
+    public void FramesToALinkThatIsDownAreCountedAndTrafficResumesWhenItComesBack(string backend)
     {
         using var lab = new NetLab();
         var a = lab.Add("a", "10.231.9.1/24");
         var b = lab.Add("b", "10.231.9.2/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20 });
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20, Backend = backend });
         ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         using var h = new Node(host.Switch, "valex:h0", Macs.Unicast(0x100));
