@@ -347,12 +347,15 @@ public static class ToolstackCommands
                     Console.WriteLine("no bridges");
                     return 0;
                 }
-                var t = new Table().Border(TableBorder.Rounded).AddColumns("bridge", "port", "index", "kind", "owner", "up");
+                var t = new Table().Border(TableBorder.Rounded).AddColumns("bridge", "port", "index", "kind", "owner", "up", "interface");
                 foreach (var b in r.Bridges)
                 {
-                    if (b.Ports.Count == 0) t.AddRow(Esc(b.Name), "-", "", "", "", "");
+                    if (b.Ports.Count == 0) t.AddRow(Esc(b.Name), "-", "", "", "", "", "");
                     foreach (var port in b.Ports)
-                        t.AddRow(Esc(b.Name), Esc(port.Port), $"{port.Index}", Esc(port.Kind), Esc(port.Owner ?? "-"), port.Up ? "yes" : "no");
+                        t.AddRow(Esc(b.Name), Esc(port.Port), $"{port.Index}", Esc(port.Kind), Esc(port.Owner ?? "-"), port.Up ? "yes" : "no",
+                            port.Interface is { } i
+                                ? Esc($"{i.Link}, ifindex {i.IfIndex}, mtu {i.Mtu}, {i.Backend}{(i.Rebinds > 0 ? $", rebinds {i.Rebinds}" : "")}{(i.LastError is null ? "" : $"; {i.LastError}")}")
+                                : "");
                 }
                 AnsiConsole.Write(t);
                 return 0;

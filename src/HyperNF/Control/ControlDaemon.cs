@@ -21,6 +21,8 @@ public interface IInterfaceAttacher
     void Attach(Bridge bridge, string interfaceName);
     /// <summary>Detaches the interface port <paramref name="portName"/> from <paramref name="bridge"/>.</summary>
     void Detach(Bridge bridge, string portName);
+    /// <summary>What <c>vale-ctl -l</c> shows of an attached interface, or null when it is not one of ours.</summary>
+    InterfacePortInfo? Describe(Bridge bridge, string portName) => null;
 }
 
 public sealed record ControlDaemonOptions

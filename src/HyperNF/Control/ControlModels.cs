@@ -92,6 +92,22 @@ public sealed record ValePortInfo
     /// <summary>The domain's name for kind=domain, the interface's for kind=interface.</summary>
     public string? Owner { get; init; }
     public bool Up { get; init; }
+    /// <summary>For kind=interface: the Linux side of the port.</summary>
+    public InterfacePortInfo? Interface { get; init; }
+}
+
+/// <summary>The Linux interface behind an interface port.</summary>
+public sealed record InterfacePortInfo
+{
+    /// <summary>up, down or removed.</summary>
+    public string Link { get; init; } = "";
+    public int IfIndex { get; init; }
+    public int Mtu { get; init; }
+    /// <summary>The backend's own description ("af_xdp native copy, 1 queue ...").</summary>
+    public string Backend { get; init; } = "";
+    /// <summary>Times the interface was deleted and the port bound to a new one of the same name.</summary>
+    public long Rebinds { get; init; }
+    public string? LastError { get; init; }
 }
 
 public sealed record BridgeInfo

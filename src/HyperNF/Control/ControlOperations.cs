@@ -384,7 +384,11 @@ public sealed partial class ControlDaemon
                 Ports = b.Ports.Select(p =>
                 {
                     var (kind, owner) = OwnerOf(owners, p.Name);
-                    return new ValePortInfo { Name = p.Name, Port = p.PortName, Index = p.BridgeIndex, Kind = kind, Owner = owner, Up = p.Up };
+                    return new ValePortInfo
+                    {
+                        Name = p.Name, Port = p.PortName, Index = p.BridgeIndex, Kind = kind, Owner = owner, Up = p.Up,
+                        Interface = kind == "interface" ? Attacher?.Describe(b, p.PortName) : null,
+                    };
                 }).ToArray(),
             }).ToArray(),
         };

@@ -16,5 +16,16 @@ public sealed class PhysicalPortAttacher(PhysicalPorts ports) : IInterfaceAttach
             throw new InvalidOperationException($"'{bridge.Name}:{portName}' is not an attached interface (vale-ctl -l lists them)");
     }
 
+    public InterfacePortInfo? Describe(Bridge bridge, string portName)
+    {
+        if (Ports.Find($"{bridge.Name}:{portName}") is not { } port) return null;
+        var s = port.GetStatistics();
+        return new InterfacePortInfo
+        {
+            Link = s.Link, IfIndex = s.InterfaceIndex, Mtu = s.Mtu, Backend = port.Backend.Description,
+            Rebinds = s.Rebinds, LastError = port.LastError,
+        };
+    }
+
     public void Dispose() => Ports.Dispose();
 }
