@@ -170,20 +170,19 @@ public static class PortsBenchmark
             Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
 
             bool yardstick = path == PortsBenchmarkPath.SenderOnly;
-            long rx0 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
+            long rx0 = yardstick ? RxPackets(null, outSrc) : RxPackets(nsDst, "veth0"), sent0 = sender.Sent, sndNs0 = CpuTime.ThreadNs(sender.Tid);
             long drvNs0 = DriverNs(ports);
-            var (portDrops0, switchDrops0) = Drops(ports, sw);
+            long switchDrops0 = SwitchDrops(sw);
             long idle0 = MachineIdleTicks();
             var dropsAtStart = PortDropsByReason(ports);
             var sw0 = Stopwatch.StartNew();
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
-            long rx1 = yardstick ? OuterRxPackets(outSrc) : RxPackets(nsDst), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
+            long rx1 = yardstick ? RxPackets(null, outSrc) : RxPackets(nsDst, "veth0"), sent1 = sender.Sent, sndNs1 = CpuTime.ThreadNs(sender.Tid);
             long drvNs1 = DriverNs(ports);
-            var (portDrops1, switchDrops1) = Drops(ports, sw);
+            long switchDrops1 = SwitchDrops(sw);
             long idle1 = MachineIdleTicks();
-            var byReason0 = dropsAtStart;
             var byReason = PortDropsByReason(ports);
-            foreach (var (k, v) in byReason0) byReason[k] = byReason.GetValueOrDefault(k) - v;
+            foreach (var (k, v) in dropsAtStart) byReason[k] = byReason.GetValueOrDefault(k) - v;
             double secs = sw0.Elapsed.TotalSeconds;
             sender.Stop();
             if (sender.Error is { } e) throw new InvalidOperationException($"ports benchmark sender failed: {e.Message}", e);
@@ -194,7 +193,7 @@ public static class PortsBenchmark
             // fires on a CPU that is running: they over-count a CPU that is often briefly idle
             // (measured: 645 ticks in 3 s on 2 CPUs), so they are not used.
             double busyNs = Math.Max(0, Environment.ProcessorCount * secs * 1e9 - (idle1 - idle0) * (1e9 / 100.0)); // USER_HZ = 100
-            long portDrops = portDrops1 - portDrops0, switchDrops = switchDrops1 - switchDrops0;
+            long portDrops = byReason.Values.Sum(), switchDrops = switchDrops1 - switchDrops0;
             return new PortsBenchmarkResult
             {
                 Path = PathName(path),
@@ -260,17 +259,7 @@ public static class PortsBenchmark
         return d;
     }
 
-    private static (long Port, long Switch) Drops(PhysicalPorts? ports, ValeSwitch? sw)
-    {
-        if (ports is null || sw is null) return (0, 0);
-        long port = 0;
-        foreach (var p in ports.List())
-        {
-            var s = p.GetStatistics();
-            port += s.TotalRxDrops + s.TotalTxDrops;
-        }
-        return (port, sw.FindBridge("valebench")?.GetStatistics().Dropped ?? 0);
-    }
+    private static long SwitchDrops(ValeSwitch? sw) => sw?.FindBridge("valebench")?.GetStatistics().Dropped ?? 0;
 
     private static long DriverNs(PhysicalPorts? ports)
     {
@@ -280,16 +269,10 @@ public static class PortsBenchmark
         return sum;
     }
 
-    private static long OuterRxPackets(string outer)
+    /// <summary>Frames received by interface <paramref name="dev"/>, in namespace <paramref name="ns"/> or (null) the root one.</summary>
+    private static long RxPackets(string? ns, string dev)
     {
-        string json = Must("ip", "-s", "-j", "link", "show", "dev", outer);
-        using var doc = JsonDocument.Parse(json);
-        return doc.RootElement[0].GetProperty("stats64").GetProperty("rx").GetProperty("packets").GetInt64();
-    }
-
-    private static long RxPackets(string ns)
-    {
-        string json = Must("ip", "-n", ns, "-s", "-j", "link", "show", "dev", "veth0");
+        string json = ns is null ? Must("ip", "-s", "-j", "link", "show", "dev", dev) : Must("ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev);
         using var doc = JsonDocument.Parse(json);
         return doc.RootElement[0].GetProperty("stats64").GetProperty("rx").GetProperty("packets").GetInt64();
     }

@@ -298,11 +298,14 @@ internal static unsafe partial class PacketSocket
     public static void WaitEventFd(int fd, int timeoutMs)
     {
         PollFd p = new() { Fd = fd, Events = POLLIN };
-        if (Poll(&p, 1, timeoutMs) > 0 && (p.REvents & POLLIN) != 0)
-        {
-            ulong v;
-            Read(fd, &v, sizeof(ulong));
-        }
+        if (Poll(&p, 1, timeoutMs) > 0 && (p.REvents & POLLIN) != 0) DrainEventFd(fd);
+    }
+
+    /// <summary>Reads a nonblocking eventfd's counter, which resets it.</summary>
+    public static void DrainEventFd(int fd)
+    {
+        ulong v;
+        Read(fd, &v, sizeof(ulong));
     }
 
     /// <summary>Adds one to an eventfd (wakes a poller).</summary>

@@ -264,11 +264,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         fds[1] = new PollFd { Fd = wakeFd, Events = POLLIN };
         int r = Poll(fds, wakeFd >= 0 ? 2u : 1u, timeoutMs);
         if (r <= 0) return false; // timeout, or EINTR: the caller loops anyway
-        if (wakeFd >= 0 && (fds[1].REvents & POLLIN) != 0)
-        {
-            ulong v;
-            Read(wakeFd, &v, sizeof(ulong)); // nonblocking eventfd: resets the counter
-        }
+        if (wakeFd >= 0 && (fds[1].REvents & POLLIN) != 0) DrainEventFd(wakeFd);
         if ((fds[0].REvents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
         {
             // ENETDOWN after the link went down or the device went away; reading clears it,

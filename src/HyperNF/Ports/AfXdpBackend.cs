@@ -68,7 +68,6 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private readonly ulong[] _txFree;
     private int _txFreeCount;
     private int _txQueued;
-    private long _txQueuedBytes;
 
     public string InterfaceName { get; }
     public int InterfaceIndex { get; }
@@ -301,11 +300,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         fds[nq] = new PollFd { Fd = wakeFd, Events = POLLIN };
         int r = Poll(fds, (nuint)(wakeFd >= 0 ? nq + 1 : nq), timeoutMs);
         if (r <= 0) return false;
-        if (wakeFd >= 0 && (fds[nq].REvents & POLLIN) != 0)
-        {
-            ulong v;
-            Read(wakeFd, &v, sizeof(ulong));
-        }
+        if (wakeFd >= 0 && (fds[nq].REvents & POLLIN) != 0) DrainEventFd(wakeFd);
         bool error = false;
         for (int i = 0; i < nq; i++)
         {
@@ -369,7 +364,6 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         ((Desc*)tx.Desc)[tx.Local & tx.Mask] = new Desc { Addr = _txFree[--_txFreeCount], Len = (uint)length };
         tx.Local++;
         _txQueued++;
-        _txQueuedBytes += length;
     }
 
     public TransmitResult Flush()
@@ -397,7 +391,6 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         {
             // Zero-copy drivers take descriptors asynchronously: what is published is theirs.
             _txQueued = 0;
-            _txQueuedBytes = 0;
             return TransmitResult.Ok;
         }
         // Copy mode: the kernel reads the TX ring only inside our sendto(), so the descriptors
@@ -413,7 +406,6 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         tx.Local -= left;
         Volatile.Write(ref *tx.Producer, tx.Local);
         _txQueued = 0;
-        _txQueuedBytes = 0;
         return new TransmitResult(errno == 0 ? EAGAIN : errno, (int)left, bytes);
     }
 

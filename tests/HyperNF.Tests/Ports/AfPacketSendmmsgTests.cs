@@ -1,4 +1,3 @@
-using System.Text.Json;
 using HyperNF.Ports;
 using HyperNF.Switch;
 using Xunit;
@@ -32,16 +31,7 @@ public class AfPacketSendmmsgTests(ITestOutputHelper output)
         int rc = lab.Exec(a, ["ping", "-c", "3", "-i", "0.2", "-W", "2", b.Ip], 15_000, out string ping);
         Assert.True(rc == 0, ping);
 
-        lab.Start(b, "iperf3", "-s", "-1", "-B", b.Ip, "-p", "5401");
-        string text = "";
-        for (int attempt = 0; attempt < 30; attempt++)
-        {
-            rc = lab.Exec(a, ["iperf3", "-c", b.Ip, "-p", "5401", "-t", "2", "-J", "--connect-timeout", "1000"], 20_000, out text);
-            if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
-            Thread.Sleep(200);
-        }
-        using var doc = JsonDocument.Parse(text[text.IndexOf('{')..]);
-        long bytes = doc.RootElement.GetProperty("end").GetProperty("sum_received").GetProperty("bytes").GetInt64();
+        long bytes = lab.IperfTcpBytes(a, b, port: 5401);
         output.WriteLine($"iperf3: {bytes} bytes");
         Assert.True(bytes > 1_000_000, $"iperf3 moved {bytes} bytes");
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using HyperNF.Ports;
 using HyperNF.Switch;
 using HyperNF.Tests.Control;
@@ -29,22 +28,9 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         Assert.True(rc == 0, $"ping {from.Ip} -> {to.Ip} failed ({rc}): {text}");
     }
 
-    /// <summary>An iperf3 TCP run (server started here, retried while it comes up); returns the bytes received.</summary>
     private long IperfTcp(NetLab lab, LabHost client, LabHost server, int streams = 1, int port = 5301)
     {
-        lab.Start(server, "iperf3", "-s", "-1", "-B", server.Ip, "-p", port.ToString());
-        string text = "";
-        for (int attempt = 0; attempt < 30; attempt++)
-        {
-            int rc = lab.Exec(client, ["iperf3", "-c", server.Ip, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000"], 20_000, out text);
-            if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
-            Thread.Sleep(200);
-        }
-        int start = text.IndexOf('{');
-        Assert.True(start >= 0, $"no JSON from iperf3: {text}");
-        using var doc = JsonDocument.Parse(text[start..]);
-        Assert.False(doc.RootElement.TryGetProperty("error", out var err), $"iperf3: {err}");
-        long bytes = doc.RootElement.GetProperty("end").GetProperty("sum_received").GetProperty("bytes").GetInt64();
+        long bytes = lab.IperfTcpBytes(client, server, streams, port);
         output.WriteLine($"iperf3 tcp x{streams}: {bytes} bytes");
         return bytes;
     }

@@ -127,6 +127,27 @@ public sealed partial class NetLab : IDisposable
         return p;
     }
 
+    /// <summary>
+    /// A 2-second iperf3 TCP run from <paramref name="client"/> to a one-shot server started here on
+    /// <paramref name="server"/> (retried while the server comes up); returns the bytes received.
+    /// </summary>
+    public long IperfTcpBytes(LabHost client, LabHost server, int streams = 1, int port = 5301)
+    {
+        Start(server, "iperf3", "-s", "-1", "-B", server.Ip, "-p", port.ToString());
+        string text = "";
+        for (int attempt = 0; attempt < 30; attempt++)
+        {
+            int rc = Exec(client, ["iperf3", "-c", server.Ip, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000"], 20_000, out text);
+            if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
+            Thread.Sleep(200);
+        }
+        int start = text.IndexOf('{');
+        Assert.True(start >= 0, $"no JSON from iperf3: {text}");
+        using var doc = System.Text.Json.JsonDocument.Parse(text[start..]);
+        Assert.False(doc.RootElement.TryGetProperty("error", out var err), $"iperf3: {err}");
+        return doc.RootElement.GetProperty("end").GetProperty("sum_received").GetProperty("bytes").GetInt64();
+    }
+
     public static string Must(params string[] args)
     {
         int rc = Run(args[0], args[1..], 10_000, out string output);
