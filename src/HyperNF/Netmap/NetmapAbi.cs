@@ -16,7 +16,7 @@ public static class NetmapAbi
 
     // netmap_if
     public const int IfName = 0, IfNameLength = 16, IfVersion = 16, IfFlags = 20, IfTxRings = 24, IfRxRings = 28,
-        IfBufsHead = 32, IfHostTxRings = 36, IfHostRxRings = 40, IfRingOffsets = 64;
+        IfBufsHead = 32, IfHostTxRings = 36, IfHostRxRings = 40, IfSpare = 44, IfRingOffsets = 56; // ring_ofs after ni_spare1[3], as in netmap API 14
 
     // netmap_ring
     public const int RingBufOffset = 0, RingNumSlots = 8, RingBufSize = 12, RingId = 16, RingDir = 18,
