@@ -14,6 +14,7 @@ public sealed unsafe class DomainMemory : IDisposable
 {
     private readonly object _gate = new();
     private readonly bool[] _portUsed;
+    private readonly string?[] _portNames;
     private byte* _base;
     private int _fd;
 
@@ -35,6 +36,7 @@ public sealed unsafe class DomainMemory : IDisposable
         Layout = layout;
         Name = name;
         _portUsed = new bool[layout.MaxPorts];
+        _portNames = new string?[layout.MaxPorts];
         _fd = Native.MemfdCreate(name, Native.MFD_CLOEXEC);
         if (_fd < 0) Native.ThrowLastError($"memfd_create({name})");
         try
@@ -88,6 +90,7 @@ public sealed unsafe class DomainMemory : IDisposable
             if (area < 0)
                 throw new InvalidOperationException($"domain memory '{Name}' holds {Layout.MaxPorts} ports, all in use; create the domain with more ports");
             _portUsed[area] = true;
+            _portNames[area] = portName;
             FormatPortArea(area, portName);
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = Layout.PortAreaOffset(area);
             return area;
@@ -100,6 +103,7 @@ public sealed unsafe class DomainMemory : IDisposable
         {
             if (_base == null || !_portUsed[area]) return;
             _portUsed[area] = false;
+            _portNames[area] = null;
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = 0;
             new Span<byte>(_base + Layout.PortAreaOffset(area), (int)Layout.PortAreaBytes).Clear();
         }
@@ -157,11 +161,27 @@ public sealed unsafe class DomainMemory : IDisposable
         *(uint*)(nif + NetmapAbi.IfBufsHead) = head;
     }
 
+    /// <summary>Names of the ports whose areas are in use (attached to a bridge).</summary>
+    public IReadOnlyList<string> OpenPorts
+    {
+        get { lock (_gate) return _portNames.Where(n => n is not null).Select(n => n!).ToArray(); }
+    }
+
+    /// <summary>
+    /// Unmaps the region. Refused while a port of it is still open: senders of other domains
+    /// deliver into its rings until the port is closed (detached), and unmapping under them
+    /// would fault the host. Close the ports first.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A port of this region is still open.</exception>
     public void Dispose()
     {
         lock (_gate)
         {
             if (_base == null) return;
+            var open = _portNames.Where(n => n is not null).ToArray();
+            if (open.Length > 0)
+                throw new InvalidOperationException(
+                    $"domain memory '{Name}' still has {open.Length} open port(s) ({string.Join(", ", open)}); close them (NetmapPort.Dispose) before disposing the memory");
             Native.Munmap((nint)_base, (nuint)Layout.TotalBytes);
             _base = null;
             Native.Close(_fd);
