@@ -287,7 +287,9 @@ void *hnf_alloc(size_t size);
 
 /* The program's entry, called by the start stub on vCPU 0 (other vCPUs idle in POLL).
  * Its return value is the domain's exit status. */
+#ifndef HNF_HOST
 int main(const struct hnf_boot_info *bi);
+#endif
 
 /* ------------------------------------------------------------------------------------ */
 /* Arguments (guest/lib/args.c)                                                           */
@@ -307,10 +309,12 @@ int hnf_parse_i64(const char *s, int64_t *out);
 int hnf_parse_rate(const char *s, uint64_t *out);
 /* aa:bb:cc:dd:ee:ff */
 int hnf_parse_mac(const char *s, uint8_t mac[6]);
-/* Strict dotted quad into host order (10.0.0.1 -> 0x0A000001). */
+/* Strict dotted quad into host order (10.0.0.1 -> 0x0A000001; "010.0.0.1" is refused, as
+ * the C# pkt-gen does). */
 int hnf_parse_ipv4(const char *s, uint32_t *out);
 int hnf_parse_ipv4_n(const char *s, size_t n, uint32_t *out);
-/* A.B.C.D/N with zero host bits; a bare address is /32. */
+/* A.B.C.D/N with zero host bits; a bare address is /32. Octets may have leading zeros
+ * (decimal), as in the C# NFs' rule and route syntax. */
 int hnf_parse_prefix(const char *s, uint32_t *net, int *len);
 
 /* getopt for "-f tx -n 100 -w": optstring as getopt's ("f:n:w"). Returns the option

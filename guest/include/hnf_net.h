@@ -46,6 +46,10 @@ static inline void hnf_pkt_stamp(uint8_t *frame, uint64_t seq, uint64_t ts_ns)
     hnf_put_be64(frame + PKT_TS_OFS, ts_ns);
 }
 
+/* The C# pkt-gen's default source MAC for a port name (at most n bytes, NUL-terminated
+ * or not): 02:00 and the FNV-1a hash of the name, low byte first. */
+void hnf_pkt_default_mac(const char *name, size_t n, uint8_t mac[6]);
+
 /* What a receiver makes of a frame (first fragment: first_len bytes; whole frame: frame_len). */
 enum hnf_pkt_status {
     PKT_OK = 0,      /* ours, consistent: seq and ts are valid */

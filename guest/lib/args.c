@@ -102,7 +102,7 @@ int hnf_parse_mac(const char *s, uint8_t mac[6])
     return 0;
 }
 
-int hnf_parse_ipv4_n(const char *s, size_t n, uint32_t *out)
+static int parse_quad(const char *s, size_t n, uint32_t *out, int leading_zeros)
 {
     uint32_t a = 0;
     size_t i = 0;
@@ -114,14 +114,16 @@ int hnf_parse_ipv4_n(const char *s, size_t n, uint32_t *out)
         size_t start = i;
         unsigned v = 0;
         while (i < n && s[i] >= '0' && s[i] <= '9' && i - start < 3) v = v * 10 + (unsigned)(s[i++] - '0');
-        /* "010" and "1234" are typos, not shorthand (as the C# parser) */
-        if (i == start || v > 255 || (i - start > 1 && s[start] == '0')) return -1;
+        if (i == start || v > 255 || (!leading_zeros && i - start > 1 && s[start] == '0')) return -1;
         a = a << 8 | v;
     }
     if (i != n) return -1;
     *out = a;
     return 0;
 }
+
+/* "010" is a typo, not shorthand, for pkt-gen (as EndpointRange.cs) */
+int hnf_parse_ipv4_n(const char *s, size_t n, uint32_t *out) { return parse_quad(s, n, out, 0); }
 
 int hnf_parse_ipv4(const char *s, uint32_t *out) { return s ? hnf_parse_ipv4_n(s, strlen(s), out) : -1; }
 
@@ -130,7 +132,8 @@ int hnf_parse_prefix(const char *s, uint32_t *net, int *len)
     const char *slash = strchr(s, '/');
     uint32_t a;
     uint64_t l = 32;
-    if (hnf_parse_ipv4_n(s, slash ? (size_t)(slash - s) : strlen(s), &a) != 0) return -1;
+    /* octets with leading zeros are decimal here, as in the C# NFs' rules (Addresses.cs) */
+    if (parse_quad(s, slash ? (size_t)(slash - s) : strlen(s), &a, 1) != 0) return -1;
     if (slash && (slash[1] == 0 || strlen(slash + 1) > 2 || hnf_parse_u64(slash + 1, &l) != 0 || l > 32)) return -1;
     uint32_t mask = l == 0 ? 0 : 0xFFFFFFFFu << (32 - l);
     if ((a & ~mask) != 0) return -1;

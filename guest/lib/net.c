@@ -53,6 +53,18 @@ void hnf_pkt_write(uint8_t *buf, uint32_t first_len, uint32_t frame_len, const u
     hnf_pkt_set_endpoints(buf, src_ip, src_port, dst_ip, dst_port);
 }
 
+void hnf_pkt_default_mac(const char *name, size_t n, uint8_t mac[6])
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n && name[i]; i++) h = (h ^ (uint8_t)name[i]) * 16777619u;
+    mac[0] = 0x02;
+    mac[1] = 0x00;
+    mac[2] = (uint8_t)h;
+    mac[3] = (uint8_t)(h >> 8);
+    mac[4] = (uint8_t)(h >> 16);
+    mac[5] = (uint8_t)(h >> 24);
+}
+
 enum hnf_pkt_status hnf_pkt_check(const uint8_t *f, uint32_t first_len, uint32_t frame_len, uint64_t *seq, int64_t *ts)
 {
     /* The shape PacketFormat.TryRead requires. */

@@ -195,19 +195,6 @@ static int open_port(void)
     return 0;
 }
 
-/* The C# pkt-gen's default source MAC: 02:00 and the FNV-1a hash of the port name. */
-static void default_smac(uint8_t mac[6])
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < sizeof nifp->ni_name && nifp->ni_name[i]; i++) h = (h ^ (uint8_t)nifp->ni_name[i]) * 16777619u;
-    mac[0] = 0x02;
-    mac[1] = 0x00;
-    mac[2] = (uint8_t)h;
-    mac[3] = (uint8_t)(h >> 8);
-    mac[4] = (uint8_t)(h >> 16);
-    mac[5] = (uint8_t)(h >> 24);
-}
-
 /* The C# pkt-gen's order (update_ip): source port fastest, then source address, then
  * destination port, then destination address. */
 struct cursor { uint32_t sip, dip; uint16_t sport, dport; };
@@ -245,7 +232,7 @@ static int run_tx(void)
     uint32_t slots = ring0->num_slots < NETMAP_RXRING(nifp, 0)->num_slots ? ring0->num_slots : NETMAP_RXRING(nifp, 0)->num_slots;
     uint32_t batch = (slots - 1) / frags < o.batch ? (slots - 1) / frags : o.batch;
     if (batch == 0) batch = 1;
-    if (!o.have_smac) default_smac(o.smac);
+    if (!o.have_smac) hnf_pkt_default_mac(nifp->ni_name, sizeof nifp->ni_name, o.smac);
 
     uint8_t *tmpl = hnf_alloc(first_len);
     uint32_t *prefilled[MAX_RINGS];
