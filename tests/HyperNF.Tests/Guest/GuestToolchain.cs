@@ -142,6 +142,10 @@ internal sealed class HostTest : IDisposable
     private static string Build()
     {
         string dir = GuestToolchain.TempDir("hosttest");
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        };
         string bin = Path.Combine(dir, "hosttest");
         string g = GuestToolchain.GuestDir;
         var r = GuestToolchain.Run("gcc", [
