@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the tests use (network namespaces, veth, ping, iperf3, ethtool). Idempotent; needs root.
+# Debian packages the tests use (network namespaces, veth, ping, iperf3, ethtool; gcc, make and
+# binutils for the guest images of VM domains). Idempotent; needs root.
 set -euo pipefail
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+{ command -v gcc >/dev/null 2>&1 && command -v make >/dev/null 2>&1; } || need+=(build-essential)
+command -v objdump >/dev/null 2>&1 || need+=(binutils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: not root; missing ${need[*]} (tests needing them will skip)" >&2
