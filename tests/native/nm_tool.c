@@ -284,9 +284,10 @@ static int cmd_fwd(const char *a, const char *b, long count)
     int zerocopy = pa.mem_id == pb.mem_id && pa.mem == pb.mem ? 1 : 0;
     if (pa.mem_id == pb.mem_id && pa.mem != pb.mem) {
         /* Same region mapped twice (each fd mmaps it): libnetmap maps it once; do the same. */
+        size_t ofs = (size_t)((char *)pb.nifp - pb.mem);
         munmap(pb.mem, pb.memsize);
         pb.mem = pa.mem;
-        pb.nifp = NETMAP_IF(pa.mem, (char *)pb.nifp - (char *)pb.mem);
+        pb.nifp = NETMAP_IF(pa.mem, ofs);
         zerocopy = 1;
     }
     printf("ready=1\nzerocopy=%d\n", zerocopy);

@@ -1,5 +1,6 @@
 using HyperNF.Linux;
 using HyperNF.Netmap;
+using HyperNF.Switch;
 
 namespace HyperNF.Hypervisor;
 
@@ -83,8 +84,14 @@ public sealed class ProcessPort
         _stop = true;
         Channel.WakeHost();
         bool ended = VCpu is null || VCpu.Join(TimeSpan.FromSeconds(5));
+        if (Backend is not null)
+        {
+            // split/merge: what the program queued before it closed is still flushed, as a
+            // synchronous netmap txsync would have done before close returned.
+            Backend.Dispose();
+            if (Port.Origin is ValePort vp && !vp.Retired) vp.TxSync();
+        }
         Port.Dispose();
-        Backend?.Dispose();
         if (ended) Channel.Dispose(); // else the stuck thread may still touch the page: keep it mapped
     }
 }
