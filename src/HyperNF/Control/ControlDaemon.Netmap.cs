@@ -188,10 +188,12 @@ public sealed partial class ControlDaemon
     private void EndNetmapConnection(int pid, ProcessEntry? entry, ProcessPort? registered)
     {
         if (entry is null) return;
-        Domain? destroy = null;
+        Domain? destroy = null, owner;
+        lock (_netmapGate) owner = entry.Domain;
+        // Outside the lock: closing waits for the port's host thread.
+        if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
         lock (_netmapGate)
         {
-            if (registered is not null && entry.Domain is { } d) d.CloseProcessPort(registered);
             if (--entry.Connections == 0)
             {
                 _processes.Remove(pid);

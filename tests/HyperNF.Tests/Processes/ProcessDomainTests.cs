@@ -79,7 +79,7 @@ public sealed class ProcessDomainTests
         var d = Assert.Single(h.ProcessDomains);
         Assert.Equal(p1.Process.Id, d.ProcessId);
         Assert.Equal(DomainKind.Process, d.Kind);
-        Assert.Equal(new[] { a, b }, d.Ports.Select(x => x.Name).Order().ToArray());
+        Assert.Equal(new[] { a, b }.Order(StringComparer.Ordinal), d.Ports.Select(x => x.Name).Order(StringComparer.Ordinal));
         Assert.Equal(2, d.VCpus.Count(v => !v.Exited)); // one host thread per registration
         Assert.Equal("1", p1.Value("zerocopy")); // both ports in the process's one region
         string list = Cli.Run(h.Socket, "list", "--json").Out;
