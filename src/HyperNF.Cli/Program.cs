@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         foreach (var command in ToolstackCommands.Create()) root.Subcommands.Add(command);
+        root.Subcommands.Add(ExecCommand.Create());
         if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;
         try
         {

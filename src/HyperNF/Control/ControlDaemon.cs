@@ -259,6 +259,7 @@ public sealed partial class ControlDaemon : IDisposable
         try { _acceptLoop?.Wait(TimeSpan.FromSeconds(2)); } catch (AggregateException) { }
         var conns = _connections.Values.ToArray();
         try { Task.WaitAll(conns, TimeSpan.FromSeconds(3)); } catch (AggregateException) { }
+        StopNetmapConnections();
         _changes.CompleteAdding();
         _changeThread?.Join(TimeSpan.FromSeconds(30));
         _sampler?.Join(TimeSpan.FromSeconds(5));
@@ -393,9 +394,10 @@ public sealed partial class ControlDaemon : IDisposable
 
     private async Task ServeAsync(Socket socket)
     {
+        bool handedOff = false; // a netmap_open connection belongs to its netmap thread afterwards
         try
         {
-            await using var stream = new NetworkStream(socket, ownsSocket: true);
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
             var c = new Connection(stream, this);
             while (!_cts.IsCancellationRequested)
             {
@@ -426,6 +428,11 @@ public sealed partial class ControlDaemon : IDisposable
                     await c.WriteAsync(ControlProtocol.Error(null, e.Code, e.Message)).ConfigureAwait(false);
                     continue;
                 }
+                if (req.Op == NetmapOpenOp)
+                {
+                    if (handedOff = await NetmapOpenAsync(req, c, socket).ConfigureAwait(false)) return;
+                    break;
+                }
                 if (IsStreaming(req.Op))
                 {
                     bool keep = await StreamAsync(req, c).ConfigureAwait(false);
@@ -443,6 +450,10 @@ public sealed partial class ControlDaemon : IDisposable
         catch (Exception e)
         {
             Log($"connection failed: {e}");
+        }
+        finally
+        {
+            if (!handedOff) socket.Dispose();
         }
     }
 

@@ -37,6 +37,10 @@ public sealed record DomainInfo
     public IReadOnlyList<string> Ports { get; init; } = [];
     public string? CrashReason { get; init; }
     public double UptimeS { get; init; }
+    /// <summary>guest (an NF on vCPU threads) or process (a netmap program, docs/process-domains.md).</summary>
+    public string Kind { get; init; } = "guest";
+    /// <summary>The netmap program's pid (process domains only).</summary>
+    public int? Pid { get; init; }
 }
 
 public sealed record ListResult

@@ -126,12 +126,16 @@ public sealed partial class ControlDaemon
         foreach (var d in _host.Domains)
         {
             bool live = d.State is DomainState.Running or DomainState.Paused;
-            foreach (var v in d.Spec.Vifs)
-                if (live || !map.ContainsKey(v.Port)) map[v.Port] = ("domain", d.Name);
+            foreach (var port in PortNames(d))
+                if (live || !map.ContainsKey(port)) map[port] = ("domain", d.Name);
         }
         foreach (var ((bridge, port), ifname) in _interfaces) map[$"{bridge}:{port}"] = ("interface", ifname);
         return map;
     }
+
+    /// <summary>A domain's ports: its vifs, or a process domain's current registrations.</summary>
+    private static IEnumerable<string> PortNames(Domain d) =>
+        d.Kind == DomainKind.Process ? d.Ports.Select(p => p.Name) : d.Spec.Vifs.Select(v => v.Port);
 
     private static (string Kind, string? Owner) OwnerOf(Dictionary<string, (string Kind, string? Owner)> owners, string fullName) =>
         owners.TryGetValue(fullName, out var o) ? o : ("host", null);
@@ -166,16 +170,20 @@ public sealed partial class ControlDaemon
     private DomainInfo Info(Domain d)
     {
         _cpu.TryGetValue(d.Id, out var c);
-        var cpus = d.VCpus.Count > 0
+        var cpus = d.Kind == DomainKind.Process
+            ? d.ProcessPorts.Select(p => p.LastCpu >= 0 && p.VCpu is { Cpus.Count: 0 } ? p.LastCpu.ToString(CultureInfo.InvariantCulture) : FormatCpus(d.Spec.CpusOf(0))).ToArray()
+            : d.VCpus.Count > 0
             ? d.VCpus.Select(v => FormatCpus(v.Cpus)).ToArray()
             : Enumerable.Range(0, d.Spec.VCpus).Select(i => FormatCpus(d.Spec.CpusOf(i))).ToArray();
         return new DomainInfo
         {
-            Id = d.Id, Name = d.Name, State = d.State.ToString().ToLowerInvariant(), Vcpus = d.Spec.VCpus, Cpus = cpus,
+            Id = d.Id, Name = d.Name, State = d.State.ToString().ToLowerInvariant(),
+            Vcpus = d.Kind == DomainKind.Process ? d.VCpus.Count(v => !v.Exited) : d.Spec.VCpus, Cpus = cpus,
             CpuPct = c?.VCpuPct ?? 0, BackendPct = c?.BackendPct ?? 0, CpuTimeS = Math.Round((c?.VCpuNs ?? 0) / 1e9, 3),
             Weight = d.Weight, Cap = d.Cap, IoModel = d.IoModel.Key(), Nf = d.Guest?.Name ?? d.Spec.Nf,
-            Ports = d.Spec.Vifs.Select(v => v.Port).ToArray(), CrashReason = d.CrashReason,
+            Ports = PortNames(d).ToArray(), CrashReason = d.CrashReason,
             UptimeS = Math.Round((DateTime.UtcNow - d.CreatedAt).TotalSeconds, 1),
+            Kind = d.Kind == DomainKind.Process ? "process" : "guest", Pid = d.ProcessId,
         };
     }
 

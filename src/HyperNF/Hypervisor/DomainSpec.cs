@@ -35,6 +35,16 @@ public sealed record DomainSpec
     /// </summary>
     public int? MemoryMb { get; init; }
 
+    /// <summary>
+    /// Set for a process domain (docs/process-domains.md): the pid of the netmap program whose
+    /// /dev/netmap registrations are this domain's ports. Its vCPUs are the host threads that
+    /// serve the program's syncs, one per registered port; it has no guest.
+    /// </summary>
+    public int? ProcessId { get; init; }
+
+    /// <summary>Port areas in a process domain's region: how many ports the program may register at once.</summary>
+    public int ProcessPorts { get; init; } = 8;
+
     public IReadOnlyList<int> CpusOf(int vcpu) =>
         Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];
 }

@@ -32,3 +32,10 @@ public enum DomainState
     Destroyed,
     Crashed,
 }
+
+/// <summary>What a domain runs: an NF on its own vCPU threads, or a netmap program in its own process.</summary>
+public enum DomainKind
+{
+    Guest,
+    Process,
+}

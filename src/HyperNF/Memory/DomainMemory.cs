@@ -79,9 +79,10 @@ public sealed unsafe class DomainMemory : IDisposable
 
     /// <summary>
     /// Formats a free port area: netmap_if, rings with their slots pointing at the area's own
-    /// buffers, and the extra-buffer chain. Returns the area index.
+    /// buffers, and the extra-buffer chain (all the area's spare buffers, or the first
+    /// <paramref name="extraBuffers"/> of them: netmap's nr_extra_bufs). Returns the area index.
     /// </summary>
-    internal int AllocatePortArea(string portName)
+    internal int AllocatePortArea(string portName, int extraBuffers = -1)
     {
         lock (_gate)
         {
@@ -91,7 +92,7 @@ public sealed unsafe class DomainMemory : IDisposable
                 throw new InvalidOperationException($"domain memory '{Name}' holds {Layout.MaxPorts} ports, all in use; create the domain with more ports");
             _portUsed[area] = true;
             _portNames[area] = portName;
-            FormatPortArea(area, portName);
+            FormatPortArea(area, portName, extraBuffers < 0 ? Layout.ExtraBuffersPerPort : Math.Min(extraBuffers, Layout.ExtraBuffersPerPort));
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = Layout.PortAreaOffset(area);
             return area;
         }
@@ -115,7 +116,7 @@ public sealed unsafe class DomainMemory : IDisposable
     internal byte* RingAddress(int area, int ring) =>
         InterfaceAddress(area) + Layout.InterfaceBytes + ring * Layout.RingBytes;
 
-    private void FormatPortArea(int area, string portName)
+    private void FormatPortArea(int area, string portName, int extra)
     {
         var L = Layout;
         byte* nif = InterfaceAddress(area);
@@ -123,7 +124,7 @@ public sealed unsafe class DomainMemory : IDisposable
         var name = new Span<byte>(nif + NetmapAbi.IfName, NetmapAbi.IfNameLength);
         int n = System.Text.Encoding.UTF8.GetBytes(portName.AsSpan(0, Math.Min(portName.Length, NetmapAbi.IfNameLength - 1)), name);
         name[n..].Clear();
-        *(uint*)(nif + NetmapAbi.IfVersion) = NetmapAbi.Version;
+        *(uint*)(nif + NetmapAbi.IfVersion) = NetmapAbi.NetmapApi;
         *(uint*)(nif + NetmapAbi.IfTxRings) = (uint)L.RingsPerPort;
         *(uint*)(nif + NetmapAbi.IfRxRings) = (uint)L.RingsPerPort;
         uint buf = L.FirstBufferOf(area);
@@ -152,7 +153,7 @@ public sealed unsafe class DomainMemory : IDisposable
         }
         // Extra buffers form a list through their first 4 bytes, ending with 0 (netmap's ni_bufs_head).
         uint head = 0;
-        for (int e = L.ExtraBuffersPerPort - 1; e >= 0; e--)
+        for (int e = extra - 1; e >= 0; e--)
         {
             uint idx = buf + (uint)e;
             *(uint*)BufferAddress(idx) = head;
