@@ -31,4 +31,13 @@ public enum DomainState
     Paused,
     Destroyed,
     Crashed,
+    /// <summary>A VM domain whose guest made the EXIT hypercall (its status is <see cref="Domain.ExitStatus"/>); kept until destroyed.</summary>
+    Exited,
+}
+
+/// <summary>What runs a domain: NF code on host threads, or a KVM virtual machine (xl's kernel=).</summary>
+public enum DomainKind
+{
+    Thread,
+    Vm,
 }
