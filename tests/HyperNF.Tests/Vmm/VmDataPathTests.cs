@@ -53,3 +53,58 @@ public sealed class VmDataPathTests(ITestOutputHelper output)
         Assert.True(host.Destroy(tx));
     }
 }
+
+/// <summary>Creating and destroying VM domains leaves nothing behind.</summary>
+public sealed class VmLifecycleTests(ITestOutputHelper output)
+{
+    private static int Fds() => Directory.GetFiles("/proc/self/fd").Length;
+    private static int Threads() => Directory.GetDirectories("/proc/self/task").Length;
+    private static int Mappings() => File.ReadAllLines("/proc/self/maps").Length;
+    private static int MemfdMappings() => File.ReadAllLines("/proc/self/maps").Count(l => l.Contains("memfd:hypernf", StringComparison.Ordinal));
+
+    [KvmFact]
+    public void Create_and_destroy_100_times_leaves_no_fd_thread_mapping_or_cgroup()
+    {
+        using var img = VmKit.Image(MicroGuest.ForPlatform().Puts("x", 0).SpinForever());
+        using var host = new Host();
+        string? warning = host.EnableCpuControl();
+        output.WriteLine(warning ?? "cgroups: on");
+        var spec = new DomainSpec { Name = "vmm-cycle", Kernel = img.Path, Vifs = [new VifSpec("valevmc:a")], Weight = 300 };
+        // Warm-up: the first VM installs the kick signal, probes KVM, loads code.
+        for (int i = 0; i < 3; i++) { var w = host.Create(spec); Assert.True(host.Destroy(w)); }
+        GC.Collect(); GC.WaitForPendingFinalizers();
+        int fds = Fds(), threads = Threads(), maps = Mappings(), memfds = MemfdMappings();
+        string cgroupDir = CgroupDirs(host);
+        int groups = cgroupDir.Length == 0 ? 0 : Directory.GetDirectories(cgroupDir).Length;
+        for (int i = 0; i < 100; i++)
+        {
+            var d = host.Create(spec with { CommandLine = $"cycle={i}" });
+            Assert.True(VmKit.WaitFor(() => d.Vm!.Console.Written > 0, TimeSpan.FromSeconds(5)), $"cycle {i}: the guest did not run");
+            Assert.True(host.Destroy(d), $"cycle {i}: destroy failed");
+            Assert.True(d.MemoryReleased);
+        }
+        GC.Collect(); GC.WaitForPendingFinalizers();
+        Thread.Sleep(100); // thread exits are reaped asynchronously
+        output.WriteLine($"fds {fds}->{Fds()} threads {threads}->{Threads()} mappings {maps}->{Mappings()} memfd mappings {memfds}->{MemfdMappings()} cgroups {groups}");
+        Assert.Equal(fds, Fds());
+        Assert.Equal(memfds, MemfdMappings());
+        Assert.InRange(Threads(), threads - 2, threads + 2); // the runtime's own workers come and go; 100 leaked vCPU threads would show
+        Assert.InRange(Mappings(), maps - 40, maps + 40);     // 100 leaked VMs would leave 300+ mappings (RAM, kvm_run, region)
+        if (cgroupDir.Length > 0) Assert.Equal(groups, Directory.GetDirectories(cgroupDir).Length);
+    }
+
+    private static string CgroupDirs(Host host)
+    {
+        var d = host.Create(new DomainSpec { Name = "vmm-probe", Guest = () => new Tests.Hypervisor.DelegateGuest(ctx => { while (!ctx.Stopping) { ctx.Checkpoint(); ctx.Cancellation.WaitHandle.WaitOne(50); } }) });
+        try
+        {
+            int tid = d.VCpus[0].Tid;
+            // The host's group (hypernf/<pid>/h<N>) holds one group per domain: count those.
+            string line = File.ReadAllLines($"/proc/self/task/{tid}/cgroup").FirstOrDefault(l => l.Contains(":cpu:", StringComparison.Ordinal) && l.Contains("hypernf", StringComparison.Ordinal)) ?? "";
+            if (line.Length == 0) return "";
+            string rel = line[(line.LastIndexOf(':') + 1)..];
+            return Path.GetDirectoryName("/sys/fs/cgroup/cpu" + rel) ?? "";
+        }
+        finally { host.Destroy(d); }
+    }
+}
