@@ -156,3 +156,87 @@ public static class VmBenchmark
             Math.Round(100.0 * (rxc1 - rxc0) / 1e9 / el, 1), b.Sent, b.Delivered, b.Dropped, b.Unaccounted);
     }
 }
+
+/// <summary>
+/// The demo with VM domains (<c>hypernf demo --domains vm</c>): a pkt-gen tx VM on valex, an
+/// l2fwd VM between valex and valey, a pkt-gen rx VM on valey (the SDK's images), hypercall
+/// model, the demo's placement. Figures come from the bridges' counters and the vCPU threads'
+/// CPU time; latency from the rx guest's summary.
+/// </summary>
+public static class VmDemo
+{
+    public static ChainResult Run(double seconds, int frameSize, Placement place, Action<double>? progress = null)
+    {
+        using var host = new Host();
+        DomainSpec Vm(string name, string image, string args, int cpu, params string[] ports) => new()
+        {
+            Name = name, Kernel = GuestImages.Path(image), CommandLine = args, Cpus = [[cpu]], Vifs = ports.Select(p => new VifSpec(p)).ToArray(),
+        };
+        const double Warmup = 0.5;
+        var rx = host.Create(Vm("pktgen-rx", "pkt-gen", $"-f rx -t {Warmup + seconds + 1:F1}", place.RxCpu, "valey:rx"));
+        var nf = host.Create(Vm("l2fwd", "l2fwd", "", place.NfCpu(0), "valex:nf0", "valey:nf1"));
+        var tx = host.Create(Vm("pktgen-tx", "pkt-gen", $"-f tx -l {frameSize} -b 256", place.TxCpu, "valex:tx"));
+        var rxPort = (ValePort)rx.Ports[0].Origin;
+        Thread.Sleep(TimeSpan.FromSeconds(Warmup));
+        var doms = new[] { tx, nf, rx };
+        var c0 = CpuAccounting.Sample(doms);
+        long r0 = rxPort.GetStatistics().RxPackets;
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed.TotalSeconds < seconds)
+        {
+            Thread.Sleep(100);
+            progress?.Invoke(Math.Min(1, sw.Elapsed.TotalSeconds / seconds));
+        }
+        long r1 = rxPort.GetStatistics().RxPackets;
+        var c1 = CpuAccounting.Sample(doms);
+        double el = sw.Elapsed.TotalSeconds;
+        foreach (var d in doms)
+            if (d.State is not (DomainState.Running or DomainState.Exited))
+                throw new InvalidOperationException($"demo VM {d.Name} is {d.State}: {d.CrashReason}");
+        long sent = ((ValePort)tx.Ports[0].Origin).GetStatistics().TxPackets;
+        host.Destroy(tx);
+        Thread.Sleep(200);
+        var nfCounters = nf.Guest!.Counters.ToDictionary(kv => kv.Key, kv => kv.Value);
+        host.Destroy(nf);
+        VmKitWait(() => rx.State == DomainState.Exited, TimeSpan.FromSeconds(seconds + 3));
+        string console = rx.Vm!.Console.Read().Text;
+        long received = rxPort.GetStatistics().RxPackets;
+        host.Destroy(rx);
+        var bridges = new[] { "valex", "valey" }.Select(n => host.Switch.FindBridge(n)!.GetStatistics()).ToArray();
+        var drops = new Dictionary<string, long>();
+        foreach (var b in bridges)
+            foreach (var r in DropReasons.All)
+                if (b.Drops[(int)r] > 0) drops[r.Key()] = drops.GetValueOrDefault(r.Key()) + b.Drops[(int)r];
+        var cpu = CpuAccounting.Between(c0, c1);
+        double mpps = (r1 - r0) / el / 1e6;
+        double nfCpu = cpu.First(c => c.Domain == "l2fwd").VCpuPct;
+        return new ChainResult
+        {
+            IoModel = "hypercall (VMs)", Nf = "l2fwd (VM)", Length = 1, Bridges = ["valex", "valey"], FrameSize = frameSize,
+            Mpps = Math.Round(mpps, 4), Gbps = Math.Round(mpps * 1e6 * (frameSize + 24) * 8 / 1e9, 3),
+            Sent = sent, Received = received, Dropped = drops.Values.Sum(), Drops = drops,
+            Unaccounted = bridges.Sum(b => b.Unaccounted),
+            Cpu = cpu.Select(c => new DomainCpuResult(c.Domain, c.VCpuPct, c.BackendPct)).ToList(),
+            NfCpuPerMpps = mpps > 0 ? Math.Round(nfCpu / mpps, 1) : 0,
+            LatencyP50Us = Field(console, "p50_ns") / 1000.0, LatencyP99Us = Field(console, "p99_ns") / 1000.0,
+            NfCounters = new() { ["l2fwd"] = nfCounters },
+        };
+    }
+
+    private static void VmKitWait(Func<bool> cond, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (!cond() && DateTime.UtcNow < until) Thread.Sleep(20);
+    }
+
+    private static long Field(string console, string key)
+    {
+        string? line = console.Split('\n').LastOrDefault(l => l.StartsWith("pktgen-rx: received=", StringComparison.Ordinal));
+        if (line is null) return 0;
+        int i = line.IndexOf($" {key}=", StringComparison.Ordinal);
+        if (i < 0) return 0;
+        string v = line[(i + key.Length + 2)..];
+        int end = v.IndexOf(' ');
+        return long.TryParse(end < 0 ? v : v[..end], NumberStyles.Integer, CultureInfo.InvariantCulture, out long x) ? x : 0;
+    }
+}
