@@ -52,9 +52,44 @@ public sealed class VmDataPathTests(ITestOutputHelper output)
         Assert.True(host.Destroy(rx));
         Assert.True(host.Destroy(tx));
     }
+
+    [KvmFact]
+    public void Vm_and_thread_domains_on_one_bridge_both_directions()
+    {
+        const int n = 2000;
+        using var host = new Host();
+        // thread pkt-gen -> VM pkt-gen
+        var vmRx = host.Create(Vm("vmm-mrx", "pkt-gen", $"-f rx -n {n}", "valevmm:vrx"));
+        var thTx = host.Create(new DomainSpec { Name = "vmm-mtx", Nf = "pkt-gen", NfArgs = $"-f tx -n {n} -R 30000 -l 60", Vifs = [new VifSpec("valevmm:ttx")] });
+        try { VmKit.WaitState(vmRx, DomainState.Exited, Wait); }
+        finally { Dump(vmRx); }
+        Assert.Equal(0, vmRx.ExitStatus);
+        Assert.Equal(n, Field(vmRx, "pktgen-rx:", "received"));
+        Assert.Equal(0, Field(vmRx, "pktgen-rx:", "lost"));
+        Assert.True(host.Destroy(thTx));
+        Assert.True(host.Destroy(vmRx));
+
+        // VM pkt-gen -> thread pkt-gen
+        var thRxGuest = new PacketGenGuest(global::HyperNF.Tools.PacketGenArgs.Parse($"-f rx -n {n}"));
+        var thRx = host.Create(new DomainSpec { Name = "vmm-mrx2", Guest = () => thRxGuest, Vifs = [new VifSpec("valevmm:trx")] });
+        var vmTx = host.Create(Vm("vmm-mtx2", "pkt-gen", $"-f tx -n {n} -R 30000 -l 60", "valevmm:vtx"));
+        VmKit.WaitState(vmTx, DomainState.Exited, Wait);
+        Assert.True(VmKit.WaitFor(() => thRxGuest.Frames >= n, Wait), $"thread rx got {thRxGuest.Frames} of {n}");
+        Assert.True(host.Destroy(thRx));
+        var sum = thRxGuest.Summary!;
+        Assert.Equal(n, sum.Received);
+        Assert.Equal(0, sum.Lost);
+        Assert.Equal(0, sum.Foreign);
+        Assert.Equal(0, host.Switch.FindBridge("valevmm")!.GetStatistics().Unaccounted);
+        Assert.True(host.Destroy(vmTx));
+    }
 }
 
-/// <summary>Creating and destroying VM domains leaves nothing behind.</summary>
+/// <summary>
+/// Creating and destroying VM domains leaves nothing behind. In the non-parallel collection:
+/// fds, threads and mappings are the whole process's, so no other test may run meanwhile.
+/// </summary>
+[Collection("real cgroup")]
 public sealed class VmLifecycleTests(ITestOutputHelper output)
 {
     private static int Fds() => Directory.GetFiles("/proc/self/fd").Length;
