@@ -42,6 +42,8 @@ public static class DomainSpecs
         if (Domain.CheckMemory(plain) is { } memory) throw c.Error("memory", memory);
         if (plain.Kernel is { } kernel)
         {
+            if (plain.MemoryMb is { } mb && (mb < 2 || mb > Vmm.GuestAbi.MaxMemoryMb || mb % 2 != 0))
+                throw c.Error("memory", $"{mb} MB: for a VM domain (kernel=) memory is its guest RAM, an even number of MB in 2..{Vmm.GuestAbi.MaxMemoryMb}");
             VmGuest vm;
             try
             {

@@ -159,14 +159,14 @@ public static partial class XlConfig
                 };
             }
             var vifs = Vifs(name);
-            string? kernel = OptionalString("kernel");
+            // kernel= without nf= boots a VM domain. With nf= (the reference's configs name a Linux
+            // kernel and the NF that replaces it) the domain stays a thread domain and kernel=,
+            // extra= and cmdline= are accepted with a notice, as before.
+            string? kernel = nf is null ? OptionalString("kernel") : null;
             string? cmdline = null;
             if (kernel is not null)
             {
                 if (kernel.Trim().Length == 0) throw Error(byKey["kernel"], "is empty; give the path of a guest image (e.g. artifacts/guest/l2fwd.elf), or leave kernel out for a thread domain");
-                if (nf is not null) throw Error(byKey["nf"], "is set together with kernel; kernel= boots a VM domain, nf= names the NF of a thread domain: keep one");
-                if (byKey.TryGetValue("memory", out var mem) && (memory < 2 || memory > Vmm.GuestAbi.MaxMemoryMb || memory % 2 != 0))
-                    throw Error(mem, $"{memory} MB: for a VM domain (kernel=) memory is its guest RAM, an even number of MB in 2..{Vmm.GuestAbi.MaxMemoryMb}");
                 if (byKey.TryGetValue("extra", out var ex) && byKey.ContainsKey("cmdline")) throw Error(ex, "is set together with cmdline; both are the guest's command line: keep one");
                 cmdline = OptionalString("extra") ?? OptionalString("cmdline");
                 if (cmdline is not null && System.Text.Encoding.UTF8.GetByteCount(cmdline) > Vmm.GuestAbi.CmdlineMax)
@@ -174,8 +174,9 @@ public static partial class XlConfig
             }
             else
             {
+                if (byKey.TryGetValue("kernel", out var kg)) Notice(kg.Line, "kernel", "ignored (nf= makes this a thread domain: the NF runs on host threads; leave nf out to boot kernel= in a VM domain)");
                 foreach (string k in new[] { "extra", "cmdline" })
-                    if (byKey.TryGetValue(k, out var ig)) Notice(ig.Line, k, "ignored (the guest command line of a VM domain; this domain has no kernel=)");
+                    if (byKey.TryGetValue(k, out var ig)) Notice(ig.Line, k, "ignored (the guest command line of a VM domain; this domain has no kernel= to boot)");
             }
 
             return new DomainConfig
