@@ -33,6 +33,7 @@ public sealed partial class ControlDaemon
         ["get"] = new(false, (d, r) => d.Get(r)),
         ["io-model"] = new(true, (d, r) => d.IoModelOp(r)),
         ["stats"] = new(false, (d, r) => d.Stats(r)),
+        ["console"] = new(false, (d, r) => d.ConsoleOp(r)),
     };
 
     private static readonly string[] StreamingOps = ["top", "pkt-gen"];
@@ -182,8 +183,10 @@ public sealed partial class ControlDaemon
             CpuPct = c?.VCpuPct ?? 0, BackendPct = c?.BackendPct ?? 0, CpuTimeS = Math.Round((c?.VCpuNs ?? 0) / 1e9, 3),
             Weight = d.Weight, Cap = d.Cap, IoModel = d.IoModel.Key(), Nf = d.Guest?.Name ?? d.Spec.Nf,
             Ports = PortNames(d).ToArray(), CrashReason = d.CrashReason,
+            Kind = d.Kind switch { DomainKind.Vm => "vm", DomainKind.Process => "process", _ => "thread" }, Pid = d.ProcessId,
+            Kvm = d.Vm?.Machine is { } m ? $"{m.Platform.KindName}, ring {m.Ring}" : null,
+            ExitStatus = d.ExitStatus, CrashRegisters = d.CrashRegisters,
             UptimeS = Math.Round((DateTime.UtcNow - d.CreatedAt).TotalSeconds, 1),
-            Kind = d.Kind == DomainKind.Process ? "process" : "guest", Pid = d.ProcessId,
         };
     }
 
@@ -209,12 +212,14 @@ public sealed partial class ControlDaemon
 
     private CreateResult Create(ControlRequest r)
     {
-        r.AllowOnly("file", "text");
+        r.AllowOnly("file", "text", "dir");
         string text = r.String("text");
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
+        string? dir = r.OptionalString("dir");
+        if (dir is not null && !Path.IsPathRooted(dir)) throw ControlException.Invalid($"dir: '{ControlRequest.Short(dir)}' is not an absolute path");
         var config = XlConfig.Parse(text, file);
-        var spec = DomainSpecs.ForHost(config, _host);
+        var spec = DomainSpecs.ForHost(config, _host, dir);
         Domain d;
         try
         {
@@ -230,6 +235,19 @@ public sealed partial class ControlDaemon
         }
         Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
         return new CreateResult { Domain = Info(d), Notices = config.Notices };
+    }
+
+    /// <summary>xl console D: what a VM domain's guest wrote (PUTS), from stream offset <c>from</c>.</summary>
+    private ConsoleResult ConsoleOp(ControlRequest r)
+    {
+        r.AllowOnly("domain", "from");
+        var d = FindDomain(r.String("domain"));
+        if (d.Vm is not { } vm)
+            throw ControlException.Invalid($"domain '{d.Name}' is a thread domain (nf {d.Guest?.Name ?? d.Spec.Nf}); only VM domains (kernel=) have a console");
+        long from = r.OptionalLong("from") ?? 0;
+        if (from < 0) throw ControlException.Invalid($"from: {from} is negative");
+        var (text, next) = vm.Console.Read(from);
+        return new ConsoleResult { Domain = d.Name, Text = text, Next = next, Dropped = vm.Console.Dropped, State = d.State.ToString().ToLowerInvariant() };
     }
 
     private DoneResult DestroyOp(ControlRequest r)
@@ -590,6 +608,16 @@ public sealed partial class ControlDaemon
         }
         else
             bridges = [BridgeStats(FindBridge(which), owners, null)];
-        return new StatsResult { BridgeBatch = _host.Switch.BridgeBatch, Bridges = bridges.ToArray() };
+        var vms = _host.Domains.Where(d => d.Kind == DomainKind.Vm).Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+        var list = bridges.Select(b => vms.Count == 0 ? b : b with
+        {
+            Ports = b.Ports.Select(pc => pc.Kind == "domain" && pc.Owner is { } o && vms.Contains(o) ? pc with { DomainKind = "vm" } : pc).ToArray(),
+        }).ToArray();
+        var kvm = Vmm.KvmPlatform.Current;
+        return new StatsResult
+        {
+            BridgeBatch = _host.Switch.BridgeBatch, Bridges = list,
+            Kvm = vms.Count == 0 ? null : kvm.Describe(),
+        };
     }
 }

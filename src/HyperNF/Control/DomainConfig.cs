@@ -45,6 +45,15 @@ public sealed record DomainConfig
     /// <summary><c>nf_args=</c>: the NF's argument string, passed through unparsed.</summary>
     public string? NfArgs { get; init; }
 
+    /// <summary>
+    /// <c>kernel=</c>: a guest image to boot in a VM domain (as given; relative paths are resolved
+    /// against the config file's directory by <see cref="DomainSpecs"/>). Null: a thread domain.
+    /// </summary>
+    public string? Kernel { get; init; }
+
+    /// <summary><c>extra=</c> or <c>cmdline=</c>: the VM guest's command line.</summary>
+    public string? CommandLine { get; init; }
+
     /// <summary><c>weight=</c>: credit2-style share, 1..65535, default 256.</summary>
     public int Weight { get; init; } = DefaultWeight;
 

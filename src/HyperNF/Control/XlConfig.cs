@@ -20,7 +20,7 @@ public static partial class XlConfig
 {
     /// <summary>Settings HyperNF uses.</summary>
     public static readonly ImmutableArray<string> Keys =
-        ["name", "vcpus", "cpus", "memory", "vif", "nf", "nf_args", "weight", "cap", "io_model"];
+        ["name", "vcpus", "cpus", "memory", "vif", "nf", "nf_args", "weight", "cap", "io_model", "kernel", "extra", "cmdline"];
 
     /// <summary>
     /// xl settings accepted with a notice, and why they do nothing: HyperNF domains are NF
@@ -29,9 +29,8 @@ public static partial class XlConfig
     /// </summary>
     private static readonly Dictionary<string, string> Ignored = new(StringComparer.Ordinal)
     {
-        ["kernel"] = "no guest kernel is booted", ["ramdisk"] = "no guest kernel is booted",
-        ["extra"] = "no guest kernel is booted", ["cmdline"] = "no guest kernel is booted",
-        ["root"] = "no guest kernel is booted", ["bootloader"] = "no guest kernel is booted",
+        ["ramdisk"] = "VM guests are single images (kernel=)",
+        ["root"] = "VM guests have no root file system", ["bootloader"] = "no guest kernel is booted",
         ["bootloader_args"] = "no guest kernel is booted", ["firmware"] = "no guest kernel is booted",
         ["bios"] = "no guest kernel is booted", ["boot"] = "no guest kernel is booted",
         ["disk"] = "domains have no block devices", ["pci"] = "devices are not passed through",
@@ -160,11 +159,30 @@ public static partial class XlConfig
                 };
             }
             var vifs = Vifs(name);
+            // kernel= without nf= boots a VM domain. With nf= (the reference's configs name a Linux
+            // kernel and the NF that replaces it) the domain stays a thread domain and kernel=,
+            // extra= and cmdline= are accepted with a notice, as before.
+            string? kernel = nf is null ? OptionalString("kernel") : null;
+            string? cmdline = null;
+            if (kernel is not null)
+            {
+                if (kernel.Trim().Length == 0) throw Error(byKey["kernel"], "is empty; give the path of a guest image (e.g. artifacts/guest/l2fwd.elf), or leave kernel out for a thread domain");
+                if (byKey.TryGetValue("extra", out var ex) && byKey.ContainsKey("cmdline")) throw Error(ex, "is set together with cmdline; both are the guest's command line: keep one");
+                cmdline = OptionalString("extra") ?? OptionalString("cmdline");
+                if (cmdline is not null && System.Text.Encoding.UTF8.GetByteCount(cmdline) > Vmm.GuestAbi.CmdlineMax)
+                    throw Error(byKey.ContainsKey("extra") ? byKey["extra"] : byKey["cmdline"], $"is longer than {Vmm.GuestAbi.CmdlineMax} bytes");
+            }
+            else
+            {
+                if (byKey.TryGetValue("kernel", out var kg)) Notice(kg.Line, "kernel", "ignored (nf= makes this a thread domain: the NF runs on host threads; leave nf out to boot kernel= in a VM domain)");
+                foreach (string k in new[] { "extra", "cmdline" })
+                    if (byKey.TryGetValue(k, out var ig)) Notice(ig.Line, k, "ignored (the guest command line of a VM domain; this domain has no kernel= to boot)");
+            }
 
             return new DomainConfig
             {
                 FileName = file, Name = name, VCpus = vcpus, Cpus = cpus, MemoryMb = memory, Vifs = vifs,
-                Nf = nf, NfArgs = nfArgs, Weight = weight, Cap = cap, IoModel = io,
+                Nf = nf, NfArgs = nfArgs, Kernel = kernel, CommandLine = cmdline, Weight = weight, Cap = cap, IoModel = io,
                 Lines = byKey.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.Line, StringComparer.Ordinal),
                 // Settings are checked in dependency order, not file order; the user reads notices top to bottom.
                 Notices = [.. _notices.OrderBy(n => n.Line).Select(n => n.Text)],

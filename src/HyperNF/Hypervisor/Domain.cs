@@ -34,6 +34,13 @@ public sealed class Domain
     public DomainSpec Spec { get; }
     public DomainState State => _state;
     public string? CrashReason { get; private set; }
+    /// <summary>The faulting vCPU's registers when a VM domain crashed on a guest fault; null otherwise.</summary>
+    public string? CrashRegisters { get; private set; }
+    /// <summary>A VM domain's EXIT status once it has exited (<see cref="DomainState.Exited"/>).</summary>
+    public int? ExitStatus { get; private set; }
+    /// <summary>Thread (NF code on host threads) or VM (a KVM virtual machine booted from kernel=).</summary>
+    /// <summary>The VM of a VM domain; null for a thread domain.</summary>
+    public VmGuest? Vm => _guest as VmGuest;
     public IoModel IoModel { get; }
     public DomainMemory Memory { get; }
     public WakeWord Wake { get; } = new();
@@ -45,7 +52,7 @@ public sealed class Domain
     public int Cap { get; internal set; }
     public DateTime CreatedAt { get; } = DateTime.UtcNow;
     /// <summary>Guest (an NF on vCPU threads) or process (a netmap program in its own process).</summary>
-    public DomainKind Kind => Spec.ProcessId is null ? DomainKind.Guest : DomainKind.Process;
+    public DomainKind Kind => Spec.ProcessId is not null ? DomainKind.Process : _guest is VmGuest ? DomainKind.Vm : DomainKind.Thread;
     /// <summary>The program's pid for a process domain, else null.</summary>
     public int? ProcessId => Spec.ProcessId;
     /// <summary>A process domain's registered ports, each with its host thread and control page.</summary>
@@ -79,6 +86,7 @@ public sealed class Domain
     /// </summary>
     public static string? CheckMemory(DomainSpec spec)
     {
+        if (spec.Kernel is not null) return null; // a VM domain's memory= is its guest RAM, not a bound on the region
         if (spec.MemoryMb is not { } mb) return null;
         long need = LayoutFor(spec).TotalBytes;
         long needMb = (need + (1 << 20) - 1) >> 20;
@@ -104,6 +112,7 @@ public sealed class Domain
                 foreach (var p in _ports) p.Backend = new BackendPort((ValePort)p.Origin, Backend);
             }
             _guest = guest;
+            (guest as VmGuest)?.Boot(this);
             _vcpus = Enumerable.Range(0, Spec.VCpus).Select(i => new VCpu(this, i, Spec.CpusOf(i))).ToArray();
             _nextVCpu = Spec.VCpus;
             _state = DomainState.Running;
@@ -112,9 +121,11 @@ public sealed class Domain
         catch
         {
             _cts.Cancel();
+            (guest as VmGuest)?.Interrupt();
             foreach (var v in _vcpus) v.Join(TimeSpan.FromSeconds(2));
+            _guest ??= guest;
             ClosePorts();
-            ReleaseMemoryIfIdle();
+            lock (_gate) ReleaseMemoryIfIdle();
             _state = DomainState.Destroyed;
             throw;
         }
@@ -221,6 +232,12 @@ public sealed class Domain
             _pauseRequested = true;
             _state = DomainState.Paused;
         }
+        // A VM's vCPU may be inside KVM_RUN or blocked in POLL: get it out to where it waits.
+        if (_guest is VmGuest vm)
+        {
+            vm.Interrupt();
+            Wake.WakeAll();
+        }
     }
 
     public void Unpause()
@@ -245,11 +262,38 @@ public sealed class Domain
     /// <summary>A vCPU's guest threw: the domain crashes, nothing else does.</summary>
     internal void OnVCpuFault(VCpu vcpu, string reason) => Crash(reason);
 
+    /// <summary>A VM guest did something the VMM does not allow: crash with the reason and its registers.</summary>
+    internal void OnVmFault(VCpu vcpu, string reason, string registers)
+    {
+        lock (_gate)
+        {
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) return;
+            CrashRegisters = registers;
+        }
+        Crash(reason);
+    }
+
+    /// <summary>Every vCPU of a VM domain made the EXIT hypercall: the domain stops (ports detached) and stays listed as exited.</summary>
+    internal void OnGuestExited(int status)
+    {
+        lock (_gate)
+        {
+            if (_state is not (DomainState.Running or DomainState.Paused)) return;
+            ExitStatus = status;
+            _state = DomainState.Exited;
+            _pauseRequested = false;
+            _unpaused.Set();
+            _cts.Cancel();
+        }
+        ClosePorts();
+        Wake.WakeAll();
+    }
+
     internal void OnVCpuExit(VCpu vcpu)
     {
         lock (_gate)
         {
-            if (_state is DomainState.Crashed or DomainState.Destroyed) ReleaseMemoryIfIdle();
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) ReleaseMemoryIfIdle();
         }
     }
 
@@ -258,7 +302,7 @@ public sealed class Domain
     {
         lock (_gate)
         {
-            if (_state is DomainState.Crashed or DomainState.Destroyed) return;
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) return;
             CrashReason = reason;
             _state = DomainState.Crashed;
             _pauseRequested = false;
@@ -266,6 +310,7 @@ public sealed class Domain
             _cts.Cancel();
         }
         foreach (var pp in ProcessPorts) pp.Channel.WakeHost();
+        (_guest as VmGuest)?.Interrupt();
         _host.OnDomainCrashed(this, reason);
         // Not under _gate: detaching waits for in-flight flushes, which never take _gate.
         ClosePorts();
@@ -287,6 +332,7 @@ public sealed class Domain
             _unpaused.Set();
             _cts.Cancel();
         }
+        (_guest as VmGuest)?.Interrupt();
         Wake.WakeAll();
         foreach (var pp in ProcessPorts) pp.Channel.WakeHost();
         var deadline = DateTime.UtcNow + timeout;
@@ -334,6 +380,7 @@ public sealed class Domain
         if (_memoryReleased || !_portsClosed) return;
         if (_vcpus.Any(v => !v.Exited)) return;
         _memoryReleased = true;
+        (_guest as IDisposable)?.Dispose(); // a VM: its fds and guest RAM, before the region its memory slot maps
         Memory.Dispose();
     }
 

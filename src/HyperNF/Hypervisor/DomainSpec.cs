@@ -45,6 +45,15 @@ public sealed record DomainSpec
     /// <summary>Port areas in a process domain's region: how many ports the program may register at once.</summary>
     public int ProcessPorts { get; init; } = 8;
 
+    /// <summary>
+    /// xl's <c>kernel=</c>: boot this guest image (an ELF built with the guest SDK) in a KVM
+    /// virtual machine; the domain is then a VM domain and <see cref="MemoryMb"/> is its guest
+    /// RAM (default 16). Null: a thread domain running <see cref="Nf"/>.
+    /// </summary>
+    public string? Kernel { get; init; }
+    /// <summary>xl's <c>extra=</c> (or <c>cmdline=</c>): the VM guest's command line.</summary>
+    public string? CommandLine { get; init; }
+
     public IReadOnlyList<int> CpusOf(int vcpu) =>
         Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];
 }

@@ -235,6 +235,7 @@ public sealed class Host : IDisposable
             foreach (var d in doms)
             {
                 if (d.State != DomainState.Running) continue;
+                if (d.Kind == DomainKind.Vm) continue; // a spinning guest is legitimate; pause and destroy kick it out of KVM_RUN
                 foreach (var v in d.VCpus)
                 {
                     if (v.Exited || v.InPause) continue;

@@ -31,11 +31,17 @@ public enum DomainState
     Paused,
     Destroyed,
     Crashed,
+    /// <summary>A VM domain whose guest made the EXIT hypercall (its status is <see cref="Domain.ExitStatus"/>); kept until destroyed.</summary>
+    Exited,
 }
 
-/// <summary>What a domain runs: an NF on its own vCPU threads, or a netmap program in its own process.</summary>
+/// <summary>
+/// What runs a domain: NF code on host threads (thread), a KVM virtual machine (vm, xl's
+/// kernel=), or an unmodified netmap program in its own process (process, docs/process-domains.md).
+/// </summary>
 public enum DomainKind
 {
-    Guest,
+    Thread,
+    Vm,
     Process,
 }

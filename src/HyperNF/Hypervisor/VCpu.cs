@@ -82,6 +82,10 @@ public sealed class VCpu
         catch (OperationCanceledException) when (_domain.Cancellation.IsCancellationRequested)
         {
         }
+        catch (HyperNF.Vmm.VmFaultException e)
+        {
+            _domain.OnVmFault(this, e.Message, e.Registers);
+        }
         catch (Exception e)
         {
             _domain.OnVCpuFault(this, $"{e.GetType().Name} on vCPU {Index}: {e.Message}");

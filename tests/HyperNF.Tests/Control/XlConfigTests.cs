@@ -41,14 +41,25 @@ public class XlConfigTests
         Assert.Equal(DomainConfig.DefaultWeight, c.Weight);
         Assert.Equal(0, c.Cap);
         Assert.Null(c.IoModel);
-        // kernel, pvh, the xenbr vif, disk, extra: one notice each, in file order, with file:line.
-        Assert.Equal(5, c.Notices.Length);
-        Assert.StartsWith("linux.cfg:2: kernel: ignored", c.Notices[0]);
-        Assert.StartsWith("linux.cfg:6: pvh: ignored", c.Notices[1]);
-        Assert.StartsWith("linux.cfg:7: vif: vif 0 (mac=00:10:00:00:00:02,bridge=xenbr) is not a netmap interface", c.Notices[2]);
-        Assert.StartsWith("linux.cfg:8: disk: ignored", c.Notices[3]);
-        Assert.StartsWith("linux.cfg:9: extra: ignored", c.Notices[4]);
+        // kernel= without nf= is a VM domain (issue 11): the image and its command line (extra=).
+        Assert.Equal("PATH_TO_KERNEL", c.Kernel);
+        Assert.Equal("root=/dev/xvda1", c.CommandLine);
+        // pvh, the xenbr vif, disk: one notice each, in file order, with file:line.
+        Assert.Equal(3, c.Notices.Length);
+        Assert.StartsWith("linux.cfg:6: pvh: ignored", c.Notices[0]);
+        Assert.StartsWith("linux.cfg:7: vif: vif 0 (mac=00:10:00:00:00:02,bridge=xenbr) is not a netmap interface", c.Notices[1]);
+        Assert.StartsWith("linux.cfg:8: disk: ignored", c.Notices[2]);
         Assert.All(c.Notices, n => Assert.DoesNotContain('\n', n));
+    }
+
+    [Fact]
+    public void Kernel_with_nf_stays_a_thread_domain_and_kernel_is_a_notice()
+    {
+        var c = XlConfig.Parse("name=\"a\"\nkernel=\"k.elf\"\nextra=\"x\"\nnf=\"l2fwd\"\n", "a.cfg");
+        Assert.Null(c.Kernel);
+        Assert.Null(c.CommandLine);
+        Assert.StartsWith("a.cfg:2: kernel: ignored (nf= makes this a thread domain", c.Notices[0]);
+        Assert.StartsWith("a.cfg:3: extra: ignored", c.Notices[1]);
     }
 
     [Fact]
