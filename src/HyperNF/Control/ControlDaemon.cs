@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using HyperNF.Hypervisor;
@@ -55,9 +54,11 @@ public sealed class DaemonStartException(string message) : Exception(message);
 /// Connections are served with async socket I/O, so a slow or hostile client only holds its
 /// own connection. Reads (list, stats, get ...) run on the connection's continuation;
 /// changes (create, destroy, set ...) run one at a time on a dedicated change thread, so
-/// they never interleave. One daemon per socket path: an abstract-namespace socket named
-/// after the path is the instance lock (released by the kernel when the process dies), and a
-/// socket file left by a killed daemon is detected (nobody accepts) and replaced.
+/// they never interleave, and a change's parsing (a config, a CPU list) is done before it is
+/// queued, so no request holds the change thread with work of its own size. One daemon per
+/// socket path: a flock on <c>PATH.lock</c>, a file only the daemon's user can open, is the
+/// instance lock (<see cref="InstanceLock"/>; released by the kernel when the process dies), and
+/// a socket file left by a killed daemon is detected (nobody accepts) and replaced.
 /// </remarks>
 public sealed partial class ControlDaemon : IDisposable
 {
@@ -70,7 +71,7 @@ public sealed partial class ControlDaemon : IDisposable
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private readonly object _lifecycle = new();
     private readonly long _startedAt = Stopwatch.GetTimestamp();
-    private Socket? _lock;
+    private InstanceLock? _lock;
     private Socket? _listener;
     private Thread? _changeThread;
     private Thread? _sampler;
@@ -147,15 +148,17 @@ public sealed partial class ControlDaemon : IDisposable
             throw new DaemonStartException($"cannot create the socket's directory {dir}: {e.Message}");
         }
 
-        // The instance lock: an abstract socket (no file; the kernel frees it with the process).
-        _lock = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        // The instance lock: a flock on PATH.lock, a file only this user can open, in a directory
+        // nobody else can replace files in (InstanceLock). The kernel frees it with the process.
         try
         {
-            _lock.Bind(new UnixDomainSocketEndPoint("\0" + LockName(_path)));
+            _lock = InstanceLock.Acquire(LockPath(_path));
         }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        catch (InstanceLockException e)
         {
-            throw new DaemonStartException(AlreadyRunning());
+            throw new DaemonStartException(e.Refusal == InstanceLockRefusal.Held
+                ? AlreadyRunning(e.HolderPid)
+                : $"cannot take the daemon's lock for {_path}: {e.Message}");
         }
 
         switch (SocketFiles.KindOf(_path))
@@ -163,8 +166,8 @@ public sealed partial class ControlDaemon : IDisposable
             case SocketFiles.Kind.Missing:
                 break;
             case SocketFiles.Kind.Socket:
-                // We hold the lock, so a daemon of this build is not serving it; one of another
-                // build (or in another network namespace) might be: ask before removing.
+                // We hold the lock, so no daemon of this build serves it; one of an older build
+                // (which locked differently) or something else might: ask before removing.
                 if (Probe(_path, out _)) throw new DaemonStartException(AlreadyRunning());
                 File.Delete(_path);
                 Log($"removed stale socket {_path} (left by a daemon that did not shut down; nobody was listening)");
@@ -192,12 +195,14 @@ public sealed partial class ControlDaemon : IDisposable
         }
     }
 
-    private static string LockName(string path) =>
-        "hypernf-daemon:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..32];
+    /// <summary>The instance lock beside the socket: <c>PATH.lock</c>.</summary>
+    public static string LockPath(string socketPath) => Path.GetFullPath(socketPath) + ".lock";
 
-    private string AlreadyRunning()
+    /// <param name="lockPid">The pid the lock's holder wrote, used when the socket does not answer.</param>
+    private string AlreadyRunning(int lockPid = 0)
     {
-        string who = Probe(_path, out int pid) && pid > 0 ? $" (pid {pid})" : "";
+        if (!Probe(_path, out int pid) || pid <= 0) pid = lockPid;
+        string who = pid > 0 ? $" (pid {pid})" : "";
         string stop = pid > 0 ? $"stop it first (kill -TERM {pid})" : "stop it first";
         return $"another hypernf daemon{who} is already running on {_path}; {stop} or choose another socket with --socket or {ControlProtocol.SocketEnvironmentVariable}";
     }
@@ -373,14 +378,24 @@ public sealed partial class ControlDaemon : IDisposable
     }
 
     /// <summary>One client connection: its reader, the read in flight, and writes with a timeout.</summary>
-    private sealed class Connection(NetworkStream stream, ControlDaemon daemon)
+    private sealed class Connection(Socket socket, NetworkStream stream, ControlDaemon daemon)
     {
         public readonly LineReader Reader = new(stream, ControlProtocol.MaxRequestBytes);
         public Task<ReadOnlyMemory<byte>?>? Pending;
         public long LastActivity = Stopwatch.GetTimestamp();
 
+        /// <summary>
+        /// The client shut down its sending side (end of stream on read). It may still be reading:
+        /// <c>echo '{"op":"top"}' | socat - UNIX-CONNECT:...</c> does exactly that, so the answer
+        /// to what it sent is still written; only a full close (<see cref="HungUp"/>) ends it.
+        /// </summary>
+        public bool ReadClosed;
+
         public Task<ReadOnlyMemory<byte>?> NextRead() =>
             Pending ??= Reader.ReadLineAsync(daemon._cts.Token).AsTask();
+
+        /// <summary>True when the client closed the connection entirely (not only its sending side).</summary>
+        public bool HungUp => SocketFiles.PeerHungUp(socket);
 
         public async Task WriteAsync(byte[] line)
         {
@@ -396,8 +411,8 @@ public sealed partial class ControlDaemon : IDisposable
         try
         {
             await using var stream = new NetworkStream(socket, ownsSocket: true);
-            var c = new Connection(stream, this);
-            while (!_cts.IsCancellationRequested)
+            var c = new Connection(socket, stream, this);
+            while (!_cts.IsCancellationRequested && !c.ReadClosed)
             {
                 ReadOnlyMemory<byte>? line;
                 try
@@ -416,24 +431,7 @@ public sealed partial class ControlDaemon : IDisposable
                     break;
                 }
                 if (line is null) break; // the client closed; a partial line is not a request
-                ControlRequest req;
-                try
-                {
-                    req = ControlRequest.Parse(line.Value);
-                }
-                catch (ControlException e)
-                {
-                    await c.WriteAsync(ControlProtocol.Error(null, e.Code, e.Message)).ConfigureAwait(false);
-                    continue;
-                }
-                if (IsStreaming(req.Op))
-                {
-                    bool keep = await StreamAsync(req, c).ConfigureAwait(false);
-                    if (!keep) break;
-                    continue;
-                }
-                byte[] answer = await ExecuteAsync(req).ConfigureAwait(false);
-                await c.WriteAsync(answer).ConfigureAwait(false);
+                if (!await AnswerAsync(line.Value, c).ConfigureAwait(false)) break;
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
@@ -444,6 +442,35 @@ public sealed partial class ControlDaemon : IDisposable
         {
             Log($"connection failed: {e}");
         }
+    }
+
+    /// <summary>
+    /// Answers one complete request line (a stream sends its events first); false when the
+    /// connection must close. Every line gets an answer: a failure nobody foresaw is an
+    /// <c>internal</c> error line, logged, and the connection goes on.
+    /// </summary>
+    private async Task<bool> AnswerAsync(ReadOnlyMemory<byte> line, Connection c)
+    {
+        byte[] answer;
+        try
+        {
+            var req = ControlRequest.Parse(line);
+            if (IsStreaming(req.Op)) return await StreamAsync(req, c).ConfigureAwait(false);
+            answer = await ExecuteAsync(req).ConfigureAwait(false);
+        }
+        catch (ControlException e)
+        {
+            // Parse refused the line (ExecuteAsync and StreamAsync answer their own refusals): no id to echo.
+            answer = ControlProtocol.Error(null, e.Code, e.Message);
+        }
+        catch (Exception e) when (e is not (IOException or SocketException or ObjectDisposedException or OperationCanceledException))
+        {
+            Log($"internal error answering a request: {e}");
+            answer = ControlProtocol.Error(null, ControlErrorCodes.Internal,
+                $"internal error ({e.GetType().Name}: {e.Message}); the daemon keeps running");
+        }
+        await c.WriteAsync(answer).ConfigureAwait(false);
+        return true;
     }
 
     /// <summary>The next request line, enforcing the idle and line timeouts; null when the client closed.</summary>
@@ -562,9 +589,9 @@ public sealed partial class ControlDaemon : IDisposable
                     $"unknown op '{ControlRequest.Short(req.Op)}'; ops: {string.Join(", ", OpNames)}");
             }
             if (_stopping) throw new ControlException(ControlErrorCodes.ShuttingDown, "the daemon is shutting down");
-            object? result = op.Change
-                ? await RunChangeAsync(() => op.Run(this, req)).ConfigureAwait(false)
-                : op.Run(this, req);
+            object? result = op.Change is { } prepare
+                ? await RunChangeAsync(prepare(this, req)).ConfigureAwait(false)
+                : op.Read!(this, req);
             return ControlProtocol.Ok(req.Id, result);
         }
         catch (Exception e)

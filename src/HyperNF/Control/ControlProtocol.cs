@@ -216,6 +216,7 @@ public sealed class ControlRequest
         // The document lives as long as the request; requests are short-lived, so clone and dispose.
         using (doc)
         {
+            RefuseUndecodableStrings(line.Span);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw ControlException.BadRequest($"a request must be a JSON object like {{\"op\":\"list\"}}, not {Describe(root)}");
@@ -234,7 +235,7 @@ public sealed class ControlRequest
                     case "op":
                         if (p.Value.ValueKind != JsonValueKind.String)
                             throw ControlException.BadRequest($"op: expected a string such as \"list\", got {Describe(p.Value)}");
-                        op = Text(p.Value, "op");
+                        op = Text(p.Value);
                         break;
                     case "args":
                         if (p.Value.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -251,6 +252,34 @@ public sealed class ControlRequest
     }
 
     public static ControlRequest Parse(string line) => Parse(Encoding.UTF8.GetBytes(line));
+
+    /// <summary>
+    /// Refuses a request with a string (a value or a field name, at any depth) whose escapes do
+    /// not decode to text: a lone surrogate such as <c>\ud800</c> is valid JSON syntax but no
+    /// string. Checked once here, so everything after parsing (the id written back in the
+    /// answer, argument names in messages, config text) only ever sees strings that decode.
+    /// </summary>
+    private static void RefuseUndecodableStrings(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName) || !reader.ValueIsEscaped) continue;
+            try
+            {
+                reader.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                string what = reader.TokenType == JsonTokenType.PropertyName ? "field name" : "string";
+                var raw = reader.ValueSpan; // as sent, escapes and all (valid UTF-8: checked before)
+                string text = raw.Length <= 40 ? Encoding.UTF8.GetString(raw) : Encoding.UTF8.GetString(raw[..37]) + "...";
+                throw ControlException.BadRequest(
+                    $"the {what} \"{text}\" (byte {reader.TokenStartIndex}) has an escape that is not text " +
+                    "(a lone surrogate such as \\ud800); JSON strings in a request must encode valid Unicode");
+            }
+        }
+    }
 
     private bool TryGet(string name, out JsonElement value)
     {
@@ -278,7 +307,7 @@ public sealed class ControlRequest
     {
         if (!TryGet(name, out var v)) return null;
         if (v.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}: expected a string, got {Describe(v)}");
-        return Text(v, $"args.{name}");
+        return Text(v);
     }
 
     /// <summary>A string, or a number or boolean written as text (for set KEY VALUE).</summary>
@@ -287,7 +316,7 @@ public sealed class ControlRequest
         if (!TryGet(name, out var v)) return null;
         return v.ValueKind switch
         {
-            JsonValueKind.String => Text(v, $"args.{name}"),
+            JsonValueKind.String => Text(v),
             JsonValueKind.Number => v.GetRawText(),
             JsonValueKind.True => "1",
             JsonValueKind.False => "0",
@@ -324,23 +353,13 @@ public sealed class ControlRequest
         foreach (var e in v.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}[{list.Count}]: expected a string, got {Describe(e)}");
-            list.Add(Text(e, $"args.{name}[{list.Count}]"));
+            list.Add(Text(e));
         }
         return list;
     }
 
-    /// <summary>A string value; one that does not decode (a lone surrogate escape such as \ud800) is a bad request.</summary>
-    private static string Text(JsonElement v, string what)
-    {
-        try
-        {
-            return v.GetString() ?? "";
-        }
-        catch (InvalidOperationException)
-        {
-            throw ControlException.BadRequest($"{what}: the string does not decode to valid text");
-        }
-    }
+    /// <summary>A string value (every string of a parsed request decodes: <see cref="RefuseUndecodableStrings"/>).</summary>
+    private static string Text(JsonElement v) => v.GetString() ?? "";
 
     internal static string Describe(JsonElement v) => v.ValueKind switch
     {

@@ -51,6 +51,32 @@ internal static unsafe partial class SocketFiles
         return (m & S_IFMT) == S_IFSOCK ? Kind.Socket : Kind.Other;
     }
 
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    private const short POLLERR = 0x8, POLLHUP = 0x10;
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>
+    /// True when the peer of connected stream socket <paramref name="socket"/> has closed it
+    /// entirely (POLLHUP or POLLERR), as opposed to a shutdown of its sending side only, after
+    /// which a read ends but the peer still reads (POLLIN|POLLRDHUP without POLLHUP on AF_UNIX).
+    /// </summary>
+    public static bool PeerHungUp(System.Net.Sockets.Socket socket)
+    {
+        var fd = new PollFd { Fd = (int)socket.Handle, Events = 0 };
+        int n = Poll(&fd, 1, 0);
+        if (n < 0) throw new IOException($"poll on a client connection failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+        return n > 0 && (fd.Revents & (POLLHUP | POLLERR)) != 0;
+    }
+
     /// <summary>Runs <paramref name="action"/> with the process umask set to <paramref name="mask"/> (octal 0177: files come out 0600).</summary>
     public static void WithUmask(uint mask, Action action)
     {
