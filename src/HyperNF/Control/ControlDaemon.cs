@@ -27,7 +27,11 @@ public interface IInterfaceAttacher
 public sealed record ControlDaemonOptions
 {
     public required string SocketPath { get; init; }
-    /// <summary>Connections served at once; one more is answered "busy" and closed.</summary>
+    /// <summary>
+    /// Connections served at once; one more is answered "busy" and closed. Lowered at start so
+    /// clients can take at most half of the file descriptors the process may open (RLIMIT_NOFILE,
+    /// less a reserve): domains, interfaces and the accept of the next "busy" answer need theirs.
+    /// </summary>
     public int MaxClients { get; init; } = 4096;
     /// <summary>Changes (create, destroy, set ...) waiting for the change thread; one more is answered "busy".</summary>
     public int MaxQueuedChanges { get; init; } = 1024;
@@ -78,6 +82,8 @@ public sealed partial class ControlDaemon : IDisposable
     private Task? _acceptLoop;
     private long _nextConnection;
     private int _clients;
+    private int _maxClients;
+    private long _lastAcceptLog;
     private volatile bool _started;
     private volatile bool _stopping;
     private bool _stopped;
@@ -97,6 +103,12 @@ public sealed partial class ControlDaemon : IDisposable
     public string SocketPath => _path;
     /// <summary>Attaches physical interfaces for vale-ctl -a/-d; null: those are refused with a clear message.</summary>
     public IInterfaceAttacher? Attacher { get; set; }
+    /// <summary>Connections served at once: <see cref="ControlDaemonOptions.MaxClients"/>, or fewer when the file-descriptor limit is low.</summary>
+    public int MaxClients => _maxClients;
+
+    /// <summary>Descriptors kept for everything but client connections (the runtime itself holds about 70).</summary>
+    private const int ReservedDescriptors = 256;
+
     /// <summary>Connections being served.</summary>
     public int ClientCount => Volatile.Read(ref _clients);
     public bool IsStopping => _stopping;
@@ -124,6 +136,11 @@ public sealed partial class ControlDaemon : IDisposable
             lock (_lifecycle) _stopped = true;
             throw;
         }
+        long fdLimit = SocketFiles.OpenFileLimit();
+        int byLimit = (int)Math.Clamp((fdLimit - ReservedDescriptors) / 2, 16, int.MaxValue);
+        _maxClients = Math.Min(Math.Max(1, _options.MaxClients), byLimit);
+        if (_maxClients < _options.MaxClients)
+            Log($"serving at most {_maxClients} connections at once: the open-file limit ({fdLimit}) keeps the rest for domains and interfaces");
         _changeThread = new Thread(ChangeThreadMain) { IsBackground = true, Name = "hypernf-ctl-changes" };
         _changeThread.Start();
         _sampler = new Thread(SamplerMain) { IsBackground = true, Name = "hypernf-ctl-sampler" };
@@ -331,12 +348,18 @@ public sealed partial class ControlDaemon : IDisposable
             {
                 if (ct.IsCancellationRequested) break;
                 // EMFILE and friends: back off instead of spinning; the backlog keeps the clients.
-                Log($"accept failed: {e.Message}");
+                // One log line a second at most: this can repeat every 50 ms.
+                long now = Environment.TickCount64;
+                if (now - _lastAcceptLog >= 1000)
+                {
+                    _lastAcceptLog = now;
+                    Log($"accept failed: {e.Message} ({ClientCount} connections open)");
+                }
                 try { await Task.Delay(50, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
                 continue;
             }
             long id = Interlocked.Increment(ref _nextConnection);
-            if (Interlocked.Increment(ref _clients) > _options.MaxClients)
+            if (Interlocked.Increment(ref _clients) > _maxClients)
             {
                 Interlocked.Decrement(ref _clients);
                 _ = RejectAsync(s);
@@ -369,7 +392,7 @@ public sealed partial class ControlDaemon : IDisposable
             using var stream = new NetworkStream(s, ownsSocket: true);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await stream.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.Busy,
-                $"too many clients ({_options.MaxClients} connections are open); try again"), cts.Token).ConfigureAwait(false);
+                $"too many clients ({_maxClients} connections are open); try again"), cts.Token).ConfigureAwait(false);
         }
         catch (Exception)
         {

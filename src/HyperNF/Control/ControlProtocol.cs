@@ -386,7 +386,13 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
 {
     private readonly byte[] _buffer = new byte[16 * 1024];
     private int _start, _end;
-    private readonly ArrayBufferWriter<byte> _line = new(1024);
+    private ArrayBufferWriter<byte> _line = new(1024);
+
+    /// <summary>A line buffer grown past this for a long line is dropped once the line is returned, so an idle connection keeps little memory.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
+
+    /// <summary>The line buffer's current capacity (for tests: it shrinks back after a long line).</summary>
+    internal int BufferCapacity => _line.Capacity;
     private bool _discarding;
 
     /// <summary>True while part of a line has arrived and its newline has not (the line timeout applies then).</summary>
@@ -419,7 +425,7 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                 if (_line.WrittenCount + chunk.Length > maxLineBytes)
                 {
                     _discarding = true;
-                    _line.ResetWrittenCount();
+                    _line = new ArrayBufferWriter<byte>(1024);
                     throw new LineTooLongException(maxLineBytes);
                 }
                 _line.Write(chunk);
@@ -435,7 +441,9 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                     _start++;
                     var result = _line.WrittenMemory;
                     if (!result.IsEmpty && result.Span[^1] == (byte)'\r') result = result[..^1];
-                    return result.ToArray();
+                    byte[] copy = result.ToArray();
+                    if (_line.Capacity > KeptBufferBytes) _line = new ArrayBufferWriter<byte>(1024);
+                    return copy;
                 }
             }
             _start = _end = 0;

@@ -51,6 +51,19 @@ internal static unsafe partial class SocketFiles
         return (m & S_IFMT) == S_IFSOCK ? Kind.Socket : Kind.Other;
     }
 
+    private const int RLIMIT_NOFILE = 7;
+
+    [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
+    private static partial int GetRlimit(int resource, ulong* limits);
+
+    /// <summary>The soft limit on open file descriptors (RLIMIT_NOFILE; the runtime raises it to the hard limit at start).</summary>
+    public static long OpenFileLimit()
+    {
+        ulong* l = stackalloc ulong[2];
+        if (GetRlimit(RLIMIT_NOFILE, l) != 0) return 1024; // the kernel's default soft limit
+        return l[0] > long.MaxValue ? long.MaxValue : (long)l[0];
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     private struct PollFd
     {

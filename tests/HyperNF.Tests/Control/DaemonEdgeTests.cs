@@ -225,6 +225,87 @@ public sealed class DaemonEdgeTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Under_a_low_open_file_limit_every_connection_is_answered_and_domains_can_still_be_created()
+    {
+        if (!File.Exists("/usr/bin/prlimit")) { Assert.Fail("needs /usr/bin/prlimit (util-linux)"); }
+        using var tmp = new TempDir();
+        string sock = tmp.File("p.sock");
+        // The real CLI daemon with at most 400 descriptors: (400 - 256) / 2 = 72 connections.
+        var psi = Cli.Start(sock, "daemon", "--socket", sock);
+        psi.ArgumentList.Insert(0, psi.FileName);
+        psi.ArgumentList.Insert(0, "--");
+        psi.ArgumentList.Insert(0, "--nofile=400:400");
+        psi.FileName = "/usr/bin/prlimit";
+        using var daemon = new DaemonProcess(sock, psi);
+        Assert.Contains("serving at most 72 connections at once", daemon.Log);
+        var clients = new List<RawClient>();
+        try
+        {
+            int ok = 0, busy = 0;
+            // More connections than the process has descriptors: without the cap the daemon runs
+            // out (accept fails, clients hang unanswered, creating a domain fails on memfd).
+            for (int i = 0; i < 450; i++)
+            {
+                var c = new RawClient(sock);
+                try
+                {
+                    c.SendLine("{\"op\":\"hello\"}");
+                }
+                catch (IOException)
+                {
+                    // Over the limit: the daemon may have written "busy" and closed before the request went out.
+                }
+                var a = c.Read() ?? throw new IOException($"connection {i}: closed without an answer");
+                if (Ok(a))
+                {
+                    ok++;
+                    clients.Add(c);
+                    continue;
+                }
+                Assert.Equal(ControlErrorCodes.Busy, Code(a));
+                busy++;
+                c.Dispose();
+            }
+            Assert.InRange(ok, 60, 72);
+            Assert.Equal(450 - ok, busy);
+            // Every held connection still works, and a domain (memfd, ports) can be created on one.
+            var created = clients[0].Ask(Create("fd.cfg", "name = \"fd\"\nvif = [ \"type=nmif,bridge=valex:fd0\", \"type=nmif,bridge=valey:fd1\" ]\n"));
+            Assert.True(Ok(created), created.GetRawText());
+            Assert.True(Ok(clients[^1].Ask("{\"op\":\"destroy\",\"args\":{\"domain\":\"fd\"}}")));
+        }
+        finally
+        {
+            foreach (var c in clients) c.Dispose();
+        }
+        Assert.DoesNotContain("accept failed", daemon.Log);
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+    }
+
+    [Fact]
+    public async Task A_long_line_does_not_leave_its_buffer_behind()
+    {
+        using var pair = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        string path = _tmp.File("lr.sock");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        await pair.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        using var server = await listener.AcceptAsync();
+        await using var stream = new NetworkStream(server, ownsSocket: false);
+        var reader = new LineReader(stream, ControlProtocol.MaxRequestBytes);
+        var send = Task.Run(() =>
+        {
+            pair.Send(Encoding.ASCII.GetBytes(new string('x', 900_000) + "\nshort\n"));
+        });
+        var first = await reader.ReadLineAsync(CancellationToken.None);
+        Assert.Equal(900_000, first!.Value.Length);
+        Assert.True(reader.BufferCapacity <= 64 * 1024, $"kept {reader.BufferCapacity} bytes after a long line");
+        Assert.Equal("short", Encoding.ASCII.GetString((await reader.ReadLineAsync(CancellationToken.None))!.Value.Span));
+        await send;
+    }
+
     private static void WaitFor(Func<bool> cond, string what, int seconds = 15)
     {
         var until = DateTime.UtcNow.AddSeconds(seconds);
