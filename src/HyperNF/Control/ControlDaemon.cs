@@ -35,6 +35,12 @@ public sealed record ControlDaemonOptions
     public int MaxClients { get; init; } = 4096;
     /// <summary>Changes (create, destroy, set ...) waiting for the change thread; one more is answered "busy".</summary>
     public int MaxQueuedChanges { get; init; } = 1024;
+    /// <summary>
+    /// Bytes all connections together may hold in unfinished request lines beyond the first
+    /// 64 KiB of each (<see cref="LineBudget"/>); a connection whose line would go past it is
+    /// answered "busy" and closed.
+    /// </summary>
+    public long MaxBufferedRequestBytes { get; init; } = 64L << 20;
     /// <summary>A connection with no request for this long is closed.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>A request line must be complete this long after its first byte arrived.</summary>
@@ -83,6 +89,7 @@ public sealed partial class ControlDaemon : IDisposable
     private long _nextConnection;
     private int _clients;
     private int _maxClients;
+    private readonly LineBudget _lineBudget;
     private long _lastAcceptLog;
     private volatile bool _started;
     private volatile bool _stopping;
@@ -96,6 +103,7 @@ public sealed partial class ControlDaemon : IDisposable
         _options = options;
         _path = Path.GetFullPath(options.SocketPath);
         _sampleMs = (int)Math.Clamp(options.SampleInterval.TotalMilliseconds, 100, 60_000);
+        _lineBudget = new LineBudget(options.MaxBufferedRequestBytes);
     }
 
     public Host Host => _host;
@@ -108,6 +116,9 @@ public sealed partial class ControlDaemon : IDisposable
 
     /// <summary>Descriptors kept for everything but client connections (the runtime itself holds about 70).</summary>
     private const int ReservedDescriptors = 256;
+
+    /// <summary>Bytes unfinished request lines now hold beyond their first 64 KiB (see <see cref="ControlDaemonOptions.MaxBufferedRequestBytes"/>).</summary>
+    public long BufferedRequestBytes => _lineBudget.Used;
 
     /// <summary>Connections being served.</summary>
     public int ClientCount => Volatile.Read(ref _clients);
@@ -403,7 +414,7 @@ public sealed partial class ControlDaemon : IDisposable
     /// <summary>One client connection: its reader, the read in flight, and writes with a timeout.</summary>
     private sealed class Connection(Socket socket, NetworkStream stream, ControlDaemon daemon)
     {
-        public readonly LineReader Reader = new(stream, ControlProtocol.MaxRequestBytes);
+        public readonly LineReader Reader = new(stream, ControlProtocol.MaxRequestBytes, daemon._lineBudget);
         public Task<ReadOnlyMemory<byte>?>? Pending;
         public long LastActivity = Stopwatch.GetTimestamp();
 
@@ -431,10 +442,11 @@ public sealed partial class ControlDaemon : IDisposable
 
     private async Task ServeAsync(Socket socket)
     {
+        Connection? c = null;
         try
         {
             await using var stream = new NetworkStream(socket, ownsSocket: true);
-            var c = new Connection(socket, stream, this);
+            c = new Connection(socket, stream, this);
             while (!_cts.IsCancellationRequested && !c.ReadClosed)
             {
                 ReadOnlyMemory<byte>? line;
@@ -453,6 +465,12 @@ public sealed partial class ControlDaemon : IDisposable
                     await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.BadRequest, e.Message)).ConfigureAwait(false);
                     break;
                 }
+                catch (LineBudgetException e)
+                {
+                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.Busy,
+                        $"{e.Message} (other clients' long requests); closing the connection: try again")).ConfigureAwait(false);
+                    break;
+                }
                 if (line is null) break; // the client closed; a partial line is not a request
                 if (!await AnswerAsync(line.Value, c).ConfigureAwait(false)) break;
             }
@@ -464,6 +482,10 @@ public sealed partial class ControlDaemon : IDisposable
         catch (Exception e)
         {
             Log($"connection failed: {e}");
+        }
+        finally
+        {
+            c?.Reader.ReleaseBudget();
         }
     }
 

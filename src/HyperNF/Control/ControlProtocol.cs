@@ -382,7 +382,37 @@ public sealed class ControlRequest
 /// daemon (requests) and the client (answers). A line is only returned once its newline has
 /// arrived: a peer that disconnects mid-line has sent nothing.
 /// </summary>
-public sealed class LineReader(Stream stream, int maxLineBytes)
+/// <summary>
+/// Bytes that unfinished long lines may hold across all of a daemon's connections: the first
+/// 64 KiB of a line are free, anything beyond is taken from here, and given back when the line
+/// is complete or the connection ends. Without it, thousands of connections each holding most of
+/// a 1 MiB line would hold gigabytes.
+/// </summary>
+public sealed class LineBudget(long limit)
+{
+    private long _used;
+
+    public long Limit { get; } = limit;
+    public long Used => Volatile.Read(ref _used);
+
+    internal bool TryTake(long bytes)
+    {
+        if (Interlocked.Add(ref _used, bytes) <= Limit) return true;
+        Interlocked.Add(ref _used, -bytes);
+        return false;
+    }
+
+    internal void Give(long bytes) => Interlocked.Add(ref _used, -bytes);
+}
+
+/// <summary>A line could not be buffered: the <see cref="LineBudget"/> shared by all connections is spent.</summary>
+public sealed class LineBudgetException(long limit)
+    : Exception($"the daemon already holds {limit >> 20} MiB of unfinished request lines")
+{
+    public long Limit { get; } = limit;
+}
+
+public sealed class LineReader(Stream stream, int maxLineBytes, LineBudget? budget = null)
 {
     private readonly byte[] _buffer = new byte[16 * 1024];
     private int _start, _end;
@@ -393,6 +423,50 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
 
     /// <summary>The line buffer's current capacity (for tests: it shrinks back after a long line).</summary>
     internal int BufferCapacity => _line.Capacity;
+
+    private readonly object _budgetGate = new();
+    private long _reserved;
+    private bool _released;
+
+    /// <summary>Makes sure the budget covers a line of <paramref name="lineBytes"/>; false when it cannot.</summary>
+    private bool Reserve(long lineBytes)
+    {
+        long over = lineBytes - KeptBufferBytes;
+        if (budget is null || over <= 0) return true;
+        lock (_budgetGate)
+        {
+            if (_released) return false;
+            if (over <= _reserved) return true;
+            if (!budget.TryTake(over - _reserved)) return false;
+            _reserved = over;
+            return true;
+        }
+    }
+
+    /// <summary>Drops the current line's buffer and gives back what it took from the budget.</summary>
+    private void DropLine()
+    {
+        if (_line.Capacity > KeptBufferBytes) _line = new ArrayBufferWriter<byte>(1024);
+        else _line.ResetWrittenCount();
+        if (budget is null) return;
+        lock (_budgetGate)
+        {
+            budget.Give(_reserved);
+            _reserved = 0;
+        }
+    }
+
+    /// <summary>The connection is over: gives back what the reader took from the budget, and takes nothing more.</summary>
+    public void ReleaseBudget()
+    {
+        if (budget is null) return;
+        lock (_budgetGate)
+        {
+            _released = true;
+            budget.Give(_reserved);
+            _reserved = 0;
+        }
+    }
     private bool _discarding;
 
     /// <summary>True while part of a line has arrived and its newline has not (the line timeout applies then).</summary>
@@ -406,6 +480,7 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
 
     /// <summary>The next line without its newline (a trailing CR removed), or null at end of stream.</summary>
     /// <exception cref="LineTooLongException">The line exceeds the cap; the rest of it is skipped by the next call.</exception>
+    /// <exception cref="LineBudgetException">The shared budget cannot hold the rest of the line; it is skipped likewise.</exception>
     public async ValueTask<ReadOnlyMemory<byte>?> ReadLineAsync(CancellationToken ct)
     {
         _line.ResetWrittenCount();
@@ -425,8 +500,16 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                 if (_line.WrittenCount + chunk.Length > maxLineBytes)
                 {
                     _discarding = true;
-                    _line = new ArrayBufferWriter<byte>(1024);
+                    Volatile.Write(ref _partial, false);
+                    DropLine();
                     throw new LineTooLongException(maxLineBytes);
+                }
+                if (!Reserve(_line.WrittenCount + chunk.Length))
+                {
+                    _discarding = true;
+                    Volatile.Write(ref _partial, false);
+                    DropLine();
+                    throw new LineBudgetException(budget!.Limit);
                 }
                 _line.Write(chunk);
                 _start += chunk.Length;
@@ -442,7 +525,7 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                     var result = _line.WrittenMemory;
                     if (!result.IsEmpty && result.Span[^1] == (byte)'\r') result = result[..^1];
                     byte[] copy = result.ToArray();
-                    if (_line.Capacity > KeptBufferBytes) _line = new ArrayBufferWriter<byte>(1024);
+                    DropLine();
                     return copy;
                 }
             }

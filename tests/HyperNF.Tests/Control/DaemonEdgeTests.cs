@@ -284,6 +284,48 @@ public sealed class DaemonEdgeTests : IDisposable
     }
 
     [Fact]
+    public void Unfinished_long_lines_of_all_connections_share_one_budget()
+    {
+        using var tmp = new TempDir();
+        using var host = new Host();
+        using var d = new ControlDaemon(host, new ControlDaemonOptions { SocketPath = tmp.File("b.sock"), MaxBufferedRequestBytes = 2 << 20 });
+        d.Start();
+        byte[] head = Encoding.ASCII.GetBytes("{\"op\":\"list\",\"args\":{\"pad\":\"" + new string('x', 900_000));
+        long each = head.Length - 64 * 1024; // the first 64 KiB of a line are free
+        using var c1 = new RawClient(d.SocketPath);
+        using var c2 = new RawClient(d.SocketPath);
+        c1.Send(head);
+        WaitFor(() => d.BufferedRequestBytes == each, "the first unfinished line is counted");
+        c2.Send(head);
+        WaitFor(() => d.BufferedRequestBytes == 2 * each, "the second unfinished line is counted");
+        using (var c3 = new RawClient(d.SocketPath))
+        {
+            try
+            {
+                c3.Send(head);
+            }
+            catch (IOException)
+            {
+                // The daemon may answer and close before the whole line is written.
+            }
+            var a = c3.Read() ?? throw new IOException("closed without an answer");
+            Assert.Equal(ControlErrorCodes.Busy, Code(a));
+            Assert.Contains("unfinished request lines", Error(a));
+            Assert.Null(c3.Read());
+        }
+        Assert.Equal(2 * each, d.BufferedRequestBytes);
+        // A line that completes gives its share back, and so does a connection that ends.
+        c1.Send("\"}}\n"u8.ToArray());
+        Assert.Contains("list takes no arguments, got args.pad", Error(c1.Read()!.Value));
+        c2.Dispose();
+        WaitFor(() => d.BufferedRequestBytes == 0, "every share is given back");
+        using var c4 = new RawClient(d.SocketPath);
+        c4.Send([.. head, .. "\"}}\n"u8]);
+        Assert.Equal(ControlErrorCodes.BadRequest, Code(c4.Read()!.Value));
+        Assert.True(Ok(c1.Ask("{\"op\":\"hello\"}")));
+    }
+
+    [Fact]
     public async Task A_long_line_does_not_leave_its_buffer_behind()
     {
         using var pair = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
