@@ -189,11 +189,15 @@ public sealed partial class ControlDaemon : IDisposable
                 : $"cannot take the daemon's lock for {_path}: {e.Message}");
         }
 
-        switch (SocketFiles.KindOf(_path))
+        switch (SocketFiles.Stat(_path, out _, out uint owner))
         {
             case SocketFiles.Kind.Missing:
                 break;
             case SocketFiles.Kind.Socket:
+                if (owner != SocketFiles.GetEuid())
+                    throw new DaemonStartException(
+                        $"{_path} is a socket of {InstanceLock.DescribeUid(owner)}, not of this daemon's user ({InstanceLock.DescribeUid(SocketFiles.GetEuid())}); " +
+                        "it is not ours to replace: stop what serves it, or choose another socket with --socket");
                 // We hold the lock, so no daemon of this build serves it; one of an older build
                 // (which locked differently) or something else might: ask before removing.
                 if (Probe(_path, out _)) throw new DaemonStartException(AlreadyRunning());
@@ -244,7 +248,7 @@ public sealed partial class ControlDaemon : IDisposable
             using var client = ControlClient.Connect(path, TimeSpan.FromSeconds(1));
             try
             {
-                var hello = client.Call("hello").Deserialize<HelloResult>(ControlProtocol.Json);
+                var hello = client.Call("hello", timeout: TimeSpan.FromSeconds(2)).Deserialize<HelloResult>(ControlProtocol.Json);
                 pid = hello?.Pid ?? 0;
             }
             catch (Exception)

@@ -27,6 +27,9 @@ internal static unsafe partial class SocketFiles
     [LibraryImport("libc", EntryPoint = "getuid")]
     public static partial uint GetUid();
 
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
     public enum Kind { Missing, Socket, Other }
 
     /// <summary>What is at <paramref name="path"/> (a symlink is not followed: it is <see cref="Kind.Other"/>).</summary>

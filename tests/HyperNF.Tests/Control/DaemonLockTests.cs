@@ -138,6 +138,23 @@ public sealed class DaemonLockTests
         }
         Assert.False(File.Exists(sock));
 
+        // nobody's own daemon on that path (a sticky directory is fine for it too), whose lock file
+        // nobody then removes: the socket left at the path is nobody's, and is not replaced.
+        File.Delete(ControlDaemon.LockPath(sock));
+        var nobodyPsi = AsNobody("/usr/bin/dotnet", Cli.Dll, "daemon", "--socket", sock);
+        using (var theirDaemon = new DaemonProcess(sock, nobodyPsi))
+        {
+            Assert.Contains($"{Nobody}", Cli.RunProcess(new ProcessStartInfo("/usr/bin/stat", ["-c", "%u", sock]) { RedirectStandardOutput = true, RedirectStandardError = true }, "stat").Out);
+            Assert.Equal(0, NobodyRuns("/bin/rm", ControlDaemon.LockPath(sock)).Exit);
+            using var host = new Host();
+            var d = new ControlDaemon(host, new ControlDaemonOptions { SocketPath = sock });
+            var e = Assert.Throws<DaemonStartException>(d.Start);
+            Assert.Contains($"{sock} is a socket of uid 65534 (nobody), not of this daemon's user", e.Message);
+            Assert.True(File.Exists(sock));
+            Cli.Signal(theirDaemon.Process, Cli.SIGTERM);
+            Assert.Equal(0, theirDaemon.WaitExit());
+        }
+
         // A directory others can write without the sticky bit: anyone could swap the lock file.
         string open = Path.Combine(tmp.Path, "open");
         Directory.CreateDirectory(open);
