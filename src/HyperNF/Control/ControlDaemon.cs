@@ -408,10 +408,38 @@ public sealed partial class ControlDaemon : IDisposable
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await stream.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.Busy,
                 $"too many clients ({_maxClients} connections are open); try again"), cts.Token).ConfigureAwait(false);
+            await LingerAsync(s, TimeSpan.FromMilliseconds(250), 64 * 1024).ConfigureAwait(false);
         }
         catch (Exception)
         {
             // The client is gone or not reading: nothing more to do.
+        }
+    }
+
+    /// <summary>
+    /// Before closing a connection the daemon ends (after its last answer): shuts down sending,
+    /// then reads and drops what the client still sends, for at most <paramref name="max"/> and
+    /// <paramref name="maxBytes"/>. Closing a Unix socket with unread input resets the peer
+    /// (ECONNRESET), which can make the client lose the answer that says why it was closed.
+    /// </summary>
+    private async Task LingerAsync(Socket s, TimeSpan max, int maxBytes)
+    {
+        try
+        {
+            s.Shutdown(SocketShutdown.Send);
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token);
+            cts.CancelAfter(max);
+            var scratch = new byte[16 * 1024];
+            for (int total = 0; total < maxBytes;)
+            {
+                int n = await s.ReceiveAsync(scratch, SocketFlags.None, cts.Token).ConfigureAwait(false);
+                if (n == 0) return;
+                total += n;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // Gone, or still sending after the grace period: close anyway.
         }
     }
 
@@ -458,21 +486,21 @@ public sealed partial class ControlDaemon : IDisposable
                 {
                     line = await ReadRequestAsync(c).ConfigureAwait(false);
                 }
-                catch (LineTooLongException e)
+                catch (Exception e) when (e is LineTooLongException or TimeoutException or LineBudgetException)
                 {
-                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.BadRequest,
-                        $"request line longer than {e.Max} bytes (1 MiB); closing the connection")).ConfigureAwait(false);
-                    break;
-                }
-                catch (TimeoutException e)
-                {
-                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.BadRequest, e.Message)).ConfigureAwait(false);
-                    break;
-                }
-                catch (LineBudgetException e)
-                {
-                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.Busy,
-                        $"{e.Message} (other clients' long requests); closing the connection: try again")).ConfigureAwait(false);
+                    // The daemon ends the connection: say why, then close without resetting the client.
+                    await c.WriteAsync(e switch
+                    {
+                        LineTooLongException t => ControlProtocol.Error(null, ControlErrorCodes.BadRequest,
+                            $"request line longer than {t.Max} bytes (1 MiB); closing the connection"),
+                        LineBudgetException => ControlProtocol.Error(null, ControlErrorCodes.Busy,
+                            $"{e.Message} (other clients' long requests); closing the connection: try again"),
+                        _ => ControlProtocol.Error(null, ControlErrorCodes.BadRequest, e.Message),
+                    }).ConfigureAwait(false);
+                    // After a refused line the rest of it may still be arriving; after a timeout a read
+                    // is still pending and takes whatever comes.
+                    if (e is not TimeoutException)
+                        await LingerAsync(socket, TimeSpan.FromSeconds(2), 2 * ControlProtocol.MaxRequestBytes).ConfigureAwait(false);
                     break;
                 }
                 if (line is null) break; // the client closed; a partial line is not a request

@@ -326,6 +326,28 @@ public sealed class DaemonEdgeTests : IDisposable
     }
 
     [Fact]
+    public void A_connection_the_daemon_ends_is_closed_cleanly_after_its_answer()
+    {
+        using var tmp = new TempDir();
+        using var host = new Host();
+        // No budget at all: any line past 64 KiB is refused and its connection ended.
+        using var d = new ControlDaemon(host, new ControlDaemonOptions { SocketPath = tmp.File("l.sock"), MaxBufferedRequestBytes = 0 });
+        d.Start();
+        for (int i = 0; i < 5; i++)
+        {
+            using var c = new RawClient(d.SocketPath);
+            // 100 KB fit in the socket buffers: the send completes, and the daemon stops reading
+            // at 64 KiB, leaving the rest unread. Closing on unread input would reset the client
+            // (ECONNRESET on its next read); the daemon drains it first, so the client reads the
+            // answer and then a clean end of stream.
+            c.Send(Encoding.ASCII.GetBytes("{\"op\":\"list\",\"args\":{\"pad\":\"" + new string('x', 100_000) + "\"}}\n"));
+            var a = c.Read() ?? throw new IOException("closed without an answer");
+            Assert.Equal(ControlErrorCodes.Busy, Code(a));
+            Assert.Null(c.Read());
+        }
+    }
+
+    [Fact]
     public async Task A_long_line_does_not_leave_its_buffer_behind()
     {
         using var pair = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
