@@ -10,30 +10,42 @@ namespace HyperNF.Control;
 /// <summary>The ops of the control protocol (docs/control-protocol.md), minus the streaming ones.</summary>
 public sealed partial class ControlDaemon
 {
-    /// <param name="Change">Runs on the change thread, one at a time; otherwise a read, run where the request arrived.</param>
-    private sealed record Op(bool Change, Func<ControlDaemon, ControlRequest, object?> Run);
+    /// <summary>
+    /// An op. A read (<paramref name="Read"/>) runs where the request arrived. A change
+    /// (<paramref name="Change"/>) is split in two: its first part checks and parses the request
+    /// where it arrived (a config, a CPU list: work that depends only on the request) and
+    /// returns the second, which runs on the change thread, one at a time. So no request can
+    /// hold the change thread with parsing, whatever its size.
+    /// </summary>
+    private sealed record Op(Func<ControlDaemon, ControlRequest, object?>? Read, Func<ControlDaemon, ControlRequest, Func<object?>>? Change = null)
+    {
+        public static Op Reads(Func<ControlDaemon, ControlRequest, object?> run) => new(run);
+        public static Op Changes(Func<ControlDaemon, ControlRequest, Func<object?>> prepare) => new(null, prepare);
+        /// <summary>A change whose arguments are a few scalars: all of it on the change thread.</summary>
+        public static Op Changes(Func<ControlDaemon, ControlRequest, object?> run) => new(null, (d, r) => () => run(d, r));
+    }
 
     private static readonly Dictionary<string, Op> Ops = new(StringComparer.Ordinal)
     {
-        ["hello"] = new(false, (d, r) => d.Hello(r)),
-        ["list"] = new(false, (d, r) => d.List(r)),
-        ["create"] = new(true, (d, r) => d.Create(r)),
-        ["destroy"] = new(true, (d, r) => d.DestroyOp(r)),
-        ["pause"] = new(true, (d, r) => d.PauseOp(r, pause: true)),
-        ["unpause"] = new(true, (d, r) => d.PauseOp(r, pause: false)),
-        ["vcpu-pin"] = new(true, (d, r) => d.VcpuPin(r)),
-        ["sched-credit2"] = new(true, (d, r) => d.Schedule(r)),
-        ["vale-create"] = new(true, (d, r) => d.ValeCreate(r)),
-        ["vale-remove"] = new(true, (d, r) => d.ValeRemove(r)),
-        ["vale-attach"] = new(true, (d, r) => d.ValeAttach(r)),
-        ["vale-detach"] = new(true, (d, r) => d.ValeDetach(r)),
-        ["vale-list"] = new(false, (d, r) => d.ValeList(r)),
-        ["ctl"] = new(true, (d, r) => d.Ctl(r)),
-        ["set"] = new(true, (d, r) => d.Set(r)),
-        ["get"] = new(false, (d, r) => d.Get(r)),
-        ["io-model"] = new(true, (d, r) => d.IoModelOp(r)),
-        ["stats"] = new(false, (d, r) => d.Stats(r)),
-        ["console"] = new(false, (d, r) => d.ConsoleOp(r)),
+        ["hello"] = Op.Reads((d, r) => d.Hello(r)),
+        ["list"] = Op.Reads((d, r) => d.List(r)),
+        ["create"] = Op.Changes((d, r) => d.Create(r)),
+        ["destroy"] = Op.Changes((d, r) => d.DestroyOp(r)),
+        ["pause"] = Op.Changes((d, r) => d.PauseOp(r, pause: true)),
+        ["unpause"] = Op.Changes((d, r) => d.PauseOp(r, pause: false)),
+        ["vcpu-pin"] = Op.Changes((d, r) => d.VcpuPin(r)),
+        ["sched-credit2"] = Op.Changes((d, r) => d.Schedule(r)),
+        ["vale-create"] = Op.Changes((d, r) => d.ValeCreate(r)),
+        ["vale-remove"] = Op.Changes((d, r) => d.ValeRemove(r)),
+        ["vale-attach"] = Op.Changes((d, r) => d.ValeAttach(r)),
+        ["vale-detach"] = Op.Changes((d, r) => d.ValeDetach(r)),
+        ["vale-list"] = Op.Reads((d, r) => d.ValeList(r)),
+        ["ctl"] = Op.Changes((d, r) => d.Ctl(r)),
+        ["set"] = Op.Changes((d, r) => d.Set(r)),
+        ["get"] = Op.Reads((d, r) => d.Get(r)),
+        ["io-model"] = Op.Changes((d, r) => d.IoModelOp(r)),
+        ["stats"] = Op.Reads((d, r) => d.Stats(r)),
+        ["console"] = Op.Reads((d, r) => d.ConsoleOp(r)),
     };
 
     private static readonly string[] StreamingOps = ["top", "pkt-gen"];
@@ -210,31 +222,42 @@ public sealed partial class ControlDaemon
         return new ListResult { SampleMs = _sampleMs, Domains = _host.Domains.Select(Info).ToArray() };
     }
 
-    private CreateResult Create(ControlRequest r)
+    /// <summary>Longest <c>file</c> name a create request may carry (PATH_MAX); it is quoted in every config message.</summary>
+    private const int MaxFileNameChars = 4096;
+
+    /// <summary>Parses and checks the config where the request arrived; the change creates the domain.</summary>
+    private Func<object?> Create(ControlRequest r)
     {
         r.AllowOnly("file", "text", "dir");
         string text = r.String("text");
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
+        if (file.Length > MaxFileNameChars)
+            throw ControlException.Invalid($"create: args.file is {file.Length} characters long; a file name is at most {MaxFileNameChars}");
         string? dir = r.OptionalString("dir");
+        if (dir is not null && dir.Length > MaxFileNameChars)
+            throw ControlException.Invalid($"create: args.dir is {dir.Length} characters long; a directory name is at most {MaxFileNameChars}");
         if (dir is not null && !Path.IsPathRooted(dir)) throw ControlException.Invalid($"dir: '{ControlRequest.Short(dir)}' is not an absolute path");
         var config = XlConfig.Parse(text, file);
         var spec = DomainSpecs.ForHost(config, _host, dir);
-        Domain d;
-        try
+        return () =>
         {
-            d = _host.Create(spec);
-        }
-        catch (ArgumentException e)
-        {
-            throw ControlException.Invalid($"{file}: {StripParameter(e)}");
-        }
-        catch (InvalidOperationException e)
-        {
-            throw ControlException.Conflict($"{file}: {e.Message}");
-        }
-        Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
-        return new CreateResult { Domain = Info(d), Notices = config.Notices };
+            Domain d;
+            try
+            {
+                d = _host.Create(spec);
+            }
+            catch (ArgumentException e)
+            {
+                throw ControlException.Invalid($"{file}: {StripParameter(e)}");
+            }
+            catch (InvalidOperationException e)
+            {
+                throw ControlException.Conflict($"{file}: {e.Message}");
+            }
+            Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
+            return new CreateResult { Domain = Info(d), Notices = config.Notices };
+        };
     }
 
     /// <summary>xl console D: what a VM domain's guest wrote (PUTS), from stream offset <c>from</c>.</summary>
@@ -270,14 +293,20 @@ public sealed partial class ControlDaemon
         return Info(d);
     }
 
-    private VcpuPinResult VcpuPin(ControlRequest r)
+    /// <summary>Parses the CPU list where the request arrived; the change finds the domain and pins.</summary>
+    private Func<object?> VcpuPin(ControlRequest r)
     {
         r.AllowOnly("domain", "vcpu", "cpus");
-        var d = FindDomain(r.String("domain"));
+        string domain = r.String("domain");
         string vcpu = r.OptionalScalarText("vcpu") ?? throw ControlException.BadRequest("vcpu-pin: args.vcpu is missing (a vCPU number or \"all\")");
         var set = ParseCpus(r.String("cpus"), "vcpu-pin");
         // "all" is an empty list; a running thread has to be given every CPU to be unpinned.
         if (set.IsEmpty) set = [.. Enumerable.Range(0, Environment.ProcessorCount)];
+        return () => Pin(FindDomain(domain), vcpu, set);
+    }
+
+    private VcpuPinResult Pin(Domain d, string vcpu, ImmutableArray<int> set)
+    {
         if (d.State is not (DomainState.Running or DomainState.Paused))
             throw ControlException.Conflict($"domain '{d.Name}' is {d.State.ToString().ToLowerInvariant()}; only a running or paused domain can be pinned");
         IEnumerable<VCpu> targets;

@@ -72,8 +72,8 @@ public sealed record DomainConfig
     /// <summary>The line each setting was given on (key -> 1-based line), for messages about values checked later (nf, nf_args, cpus).</summary>
     public ImmutableDictionary<string, int> Lines { get; init; } = ImmutableDictionary<string, int>.Empty;
 
-    /// <summary>A problem with setting <paramref name="key"/>, as file:line: key: reason (line 0 when the config did not set it).</summary>
-    public XlConfigException Error(string key, string reason) => new(FileName, Lines.GetValueOrDefault(key), key, reason);
+    /// <summary>A problem with setting <paramref name="key"/>, as file:line: key: reason (line 1 when the config did not set it).</summary>
+    public XlConfigException Error(string key, string reason) => new(FileName, Lines.GetValueOrDefault(key, 1), key, reason);
 
     /// <summary>CPUs vCPU <paramref name="vcpu"/> may run on; empty: any.</summary>
     public ImmutableArray<int> CpusOf(int vcpu)

@@ -146,7 +146,7 @@ public sealed class ControlDaemonTests : IDisposable
             Create(Head + "memory = 1\n"));
         Assert.Equal("nf.cfg:2: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 1)",
             Create("name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\" ]\nnf = \"l2fwd\"\n"));
-        Assert.Equal("nf.cfg: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
+        Assert.Equal("nf.cfg:1: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
         // the same config with values the host accepts is created
