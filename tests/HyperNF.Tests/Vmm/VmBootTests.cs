@@ -28,6 +28,7 @@ public sealed class VmBootTests(ITestOutputHelper output)
 }
 
 /// <summary>Pause, unpause and destroy of a guest that never exits to the VMM.</summary>
+[Collection("Threads")] // timed (destroy within a second): alone, not under the suite's parallel load
 public sealed class VmControlTests(ITestOutputHelper output)
 {
     private static long CpuNs(Domain d) => d.VCpuTimeNs();

@@ -11,6 +11,7 @@ namespace HyperNF.Tests.Vmm;
 /// with a reason, or stopped by destroy within a second), the pair keeps forwarding, and the
 /// bridge's accounting invariant holds afterwards.
 /// </summary>
+[Collection("Threads")] // timed (destroy within a second): alone, not under the suite's parallel load
 public sealed class VmHostileTests(ITestOutputHelper output)
 {
     /// <summary>Modes whose bad input the host refuses and counts: the guest checks and exits 0.</summary>
