@@ -65,6 +65,8 @@ public sealed record ProcessBenchmarkPoint
     [JsonPropertyName("latency_p50_us")] public double LatencyP50Us { get; init; }
     [JsonPropertyName("latency_p99_us")] public double LatencyP99Us { get; init; }
     [JsonPropertyName("latency_p999_us")] public double LatencyP999Us { get; init; }
+    /// <summary>Set when the point is not trustworthy (a program ended inside the window).</summary>
+    [JsonPropertyName("note")] public string? Note { get; init; }
 }
 
 /// <summary>The cost of one sync with nothing to do: a process domain's hand-off, a thread domain's call.</summary>
@@ -147,7 +149,7 @@ public static class ProcessBenchmark
     }
 
     private static string Line(ProcessBenchmarkPoint p) =>
-        $"{p.Domains,-7} {p.IoModel,-9} batch {p.Batch,4}: rx {p.RxMpps,6:F3} Mpps (tx {p.TxMpps,6:F3})  CPU tx {p.TxDomainCpuPct,3:F0}% ({p.TxCpuNsPerFrame:F0} ns/frame) rx {p.RxDomainCpuPct,3:F0}% ({p.RxCpuNsPerFrame:F0} ns/frame) backends {p.BackendCpuPct,3:F0}%  drops {p.Dropped}  p50 {p.LatencyP50Us:F1} us p99 {p.LatencyP99Us:F1} us  unaccounted {p.Unaccounted}";
+        $"{p.Domains,-7} {p.IoModel,-9} batch {p.Batch,4}: rx {p.RxMpps,6:F3} Mpps (tx {p.TxMpps,6:F3})  CPU tx {p.TxDomainCpuPct,3:F0}% ({p.TxCpuNsPerFrame:F0} ns/frame) rx {p.RxDomainCpuPct,3:F0}% ({p.RxCpuNsPerFrame:F0} ns/frame) backends {p.BackendCpuPct,3:F0}%  drops {p.Dropped}  p50 {p.LatencyP50Us:F1} us p99 {p.LatencyP99Us:F1} us  unaccounted {p.Unaccounted}{(p.Note is null ? "" : "  NOTE: " + p.Note)}";
 
     public static double LoadAverage()
     {
@@ -274,7 +276,7 @@ public static class ProcessBenchmark
     {
         string F(double x) => x.ToString("0.###", CultureInfo.InvariantCulture);
         double run = o.WarmupSeconds + o.Seconds + 0.3;
-        using var rx = new NetmapTool(o, socket, model, o.ReceiverCpu, "-i", $"{bridge}:rx", "-f", "rx", "-T", F(run + 5), "-I", "1000",
+        using var rx = new NetmapTool(o, socket, model, o.ReceiverCpu, "-i", $"{bridge}:rx", "-f", "rx", "-T", F(run + 5), "-I", IdleMs.ToString(CultureInfo.InvariantCulture),
             "-W", ((int)(o.WarmupSeconds * 1000)).ToString(CultureInfo.InvariantCulture));
         rx.WaitReady();
         using var tx = new NetmapTool(o, socket, model, o.SenderCpu, "-i", $"{bridge}:tx", "-f", "tx", "-l", o.FrameSize.ToString(CultureInfo.InvariantCulture),
@@ -289,6 +291,9 @@ public static class ProcessBenchmark
         Thread.Sleep(TimeSpan.FromSeconds(o.Seconds));
         long t1 = NowNs();
         long txp1 = tx.CpuNs(), rxp1 = rx.CpuNs();
+        string? note = tx.Process.HasExited || rx.Process.HasExited
+            ? $"the {(tx.Process.HasExited ? "sender" : "receiver")} ended inside the measured window (stalled for over {IdleMs} ms under load?): CPU figures are not valid"
+            : null;
         var (txh1, txb1) = HostThreadNs(txd);
         var (rxh1, rxb1) = HostThreadNs(rxd);
         tx.WaitExit((int)(run * 1000) + 30_000);
@@ -312,11 +317,15 @@ public static class ProcessBenchmark
             TxSyncsPerSecond = Math.Round(tx.Rate(t0, t1, syncs: true)),
             TxCpuNsPerFrame = PerFrame(txp1 - txp0 + txh1 - txh0, tx.Rate(t0, t1) * el),
             RxCpuNsPerFrame = PerFrame(rxp1 - rxp0 + rxh1 - rxh0, rx.Rate(t0, t1) * el),
+            Note = note,
             LatencyP50Us = rx.Long("lat_p50_ns") / 1000.0, LatencyP99Us = rx.Long("lat_p99_ns") / 1000.0, LatencyP999Us = rx.Long("lat_p999_ns") / 1000.0,
         };
     }
 
     private static double PerFrame(long cpuNs, double frames) => frames > 0 ? Math.Round(cpuNs / frames, 1) : 0;
+
+    /// <summary>The receiver ends after this long without a frame (once traffic began).</summary>
+    private const int IdleMs = 3000;
 
     private static Dictionary<string, long> Drops(BridgeStatistics? st)
     {
