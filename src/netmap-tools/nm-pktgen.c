@@ -16,6 +16,7 @@
  *
  *   nm-pktgen -i PORT -f tx|rx|nop [-l LEN] [-b BATCH] [-n COUNT] [-T SECONDS] [-a CPU]
  *             [-R REPORT_MS] [-W WARMUP_MS] [-I IDLE_MS] [--busy]
+ * SIGINT/SIGTERM end a run as -T or -n would (the harness stops the sender when its window closes).
  * Output: "ready=1" once registered, "report t_ns=T frames=N syncs=S" every REPORT_MS (the
  * harness derives rates over its own window from these), then key=value totals; latency
  * percentiles (rx) over frames sent after the first WARMUP_MS of traffic. Exit 0 on success.
@@ -25,6 +26,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,9 @@
 static const char *port_name, *function = "rx";
 static int frame_len = MIN_LEN, batch = 512, cpu = -1, report_ms = 100, warmup_ms = 0, idle_ms = 1000, busy;
 static long long count, seconds_ns;
+static volatile sig_atomic_t stop; /* SIGINT/SIGTERM: finish (push what is queued, print the totals) */
+
+static void on_signal(int sig) { (void)sig; stop = 1; }
 
 struct port {
     int fd;
@@ -143,7 +148,7 @@ static int run_tx(struct port *p)
     printf("ready=1\n");
     long long sent = 0, syncs = 0, seq = 0, t0 = now_ns(), next = t0 + (long long)report_ms * 1000000LL;
     long long end = seconds_ns ? t0 + seconds_ns : 0;
-    while (!count || sent < count) {
+    while ((!count || sent < count) && !stop) {
         long long now = now_ns();
         if (end && now >= end) break;
         if (report_ms && now >= next) { report(now, sent, syncs); next += (long long)report_ms * 1000000LL; }
@@ -223,7 +228,7 @@ static int run_rx(struct port *p)
     long long got = 0, bad = 0, lost = 0, reordered = 0, syncs = 0, expect = 0;
     long long t0 = now_ns(), first = 0, last_frame = 0, next = t0 + (long long)report_ms * 1000000LL;
     long long end = seconds_ns ? t0 + seconds_ns : 0, lat_from = 0;
-    while (!count || got < count) {
+    while ((!count || got < count) && !stop) {
         long long now = now_ns();
         if (end && now >= end) break;
         if (first && idle_ms && now - last_frame > (long long)idle_ms * 1000000LL) break;
@@ -320,6 +325,11 @@ int main(int argc, char **argv)
         CPU_SET(cpu, &set);
         if (sched_setaffinity(0, sizeof set, &set) < 0) die("sched_setaffinity");
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     struct port p;
     open_port(&p);
     int rc;

@@ -213,6 +213,12 @@ public static class ProcessBenchmark
 
         public string Errors { get { lock (_err) return _err.ToString().Trim(); } }
 
+        /// <summary>SIGTERM: the program finishes its run (pushes what is queued, prints its totals).</summary>
+        public void Terminate()
+        {
+            if (!Process.HasExited) Native.Kill(Process.Id, 15 /* SIGTERM */);
+        }
+
         public void WaitExit(int ms)
         {
             if (!Process.WaitForExit(ms)) throw new TimeoutException($"nm-pktgen (pid {Process.Id}) did not finish: {Errors}");
@@ -276,11 +282,13 @@ public static class ProcessBenchmark
     {
         string F(double x) => x.ToString("0.###", CultureInfo.InvariantCulture);
         double run = o.WarmupSeconds + o.Seconds + 0.3;
-        using var rx = new NetmapTool(o, socket, model, o.ReceiverCpu, "-i", $"{bridge}:rx", "-f", "rx", "-T", F(run + 5), "-I", IdleMs.ToString(CultureInfo.InvariantCulture),
+        using var rx = new NetmapTool(o, socket, model, o.ReceiverCpu, "-i", $"{bridge}:rx", "-f", "rx", "-T", F(run + 90), "-I", IdleMs.ToString(CultureInfo.InvariantCulture),
             "-W", ((int)(o.WarmupSeconds * 1000)).ToString(CultureInfo.InvariantCulture));
         rx.WaitReady();
+        // The sender runs until the harness stops it (SIGTERM) after the window: under load the
+        // harness may see its "ready" late, so a fixed duration could end inside the window.
         using var tx = new NetmapTool(o, socket, model, o.SenderCpu, "-i", $"{bridge}:tx", "-f", "tx", "-l", o.FrameSize.ToString(CultureInfo.InvariantCulture),
-            "-b", batch.ToString(CultureInfo.InvariantCulture), "-T", F(run));
+            "-b", batch.ToString(CultureInfo.InvariantCulture), "-T", F(run + 60));
         tx.WaitReady();
         Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
         Domain? txd = DomainOf(host, tx), rxd = DomainOf(host, rx);
@@ -296,7 +304,8 @@ public static class ProcessBenchmark
             : null;
         var (txh1, txb1) = HostThreadNs(txd);
         var (rxh1, rxb1) = HostThreadNs(rxd);
-        tx.WaitExit((int)(run * 1000) + 30_000);
+        tx.Terminate();
+        tx.WaitExit(30_000);
         rx.WaitExit(30_000);
         // Both programs exited: their domains go with their last descriptors.
         var until = Environment.TickCount64 + 10_000;
