@@ -157,12 +157,12 @@ internal static partial class BenchCommands
             };
             var started = DateTime.UtcNow;
             var r = ProcessBenchmark.Run(o);
-            var table = new Table().AddColumns("domains", "model", "batch", "rx Mpps", "tx Mpps", "vs thread", "tx dom CPU %", "(program/host)", "rx dom CPU %", "(program/host)",
+            var table = new Table().AddColumns("domains", "model", "batch", "rx Mpps", "tx Mpps", "thread/process rx", "tx dom CPU %", "(program/host)", "rx dom CPU %", "(program/host)",
                 "backends %", "tx ns/frame", "rx ns/frame", "drops", "p50 us", "p99 us", "unacc.");
             foreach (var x in r.Points)
             {
                 var twin = r.Points.FirstOrDefault(t => t.Domains == "thread" && t.IoModel == x.IoModel && t.Batch == x.Batch);
-                string ratio = x.Domains == "process" && twin is { RxMpps: > 0 } && x.RxMpps > 0 ? $"{twin.RxMpps / x.RxMpps:F2}x slower" : "";
+                string ratio = x.Domains == "process" && twin is { RxMpps: > 0 } && x.RxMpps > 0 ? $"{twin.RxMpps / x.RxMpps:F2}" : "";
                 table.AddRow(x.Domains, x.IoModel, $"{x.Batch}", $"{x.RxMpps:F3}", $"{x.TxMpps:F3}", ratio,
                     $"{x.TxDomainCpuPct:F0}", x.Domains == "process" ? $"{x.TxProgramCpuPct:F0}/{x.TxHostThreadCpuPct:F0}" : "",
                     $"{x.RxDomainCpuPct:F0}", x.Domains == "process" ? $"{x.RxProgramCpuPct:F0}/{x.RxHostThreadCpuPct:F0}" : "",
