@@ -14,6 +14,10 @@
  *   mmap(E)              maps the domain's region (a memfd the daemon passed with SCM_RIGHTS).
  *   poll/ppoll/select/pselect on E  netmap's semantics: the rings are synced first, then the
  *                        real call blocks on E, which the host writes when frames arrive.
+ *   epoll_ctl/epoll_wait/epoll_pwait/epoll_pwait2 with E  the same semantics through the
+ *                        program's own epoll set: E is kept in a table of that set (not in
+ *                        the kernel's), synced and checked at each wait, and the wait blocks
+ *                        on the epoll descriptor and the eventfds together.
  *   close(E)             closes S: the daemon detaches the port (and destroys the process's
  *                        domain with its last connection).
  * The library trusts the daemon; the daemon trusts nothing the library or program writes.
@@ -33,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/select.h>
@@ -75,6 +80,9 @@ static int (*real_poll)(struct pollfd *, nfds_t, int);
 static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
 static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+static int (*real_epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
 
 static void resolve(void)
 {
@@ -87,6 +95,9 @@ static void resolve(void)
     real_ppoll = (int (*)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))dlsym(RTLD_NEXT, "ppoll");
     real_select = (int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *))dlsym(RTLD_NEXT, "select");
     real_pselect = (int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))dlsym(RTLD_NEXT, "pselect");
+    real_epoll_ctl = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+    real_epoll_pwait = (int (*)(int, struct epoll_event *, int, int, const sigset_t *))dlsym(RTLD_NEXT, "epoll_pwait");
+    real_epoll_pwait2 = (int (*)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *))dlsym(RTLD_NEXT, "epoll_pwait2");
     __atomic_store_n(&real_close, (int (*)(int))dlsym(RTLD_NEXT, "close"), __ATOMIC_RELEASE);
 }
 
@@ -324,9 +335,12 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 }
 EXPORT int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
+static void epoll_forget(int fd);
+
 EXPORT int close(int fd)
 {
     resolve();
+    epoll_forget(fd);
     if (fd >= 0 && fd < MAX_FDS && __atomic_load_n(&table[fd], __ATOMIC_RELAXED)) {
         pthread_mutex_lock(&table_lock);
         struct nmfd *n = table[fd];
@@ -579,6 +593,208 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct times
     long long t = ts ? (long long)ts->tv_sec * 1000000000LL + ts->tv_nsec : -1;
     int rc = nm_select(nfds, r, w, x, t, mask, &handled);
     return handled ? rc : real_pselect(nfds, r, w, x, ts, mask);
+}
+
+/* ---------------------------------------------------------------- epoll */
+
+/*
+ * A netmap descriptor added to an epoll set is kept here, per epoll descriptor, instead of in
+ * the kernel's set: each wait syncs it and reports EPOLLIN/EPOLLOUT as poll would (netmap's
+ * semantics: the kernel module's poll method syncs when epoll calls it), the other
+ * descriptors are collected from the kernel's set without blocking, and when nothing is
+ * ready the wait blocks in ppoll on the epoll descriptor (readable when the kernel's set has
+ * events) and the netmap eventfds together. EPOLLONESHOT disables an entry after one report
+ * until EPOLL_CTL_MOD; EPOLLET is served level-triggered (an entry is reported at every wait
+ * while it is ready: a superset of the edges, and no wake-up can be lost).
+ * Limits: the netmap entries are invisible to a poll() of the epoll descriptor itself and to
+ * an epoll set nesting this one.
+ */
+struct ep_item { int fd; uint32_t events; epoll_data_t data; int disabled; };
+struct ep_set { int n, cap; struct ep_item *items; };
+static struct ep_set *ep_sets[MAX_FDS];
+static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void epoll_forget(int fd)
+{
+    if (fd < 0 || fd >= MAX_FDS) return;
+    pthread_mutex_lock(&ep_lock);
+    struct ep_set *own = ep_sets[fd];
+    ep_sets[fd] = NULL;
+    if (own) { free(own->items); free(own); }
+    if (lookup(fd)) {
+        /* A netmap descriptor closed: the kernel drops a closed fd from every set; so do we. */
+        for (int e = 0; e < MAX_FDS; e++) {
+            struct ep_set *s = ep_sets[e];
+            if (!s) continue;
+            for (int i = 0; i < s->n; i++)
+                if (s->items[i].fd == fd) { s->items[i] = s->items[--s->n]; break; }
+        }
+    }
+    pthread_mutex_unlock(&ep_lock);
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    resolve();
+    if (!lookup(fd)) return real_epoll_ctl(epfd, op, fd, ev);
+    if (epfd < 0 || epfd >= MAX_FDS || epfd == fd) { errno = EINVAL; return -1; }
+    /* Is epfd an epoll descriptor? Deleting our eventfd (never in the kernel's set) says:
+     * ENOENT yes, EBADF no descriptor, EINVAL not an epoll descriptor. */
+    if (real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno != ENOENT) {
+        if (errno != EBADF) errno = EINVAL;
+        return -1;
+    }
+    if (op != EPOLL_CTL_DEL && !ev) { errno = EFAULT; return -1; }
+    pthread_mutex_lock(&ep_lock);
+    struct ep_set *s = ep_sets[epfd];
+    int idx = -1;
+    for (int i = 0; s && i < s->n; i++) if (s->items[i].fd == fd) { idx = i; break; }
+    int rc = 0;
+    switch (op) {
+    case EPOLL_CTL_ADD:
+        if (idx >= 0) { errno = EEXIST; rc = -1; break; }
+        if (!s && !(s = ep_sets[epfd] = calloc(1, sizeof *s))) { errno = ENOMEM; rc = -1; break; }
+        if (s->n == s->cap) {
+            int cap = s->cap ? 2 * s->cap : 8;
+            struct ep_item *it = realloc(s->items, (size_t)cap * sizeof *it);
+            if (!it) { errno = ENOMEM; rc = -1; break; }
+            s->items = it;
+            s->cap = cap;
+        }
+        s->items[s->n++] = (struct ep_item){ fd, ev->events, ev->data, 0 };
+        break;
+    case EPOLL_CTL_MOD:
+        if (idx < 0) { errno = ENOENT; rc = -1; break; }
+        s->items[idx].events = ev->events;
+        s->items[idx].data = ev->data;
+        s->items[idx].disabled = 0;
+        break;
+    case EPOLL_CTL_DEL:
+        if (idx < 0) { errno = ENOENT; rc = -1; break; }
+        s->items[idx] = s->items[--s->n];
+        break;
+    default:
+        errno = EINVAL;
+        rc = -1;
+    }
+    pthread_mutex_unlock(&ep_lock);
+    return rc;
+}
+
+/* A copy of epfd's netmap entries (the set may change while we wait); *n = 0 when there are none. */
+static struct ep_item *ep_snapshot(int epfd, int *n)
+{
+    *n = 0;
+    if (epfd < 0 || epfd >= MAX_FDS || !__atomic_load_n(&ep_sets[epfd], __ATOMIC_RELAXED)) return NULL;
+    pthread_mutex_lock(&ep_lock);
+    struct ep_set *s = ep_sets[epfd];
+    struct ep_item *copy = NULL;
+    if (s && s->n > 0 && (copy = malloc((size_t)s->n * sizeof *copy))) {
+        memcpy(copy, s->items, (size_t)s->n * sizeof *copy);
+        *n = s->n;
+    }
+    pthread_mutex_unlock(&ep_lock);
+    return copy;
+}
+
+/* Records a report of entry fd of epfd (EPOLLONESHOT disables it until EPOLL_CTL_MOD). */
+static void ep_reported(int epfd, int fd)
+{
+    pthread_mutex_lock(&ep_lock);
+    struct ep_set *s = ep_sets[epfd];
+    for (int i = 0; s && i < s->n; i++)
+        if (s->items[i].fd == fd) {
+            if (s->items[i].events & EPOLLONESHOT) s->items[i].disabled = 1;
+        }
+    pthread_mutex_unlock(&ep_lock);
+}
+
+static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long timeout_ns, const sigset_t *mask)
+{
+    if (max <= 0 || !out) { errno = EINVAL; return -1; }
+    long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
+    for (;;) {
+        int n;
+        struct ep_item *it = ep_snapshot(epfd, &n);
+        if (!it) {
+            /* No netmap entry (any more): the kernel's wait does it all. */
+            long long left = deadline < 0 ? -1 : deadline - now_ns();
+            if (left < 0 && deadline >= 0) left = 0;
+            struct timespec ts = { left / 1000000000LL, left % 1000000000LL };
+            if (real_epoll_pwait2) return real_epoll_pwait2(epfd, out, max, left < 0 ? NULL : &ts, mask);
+            return real_epoll_pwait(epfd, out, max, left < 0 ? -1 : (int)((left + 999999) / 1000000), mask);
+        }
+        int ready = 0, arm = timeout_ns != 0;
+        for (int i = 0; i < n && ready < max; i++) {
+            struct nmfd *nm = lookup(it[i].fd);
+            if (!nm || it[i].disabled) continue;
+            short want = (short)(it[i].events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
+            short rev = nm_poll_one(nm, want, arm);
+            if (rev) {
+                out[ready].events = (uint32_t)rev & (it[i].events | EPOLLERR | EPOLLHUP);
+                out[ready].data = it[i].data;
+                ready++;
+                ep_reported(epfd, it[i].fd);
+                __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
+                drain(it[i].fd);
+            }
+        }
+        if (ready < max) {
+            int r = real_epoll_pwait(epfd, out + ready, max - ready, 0, NULL);
+            if (r > 0) ready += r;
+            else if (r < 0 && !ready) { free(it); return -1; }
+        }
+        long long left = deadline < 0 ? -1 : deadline - now_ns();
+        if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) {
+            for (int i = 0; i < n; i++) {
+                struct nmfd *nm = lookup(it[i].fd);
+                if (nm && nm->registered) __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
+            }
+            free(it);
+            return ready;
+        }
+        /* Block on the kernel's set and the eventfds the host writes. */
+        struct pollfd local[33], *p = n < 33 ? local : malloc((size_t)(n + 1) * sizeof *p);
+        if (!p) { free(it); errno = ENOMEM; return -1; }
+        p[0] = (struct pollfd){ epfd, POLLIN, 0 };
+        for (int i = 0; i < n; i++) p[i + 1] = (struct pollfd){ it[i].disabled ? -1 : it[i].fd, POLLIN, 0 };
+        struct timespec ts, *tsp = NULL;
+        if (left >= 0) { ts.tv_sec = left / 1000000000LL; ts.tv_nsec = left % 1000000000LL; tsp = &ts; }
+        int r = real_ppoll(p, (nfds_t)n + 1, tsp, mask);
+        int err = errno;
+        for (int i = 0; r > 0 && i < n; i++)
+            if (p[i + 1].revents & POLLIN) drain(it[i].fd);
+        if (p != local) free(p);
+        free(it);
+        if (r < 0) { errno = err; return -1; } /* EINTR: as epoll_wait */
+    }
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    resolve();
+    if (epfd < 0 || epfd >= MAX_FDS || !__atomic_load_n(&ep_sets[epfd], __ATOMIC_RELAXED))
+        return real_epoll_pwait(epfd, events, max, timeout, NULL);
+    return nm_epoll_wait(epfd, events, max, timeout < 0 ? -1 : (long long)timeout * 1000000LL, NULL);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
+{
+    resolve();
+    if (epfd < 0 || epfd >= MAX_FDS || !__atomic_load_n(&ep_sets[epfd], __ATOMIC_RELAXED))
+        return real_epoll_pwait(epfd, events, max, timeout, mask);
+    return nm_epoll_wait(epfd, events, max, timeout < 0 ? -1 : (long long)timeout * 1000000LL, mask);
+}
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max, const struct timespec *ts, const sigset_t *mask)
+{
+    resolve();
+    if (epfd < 0 || epfd >= MAX_FDS || !__atomic_load_n(&ep_sets[epfd], __ATOMIC_RELAXED)) {
+        if (real_epoll_pwait2) return real_epoll_pwait2(epfd, events, max, ts, mask);
+        errno = ENOSYS;
+        return -1;
+    }
+    return nm_epoll_wait(epfd, events, max, ts ? (long long)ts->tv_sec * 1000000000LL + ts->tv_nsec : -1, mask);
 }
 
 /* ---------------------------------------------------------------- mmap */

@@ -13,7 +13,10 @@
  *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select]
  *   nm_tool fwd PORTA PORTB COUNT [--timeout MS]   zero-copy A->B forwarder (one process, two ports)
  *   nm_tool wait PORT [--timeout MS]     blocks in poll for one frame; prints the wait's CPU time
- *   nm_tool hold PORT                    registers and sleeps (kill -9 tests)
+ *   nm_tool epoll PORT COUNT [--timeout MS]  the program's own epoll loop (with a pipe in the
+ *                                        same set): waits for the first frame, then receives COUNT
+ *   nm_tool hold PORT [--close-after MS] registers and sleeps (kill -9 tests); with --close-after it
+ *                                        closes /dev/netmap after MS, prints closed=1 and lives on
  *   nm_tool hostile PORT [SECONDS]       garbage ring indices, slot fields, ioctls, mmaps
  *   nm_tool errors                       netmap's errno answers (unregistered sync, bad mmap ...)
  * Output: "key=value" lines on stdout; exit 0 on success.
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -38,7 +42,7 @@
 #define ETH_TYPE 0x88b5
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 
-static int legacy, busy, use_select, batch = 256, timeout_ms = 5000;
+static int legacy, busy, use_select, batch = 256, timeout_ms = 5000, close_after_ms = -1;
 
 struct port {
     int fd;
@@ -345,18 +349,69 @@ static int cmd_wait(const char *name)
     return 0;
 }
 
+/* An application's own epoll loop: epoll_ctl(ADD) of the netmap descriptor next to a pipe. */
+static int cmd_epoll(const char *name, long count)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC), pipefd[2];
+    if (ep < 0 || pipe(pipefd) < 0) die("epoll_create1/pipe");
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xabcdef };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0) die("epoll_ctl ADD netmap");
+    int dup_add = epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0 ? errno : 0;
+    int mod_other = epoll_ctl(ep + 1000, EPOLL_CTL_ADD, p.fd, &ev) < 0 ? errno : 0;
+    struct epoll_event pev = { .events = EPOLLIN, .data.u64 = 0x1234 };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, pipefd[0], &pev) < 0) die("epoll_ctl ADD pipe");
+    printf("dup_add=%d\nbad_epfd=%d\nready=1\n", dup_add, mod_other);
+    fflush(stdout);
+    double c0 = cpu_s(), t0 = now_s();
+    struct epoll_event out[8];
+    int r = epoll_wait(ep, out, 8, timeout_ms);
+    double waited = now_s() - t0, cpu = cpu_s() - c0;
+    printf("woke=%d\nfirst_data=%llx\nfirst_events=%u\nwaited_ms=%.3f\ncpu_ms=%.3f\n", r, r > 0 ? (unsigned long long)out[0].data.u64 : 0ULL,
+           r > 0 ? out[0].events : 0, waited * 1e3, cpu * 1e3);
+    long got = 0, bad = 0, foreign = 0;
+    while (r > 0) {
+        for (int i = 0; i < r; i++) {
+            if (out[i].data.u64 != 0xabcdef) { foreign++; continue; }
+            struct netmap_ring *rr = NETMAP_RXRING(p.nifp, 0);
+            while (!nm_ring_empty(rr)) {
+                uint32_t cur = rr->cur, seq;
+                struct netmap_slot *s = &rr->slot[cur];
+                if (!check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) bad++;
+                got++;
+                rr->head = rr->cur = nm_ring_next(rr, cur);
+            }
+        }
+        if (got >= count) break;
+        r = epoll_wait(ep, out, 8, timeout_ms);
+        if (r < 0) die("epoll_wait");
+    }
+    /* Nothing left: a zero-timeout wait reports nothing (the frames were consumed, level-triggered). */
+    int after = epoll_wait(ep, out, 8, 0);
+    printf("received=%ld\nbad=%ld\nforeign=%ld\nafter=%d\n", got, bad, foreign, after);
+    close(p.fd);
+    close(ep);
+    return bad || foreign ? 1 : 0;
+}
+
 static int cmd_hold(const char *name)
 {
     struct port p;
     open_port(&p, name, 0);
     printf("ready=1\n");
     fflush(stdout);
-    for (;;) {
+    double until = close_after_ms >= 0 ? now_s() + close_after_ms / 1e3 : 1e300;
+    while (now_s() < until) {
         /* Keep the port busy: sync both ways now and then. */
         ioctl(p.fd, NIOCTXSYNC);
         ioctl(p.fd, NIOCRXSYNC);
         usleep(1000);
     }
+    close(p.fd);
+    printf("closed=1\n");
+    fflush(stdout);
+    for (;;) pause();
     return 0;
 }
 
@@ -484,6 +539,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--close-after") && i + 1 < argc) close_after_ms = atoi(argv[++i]);
         else if (npos < 8) pos[npos++] = argv[i];
     }
     if (npos >= 1 && !strcmp(pos[0], "offsets")) return cmd_offsets();
@@ -493,6 +549,7 @@ int main(int argc, char **argv)
     if (npos >= 4 && !strcmp(pos[0], "fwd")) return cmd_fwd(pos[1], pos[2], atol(pos[3]));
     if (npos >= 2 && !strcmp(pos[0], "wait")) return cmd_wait(pos[1]);
     if (npos >= 2 && !strcmp(pos[0], "hold")) return cmd_hold(pos[1]);
+    if (npos >= 3 && !strcmp(pos[0], "epoll")) return cmd_epoll(pos[1], atol(pos[2]));
     if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
     fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors ... (see the file's comment)\n");

@@ -19,6 +19,7 @@ internal static partial class BenchCommands
             bench.Subcommands.Add(CreateExperiment(name, what, run));
         bench.Subcommands.Add(CreatePorts());
         bench.Subcommands.Add(CreateHypercall());
+        bench.Subcommands.Add(CreateProcess());
         return bench;
     }
 
@@ -158,6 +159,71 @@ internal static partial class BenchCommands
             return 0;
         });
         return cmd;
+    }
+
+    private static Command CreateProcess()
+    {
+        var models = new Option<string>("--models") { Description = "I/O models, comma-separated", DefaultValueFactory = _ => "hypercall,split,merge" };
+        var batches = new Option<string>("--batches", "-b") { Description = "Sender batch sizes (frames per sync, 1..1024), comma-separated", DefaultValueFactory = _ => "1,32,256" };
+        var frame = new Option<int>("--frame-size", "-l") { Description = "Frame size in bytes (60..2048)", DefaultValueFactory = _ => 64 };
+        var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 3 };
+        var noThreads = new Option<bool>("--no-threads") { Description = "Skip the thread-domain pairs" };
+        var noCg = new Option<bool>("--no-cgroups") { Description = "Do not put the domains in cgroups (accounting only)" };
+        var json = new Option<string?>("--json") { Description = "JSON output path", DefaultValueFactory = _ => "artifacts/bench/process.json" };
+        var cmd = new Command("process", "Two netmap programs in separate processes (nm-pktgen under libhypernf-netmap.so, each a process domain) per I/O model and batch, next to thread domains: Mpps, CPU per domain, drops, latency, and the cost of one sync.")
+        {
+            models, batches, frame, seconds, noThreads, noCg, json,
+        };
+        cmd.SetAction(p =>
+        {
+            string? lib = ExecCommand.FindLibrary();
+            string? tool = FindArtifact(Path.Combine("netmap-tools", "nm-pktgen"));
+            if (lib is null || tool is null)
+            {
+                AnsiConsole.MarkupLine("[red]bench process: nm-pktgen or libhypernf-netmap.so not built (./hypernf builds them; gcc is needed)[/]");
+                return 1;
+            }
+            if (Environment.ProcessorCount < 2) AnsiConsole.MarkupLine("[yellow]only one CPU: sender and receiver share it[/]");
+            var o = new ProcessBenchmarkOptions
+            {
+                Models = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray(),
+                Batches = p.GetValue(batches)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
+                FrameSize = p.GetValue(frame), Seconds = p.GetValue(seconds), ThreadDomains = !p.GetValue(noThreads),
+                CpuPolicy = p.GetValue(noCg) ? null : () => HostCpuControl.Detect(out _),
+                Tool = tool, Library = lib, Log = Console.WriteLine,
+            };
+            var started = DateTime.UtcNow;
+            var r = ProcessBenchmark.Run(o);
+            var table = new Table().AddColumns("domains", "model", "batch", "rx Mpps", "tx Mpps", "thread/process rx", "tx dom CPU %", "(program/host)", "rx dom CPU %", "(program/host)",
+                "backends %", "tx ns/frame", "rx ns/frame", "drops", "p50 us", "p99 us", "unacc.");
+            foreach (var x in r.Points)
+            {
+                var twin = r.Points.FirstOrDefault(t => t.Domains == "thread" && t.IoModel == x.IoModel && t.Batch == x.Batch);
+                string ratio = x.Domains == "process" && twin is { RxMpps: > 0 } && x.RxMpps > 0 ? $"{twin.RxMpps / x.RxMpps:F2}" : "";
+                table.AddRow(x.Domains, x.IoModel, $"{x.Batch}", $"{x.RxMpps:F3}", $"{x.TxMpps:F3}", ratio,
+                    $"{x.TxDomainCpuPct:F0}", x.Domains == "process" ? $"{x.TxProgramCpuPct:F0}/{x.TxHostThreadCpuPct:F0}" : "",
+                    $"{x.RxDomainCpuPct:F0}", x.Domains == "process" ? $"{x.RxProgramCpuPct:F0}/{x.RxHostThreadCpuPct:F0}" : "",
+                    $"{x.BackendCpuPct:F0}", $"{x.TxCpuNsPerFrame:F0}", $"{x.RxCpuNsPerFrame:F0}", $"{x.Dropped}", $"{x.LatencyP50Us:F1}", $"{x.LatencyP99Us:F1}", $"{x.Unaccounted}");
+            }
+            AnsiConsole.Write(table);
+            foreach (var h in r.HandOff)
+                Console.WriteLine($"one sync with nothing to do, {h.IoModel}: process domain {h.ProcessNsPerSync:F0} ns, thread domain {h.ThreadNsPerSync:F0} ns");
+            Console.WriteLine($"kernel VALE (published, ../shared/reference/anchors.md): ~{r.KernelValeMpps:F0} Mpps per core at 64 B; load average at start {r.LoadAverage:F1} on {r.Cpus} CPUs; cgroups {(r.Cgroups ? "on" : "off")}; {(DateTime.UtcNow - started).TotalSeconds:F0} s");
+            Json.Write(p.GetValue(json), r);
+            return r.Points.All(x => x.Unaccounted == 0) ? 0 : 2;
+        });
+        return cmd;
+    }
+
+    /// <summary>artifacts/RELATIVE above the CLI's directory (the repository's artifacts).</summary>
+    private static string? FindArtifact(string relative)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "artifacts", relative);
+            if (File.Exists(candidate)) return candidate;
+        }
+        return null;
     }
 
     private static Command CreateSwitch()

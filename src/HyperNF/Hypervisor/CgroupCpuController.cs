@@ -250,6 +250,25 @@ public abstract class CgroupCpuController : ICpuController
 
     internal CgroupFs FileSystem => Fs;
 
+    /// <summary>
+    /// The membership file of the cgroup process <paramref name="pid"/> is in, in this
+    /// hierarchy (v1: the /proc/PID/cgroup line naming the cpu controller); null if unknown.
+    /// </summary>
+    internal string? CurrentMembershipFile(int pid)
+    {
+        string text;
+        try { text = Fs.Read($"/proc/{pid}/cgroup"); }
+        catch (CpuControlException) { return null; }
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(':', 3);
+            if (parts.Length != 3 || !parts[1].Split(',').Contains("cpu")) continue;
+            string dir = Path.Combine(RootPath, parts[2].TrimStart('/'));
+            return Path.Combine(Path.TrimEndingDirectorySeparator(dir), MembershipFile);
+        }
+        return null;
+    }
+
     // ---- dispose -----------------------------------------------------------------------
 
     /// <summary>Removes every group of this instance (moving surviving threads back), its directory and, for the last instance of the process, the PID directory. Never throws; problems go to <see cref="Warnings"/>.</summary>
@@ -327,8 +346,36 @@ public sealed class CgroupCpuGroup : CpuGroup
 
     protected override void ApplyRemoveThread(int tid) => _owner.MoveHome(tid);
 
+    // Adopted processes (process domains' programs): pid -> the membership file they came from.
+    private readonly Dictionary<int, string> _adopted = new();
+
+    protected override bool ApplyAddProcess(int pid)
+    {
+        if (_owner is not CgroupV1CpuController) return false; // v2: another process's threads cannot join our threaded subtree
+        if (!_adopted.ContainsKey(pid))
+        {
+            string? from = _owner.CurrentMembershipFile(pid);
+            if (from is null) return false;
+            _adopted[pid] = from;
+        }
+        foreach (int tid in _owner.FileSystem.ProcessThreads(pid))
+        {
+            try { _owner.WriteMembership(Path, tid); }
+            catch (CpuControlException e) when (e.Errno == Native.ESRCH) { }
+        }
+        return true;
+    }
+
     protected override void ApplyRemove()
     {
+        // Threads of adopted programs (and threads they started since) go back where they came from.
+        foreach (var (pid, from) in _adopted)
+            foreach (int tid in _owner.FileSystem.ProcessThreads(pid))
+            {
+                try { _owner.FileSystem.Write(from, tid.ToString(CultureInfo.InvariantCulture)); }
+                catch (CpuControlException e) when (e.Errno == Native.ESRCH) { }
+            }
+        _adopted.Clear();
         var live = _owner.LiveMembers(Path);
         var foreign = live.Where(t => !_owner.FileSystem.IsOwnThread(t)).ToList();
         if (foreign.Count > 0)

@@ -69,5 +69,17 @@ public class CgroupFs
     public virtual bool ThreadAlive(int tid) => Directory.Exists($"/proc/{tid}");
 
     /// <summary>Whether <paramref name="tid"/> is a thread of this process.</summary>
+    /// <summary>Thread ids of process <paramref name="pid"/> (/proc/PID/task); empty when it is gone.</summary>
+    public virtual IReadOnlyList<int> ProcessThreads(int pid)
+    {
+        try
+        {
+            return Directory.GetDirectories($"/proc/{pid}/task")
+                .Select(d => int.TryParse(System.IO.Path.GetFileName(d), out int t) ? t : 0).Where(t => t > 0).ToArray();
+        }
+        catch (IOException) { return []; }
+        catch (UnauthorizedAccessException) { return []; }
+    }
+
     public virtual bool IsOwnThread(int tid) => Directory.Exists($"/proc/self/task/{tid}");
 }

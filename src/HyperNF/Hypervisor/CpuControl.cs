@@ -92,6 +92,22 @@ public abstract class CpuGroup
         }
     }
 
+    /// <summary>
+    /// Moves every thread of another process (a process domain's netmap program) into the
+    /// group, remembering where they were; <see cref="Remove"/> moves the survivors back.
+    /// False when the controller cannot hold another process's threads (cgroup v2 threaded
+    /// groups; accounting only): then only the host threads are in the group.
+    /// </summary>
+    public bool AddProcess(int pid)
+    {
+        if (pid <= 0) throw new ArgumentOutOfRangeException(nameof(pid), pid, "a pid is positive");
+        lock (_gate)
+        {
+            ThrowIfRemoved();
+            return ApplyAddProcess(pid);
+        }
+    }
+
     /// <summary>Moves <paramref name="tid"/> out of the group (back to where the process lives). A thread that ended is ignored.</summary>
     public void RemoveThread(int tid)
     {
@@ -135,6 +151,7 @@ public abstract class CpuGroup
     protected abstract void ApplyAddThread(int tid);
     protected abstract void ApplyRemoveThread(int tid);
     protected abstract void ApplyRemove();
+    protected virtual bool ApplyAddProcess(int pid) => false;
     protected virtual void OnRemoved() { }
 }
 

@@ -24,7 +24,14 @@ public sealed class DomainCpuBinding
         Group.SetWeight(Domain.Weight);
         Group.SetCap(Domain.Cap);
         foreach (int tid in Domain.VCpuTids) AddIfAlive(Group, tid);
+        // A process domain is its program too: the program's own threads share the group with
+        // the host threads that serve its syncs, so the cap covers both and a sync hand-off
+        // stays inside one group (docs/process-domains.md, "CPU").
+        if (Domain.ProcessId is int pid) ProgramInGroup = Group.AddProcess(pid);
     }
+
+    /// <summary>Process domains: whether the program's own threads are in the group (cgroup v1), not only its host threads.</summary>
+    public bool ProgramInGroup { get; private set; }
 
     /// <summary>Adds a thread; one that has already ended (a guest that crashed at once) is skipped.</summary>
     internal static void AddIfAlive(CpuGroup group, int tid)

@@ -37,6 +37,9 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport(Libc, EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
     [LibraryImport(Libc, EntryPoint = "setpriority", SetLastError = true)]
     private static partial int SetPriority(int which, int who, int prio);
 

@@ -179,6 +179,58 @@ public sealed class ProcessDomainTests
     }
 
     [Fact]
+    public void Epoll_TheApplicationsOwnLoop_WakesOnFrames_AndUsesNoCpuWhileWaiting()
+    {
+        using var h = new NetmapHost();
+        string br = Bridge("epl");
+        using var w = new NetmapProgram(h.Socket, "epoll", $"{br}:w", "501", "--timeout", "30000");
+        w.WaitReady();
+        Assert.Equal(17, w.Long("dup_add"));  // EEXIST: the descriptor is in the set already
+        Assert.Equal(9, w.Long("bad_epfd"));  // EBADF: no such epoll descriptor
+        Thread.Sleep(1500); // the program sits in epoll_wait
+        Assert.Equal(0, h.ProcessDomains.Single(d => d.ProcessId == w.Process.Id).ProcessPorts.Single().Channel.Signals);
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t", "1", "60");
+        Assert.True(NetmapHost.Eventually(() => w.Output.Contains("woke=")), w.ToString());
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t2", "500", "200");
+        Assert.Equal(0, w.WaitExit(30_000));
+        Assert.Equal(1, w.Long("woke"));
+        Assert.Equal("abcdef", w.Value("first_data")); // the application's epoll_data came back
+        Assert.Equal(1, w.Long("first_events") & 1); // EPOLLIN
+        // Woken by the frame long before its 30 s timeout, asleep meanwhile (a busy loop would be ~1500 ms).
+        Assert.InRange(w.Double("waited_ms"), 1400, 25_000);
+        Assert.True(w.Double("cpu_ms") < 100, $"the waiting program used {w.Value("cpu_ms")} ms of CPU");
+        Assert.Equal(501, w.Long("received"));
+        Assert.Equal(0, w.Long("bad"));
+        Assert.Equal(0, w.Long("foreign")); // the pipe in the same set was never reported
+        Assert.Equal(0, w.Long("after"));   // consumed: level-triggered, nothing more to report
+    }
+
+    [Cpu.RealCgroupV1Fact]
+    public void CpuControl_TheProgramJoinsItsDomainsGroup_AndLeavesItWithTheDomain()
+    {
+        using var h = new NetmapHost(cpuControl: true);
+        using var p = new NetmapProgram(h.Socket, "hold", $"{Bridge("cg")}:h", "--close-after", "1500");
+        p.WaitReady();
+        string CpuCgroup() => File.ReadAllLines($"/proc/{p.Process.Id}/cgroup").Single(l => l.Split(':')[1].Split(',').Contains("cpu")).Split(':', 3)[2];
+        var d = h.ProcessDomains.Single();
+        var binding = (h.Host.CpuPolicy as HostCpuControl)?.Find(d);
+        Assert.NotNull(binding);
+        string group = binding.Group.Path!;
+        // The program's own thread and the host thread serving its syncs: one group, one cap.
+        Assert.True(binding.ProgramInGroup);
+        var tasks = File.ReadAllLines(Path.Combine(group, "tasks")).Select(int.Parse).ToHashSet();
+        Assert.Contains(p.Process.Id, tasks);
+        Assert.All(d.VCpuTids, t => Assert.Contains(t, tasks));
+        Assert.EndsWith(Path.GetFileName(group), CpuCgroup());
+        // The program closes /dev/netmap and lives on: its domain ends, the program goes back home.
+        Assert.True(NetmapHost.Eventually(() => p.Output.Contains("closed=1")), p.ToString());
+        Assert.True(NetmapHost.Eventually(() => d.State == DomainState.Destroyed), h.LogText);
+        Assert.True(NetmapHost.Eventually(() => !Directory.Exists(group)), $"{group} is still there");
+        Assert.DoesNotContain("dom", CpuCgroup());
+        Assert.False(p.Process.HasExited);
+    }
+
+    [Fact]
     public void KillMinus9_MidTraffic_LeavesNoDomainPortThreadOrCgroup()
     {
         using var h = new NetmapHost(cpuControl: true);
