@@ -73,6 +73,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public int InterfaceIndex { get; }
     public int Mtu => _mtu;
     public int TxCapacity => MaxFrame;
+    /// <summary>XDP frames carry no offload metadata: the switch segments and completes checksums for this port.</summary>
+    public int VirtioHeaderLength => 0;
     /// <summary>"native" or "generic": where the XDP program runs.</summary>
     public string XdpMode => _mode;
     /// <summary>True when the driver moves frames to and from the UMEM itself (no copy in the kernel).</summary>

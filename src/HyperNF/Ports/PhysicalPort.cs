@@ -1,6 +1,7 @@
 using HyperNF.Linux;
 using HyperNF.Memory;
 using HyperNF.Netmap;
+using System.Buffers.Binary;
 using HyperNF.Switch;
 
 namespace HyperNF.Ports;
@@ -34,7 +35,7 @@ namespace HyperNF.Ports;
 /// </summary>
 public sealed class PhysicalPort : IPortSink, IFrameReceiver
 {
-    private const int EthHeader = 14, VlanTag = 4, MaxFrame = 65535 + VlanTag;
+    private const int EthHeader = 14, VlanTag = 4, MaxFrame = Bridge.DefaultMaxFrameBytes;
     private const int BufferSize = RegionLayout.DefaultBufferSize;
 
     private readonly PhysicalPorts _owner;
@@ -111,6 +112,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             throw;
         }
         SwitchPort = ValeSwitch.HostPortOf(_port)!;
+        SwitchPort.VirtioHeaderLength = backend.VirtioHeaderLength;
         _toBridge = _port.TxRing(0);
         _fromBridge = _port.RxRing(0);
         _link = backend.QueryLink();
@@ -178,24 +180,46 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
     {
         if (_link == LinkState.Removed) return;
+        int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
-        bool tagged = vlanTag != 0 || IsTagged(frame);
+        var eth = frame[Math.Min(hdr, frame.Length)..];
+        bool tagged = vlanTag != 0 || IsTagged(eth);
         int mtu = _backend.Mtu;
-        if (frame.Length < wireLength || len > mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
+        bool gso = hdr > 0 && frame.Length > hdr && frame[1] != VirtioNetHeader.GsoNone;
+        if (frame.Length < wireLength)
         {
-            if (_rxDrops[(int)PortDropReason.Oversize]++ == 0)
-                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
-                             "the sender merges segments (TSO/GSO/GRO); turn its offloads off, e.g. 'ethtool -K PEER tx off'";
+            // Cut by the kernel. With offload metadata a large frame only is cut when the socket's
+            // queue had no room for it; without, the peer sent a frame over the MTU (TSO/GSO).
+            if (hdr > 0) CountRxDrop(PortDropReason.KernelRingFull, null);
+            else CountRxDrop(PortDropReason.Oversize,
+                $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
+                "the sender merges segments (TSO/GSO/GRO) and this port has no offload metadata (VirtioNetHeader = false); turn the sender's offloads off, e.g. 'ethtool -K PEER tx off'");
             return;
         }
-        if (vlanTag != 0 && frame.Length >= 12)
+        if (len - hdr < EthHeader || (!gso && len - hdr > mtu + EthHeader + (tagged ? VlanTag : 0)) || len > MaxFrame + hdr)
+        {
+            CountRxDrop(PortDropReason.Oversize,
+                $"a {len - hdr}-byte frame arrived on interface '{InterfaceName}' (MTU {mtu}) and was dropped; raise the MTU ('ip link set {InterfaceName} mtu N') to the sender's");
+            return;
+        }
+        if (vlanTag != 0 && frame.Length >= hdr + 12)
         {
             // The kernel stripped the tag (VLAN acceleration); the bridge sees the frame as sent.
-            var s = _vlanScratch ??= new byte[MaxFrame];
-            frame[..12].CopyTo(s);
-            s[12] = (byte)(vlanTag >> 24); s[13] = (byte)(vlanTag >> 16);
-            s[14] = (byte)(vlanTag >> 8); s[15] = (byte)vlanTag;
-            frame[12..].CopyTo(s.AsSpan(16));
+            var s = _vlanScratch ??= new byte[MaxFrame + 16];
+            frame[..(hdr + 12)].CopyTo(s);
+            int t = hdr + 12;
+            s[t] = (byte)(vlanTag >> 24); s[t + 1] = (byte)(vlanTag >> 16);
+            s[t + 2] = (byte)(vlanTag >> 8); s[t + 3] = (byte)vlanTag;
+            frame[(hdr + 12)..].CopyTo(s.AsSpan(t + 4));
+            if (hdr > 0)
+            {
+                // Offsets in the header count from the frame's start, which moved 4 bytes on.
+                var h = s.AsSpan(0, hdr);
+                if ((h[0] & VirtioNetHeader.FlagNeedsCsum) != 0)
+                    BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumStartOffset..], (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(h[VirtioNetHeader.CsumStartOffset..]) + VlanTag));
+                ushort hl = BinaryPrimitives.ReadUInt16LittleEndian(h[VirtioNetHeader.HdrLenOffset..]);
+                if (hl != 0) BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.HdrLenOffset..], (ushort)(hl + VlanTag));
+            }
             frame = s.AsSpan(0, len);
         }
         int frags = (len + BufferSize - 1) / BufferSize;
@@ -214,7 +238,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _toBridge.Head = _toBridge.Cur = cur;
         _toBridgeDirty = true;
         _rxPackets++;
-        _rxBytes += len;
+        _rxBytes += len - hdr;
+    }
+
+    /// <summary>Counts a drop on the way in; the first one of each reason since the last report sets <see cref="LastError"/> and raises an event with the fix.</summary>
+    private void CountRxDrop(PortDropReason reason, string? message)
+    {
+        _rxDrops[(int)reason]++;
+        if (message is not null && _rxDrops[(int)reason] == 1) _lastError = message;
     }
 
     /// <summary>The driver's TxSync: the switch flush runs here, on the driver thread.</summary>
@@ -277,6 +308,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             // No sender is in TransmitDelivered now, and the next one reads the new backend.
             old = _backend;
             _backend = fresh;
+            SwitchPort.VirtioHeaderLength = fresh.VirtioHeaderLength;
             _link = fresh.QueryLink();
         }
         finally
@@ -367,6 +399,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         LinkState link = _link;
         var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
         int mtu = backend.Mtu;
+        int hdr = backend.VirtioHeaderLength; // and the switch port's, so the frames' here
         int queued = 0;
         long queuedBytes = 0;
         while (cur != tail)
@@ -387,9 +420,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
 
             PortDropReason? drop = null;
             Span<byte> dst = default;
-            var first = rx.Frame(rx.Slot(cur));
             if (link != LinkState.Up) drop = link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
-            else if (total > mtu + EthHeader + (IsTagged(first) ? VlanTag : 0)) drop = PortDropReason.Oversize;
+            else if (CheckFrame(rx, cur, total, hdr, mtu) is { } bad) drop = bad;
             else
             {
                 dst = backend.BeginTransmit();
@@ -405,7 +437,10 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             }
             if (drop is { } reason)
             {
-                _txDrops[(int)reason]++;
+                if (_txDrops[(int)reason]++ == 0 && reason is PortDropReason.Oversize or PortDropReason.BadOffload)
+                    _lastError = reason == PortDropReason.Oversize
+                        ? $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's"
+                        : $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)";
             }
             else
             {
@@ -425,6 +460,43 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         rx.Head = rx.Cur = cur;
         if (queued > 0) Account(backend.Flush(), queued, queuedBytes);
         _port.RxSync(); // hand the slots back to the senders
+    }
+
+    private readonly byte[] _headScratch = new byte[512];
+
+    /// <summary>
+    /// Whether the frame in [<paramref name="cur"/>, ...) of <paramref name="total"/> bytes (with a
+    /// virtio-net header of <paramref name="hdr"/> bytes) may go to the kernel: its header must
+    /// match it (the kernel would refuse it silently in a TX ring), and it, or each segment the
+    /// kernel will cut it into, must fit the MTU. Null when it may.
+    /// </summary>
+    private unsafe PortDropReason? CheckFrame(NetmapRing rx, uint cur, int total, int hdr, int mtu)
+    {
+        var first = rx.Frame(rx.Slot(cur));
+        if (first.Length < hdr + EthHeader) return PortDropReason.BadOffload; // the switch never makes one
+        int limit = mtu + EthHeader + (IsTagged(first[hdr..]) ? VlanTag : 0);
+        int len = total - hdr;
+        if (hdr == 0 || (first[VirtioNetHeader.FlagsOffset] == 0 && first[VirtioNetHeader.GsoTypeOffset] == 0))
+            return len > limit ? PortDropReason.Oversize : null;
+        // The headers, gathered from the chain (a hostile sender may have split them over slots).
+        var head = _headScratch;
+        int got = 0;
+        for (uint j = cur; got < head.Length; j = rx.Next(j))
+        {
+            ref var slot = ref rx.Slot(j);
+            var frag = rx.Frame(slot);
+            int n = Math.Min(frag.Length, head.Length - got);
+            frag[..n].CopyTo(head.AsSpan(got));
+            got += n;
+            if ((slot.Flags & SlotFlags.MoreFrag) == 0) break;
+        }
+        fixed (byte* h = head)
+        {
+            var plan = Offload.Plan(h, h + hdr, len, got - hdr);
+            if (plan.Action == OffloadAction.Drop) return PortDropReason.BadOffload;
+            int largest = plan.Action == OffloadAction.Segment ? Offload.SegmentLength(plan, len, 0) : len;
+            return largest > limit ? PortDropReason.Oversize : null;
+        }
     }
 
     private void Account(TransmitResult r, int queued, long bytes)

@@ -3,14 +3,16 @@ namespace HyperNF.Ports;
 /// <summary>Sizes and knobs of physical ports; the defaults suit a 1-10 GbE interface.</summary>
 public sealed record PhysicalPortOptions
 {
-    /// <summary>TPACKET_V3 RX block size (a multiple of the page size; also the largest frame the kernel can hand us).</summary>
+    /// <summary>AF_PACKET RX ring block size (a multiple of the page size); the ring is RxBlockBytes x RxBlockCount of MTU-sized frames.</summary>
     public int RxBlockBytes { get; init; } = 256 * 1024;
     public int RxBlockCount { get; init; } = 64;
     /// <summary>
-    /// How long the kernel keeps a partly filled RX block before handing it over. It bounds the
-    /// latency a lightly loaded port adds (under load blocks fill up first).
+    /// AF_PACKET: carry the kernel's offload metadata (GSO, partial checksums) with each frame
+    /// in a virtio-net header (PACKET_VNET_HDR): the switch port then has a 10-byte header and
+    /// TCP from peers with TSO and checksum offload on crosses the bridge. Off: frames as on the
+    /// wire only, and peers must turn those offloads off.
     /// </summary>
-    public int RxBlockTimeoutMs { get; init; } = 1;
+    public bool VirtioNetHeader { get; init; } = true;
     /// <summary>Bytes of the TPACKET_V2 TX ring (at least 256 frames are allocated whatever the MTU).</summary>
     public int TxRingBytes { get; init; } = 2 * 1024 * 1024;
     /// <summary>SO_RCVBUFFORCE on the RX socket (falls back to SO_RCVBUF without CAP_NET_ADMIN).</summary>
@@ -65,7 +67,6 @@ public sealed record PhysicalPortOptions
         if (RxBlockBytes < 64 * 1024 || RxBlockBytes % 4096 != 0)
             throw new ArgumentOutOfRangeException(nameof(RxBlockBytes), RxBlockBytes, "the RX block size must be a multiple of 4096 and at least 64 KiB (it holds the largest frame)");
         if (RxBlockCount is < 2 or > 1024) throw new ArgumentOutOfRangeException(nameof(RxBlockCount), RxBlockCount, "RX blocks: 2..1024");
-        if (RxBlockTimeoutMs is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(RxBlockTimeoutMs), RxBlockTimeoutMs, "the RX block timeout must be 1..1000 ms");
         if (TxRingBytes is < 64 * 1024 or > 256 * 1024 * 1024) throw new ArgumentOutOfRangeException(nameof(TxRingBytes), TxRingBytes, "the TX ring must be 64 KiB..256 MiB");
         if (TxBatchFrames is < 16 or > 4096) throw new ArgumentOutOfRangeException(nameof(TxBatchFrames), TxBatchFrames, "sendmmsg batch: 16..4096 frames");
         if (RxBudget is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(RxBudget), RxBudget, "the RX budget must be 1..65536 frames");

@@ -27,7 +27,8 @@ internal sealed class PortTable
 public sealed partial class Bridge
 {
     public const int MaxPorts = 254; // NM_BDG_MAXPORTS
-    public const int DefaultMaxFrameBytes = 65535;
+    /// <summary>An IP packet of 65535 bytes behind an Ethernet header and two VLAN tags: a GSO super-frame at its largest.</summary>
+    public const int DefaultMaxFrameBytes = 65535 + 14 + 8;
 
     private readonly object _gate = new();
     private volatile PortTable _table = PortTable.Empty;

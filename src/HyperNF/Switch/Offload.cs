@@ -68,7 +68,10 @@ internal static unsafe class Offload
     /// Validates the virtio-net header <paramref name="hdr"/> against the frame
     /// <paramref name="frame"/>[0..<paramref name="len"/>) and decides what to do with it.
     /// </summary>
-    public static OffloadPlan Plan(byte* hdr, byte* frame, int len)
+    public static OffloadPlan Plan(byte* hdr, byte* frame, int len) => Plan(hdr, frame, len, len);
+
+    /// <summary>As <see cref="Plan(byte*, byte*, int)"/> when only the first <paramref name="readable"/> bytes of the frame are at <paramref name="frame"/> (headers beyond them: a drop).</summary>
+    public static OffloadPlan Plan(byte* hdr, byte* frame, int len, int readable)
     {
         var p = new OffloadPlan { Action = OffloadAction.Drop, Segments = 1 };
         byte flags = hdr[VirtioNetHeader.FlagsOffset];
@@ -92,10 +95,10 @@ internal static unsafe class Offload
         }
         if (gsoKind is not (VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6 or VirtioNetHeader.GsoUdpL4)) return p; // UFO (3) and unknown types
         if (gsoSize == 0) return p;
-        if (!ParseHeaders(frame, len, ref p)) return p;
+        if (!ParseHeaders(frame, len, Math.Min(len, readable), ref p)) return p;
         if (gsoKind == VirtioNetHeader.GsoTcpV4 && (p.Ipv6 || !p.Tcp)) return p;
         if (gsoKind == VirtioNetHeader.GsoTcpV6 && (!p.Ipv6 || !p.Tcp)) return p;
-        if (gsoKind == VirtioNetHeader.GsoUdpL4 && p.Tcp) return p;
+        if (gsoKind == VirtioNetHeader.GsoUdpL4 && (p.Tcp || !needsCsum)) return p; // as Linux: UDP GSO always has a partial checksum
         // A partial checksum, when announced, must be the transport checksum we are going to write.
         if (needsCsum && (csumStart != p.L4 || csumOffset != (p.Tcp ? 16 : 6))) return p;
         int payload = len - p.Payload;
@@ -106,8 +109,11 @@ internal static unsafe class Offload
     }
 
     /// <summary>Ethernet (up to two VLAN tags), IPv4 or IPv6 (with extension headers), TCP or UDP. False when the frame is not one of those or is cut short.</summary>
-    private static bool ParseHeaders(byte* f, int len, ref OffloadPlan p)
+    private static bool ParseHeaders(byte* f, int len, int readable, ref OffloadPlan p)
     {
+        // Header fields are read within the first `readable` bytes; lengths are checked against `len`.
+        int frameLen = len;
+        len = readable;
         if (len < EthHeader) return false;
         int off = 12;
         int type = f[off] << 8 | f[off + 1];
@@ -126,7 +132,7 @@ internal static unsafe class Offload
             int ihl = (f[l3] & 15) * 4;
             if (ihl < 20 || l3 + ihl > len) return false;
             int totLen = f[l3 + 2] << 8 | f[l3 + 3];
-            if (totLen < ihl || l3 + totLen != len) return false; // no trailing padding in a super-frame
+            if (totLen < ihl || l3 + totLen != frameLen) return false; // no trailing padding in a super-frame
             if ((f[l3 + 6] & 0x3F) != 0 || f[l3 + 7] != 0) return false; // a fragment (MF or offset): not segmentable
             proto = f[l3 + 9];
             l4 = l3 + ihl;
@@ -136,7 +142,7 @@ internal static unsafe class Offload
         {
             if (l3 + 40 > len || f[l3] >> 4 != 6) return false;
             int payloadLen = f[l3 + 4] << 8 | f[l3 + 5];
-            if (l3 + 40 + payloadLen != len) return false;
+            if (l3 + 40 + payloadLen != frameLen) return false;
             proto = f[l3 + 6];
             l4 = l3 + 40;
             for (int i = 0; proto is 0 or 43 or 60; i++)
@@ -313,7 +319,7 @@ internal static unsafe class Offload
         fixed (byte* f = frame)
         {
             var p = new OffloadPlan();
-            if (!ParseHeaders(f, frame.Length, ref p)) return true;
+            if (!ParseHeaders(f, frame.Length, frame.Length, ref p)) return true;
             int l4Len = frame.Length - p.L4;
             if (!p.Tcp && !p.Ipv6 && f[p.L4 + 6] == 0 && f[p.L4 + 7] == 0) return true; // UDP over IPv4 without a checksum
             ulong sum = PseudoHeader(f, p, l4Len, p.Tcp ? 6 : 17);
@@ -332,7 +338,7 @@ internal static unsafe class Offload
         fixed (byte* f = frame)
         {
             var p = new OffloadPlan();
-            if (!ParseHeaders(f, frame.Length, ref p)) return false;
+            if (!ParseHeaders(f, frame.Length, frame.Length, ref p)) return false;
             int l4Len = frame.Length - p.L4;
             int at = p.Tcp ? 16 : 6;
             ushort field = *(ushort*)(f + p.L4 + at);
