@@ -51,6 +51,14 @@ public sealed record PhysicalPortOptions
     /// <summary>AF_XDP: UMEM chunks (and TX/completion ring entries) for transmission; rounded up to a power of two.</summary>
     public int XdpTxFrames { get; init; } = 2048;
 
+    /// <summary>
+    /// AF_XDP: complete partial TCP/UDP checksums of received frames in software. XDP frames carry
+    /// no offload metadata, and a peer with checksum offload on (every veth by default) leaves
+    /// them partial; a frame whose checksum field holds exactly the pseudo-header sum is completed,
+    /// any other frame is left as it is.
+    /// </summary>
+    public bool XdpCompleteChecksums { get; init; } = true;
+
     /// <summary>The backend names <see cref="Backend"/> accepts.</summary>
     public static IReadOnlyList<string> BackendNames { get; } = ["af_packet", "af_xdp"];
 

@@ -50,6 +50,7 @@ internal sealed unsafe partial class TxKring
         NetmapSlot* rslots = rx.Slots;
         var dport = rx.Port;
         long bad = 0, ringFull = 0, extra = 0;
+        bool notify = false; // once, after the last frame: the receiver (a port's sink) takes them in one round
         const int B = RegionLayout.DefaultBufferSize;
         while (uNext != FtNull || bNext != FtNull)
         {
@@ -85,7 +86,7 @@ internal sealed unsafe partial class TxKring
             uint howmany = rx.Lease(slots, out uint start, out uint leaseIdx);
             if (howmany < slots)
             {
-                if (howmany > 0 && rx.Complete(start, howmany, 0, leaseIdx, 0, 0, 0)) dport.NotifyReceiver();
+                if (howmany > 0) notify |= rx.Complete(start, howmany, 0, leaseIdx, 0, 0, 0);
                 ringFull++;
                 continue;
             }
@@ -125,8 +126,9 @@ internal sealed unsafe partial class TxKring
                 else { packets++; bytes += outLen; }
             }
             extra += plan.Segments - 1;
-            if (rx.Complete(start, howmany, slots, leaseIdx, packets, bytes, badBuffers)) dport.NotifyReceiver();
+            notify |= rx.Complete(start, howmany, slots, leaseIdx, packets, bytes, badBuffers);
         }
+        if (notify) dport.NotifyReceiver();
         if (bad != 0) Drops[(int)DropReason.BadOffload] += bad;
         if (ringFull != 0) rx.CountRingFull(ringFull);
         if (extra != 0) Port.Bridge.AddSegmentCopies(extra);
