@@ -93,6 +93,7 @@ internal static unsafe partial class PacketSocket
 
     // ---- interface ioctls and flags
     public const ulong SIOCGIFFLAGS = 0x8913;
+    public const ulong SIOCSIFFLAGS = 0x8914;
     public const ulong SIOCGIFMTU = 0x8921;
     public const ulong SIOCGIFINDEX = 0x8933;
     public const int IFF_UP = 0x1;
@@ -309,6 +310,26 @@ internal static unsafe partial class PacketSocket
             if (Ioctl(fd, request, &req) != 0) return LastErrno;
             value = request == SIOCGIFFLAGS ? (ushort)req.Value : req.Value; // ifr_flags is a short
             return 0;
+        }
+        finally
+        {
+            Native.Close(fd);
+        }
+    }
+
+    /// <summary>Sets interface flags (SIOCSIFFLAGS, needs CAP_NET_ADMIN). Returns 0 or the errno.</summary>
+    public static int SetInterfaceFlags(string ifName, int flags)
+    {
+        byte[] name = Encoding.UTF8.GetBytes(ifName);
+        if (name.Length == 0 || name.Length >= IfNameSize) return ENODEV;
+        int fd = Socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return LastErrno;
+        try
+        {
+            IfReq req = default;
+            for (int i = 0; i < name.Length; i++) req.Name[i] = name[i];
+            req.Value = (ushort)flags; // ifr_flags is a short
+            return Ioctl(fd, SIOCSIFFLAGS, &req) != 0 ? LastErrno : 0;
         }
         finally
         {

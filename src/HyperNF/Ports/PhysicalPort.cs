@@ -116,6 +116,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _toBridge = _port.TxRing(0);
         _fromBridge = _port.RxRing(0);
         _link = backend.QueryLink();
+        _reportedLink = _link;
         _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
         // Frames delivered before the sink was set are picked up by the driver's first round.
         _txPending = 1;
@@ -241,12 +242,39 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _rxBytes += len - hdr;
     }
 
-    /// <summary>Counts a drop on the way in; the first one of each reason since the last report sets <see cref="LastError"/> and raises an event with the fix.</summary>
-    private void CountRxDrop(PortDropReason reason, string? message)
+    /// <summary>Counts a drop on the way in (driver thread); the first of each reason sets <see cref="LastError"/> and is reported with the fix.</summary>
+    private void CountRxDrop(PortDropReason reason, string? message, long count = 1)
     {
-        _rxDrops[(int)reason]++;
-        if (message is not null && _rxDrops[(int)reason] == 1) _lastError = message;
+        if (count <= 0) return;
+        bool first = _rxDrops[(int)reason] == 0;
+        _rxDrops[(int)reason] += count;
+        if (!first) return;
+        if (message is not null) _lastError = message;
+        Report(rx: true, reason, message ?? FixFor(rx: true, reason, 0));
     }
+
+    // One bit per (direction, reason) already reported: each cause is reported once, with its fix.
+    private int _reported;
+    private LinkState _reportedLink;
+
+    private void Report(bool rx, PortDropReason reason, string fix)
+    {
+        int bit = 1 << ((rx ? 0 : 16) + (int)reason);
+        if ((Volatile.Read(ref _reported) & bit) != 0 || (Interlocked.Or(ref _reported, bit) & bit) != 0) return;
+        _owner.Post($"port {Name}: {(rx ? "frames from" : "frames to")} interface '{InterfaceName}' dropped ({reason.Key()}): {fix}");
+    }
+
+    /// <summary>What to do about a drop reason (used when the drop itself has no better message).</summary>
+    private string FixFor(bool rx, PortDropReason reason, int errno) => reason switch
+    {
+        PortDropReason.LinkDown => $"interface '{InterfaceName}' is down or has no carrier; bring it and its peer up ('ip link set {InterfaceName} up')",
+        PortDropReason.InterfaceRemoved => $"interface '{InterfaceName}' was removed; the port re-binds when it exists again, or detach it (vale-ctl -d {Name})",
+        PortDropReason.KernelRingFull when rx => $"the kernel's receive ring was full: the port's driver thread fell behind (a busy CPU); give it a CPU of its own (DriverCpus) or a larger ring (RxBlockCount)",
+        PortDropReason.KernelRingFull => $"the interface took frames slower than the senders sent them (its transmit queue was full)",
+        PortDropReason.Oversize => $"frames over the MTU of '{InterfaceName}'; raise its MTU to the sender's ('ip link set {InterfaceName} mtu N')",
+        PortDropReason.BadOffload => "a sender wrote a virtio-net header that does not match its frame (gso_size, csum_start, csum_offset or hdr_len)",
+        _ => $"send failed: {PacketSocket.ErrnoText(errno)}",
+    };
 
     /// <summary>The driver's TxSync: the switch flush runs here, on the driver thread.</summary>
     private void FlushToBridge()
@@ -277,7 +305,17 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             SwitchPort.Up = false;
         }
         _link = state;
-        if (state != LinkState.Removed) _rxDrops[(int)PortDropReason.KernelRingFull] += backend.TakeKernelDrops();
+        if (state != _reportedLink)
+        {
+            _reportedLink = state;
+            _owner.Post(state switch
+            {
+                LinkState.Up => $"port {Name}: link up (interface '{InterfaceName}', mtu {backend.Mtu})",
+                LinkState.Down => $"port {Name}: link down: interface '{InterfaceName}' is down or has no carrier; frames to it are dropped (link_down) until it is up ('ip link set {InterfaceName} up', and its peer)",
+                _ => $"port {Name}: {_removedError}",
+            });
+        }
+        if (state != LinkState.Removed) CountRxDrop(PortDropReason.KernelRingFull, null, backend.TakeKernelDrops());
     }
 
     /// <summary>
@@ -321,6 +359,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         if (_link == LinkState.Removed) return; // gone again already: the next idle timeout tries again
         fresh.TakeKernelDrops(); // start counting from the re-bind
         Interlocked.Increment(ref _rebinds);
+        _reportedLink = _link;
+        _owner.Post($"port {Name}: re-bound to the new interface '{InterfaceName}' (ifindex {fresh.InterfaceIndex}, link {_link.ToString().ToLowerInvariant()}, {fresh.Description})");
         if (ReferenceEquals(_lastError, _removedError)) _lastError = null;
         lock (_upGate)
         {
@@ -437,10 +477,17 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             }
             if (drop is { } reason)
             {
-                if (_txDrops[(int)reason]++ == 0 && reason is PortDropReason.Oversize or PortDropReason.BadOffload)
-                    _lastError = reason == PortDropReason.Oversize
-                        ? $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's"
-                        : $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)";
+                if (_txDrops[(int)reason]++ == 0)
+                {
+                    string fix = reason switch
+                    {
+                        PortDropReason.Oversize => $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's",
+                        PortDropReason.BadOffload => $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)",
+                        _ => FixFor(rx: false, reason, 0),
+                    };
+                    if (reason is PortDropReason.Oversize or PortDropReason.BadOffload) _lastError = fix;
+                    Report(rx: false, reason, fix);
+                }
             }
             else
             {
@@ -525,6 +572,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 _lastError = $"send on interface '{InterfaceName}' failed: {PacketSocket.ErrnoText(r.Errno)}";
                 break;
         }
+        if (r.Unsent > 0 && _txDrops[(int)reason] == 0) Report(rx: false, reason, FixFor(rx: false, reason, r.Errno));
         _txDrops[(int)reason] += r.Unsent;
     }
 

@@ -17,6 +17,8 @@ public sealed record PhysicalPortOptions
     public int TxRingBytes { get; init; } = 2 * 1024 * 1024;
     /// <summary>SO_RCVBUFFORCE on the RX socket (falls back to SO_RCVBUF without CAP_NET_ADMIN).</summary>
     public int ReceiveBufferBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Bring an administratively down interface up at attach (ifup), as netmap's scripts do; a failure refuses the attach with the fix.</summary>
+    public bool BringUp { get; init; } = true;
     /// <summary>Put the interface in promiscuous mode while attached (a bridge port must see every frame).</summary>
     public bool Promiscuous { get; init; } = true;
     /// <summary>
