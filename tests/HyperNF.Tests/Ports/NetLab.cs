@@ -113,9 +113,9 @@ public sealed partial class NetLab : IDisposable
         Run("ip", ["netns", "exec", h.Ns, .. args], timeoutMs, out output);
 
     /// <summary>A packet socket on the namespace end of <paramref name="h"/>'s veth (closed at Dispose): injects and captures frames on the wire.</summary>
-    public WireSocket Wire(LabHost h)
+    public WireSocket Wire(LabHost h, bool vnetHeader = false)
     {
-        var w = WireSocket.Open(h.Ns, h.Inner);
+        var w = WireSocket.Open(h.Ns, h.Inner, vnetHeader: vnetHeader);
         lock (_sockets) _sockets.Add(w);
         return w;
     }
@@ -141,14 +141,18 @@ public sealed partial class NetLab : IDisposable
     /// <summary>
     /// A 2-second iperf3 TCP run from <paramref name="client"/> to a one-shot server started here on
     /// <paramref name="server"/> (retried while the server comes up); returns the bytes received.
+    /// <paramref name="reverse"/>: the server sends (iperf3 -R). <paramref name="ipv6"/>: over the
+    /// hosts' IPv6 addresses (<see cref="Add"/> with ipv6).
     /// </summary>
-    public long IperfTcpBytes(LabHost client, LabHost server, int streams = 1, int port = 5301)
+    public long IperfTcpBytes(LabHost client, LabHost server, int streams = 1, int port = 5301, bool reverse = false, bool ipv6 = false)
     {
-        Start(server, "iperf3", "-s", "-1", "-B", server.Ip, "-p", port.ToString());
+        string addr = ipv6 ? server.Ip6 ?? throw new ArgumentException("the server has no IPv6 address") : server.Ip;
+        Start(server, "iperf3", "-s", "-1", "-B", addr, "-p", port.ToString());
         string text = "";
         for (int attempt = 0; attempt < 30; attempt++)
         {
-            int rc = Exec(client, ["iperf3", "-c", server.Ip, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000"], 20_000, out text);
+            string[] args = ["iperf3", "-c", addr, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000", .. (reverse ? new[] { "-R" } : [])];
+            int rc = Exec(client, args, 20_000, out text);
             if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
             Thread.Sleep(200);
         }
