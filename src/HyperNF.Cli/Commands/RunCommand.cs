@@ -82,7 +82,7 @@ internal static class RunCommand
             Console.WriteLine($"running; Ctrl-C or SIGTERM to stop (pid {Environment.ProcessId})");
             var started = DateTime.UtcNow;
             var snap = CpuAccounting.Sample(host.Domains);
-            var nextStatus = started.AddSeconds(interval > 0 ? interval : double.MaxValue / 1e12);
+            var nextStatus = interval > 0 ? started.AddSeconds(interval) : DateTime.MaxValue;
             while (true)
             {
                 // Events (link changes, re-binds, the first drop of each cause with its fix) as they
