@@ -131,6 +131,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private void DriverMain()
     {
         DriverTid = Native.GetTid();
+        t_driverDepth = 1;
+        if (_options.DriverNice != 0 && Native.SetThreadNice(DriverTid, _options.DriverNice) is int niceErr and not 0)
+            _lastError = $"the driver thread of port '{Name}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
         try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
         catch (IOException) { /* stays unpinned */ }
         _started.Set();
@@ -142,8 +145,20 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 bool busy = false;
                 if (_link != LinkState.Removed)
                 {
-                    busy = _backend.Receive(this, _options.RxBudget) > 0;
-                    if (_toBridgeDirty) FlushToBridge();
+                    // Another port's driver thread may be draining our ring (see PollReceive): it then
+                    // has the frames, and poll() below returns at once if any are left.
+                    if (Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
+                    {
+                        try
+                        {
+                            busy = _backend.Receive(this, _options.RxBudget) > 0;
+                            if (_toBridgeDirty) FlushToBridge();
+                        }
+                        finally
+                        {
+                            Volatile.Write(ref _rxLock, 0);
+                        }
+                    }
                 }
                 if (Volatile.Read(ref _txPending) != 0)
                 {
@@ -315,7 +330,12 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 _ => $"port {Name}: {_removedError}",
             });
         }
-        if (state != LinkState.Removed) CountRxDrop(PortDropReason.KernelRingFull, null, backend.TakeKernelDrops());
+        // RX counters belong to whoever holds the ring; if another thread does now, the kernel keeps counting until next time.
+        if (state != LinkState.Removed && Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
+        {
+            try { CountRxDrop(PortDropReason.KernelRingFull, null, backend.TakeKernelDrops()); }
+            finally { Volatile.Write(ref _rxLock, 0); }
+        }
     }
 
     /// <summary>
@@ -340,6 +360,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             return;
         }
         IInterfaceBackend old;
+        // Another port's driver thread may be receiving on the old backend (PollReceive): wait it out.
+        var rxSpin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _rxLock, 1, 0) != 0) rxSpin.SpinOnce();
         AcquireTransmitLock();
         try
         {
@@ -352,6 +375,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         finally
         {
             Interlocked.Exchange(ref _txLock, 0); // senders that lost the race left _txPending: the driver loop picks it up
+            Volatile.Write(ref _rxLock, 0);
         }
         // Only this thread can still reach the old backend. Its interface is gone (the new one has
         // another index), so it leaves the new interface's promiscuity and offloads alone.
@@ -397,7 +421,46 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         Interlocked.Exchange(ref _txPending, 1);
         TryTransmit(inSender: true);
+        // A reply to what we just sent is often in our RX ring already: the kernel ran the
+        // receiver's stack in our send(). On a driver thread (never a domain's: that is not its
+        // work), take it at once instead of waiting for our own driver thread to wake up.
+        if (t_driverDepth is > 0 and < MaxPollDepth && Volatile.Read(ref _driverSleeping) != 0) PollReceive();
     }
+
+    // >0 on a port driver thread: 1 + how many PollReceive calls are on the stack.
+    [ThreadStatic] private static int t_driverDepth;
+    private const int MaxPollDepth = 4;
+    // Held by whoever reads the backend's RX side and fills the port's TX ring: the driver thread,
+    // or another port's driver thread in PollReceive.
+    private int _rxLock;
+
+    /// <summary>
+    /// Receives on this port from another port's driver thread while ours sleeps (the frames a
+    /// transmission just provoked: a ping's reply, a TCP ACK), so a round trip costs one thread
+    /// wake-up instead of two. Skipped when ours holds the ring; nested at most a few ports deep.
+    /// </summary>
+    private void PollReceive()
+    {
+        if (_link == LinkState.Removed || Interlocked.CompareExchange(ref _rxLock, 1, 0) != 0) return;
+        t_driverDepth++;
+        try
+        {
+            var backend = _backend; // our driver thread swaps it only while it holds _rxLock too (TryRebind)
+            if (backend.Receive(this, _options.RxBudget) > 0) Interlocked.Increment(ref _rxPolledElsewhere);
+            if (_toBridgeDirty) FlushToBridge();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _lastError = $"receive on port '{Name}' from another port's driver thread: {e.GetType().Name}: {e.Message}";
+        }
+        finally
+        {
+            t_driverDepth--;
+            Volatile.Write(ref _rxLock, 0);
+        }
+    }
+
+    private long _rxPolledElsewhere;
 
     /// <summary>
     /// Transmits until nothing is pending, unless another thread holds the transmit lock; that
@@ -596,6 +659,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             RxDrops = rxd, TxDrops = txd,
             TxKicks = Volatile.Read(ref _txKicks), TxRoundsInSender = Volatile.Read(ref _txInSender),
             TxRoundsInDriver = Volatile.Read(ref _txInDriver), DriverWakeups = Volatile.Read(ref _wakeups),
+            RxRoundsElsewhere = Interlocked.Read(ref _rxPolledElsewhere),
             DriverCpuNs = DriverTid != 0 && !IsDetached ? CpuTime.ThreadNs(DriverTid) : -1,
         };
     }

@@ -40,6 +40,12 @@ public sealed record PhysicalPortOptions
     public int RxBudget { get; init; } = 512;
     /// <summary>Longest sleep of an idle driver thread; it re-checks the link state (and, while the interface is removed, whether it is back) at least this often.</summary>
     public int IdleTimeoutMs { get; init; } = 100;
+    /// <summary>
+    /// Nice value of the driver threads (-20..19). They sleep until frames arrive and a frame waits
+    /// for as long as the scheduler takes to run them: on a busy machine a lower value gets them a
+    /// CPU sooner. Needs CAP_SYS_NICE below 0 (without it they stay at 0, reported in LastError).
+    /// </summary>
+    public int DriverNice { get; init; } = -10;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
@@ -84,6 +90,7 @@ public sealed record PhysicalPortOptions
         if (XdpMode is not ("auto" or "native" or "generic")) throw new ArgumentException($"unknown XDP mode '{XdpMode}': use auto, native or generic", nameof(XdpMode));
         if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
         if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
+        if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }
 }
