@@ -138,6 +138,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         catch (IOException) { /* stays unpinned */ }
         _started.Set();
         long nextCheck = 0;
+        long lastBusy = 0;
+        long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
         while (!_stop)
         {
             try
@@ -172,7 +174,20 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     RefreshLink();
                     nextCheck = now + _options.IdleTimeoutMs;
                 }
-                if (busy) continue;
+                long ts = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (busy)
+                {
+                    lastBusy = ts;
+                    continue;
+                }
+                // NAPI-style: while frames keep coming, keep polling for a short while instead of
+                // sleeping (each frame would otherwise wake us, a context switch per frame); idle
+                // longer than that, sleep in poll() and burn nothing.
+                if (ts - lastBusy < spinTicks)
+                {
+                    Thread.SpinWait(20);
+                    continue;
+                }
                 // Dekker with OnDelivered: announce the sleep, then re-check the flag.
                 Interlocked.Exchange(ref _driverSleeping, 1);
                 if (Volatile.Read(ref _txPending) == 0 && !_stop)

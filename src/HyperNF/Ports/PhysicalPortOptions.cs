@@ -46,6 +46,12 @@ public sealed record PhysicalPortOptions
     /// CPU sooner. Needs CAP_SYS_NICE below 0 (without it they stay at 0, reported in LastError).
     /// </summary>
     public int DriverNice { get; init; } = -10;
+    /// <summary>
+    /// How long a driver thread keeps polling after the last frame before it sleeps in poll()
+    /// (0: sleep at once). Under load it then never sleeps, so a frame costs no wake-up; idle, it
+    /// sleeps after this long and uses no CPU.
+    /// </summary>
+    public int DriverSpinMicroseconds { get; init; } = 50;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
@@ -90,6 +96,7 @@ public sealed record PhysicalPortOptions
         if (XdpMode is not ("auto" or "native" or "generic")) throw new ArgumentException($"unknown XDP mode '{XdpMode}': use auto, native or generic", nameof(XdpMode));
         if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
         if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
+        if (DriverSpinMicroseconds is < 0 or > 10_000) throw new ArgumentOutOfRangeException(nameof(DriverSpinMicroseconds), DriverSpinMicroseconds, "driver spin: 0..10000 us");
         if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }
