@@ -546,7 +546,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 if (dst.IsEmpty && queued > 0)
                 {
                     // The kernel's ring is full of our own unsent requests: kick it and retry once.
-                    Account(backend.Flush(), queued, queuedBytes);
+                    Account(backend.Flush(), queued, queuedBytes, hdr);
                     queued = 0; queuedBytes = 0;
                     dst = backend.BeginTransmit();
                 }
@@ -578,12 +578,12 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 }
                 backend.CommitTransmit(total);
                 queued++;
-                queuedBytes += total;
+                queuedBytes += total - hdr; // frame bytes, as on the wire
             }
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0) Account(backend.Flush(), queued, queuedBytes);
+        if (queued > 0) Account(backend.Flush(), queued, queuedBytes, hdr);
         _port.RxSync(); // hand the slots back to the senders
     }
 
@@ -624,11 +624,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
     }
 
-    private void Account(TransmitResult r, int queued, long bytes)
+    private void Account(TransmitResult r, int queued, long bytes, int hdr)
     {
         _txKicks++;
         _txPackets += queued - r.Unsent;
-        _txBytes += bytes - r.UnsentBytes;
+        _txBytes += bytes - (r.UnsentBytes - (long)r.Unsent * hdr); // the backend's byte counts include the header
         if (!r.Failed) return;
         PortDropReason reason;
         switch (r.Errno)
