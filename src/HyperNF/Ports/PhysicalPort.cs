@@ -1,7 +1,7 @@
+using System.Buffers.Binary;
 using HyperNF.Linux;
 using HyperNF.Memory;
 using HyperNF.Netmap;
-using System.Buffers.Binary;
 using HyperNF.Switch;
 
 namespace HyperNF.Ports;
