@@ -27,7 +27,9 @@ fi
 # ifdown eth1; ifup eth1
 # ethtool -K eth1 tx off rx off tso off gso off gro off lro off sg off ntuple off rxvlan off txvlan off rxhash off highdma off
 # ifconfig eth1 promisc; ethtool -L eth1 combined 1; ifconfig eth1 up
-#   -> done by the interface attacher when the NIC is attached (vale-ctl -a, below).
+#   -> done by the interface attacher when the NIC is attached (vale-ctl -a, below): it brings
+#      the interface up, makes it promiscuous and turns GRO/LRO off while attached. The other
+#      offloads stay on: their metadata crosses the bridge in a virtio-net header (docs/ports.md).
 
 # echo 100 > /sys/module/netmap/parameters/bridge_batch
 # HyperNF/xen-netmapback/tools/xennet_ctrl -o 1 -v 100

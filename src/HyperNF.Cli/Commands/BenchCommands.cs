@@ -120,9 +120,12 @@ internal static partial class BenchCommands
         var txMode = new Option<string>("--af-packet-tx") { Description = "hypernf path: AF_PACKET transmission through a TPACKET_V2 ring or sendmmsg", DefaultValueFactory = _ => new PhysicalPortOptions().TxRing ? "ring" : "sendmmsg" };
         txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
-        var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace, with a sender-only yardstick: Mpps, CPU and switching CPU per frame (root).")
+        var noPps = new Option<bool>("--no-pps") { Description = "Skip the Mpps part (our own sender, frames to an unknown MAC)" };
+        var noTraffic = new Option<bool>("--no-traffic") { Description = "Skip the TCP and ping part (iperf3 and ping between the namespaces, offloads on)" };
+        var pings = new Option<int>("--pings") { Description = "Pings per path for the round-trip percentiles (10 ms apart)", DefaultValueFactory = _ => 300 };
+        var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings,
         };
         cmd.SetAction(p =>
         {
@@ -149,13 +152,32 @@ internal static partial class BenchCommands
                 SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom), XdpMode = p.GetValue(xdpMode)!,
                 TxRing = p.GetValue(txMode) == "ring",
             };
-            var results = PortsBenchmark.Run(o, Console.WriteLine);
-            var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "switching ns/pkt", "port drops", "switch drops");
-            foreach (var r in results)
-                table.AddRow(r.Path, $"{r.FrameSize}", $"{r.Mpps:F3}", $"{r.MppsOffered:F3}", $"{r.Gbps:F2}", $"{r.CpuPct:F0}", $"{r.SenderCpuPct:F0}",
-                    $"{r.DriverCpuPct:F0}", $"{r.NsPerPacket:F0}", r.SwitchNsPerPacket is { } sn ? $"{sn:F0}" : "-", $"{r.PortDrops}", $"{r.SwitchDrops}");
-            AnsiConsole.Write(table);
-            Json.Write(p.GetValue(json), new { results });
+            IReadOnlyList<PortsBenchmarkResult> results = [];
+            if (!p.GetValue(noPps))
+            {
+                results = PortsBenchmark.Run(o, Console.WriteLine);
+                var table = new Table().AddColumns("path", "frame B", "Mpps", "offered Mpps", "Gbit/s", "CPU %", "sender %", "driver %", "ns/pkt", "switching ns/pkt", "port drops", "switch drops");
+                foreach (var r in results)
+                    table.AddRow(r.Path, $"{r.FrameSize}", $"{r.Mpps:F3}", $"{r.MppsOffered:F3}", $"{r.Gbps:F2}", $"{r.CpuPct:F0}", $"{r.SenderCpuPct:F0}",
+                        $"{r.DriverCpuPct:F0}", $"{r.NsPerPacket:F0}", r.SwitchNsPerPacket is { } sn ? $"{sn:F0}" : "-", $"{r.PortDrops}", $"{r.SwitchDrops}");
+                AnsiConsole.Write(table);
+            }
+            IReadOnlyList<PortsTrafficResult> traffic = [];
+            if (!p.GetValue(noTraffic))
+            {
+                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine);
+                var bridge = traffic.FirstOrDefault(t => t.Path == "linux-bridge" && t.Error is null);
+                var tt = new Table().AddColumns("path (offloads on)", "TCP Gbit/s", "vs bridge", "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "mean us", "lost");
+                foreach (var t in traffic)
+                {
+                    if (t.Error is not null) { tt.AddRow(t.Path, Markup.Escape(t.Error), "", "", "", "", "", "", ""); continue; }
+                    string Ratio(double v, double? b) => b is { } x && x > 0 ? $"{v / x:F2}x" : "-";
+                    tt.AddRow(t.Path, $"{t.TcpGbps:F2}", Ratio(t.TcpGbps, bridge?.TcpGbps), $"{t.PingP50Us:F0}", Ratio(t.PingP50Us, bridge?.PingP50Us),
+                        $"{t.PingP99Us:F0}", Ratio(t.PingP99Us, bridge?.PingP99Us), $"{t.PingMeanUs:F0}", $"{t.PingLost}/{t.PingCount}");
+                }
+                AnsiConsole.Write(tt);
+            }
+            Json.Write(p.GetValue(json), new { results, traffic });
             return 0;
         });
         return cmd;

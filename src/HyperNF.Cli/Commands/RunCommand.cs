@@ -71,8 +71,9 @@ internal static class RunCommand
             foreach (string a in attach)
             {
                 var port = ports.Attach(a);
-                Console.WriteLine($"attached {port.InterfaceName} to {port.BridgeName} (mtu {port.Backend.Mtu}, {port.Backend.Description})");
+                Console.WriteLine($"attached {port.InterfaceName} to {port.BridgeName} (link {port.Link.ToString().ToLowerInvariant()}, mtu {port.Backend.Mtu}, {port.Backend.Description})");
             }
+            while (ports.TryDequeueEvent(out var attachEvent)) Console.WriteLine(attachEvent);
             foreach (var spec in specs)
             {
                 var d = host.Create(spec);
@@ -81,20 +82,22 @@ internal static class RunCommand
             Console.WriteLine($"running; Ctrl-C or SIGTERM to stop (pid {Environment.ProcessId})");
             var started = DateTime.UtcNow;
             var snap = CpuAccounting.Sample(host.Domains);
+            var nextStatus = interval > 0 ? started.AddSeconds(interval) : DateTime.MaxValue;
             while (true)
             {
-                double wait = interval > 0 ? interval : 1;
-                if (seconds > 0) wait = Math.Min(wait, Math.Max(0.05, seconds - (DateTime.UtcNow - started).TotalSeconds));
-                if (stop.Wait(TimeSpan.FromSeconds(wait))) break;
+                // Events (link changes, re-binds, the first drop of each cause with its fix) as they
+                // happen; the status line every interval.
+                if (stop.Wait(TimeSpan.FromMilliseconds(250))) break;
                 while (host.TryDequeueEvent(out var ev)) Console.Error.WriteLine($"hypernf: {ev}");
-                if (interval > 0)
+                while (ports.TryDequeueEvent(out var pev)) Console.WriteLine($"[{(DateTime.UtcNow - started).TotalSeconds,6:F0}s] {pev}");
+                if (interval > 0 && DateTime.UtcNow >= nextStatus)
                 {
+                    nextStatus = DateTime.UtcNow.AddSeconds(interval);
                     var now = CpuAccounting.Sample(host.Domains);
                     var cpu = CpuAccounting.Between(snap, now);
                     snap = now;
-                    long delivered = host.Switch.Bridges.Sum(b => b.GetStatistics().Delivered);
-                    Console.WriteLine($"[{(DateTime.UtcNow - started).TotalSeconds,6:F0}s] delivered {delivered}  " +
-                                      string.Join("  ", cpu.Select(c => $"{c.Domain} {c.VCpuPct:F0}%{(c.BackendPct > 0 ? $"+{c.BackendPct:F0}%" : "")}")));
+                    Console.WriteLine($"[{(DateTime.UtcNow - started).TotalSeconds,6:F0}s] {StatusLine(host, ports)}" +
+                                      (cpu.Count > 0 ? "  " + string.Join("  ", cpu.Select(c => $"{c.Domain} {c.VCpuPct:F0}%{(c.BackendPct > 0 ? $"+{c.BackendPct:F0}%" : "")}")) : ""));
                 }
                 if (seconds > 0 && (DateTime.UtcNow - started).TotalSeconds >= seconds) break;
             }
@@ -117,6 +120,31 @@ internal static class RunCommand
         return rc;
     }
 
+    /// <summary>delivered and dropped per bridge (drops by reason), then per port its link and drops by direction and reason.</summary>
+    internal static string StatusLine(Host host, PhysicalPorts ports)
+    {
+        var parts = new List<string>();
+        foreach (var b in host.Switch.Bridges)
+        {
+            var s = b.GetStatistics();
+            string drops = s.Dropped == 0 ? "" : " (" + string.Join(", ", DropReasons.All.Where(r => s.Drops[(int)r] != 0).Select(r => $"{r.Key()} {s.Drops[(int)r]}")) + ")";
+            parts.Add($"{b.Name}: delivered {s.Delivered} dropped {s.Dropped}{drops}");
+        }
+        foreach (var p in ports.List())
+        {
+            var s = p.GetStatistics();
+            string text = $"{p.Name} {s.Link} rx {s.RxPackets} tx {s.TxPackets}";
+            if (s.TotalRxDrops > 0) text += " rx drops (" + string.Join(", ", PortDropReasons.All.Where(r => s.RxDrop(r) != 0).Select(r => $"{r.Key()} {s.RxDrop(r)}")) + ")";
+            if (s.TotalTxDrops > 0) text += " tx drops (" + string.Join(", ", PortDropReasons.All.Where(r => s.TxDrop(r) != 0).Select(r => $"{r.Key()} {s.TxDrop(r)}")) + ")";
+            if (s.Rebinds > 0) text += $" rebinds {s.Rebinds}";
+            parts.Add(text);
+        }
+        return parts.Count == 0 ? "no bridges" : string.Join("; ", parts);
+    }
+
+    private static string DropText(long[] drops) =>
+        drops.Sum() == 0 ? "0" : string.Join(", ", PortDropReasons.All.Where(r => drops[(int)r] != 0).Select(r => $"{r.Key()} {drops[(int)r]}"));
+
     private static void PrintCounters(IReadOnlyList<BridgeStatistics> bridges, IReadOnlyList<PhysicalPortStatistics> ports)
     {
         var t = new Table().AddColumns("bridge", "ports", "sent", "delivered", "dropped", "drops by reason", "unaccounted", "MACs");
@@ -128,7 +156,8 @@ internal static class RunCommand
         if (ports.Count == 0) return;
         var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "rx drops", "tx drops");
         foreach (var s in ports)
-            pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TotalRxDrops}", $"{s.TotalTxDrops}");
+            pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}",
+                Markup.Escape(DropText(s.RxDrops)), Markup.Escape(DropText(s.TxDrops)));
         AnsiConsole.Write(pt);
     }
 }

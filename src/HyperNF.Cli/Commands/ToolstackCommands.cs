@@ -101,7 +101,11 @@ public static class ToolstackCommands
             });
             // Kernel CPU enforcement (cgroups) and physical interfaces, unless a test replaced them.
             if (host.EnableCpuControl() is { } cpuWarning) Console.Error.WriteLine($"hypernf daemon: {cpuWarning}");
-            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)! }));
+            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)! })
+            {
+                // Link changes, re-binds and the first drop of each cause (with the fix), as they happen.
+                OnEvent = line => Console.Error.WriteLine($"hypernf daemon: {line}"),
+            });
             ConfigureDaemon?.Invoke(host, daemon);
             try
             {
@@ -332,16 +336,26 @@ public static class ToolstackCommands
         var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE", HelpName = "BRIDGE:PORT" };
         var remove = new Option<string?>("-r") { Description = "Remove empty bridge NAME", HelpName = "NAME" };
         var list = new Option<bool>("-l") { Description = "List bridges and their ports (the default)" };
-        var cmd = new Command("vale-ctl", "Manage VALE bridges (netmap's vale-ctl): -n create, -a attach an interface, -d detach, -r remove, -l list.")
+        var hdr = new Option<string?>("-H") { Description = "Set the virtio-net header length of a port (netmap's PORT_HDR_SET): 0, 10 or 12", HelpName = "BRIDGE:PORT=LEN" };
+        var cmd = new Command("vale-ctl", "Manage VALE bridges (netmap's vale-ctl): -n create, -a attach an interface, -d detach, -r remove, -l list, -H header length.")
         {
-            create, attach, detach, remove, list, socket, json,
+            create, attach, detach, remove, list, hdr, socket, json,
         };
         cmd.SetAction(p =>
         {
-            int given = new[] { p.GetValue(create), p.GetValue(attach), p.GetValue(detach), p.GetValue(remove) }.Count(v => v is not null) + (p.GetValue(list) ? 1 : 0);
-            if (given > 1) return Fail("vale-ctl: give one of -n, -a, -d, -r, -l");
+            int given = new[] { p.GetValue(create), p.GetValue(attach), p.GetValue(detach), p.GetValue(remove), p.GetValue(hdr) }.Count(v => v is not null) + (p.GetValue(list) ? 1 : 0);
+            if (given > 1) return Fail("vale-ctl: give one of -n, -a, -d, -r, -l, -H");
             return WithDaemon(p, socket, c =>
             {
+                if (p.GetValue(hdr) is { } h)
+                {
+                    int eq = h.LastIndexOf('=');
+                    if (eq < 0 || !int.TryParse(h.AsSpan(eq + 1), NumberStyles.Integer, CultureInfo.InvariantCulture, out int len))
+                        throw new ControlException(ControlErrorCodes.Invalid, $"vale-ctl -H {h}: write BRIDGE:PORT=LEN, e.g. valex:vtx=10");
+                    var (b, port) = SplitPort(h[..eq], "-H", "valex:vtx=10");
+                    Console.WriteLine(As<DoneResult>(c.Call("port-hdr-set", new { bridge = b, port, length = len })).Message);
+                    return 0;
+                }
                 if (p.GetValue(create) is { } n)
                 {
                     Console.WriteLine(As<DoneResult>(c.Call("vale-create", new { bridge = n })).Message);
@@ -381,9 +395,12 @@ public static class ToolstackCommands
                 {
                     if (b.Ports.Count == 0) t.AddRow(Esc(b.Name), "-", "", "", "", "", "");
                     foreach (var port in b.Ports)
-                        t.AddRow(Esc(b.Name), Esc(port.Port), $"{port.Index}", Esc(port.Kind), Esc(port.Owner ?? "-"), port.Up ? "yes" : "no",
+                        t.AddRow(Esc(b.Name), Esc(port.Port), $"{port.Index}", Esc(port.Kind), Esc(port.Owner ?? "-"),
+                            // An interface port shows its Linux link state (up, down, removed).
+                            port.Interface is { } li ? (li.Link == "up" && port.Up ? "yes" : $"no (link {Esc(li.Link)})") : port.Up ? "yes" : "no",
                             port.Interface is { } i
-                                ? Esc($"{i.Link}, ifindex {i.IfIndex}, mtu {i.Mtu}, {i.Backend}{(i.Rebinds > 0 ? $", rebinds {i.Rebinds}" : "")}{(i.LastError is null ? "" : $"; {i.LastError}")}")
+                                ? Esc($"link {i.Link}, ifindex {i.IfIndex}, mtu {i.Mtu}, {i.Backend}{(i.Rebinds > 0 ? $", rebinds {i.Rebinds}" : "")}" +
+                                      $"{(i.Drops.Count > 0 ? ", drops " + string.Join(" ", i.Drops.Select(kv => $"{kv.Key} {kv.Value}")) : "")}{(i.LastError is null ? "" : $"; {i.LastError}")}")
                                 : "");
                 }
                 AnsiConsole.Write(t);

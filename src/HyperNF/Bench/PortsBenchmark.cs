@@ -334,7 +334,7 @@ public static class PortsBenchmark
                     // The socket stays in the namespace it was opened in.
                     tx = AfPacketBackend.Open(_ifName, new PhysicalPortOptions
                     {
-                        Promiscuous = false, DisableReceiveOffloads = false, RxBlockCount = 2, RxBlockBytes = 64 * 1024,
+                        Promiscuous = false, DisableReceiveOffloads = false, RxBlockCount = 2, RxBlockBytes = 64 * 1024, VirtioNetHeader = false,
                     });
                 }
                 using (tx)

@@ -130,6 +130,10 @@ public sealed record InterfacePortInfo
     /// <summary>Times the interface was deleted and the port bound to a new one of the same name.</summary>
     public long Rebinds { get; init; }
     public string? LastError { get; init; }
+    /// <summary>Virtio-net header length of the switch port (10: offload metadata from the kernel crosses the bridge).</summary>
+    public int VnetHdr { get; init; }
+    /// <summary>Frames not passed on, by direction and reason ("rx:oversize", "tx:link_down"); only reasons with drops.</summary>
+    public IReadOnlyDictionary<string, long> Drops { get; init; } = new Dictionary<string, long>();
 }
 
 public sealed record BridgeInfo

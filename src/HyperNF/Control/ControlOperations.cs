@@ -40,6 +40,7 @@ public sealed partial class ControlDaemon
         ["vale-attach"] = Op.Changes((d, r) => d.ValeAttach(r)),
         ["vale-detach"] = Op.Changes((d, r) => d.ValeDetach(r)),
         ["vale-list"] = Op.Reads((d, r) => d.ValeList(r)),
+        ["port-hdr-set"] = Op.Changes((d, r) => d.PortHeaderSet(r)),
         ["ctl"] = Op.Changes((d, r) => d.Ctl(r)),
         ["set"] = Op.Changes((d, r) => d.Set(r)),
         ["get"] = Op.Reads((d, r) => d.Get(r)),
@@ -426,6 +427,20 @@ public sealed partial class ControlDaemon
         return new DoneResult { Message = $"detached {p.Name}" };
     }
 
+    /// <summary>netmap's PORT_HDR_SET for any port of a bridge: the virtio-net header length, 0, 10 or 12.</summary>
+    private DoneResult PortHeaderSet(ControlRequest r)
+    {
+        r.AllowOnly("bridge", "port", "length");
+        var b = FindBridge(r.String("bridge"));
+        var p = FindPort(b, r.String("port"));
+        int length = r.Int("length");
+        if (!VirtioNetHeader.IsValidLength(length)) throw ControlException.Invalid(VirtioNetHeader.InvalidLengthMessage(length));
+        int old = p.VirtioHeaderLength;
+        p.VirtioHeaderLength = length;
+        Log($"port {p.Name}: virtio-net header length {old} -> {length}");
+        return new DoneResult { Message = $"port {p.Name}: virtio-net header length {length}" + (old == length ? " (unchanged)" : $" (was {old})") };
+    }
+
     private ValeListResult ValeList(ControlRequest r)
     {
         r.AllowOnly();
@@ -439,10 +454,12 @@ public sealed partial class ControlDaemon
                 Ports = b.Ports.Select(p =>
                 {
                     var (kind, owner) = OwnerOf(owners, p.Name);
+                    var iface = kind == "interface" ? Attacher?.Describe(b, p.PortName) : null;
                     return new ValePortInfo
                     {
-                        Name = p.Name, Port = p.PortName, Index = p.BridgeIndex, Kind = kind, Owner = owner, Up = p.Up,
-                        Interface = kind == "interface" ? Attacher?.Describe(b, p.PortName) : null,
+                        // An interface port is up only when its Linux link is: never "up" next to a link that is down.
+                        Name = p.Name, Port = p.PortName, Index = p.BridgeIndex, Kind = kind, Owner = owner, Up = p.Up && (iface is null || iface.Link == "up"),
+                        Interface = iface,
                     };
                 }).ToArray(),
             }).ToArray(),

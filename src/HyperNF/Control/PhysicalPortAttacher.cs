@@ -23,7 +23,9 @@ public sealed class PhysicalPortAttacher(PhysicalPorts ports) : IInterfaceAttach
         return new InterfacePortInfo
         {
             Link = s.Link, IfIndex = s.InterfaceIndex, Mtu = s.Mtu, Backend = port.Backend.Description,
-            Rebinds = s.Rebinds, LastError = port.LastError,
+            Rebinds = s.Rebinds, LastError = port.LastError, VnetHdr = port.SwitchPort.VirtioHeaderLength,
+            Drops = PortDropReasons.All.SelectMany(r => new[] { ($"rx:{r.Key()}", s.RxDrop(r)), ($"tx:{r.Key()}", s.TxDrop(r)) })
+                .Where(x => x.Item2 != 0).ToDictionary(x => x.Item1, x => x.Item2),
         };
     }
 

@@ -22,6 +22,12 @@ internal static unsafe partial class Native
     private const int FUTEX_WAIT_PRIVATE = 0 | 128;
     private const int FUTEX_WAKE_PRIVATE = 1 | 128;
 
+    /// <summary>setpriority(PRIO_PROCESS, tid, nice): the nice value of one thread (Linux). Returns 0 or the errno.</summary>
+    public static int SetThreadNice(int tid, int nice) => SetPriority(0, (uint)tid, nice) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+    private static partial int SetPriority(int which, uint who, int prio);
+
     [LibraryImport(Libc, EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MemfdCreate(string name, uint flags);
 

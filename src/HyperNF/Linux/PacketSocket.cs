@@ -37,9 +37,12 @@ internal static unsafe partial class PacketSocket
     public const int PACKET_RX_RING = 5;
     public const int PACKET_STATISTICS = 6;
     public const int PACKET_VERSION = 10;
+    public const int PACKET_COPY_THRESH = 7;
+    public const int PACKET_AUXDATA = 8;
     public const int PACKET_RESERVE = 12;
     public const int PACKET_TX_RING = 13;
     public const int PACKET_LOSS = 14;
+    public const int PACKET_VNET_HDR = 15;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
     public const ushort PACKET_MR_PROMISC = 1;
@@ -50,6 +53,7 @@ internal static unsafe partial class PacketSocket
     // ---- tp_status / block_status bits
     public const uint TP_STATUS_KERNEL = 0;
     public const uint TP_STATUS_USER = 1;
+    public const uint TP_STATUS_COPY = 1 << 1;
     public const uint TP_STATUS_LOSING = 1 << 2;
     public const uint TP_STATUS_CSUMNOTREADY = 1 << 3;
     public const uint TP_STATUS_VLAN_VALID = 1 << 4;
@@ -69,8 +73,8 @@ internal static unsafe partial class PacketSocket
     /// <summary>struct tpacket3_hdr (48 bytes), followed by the sockaddr_ll.</summary>
     public const int T3NextOffset = 0, T3SnapLen = 12, T3Len = 16, T3Status = 20, T3Mac = 24,
         T3VlanTci = 32, T3VlanTpid = 36, T3HeaderSize = 48;
-    /// <summary>struct tpacket2_hdr (32 bytes); a TX frame's data starts right after it.</summary>
-    public const int T2Status = 0, T2Len = 4, T2SnapLen = 8, T2HeaderSize = 32;
+    /// <summary>struct tpacket2_hdr (32 bytes), followed by the sockaddr_ll on receive; a TX frame's data starts right after it.</summary>
+    public const int T2Status = 0, T2Len = 4, T2SnapLen = 8, T2Mac = 12, T2VlanTci = 24, T2VlanTpid = 26, T2HeaderSize = 32, T2SllOffset = 32;
     /// <summary>Where the kernel reads a TX frame's data: TPACKET2_HDRLEN - sizeof(sockaddr_ll).</summary>
     public const int T2TxDataOffset = 32;
     public const int SllPktType = 10;
@@ -83,11 +87,13 @@ internal static unsafe partial class PacketSocket
 
     // ---- send flags, errno values
     public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_TRUNC = 0x20;
     public const int EPERM = 1, EINTR = 4, ENXIO = 6, EBADF = 9, EAGAIN = 11, EACCES = 13, EBUSY = 16, ENODEV = 19, EINVAL = 22,
         EMSGSIZE = 90, ENETDOWN = 100, ENOBUFS = 105;
 
     // ---- interface ioctls and flags
     public const ulong SIOCGIFFLAGS = 0x8913;
+    public const ulong SIOCSIFFLAGS = 0x8914;
     public const ulong SIOCGIFMTU = 0x8921;
     public const ulong SIOCGIFINDEX = 0x8933;
     public const int IFF_UP = 0x1;
@@ -157,6 +163,20 @@ internal static unsafe partial class PacketSocket
         public ushort Type;
         public ushort ALen;
         public ulong Address;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct TpacketStats
+    {
+        public uint Packets, Drops;
+    }
+
+    /// <summary>struct tpacket_auxdata: the PACKET_AUXDATA control message.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct TpacketAuxdata
+    {
+        public uint Status, Len, SnapLen;
+        public ushort Mac, Net, VlanTci, VlanTpid;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -230,6 +250,9 @@ internal static unsafe partial class PacketSocket
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(int fd, void* buffer, nuint length, int flags);
 
+    [LibraryImport(Libc, EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(int fd, MsgHdr* msg, int flags);
+
     [LibraryImport(Libc, EntryPoint = "sendmmsg", SetLastError = true)]
     public static partial int SendMmsg(int fd, Mmsghdr* messages, uint count, int flags);
 
@@ -287,6 +310,26 @@ internal static unsafe partial class PacketSocket
             if (Ioctl(fd, request, &req) != 0) return LastErrno;
             value = request == SIOCGIFFLAGS ? (ushort)req.Value : req.Value; // ifr_flags is a short
             return 0;
+        }
+        finally
+        {
+            Native.Close(fd);
+        }
+    }
+
+    /// <summary>Sets interface flags (SIOCSIFFLAGS, needs CAP_NET_ADMIN). Returns 0 or the errno.</summary>
+    public static int SetInterfaceFlags(string ifName, int flags)
+    {
+        byte[] name = Encoding.UTF8.GetBytes(ifName);
+        if (name.Length == 0 || name.Length >= IfNameSize) return ENODEV;
+        int fd = Socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return LastErrno;
+        try
+        {
+            IfReq req = default;
+            for (int i = 0; i < name.Length; i++) req.Name[i] = name[i];
+            req.Value = (ushort)flags; // ifr_flags is a short
+            return Ioctl(fd, SIOCSIFFLAGS, &req) != 0 ? LastErrno : 0;
         }
         finally
         {

@@ -16,4 +16,14 @@ public interface IPortBackend
     /// passes (negative: forever). Never spins for long: it sleeps on the port's wake-up word.
     /// </summary>
     PollEvents Poll(PollEvents events, int timeoutMs);
+
+    /// <summary>
+    /// Length of the virtio-net header in front of each frame (0, 10 or 12; netmap's
+    /// PORT_HDR_SET). Only switch ports have one; others report 0 and refuse a change.
+    /// </summary>
+    int VirtioHeaderLength
+    {
+        get => 0;
+        set => throw new NotSupportedException("this port has no virtio-net header setting");
+    }
 }

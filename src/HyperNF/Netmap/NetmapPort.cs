@@ -53,6 +53,18 @@ public sealed unsafe class NetmapPort : IDisposable
     /// <summary>First spare buffer of the port (netmap's ni_bufs_head); 0 when there is none.</summary>
     public uint ExtraBuffersHead => *(uint*)(Memory.InterfaceAddress(Area) + NetmapAbi.IfBufsHead);
 
+    /// <summary>
+    /// The virtio-net header length of the port (netmap's NETMAP_REQ_PORT_HDR_SET/GET, what
+    /// pkt-gen -H asks for): 0 (default), 10 or 12. With a header, every frame the domain sends
+    /// starts with one (in the same buffer as the Ethernet header) and every frame it receives
+    /// carries one; other lengths throw <see cref="ArgumentOutOfRangeException"/>.
+    /// </summary>
+    public int VirtioHeaderLength
+    {
+        get => Origin.VirtioHeaderLength;
+        set => Origin.VirtioHeaderLength = value;
+    }
+
     /// <summary>netmap's NIOCTXSYNC.</summary>
     public void TxSync() => Backend.TxSync();
 

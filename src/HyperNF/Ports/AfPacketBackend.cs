@@ -8,10 +8,17 @@ namespace HyperNF.Ports;
 /// <summary>
 /// The default backend: two AF_PACKET sockets bound to the interface.
 /// <list type="bullet">
-/// <item>RX: a TPACKET_V3 ring (blocks of frames the kernel hands over whole, so one poll
-/// wake-up brings many frames), promiscuous membership, a forced large receive buffer,
+/// <item>RX: a TPACKET_V2 ring of frames sized for the MTU. V2 publishes every frame as it
+/// arrives and wakes a sleeping poll() at once; TPACKET_V3 hands over whole blocks, so a lone
+/// frame (a ping) waited for the block retire timer, milliseconds. A frame too large for a ring
+/// frame (a GSO super-frame, up to 64 KiB) is marked TP_STATUS_COPY in the ring and queued
+/// whole on the socket (PACKET_COPY_THRESH), where <see cref="Receive"/> reads it with recvmsg
+/// in its place in the sequence. Promiscuous membership, a forced large receive buffer,
 /// PACKET_IGNORE_OUTGOING so frames the host itself sends on the interface do not come back
 /// into the bridge.</item>
+/// <item>Both sockets carry a virtio-net header (PACKET_VNET_HDR, 10 bytes) in front of every
+/// frame: what the kernel knows about GSO and partial checksums crosses the bridge with the
+/// frame, as it does through a Linux bridge, so TCP works with the peers' offloads on.</item>
 /// <item>TX: a TPACKET_V2 ring (V3 has no fixed-size TX frames) with PACKET_QDISC_BYPASS,
 /// so one <c>send()</c> pushes every queued frame straight to the driver in the caller's
 /// context (the doorbell of HyperNF's NIC txsync), and PACKET_LOSS, so a frame the kernel
@@ -25,8 +32,13 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private int _rxFd = -1, _txFd = -1;
     private byte* _rxRing, _txRing;
     private nuint _rxRingBytes, _txRingBytes;
-    private readonly int _rxBlockSize, _rxBlockCount;
-    private int _rxBlock;
+    private readonly int _rxBlockSize, _rxBlockCount, _rxFrameSize, _rxFramesPerBlock, _rxFrames;
+    private int _rxHead;
+    private byte* _bigBuf;       // a frame the ring could not hold (TP_STATUS_COPY), read with recvmsg
+    private const int BigBufBytes = 65536 + 64;
+    private readonly bool _wantVnet;
+    private int _vnetHdr;        // 10 with PACKET_VNET_HDR on both sockets, else 0
+    private bool _rxVnet, _txVnet;
     private readonly int _txFrameSize, _txBlockSize, _txBlocks, _txFrames;
     private int _txHead;        // next TX frame we fill
     private int _txFirstQueued; // first frame committed since the last flush
@@ -45,26 +57,41 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public int InterfaceIndex { get; }
     public int Mtu => _mtu;
     public int TxCapacity => _txFrameSize - T2TxDataOffset;
+    public int VirtioHeaderLength => _vnetHdr;
     public string Description =>
-        $"af_packet rx v3 {_rxBlockCount} x {_rxBlockSize / 1024} KiB, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
+        $"af_packet rx v2 {_rxFrames} x {_rxFrameSize} B, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B" +
+        $"{(_vnetHdr > 0 ? ", vnet hdr" : _wantVnet ? ", no vnet hdr (kernel refused PACKET_VNET_HDR)" : "")}{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
+
+    /// <summary>Bytes of the virtio-net header the backend asks the kernel for.</summary>
+    public const int VnetHeaderBytes = 10;
+    /// <summary>The largest frame with offload metadata: a 64 KiB GSO super-frame (IP length 65535), up to two VLAN tags, the header.</summary>
+    public const int MaxOffloadFrame = 65535 + 14 + 8 + VnetHeaderBytes;
 
     private AfPacketBackend(string ifName, int ifIndex, int mtu, PhysicalPortOptions o)
     {
         InterfaceName = ifName;
         InterfaceIndex = ifIndex;
         _mtu = mtu;
-        _rxBlockSize = o.RxBlockBytes;
-        _rxBlockCount = o.RxBlockCount;
-        // A TX frame holds the largest frame the MTU allows (plus a VLAN tag) after its header.
-        _txFrameSize = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2048, T2TxDataOffset + mtu + 18));
-        // Frames may not straddle blocks; blocks are whole pages. Keep at least 256 frames.
+        _wantVnet = o.VirtioNetHeader;
+        // An RX frame holds the ring header, the sockaddr_ll, the virtio-net header and an MTU-sized
+        // frame (a stripped VLAN tag is not in the data); larger ones take the copy path.
+        _rxFrameSize = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2048, RxFrameOverhead + mtu + 18));
+        _rxBlockSize = Math.Max(o.RxBlockBytes, _rxFrameSize);
+        _rxBlockCount = Math.Max(2, (int)((long)o.RxBlockBytes * o.RxBlockCount / _rxBlockSize));
+        _rxFramesPerBlock = _rxBlockSize / _rxFrameSize;
+        _rxFrames = _rxFramesPerBlock * _rxBlockCount;
+        // A TX frame holds the largest frame the MTU allows (plus a VLAN tag) after its header,
+        // and with offload metadata a whole GSO super-frame.
+        int txMax = _wantVnet ? MaxOffloadFrame : mtu + 18;
+        _txFrameSize = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2048, T2TxDataOffset + txMax));
+        // Frames may not straddle blocks; blocks are whole pages. Keep at least 256 frames (128 of 128 KiB).
         _txBlockSize = Math.Max(_txFrameSize, 64 * 1024);
         int perBlock = _txBlockSize / _txFrameSize;
-        int frames = Math.Max(256, o.TxRingBytes / _txFrameSize);
+        int frames = Math.Max(_txFrameSize >= 65536 ? 128 : 256, o.TxRingBytes / _txFrameSize);
         _txBlocks = (frames + perBlock - 1) / perBlock;
         _txFrames = _txBlocks * perBlock;
         _txViaRing = o.TxRing;
-        if (!_txViaRing) _txFrames = o.TxBatchFrames;
+        if (!_txViaRing) _txFrames = Math.Max(16, Math.Min(o.TxBatchFrames, 16 * 1024 * 1024 / _txFrameSize));
     }
 
     /// <summary>Opens both sockets on <paramref name="ifName"/>, or throws an exception that names the interface and the fix.</summary>
@@ -82,6 +109,9 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         {
             b.OpenRx(options);
             b.OpenTx(options);
+            if (b._rxVnet != b._txVnet)
+                throw new IOException($"interface '{ifName}': the kernel took PACKET_VNET_HDR on one socket only; attach with VirtioNetHeader = false");
+            b._vnetHdr = b._rxVnet ? VnetHeaderBytes : 0;
             if (options.DisableReceiveOffloads) b._offloads = ReceiveOffloads.Disable(ifName);
         }
         catch
@@ -157,27 +187,33 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         throw new IOException($"{what} on interface '{InterfaceName}' failed: {ErrnoText(err)}");
     }
 
+    /// <summary>Ring header + sockaddr_ll (TPACKET2_HDRLEN, aligned), the 16 bytes the kernel keeps for the MAC header, the virtio-net header.</summary>
+    private const int RxFrameOverhead = 80 + VnetHeaderBytes;
+
     private void OpenRx(PhysicalPortOptions o)
     {
         _rxFd = NewSocket();
-        Check(SetInt(_rxFd, SOL_PACKET, PACKET_VERSION, TPACKET_V3), "PACKET_VERSION v3");
+        Check(SetInt(_rxFd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION v2");
         // Older kernels (< 4.20) lack it; frames the host sends are then skipped by sll_pkttype.
         SetInt(_rxFd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        // VLAN tags the kernel stripped, for frames read with recvmsg (the ring has them in its header).
+        SetInt(_rxFd, SOL_PACKET, PACKET_AUXDATA, 1);
         if (SetInt(_rxFd, SOL_SOCKET, SO_RCVBUFFORCE, o.ReceiveBufferBytes) != 0)
             SetInt(_rxFd, SOL_SOCKET, SO_RCVBUF, o.ReceiveBufferBytes); // without CAP_NET_ADMIN: capped by rmem_max
-        var req = new TpacketReq3
+        // A frame larger than a ring frame is queued whole on the socket, its place marked TP_STATUS_COPY.
+        SetInt(_rxFd, SOL_PACKET, PACKET_COPY_THRESH, 1);
+        _rxVnet = TryVnetHeader(_rxFd);
+        var req = new TpacketReq
         {
-            BlockSize = (uint)_rxBlockSize,
-            BlockNr = (uint)_rxBlockCount,
-            FrameSize = 2048, // V3 packs frames of any size into blocks; this only has to divide the block
-            FrameNr = (uint)(_rxBlockSize / 2048 * _rxBlockCount),
-            RetireBlockTimeoutMs = (uint)o.RxBlockTimeoutMs,
+            BlockSize = (uint)_rxBlockSize, BlockNr = (uint)_rxBlockCount,
+            FrameSize = (uint)_rxFrameSize, FrameNr = (uint)_rxFrames,
         };
-        Check(SetSockOpt(_rxFd, SOL_PACKET, PACKET_RX_RING, &req, (uint)sizeof(TpacketReq3)), "PACKET_RX_RING");
+        Check(SetSockOpt(_rxFd, SOL_PACKET, PACKET_RX_RING, &req, (uint)sizeof(TpacketReq)), "PACKET_RX_RING");
         _rxRingBytes = (nuint)_rxBlockSize * (nuint)_rxBlockCount;
         nint p = Native.Mmap(0, _rxRingBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _rxFd, 0);
         if (p == Native.MAP_FAILED) { _rxRingBytes = 0; Check(-1, "mmap of the RX ring"); }
         _rxRing = (byte*)p;
+        _bigBuf = (byte*)NativeMemory.AlignedAlloc(BigBufBytes, 64);
         if (o.Promiscuous)
         {
             var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
@@ -187,6 +223,12 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         var sll = new SockaddrLl { Family = AF_PACKET, Protocol = HostToNetwork(ETH_P_ALL), IfIndex = InterfaceIndex };
         Check(Bind(_rxFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the RX socket");
     }
+
+    /// <summary>
+    /// PACKET_VNET_HDR, which must come before the ring (the kernel refuses it on a socket that
+    /// has one). A kernel without it leaves the port without offload metadata (<see cref="Description"/> says so).
+    /// </summary>
+    private bool TryVnetHeader(int fd) => _wantVnet && SetInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1) == 0;
 
     private void OpenTx(PhysicalPortOptions o)
     {
@@ -198,6 +240,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         _txFd = NewSocket();
         Check(SetInt(_txFd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION v2");
         Check(SetInt(_txFd, SOL_PACKET, PACKET_LOSS, 1), "PACKET_LOSS");
+        _txVnet = TryVnetHeader(_txFd);
         if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
         // In-flight frames are charged to the send buffer; make it hold the whole ring so that a
         // kick never stops half-way for lack of socket memory.
@@ -219,42 +262,68 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     // ------------------------------------------------------------------ RX
 
+    private byte* RxFrame(int i) => _rxRing + (nuint)(i / _rxFramesPerBlock) * (nuint)_rxBlockSize + (nuint)(i % _rxFramesPerBlock) * (nuint)_rxFrameSize;
+
     public int Receive(IFrameReceiver receiver, int budget)
     {
         int n = 0;
+        int hdr = _vnetHdr;
         while (n < budget)
         {
-            byte* block = _rxRing + (nuint)_rxBlock * (nuint)_rxBlockSize;
-            // Acquire: the kernel fills the block, then sets TP_STATUS_USER (smp_wmb before it).
-            uint status = Volatile.Read(ref *(uint*)(block + BlockStatus));
-            if ((status & TP_STATUS_USER) == 0) break;
-            uint count = *(uint*)(block + BlockNumPkts);
-            byte* p = block + *(uint*)(block + BlockFirstPkt);
-            // A block is handed back whole, so it is read whole even if that passes the budget.
-            for (uint i = 0; i < count; i++)
+            byte* f = RxFrame(_rxHead);
+            // Acquire: the kernel fills the frame, then sets TP_STATUS_USER (smp_wmb before it).
+            uint st = Volatile.Read(ref *(uint*)(f + T2Status));
+            if ((st & TP_STATUS_USER) == 0) break;
+            uint len = *(uint*)(f + T2Len);
+            uint snap = *(uint*)(f + T2SnapLen);
+            byte pktType = f[T2SllOffset + SllPktType];
+            uint vlan = 0;
+            if ((st & TP_STATUS_VLAN_VALID) != 0)
             {
-                uint snap = *(uint*)(p + T3SnapLen);
-                uint len = *(uint*)(p + T3Len);
-                uint st = *(uint*)(p + T3Status);
-                byte pktType = p[T3HeaderSize + SllPktType];
-                if (pktType != PACKET_OUTGOING)
-                {
-                    uint vlan = 0;
-                    if ((st & TP_STATUS_VLAN_VALID) != 0)
-                    {
-                        uint tpid = (st & TP_STATUS_VLAN_TPID_VALID) != 0 ? *(ushort*)(p + T3VlanTpid) : 0x8100u;
-                        vlan = tpid << 16 | (*(uint*)(p + T3VlanTci) & 0xFFFF);
-                    }
-                    receiver.OnFrame(new ReadOnlySpan<byte>(p + *(ushort*)(p + T3Mac), (int)snap), (int)len, vlan);
-                    n++;
-                }
-                p += *(uint*)(p + T3NextOffset);
+                uint tpid = (st & TP_STATUS_VLAN_TPID_VALID) != 0 ? *(ushort*)(f + T2VlanTpid) : 0x8100u;
+                vlan = tpid << 16 | *(ushort*)(f + T2VlanTci);
             }
-            // Release: we are done reading the block before the kernel may refill it.
-            Volatile.Write(ref *(uint*)(block + BlockStatus), TP_STATUS_KERNEL);
-            _rxBlock = _rxBlock + 1 == _rxBlockCount ? 0 : _rxBlock + 1;
+            if ((st & TP_STATUS_COPY) != 0)
+            {
+                // The whole frame waits on the socket queue, in order: read it in its place.
+                Volatile.Write(ref *(uint*)(f + T2Status), TP_STATUS_KERNEL);
+                _rxHead = _rxHead + 1 == _rxFrames ? 0 : _rxHead + 1;
+                if (pktType != PACKET_OUTGOING && ReceiveQueued(receiver, hdr)) n++;
+                continue;
+            }
+            if (pktType != PACKET_OUTGOING)
+            {
+                int mac = *(ushort*)(f + T2Mac);
+                // The kernel cut the frame (no room on the socket queue for the whole one): the
+                // receiver sees wireLength > frame length and counts it.
+                receiver.OnFrame(new ReadOnlySpan<byte>(f + mac - hdr, (int)snap + hdr), (int)len + hdr, vlan);
+                n++;
+            }
+            // Release: we are done reading the frame before the kernel may refill it.
+            Volatile.Write(ref *(uint*)(f + T2Status), TP_STATUS_KERNEL);
+            _rxHead = _rxHead + 1 == _rxFrames ? 0 : _rxHead + 1;
         }
         return n;
+    }
+
+    /// <summary>Reads the frame the kernel queued on the socket for a TP_STATUS_COPY ring frame (with its virtio-net header and VLAN tag); false when it is not there.</summary>
+    private bool ReceiveQueued(IFrameReceiver receiver, int hdr)
+    {
+        byte* control = stackalloc byte[64];
+        var iov = new Iovec { Base = _bigBuf, Len = BigBufBytes };
+        var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
+        nint r = RecvMsg(_rxFd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+        if (r <= 0) return false; // the socket queue had no room: the kernel counted it (PACKET_STATISTICS)
+        uint vlan = 0;
+        if (msg.ControlLen >= (nuint)(16 + sizeof(TpacketAuxdata)))
+        {
+            var aux = (TpacketAuxdata*)(control + 16); // one cmsghdr (16 bytes on x86_64), PACKET_AUXDATA
+            if ((aux->Status & TP_STATUS_VLAN_VALID) != 0)
+                vlan = ((aux->Status & TP_STATUS_VLAN_TPID_VALID) != 0 ? aux->VlanTpid : 0x8100u) << 16 | aux->VlanTci;
+        }
+        int got = (int)Math.Min(r, BigBufBytes);
+        receiver.OnFrame(new ReadOnlySpan<byte>(_bigBuf, got), (int)r, vlan);
+        return true;
     }
 
     public bool Wait(int wakeFd, int timeoutMs)
@@ -277,8 +346,8 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     public long TakeKernelDrops()
     {
-        TpacketStatsV3 s;
-        uint len = (uint)sizeof(TpacketStatsV3);
+        TpacketStats s;
+        uint len = (uint)sizeof(TpacketStats);
         return GetSockOpt(_rxFd, SOL_PACKET, PACKET_STATISTICS, &s, &len) == 0 ? s.Drops : 0; // reading resets them
     }
 
@@ -293,6 +362,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private void OpenTxBatch(PhysicalPortOptions o)
     {
         _txFd = NewSocket();
+        _txVnet = TryVnetHeader(_txFd);
         if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
         long sndbuf = Math.Min(int.MaxValue / 2, 4L * _txFrameSize * _txFrames);
         if (SetInt(_txFd, SOL_SOCKET, SO_SNDBUFFORCE, (int)sndbuf) != 0) SetInt(_txFd, SOL_SOCKET, SO_SNDBUF, (int)sndbuf);
@@ -440,6 +510,8 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         if (_rxRing != null) Native.Munmap((nint)_rxRing, _rxRingBytes);
         if (_txRing != null) Native.Munmap((nint)_txRing, _txRingBytes);
         _rxRing = _txRing = null;
+        if (_bigBuf != null) NativeMemory.AlignedFree(_bigBuf);
+        _bigBuf = null;
         if (_txBuf != null) NativeMemory.AlignedFree(_txBuf);
         if (_txMsgs != null) NativeMemory.Free(_txMsgs);
         if (_txIov != null) NativeMemory.Free(_txIov);

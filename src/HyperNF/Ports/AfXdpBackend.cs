@@ -64,6 +64,10 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private int _nextQueue;
     private int _disposed;
 
+    private readonly bool _completeChecksums;
+    /// <summary>Received frames whose partial TCP/UDP checksum this backend completed (driver thread).</summary>
+    public long ChecksumsCompleted { get; private set; }
+
     // TX state: used by the transmitting thread only
     private readonly ulong[] _txFree;
     private int _txFreeCount;
@@ -73,6 +77,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public int InterfaceIndex { get; }
     public int Mtu => _mtu;
     public int TxCapacity => MaxFrame;
+    /// <summary>XDP frames carry no offload metadata: the switch segments and completes checksums for this port.</summary>
+    public int VirtioHeaderLength => 0;
     /// <summary>"native" or "generic": where the XDP program runs.</summary>
     public string XdpMode => _mode;
     /// <summary>True when the driver moves frames to and from the UMEM itself (no copy in the kernel).</summary>
@@ -93,6 +99,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         _queues = new Queue[queues];
         for (int i = 0; i < queues; i++) _queues[i] = new Queue { Id = i };
         _txFree = new ulong[_txFrames];
+        _completeChecksums = o.XdpCompleteChecksums;
     }
 
     /// <summary>Opens the sockets and attaches the XDP program, or throws an exception that names the interface and the fix.</summary>
@@ -277,7 +284,14 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             {
                 Desc d = descs[(cons + i) & rx.Mask];
                 if (d.Addr + d.Len <= q.UmemBytes)
-                    receiver.OnFrame(new ReadOnlySpan<byte>(q.Umem + d.Addr, (int)d.Len), (int)d.Len, 0);
+                {
+                    // No offload metadata comes with an XDP frame, yet a peer with checksum offload
+                    // (a veth's default) leaves TCP/UDP checksums partial: complete them here, in
+                    // the chunk we own until it goes back to the fill ring.
+                    var frame = new Span<byte>(q.Umem + d.Addr, (int)d.Len);
+                    if (_completeChecksums && HyperNF.Switch.Offload.CompleteIfPartial(frame)) ChecksumsCompleted++;
+                    receiver.OnFrame(frame, (int)d.Len, 0);
+                }
                 // The chunk goes back to the kernel once the frame has been copied out.
                 fillAddrs[(fill.Local + i) & fill.Mask] = d.Addr & ~(ulong)(ChunkSize - 1);
             }

@@ -4,8 +4,10 @@ namespace HyperNF.Ports;
 public interface IFrameReceiver
 {
     /// <summary>
-    /// One frame. <paramref name="frame"/> is valid only during the call. <paramref name="wireLength"/>
-    /// is the frame's length on the wire (larger than <paramref name="frame"/> when the kernel cut it).
+    /// One frame, after its virtio-net header when the backend has one
+    /// (<see cref="IInterfaceBackend.VirtioHeaderLength"/>). <paramref name="frame"/> is valid only
+    /// during the call. <paramref name="wireLength"/> is its full length (larger than
+    /// <paramref name="frame"/> when the kernel cut it).
     /// <paramref name="vlanTag"/> is TPID&lt;&lt;16 | TCI of a tag the kernel stripped (hardware
     /// VLAN acceleration), to be put back after the MAC addresses; 0 when there is none.
     /// </summary>
@@ -29,6 +31,11 @@ public interface IInterfaceBackend : IDisposable
     int Mtu { get; }
     /// <summary>The largest frame the transmit ring can hold (its frame size less the header).</summary>
     int TxCapacity { get; }
+    /// <summary>
+    /// Bytes of virtio-net header in front of every frame the backend receives and transmits
+    /// (10 for AF_PACKET with PACKET_VNET_HDR, 0 for none); the switch port gets the same length.
+    /// </summary>
+    int VirtioHeaderLength { get; }
     /// <summary>A short description for listings ("af_packet rx v3 64 x 256 KiB, tx v2 1024 x 2048 B").</summary>
     string Description { get; }
 

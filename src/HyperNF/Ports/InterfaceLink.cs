@@ -22,6 +22,25 @@ internal static class InterfaceLink
     }
 }
 
+internal static class InterfaceAdmin
+{
+    /// <summary>
+    /// Brings an administratively down interface up (what attaching a NIC to a bridge does in
+    /// netmap's and HyperNF's scripts: ifup). True when it changed it; nothing when it is up or
+    /// does not exist (the backend then says so). Throws with the fix when it cannot.
+    /// </summary>
+    public static bool BringUp(string ifName)
+    {
+        if (InterfaceQuery(ifName, SIOCGIFFLAGS, out int flags) != 0 || (flags & IFF_UP) != 0) return false;
+        int err = SetInterfaceFlags(ifName, flags | IFF_UP);
+        if (err == 0) return true;
+        string text = $"interface '{ifName}' is down and could not be brought up: {ErrnoText(err)}; bring it up with 'ip link set {ifName} up'" +
+                      (err is EPERM or EACCES ? " or attach as root (CAP_NET_ADMIN)" : "");
+        if (err is EPERM or EACCES) throw new UnauthorizedAccessException(text);
+        throw new IOException(text);
+    }
+}
+
 /// <summary>
 /// GRO and LRO switched off while a port is attached, and what to switch back on at detach.
 /// A bridge port must see frames as they were on the wire; both AF_PACKET and generic XDP see

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using HyperNF.Linux;
 using HyperNF.Memory;
 using HyperNF.Netmap;
@@ -34,7 +35,7 @@ namespace HyperNF.Ports;
 /// </summary>
 public sealed class PhysicalPort : IPortSink, IFrameReceiver
 {
-    private const int EthHeader = 14, VlanTag = 4, MaxFrame = 65535 + VlanTag;
+    private const int EthHeader = 14, VlanTag = 4, MaxFrame = Bridge.DefaultMaxFrameBytes;
     private const int BufferSize = RegionLayout.DefaultBufferSize;
 
     private readonly PhysicalPorts _owner;
@@ -111,9 +112,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             throw;
         }
         SwitchPort = ValeSwitch.HostPortOf(_port)!;
+        SwitchPort.VirtioHeaderLength = backend.VirtioHeaderLength;
         _toBridge = _port.TxRing(0);
         _fromBridge = _port.RxRing(0);
         _link = backend.QueryLink();
+        _reportedLink = _link;
         _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
         // Frames delivered before the sink was set are picked up by the driver's first round.
         _txPending = 1;
@@ -128,10 +131,15 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private void DriverMain()
     {
         DriverTid = Native.GetTid();
+        t_driverDepth = 1;
+        if (_options.DriverNice != 0 && Native.SetThreadNice(DriverTid, _options.DriverNice) is int niceErr and not 0)
+            _lastError = $"the driver thread of port '{Name}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
         try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
         catch (IOException) { /* stays unpinned */ }
         _started.Set();
         long nextCheck = 0;
+        long lastBusy = 0;
+        long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
         while (!_stop)
         {
             try
@@ -139,8 +147,20 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 bool busy = false;
                 if (_link != LinkState.Removed)
                 {
-                    busy = _backend.Receive(this, _options.RxBudget) > 0;
-                    if (_toBridgeDirty) FlushToBridge();
+                    // Another port's driver thread may be draining our ring (see PollReceive): it then
+                    // has the frames, and poll() below returns at once if any are left.
+                    if (Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
+                    {
+                        try
+                        {
+                            busy = _backend.Receive(this, _options.RxBudget) > 0;
+                            if (_toBridgeDirty) FlushToBridge();
+                        }
+                        finally
+                        {
+                            Volatile.Write(ref _rxLock, 0);
+                        }
+                    }
                 }
                 if (Volatile.Read(ref _txPending) != 0)
                 {
@@ -154,7 +174,20 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     RefreshLink();
                     nextCheck = now + _options.IdleTimeoutMs;
                 }
-                if (busy) continue;
+                long ts = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (busy)
+                {
+                    lastBusy = ts;
+                    continue;
+                }
+                // NAPI-style: while frames keep coming, keep polling for a short while instead of
+                // sleeping (each frame would otherwise wake us, a context switch per frame); idle
+                // longer than that, sleep in poll() and burn nothing.
+                if (ts - lastBusy < spinTicks)
+                {
+                    Thread.SpinWait(20);
+                    continue;
+                }
                 // Dekker with OnDelivered: announce the sleep, then re-check the flag.
                 Interlocked.Exchange(ref _driverSleeping, 1);
                 if (Volatile.Read(ref _txPending) == 0 && !_stop)
@@ -178,24 +211,46 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
     {
         if (_link == LinkState.Removed) return;
+        int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
-        bool tagged = vlanTag != 0 || IsTagged(frame);
+        var eth = frame[Math.Min(hdr, frame.Length)..];
+        bool tagged = vlanTag != 0 || IsTagged(eth);
         int mtu = _backend.Mtu;
-        if (frame.Length < wireLength || len > mtu + EthHeader + (tagged ? VlanTag : 0) || len > MaxFrame)
+        bool gso = hdr > 0 && frame.Length > hdr && frame[1] != VirtioNetHeader.GsoNone;
+        if (frame.Length < wireLength)
         {
-            if (_rxDrops[(int)PortDropReason.Oversize]++ == 0)
-                _lastError = $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
-                             "the sender merges segments (TSO/GSO/GRO); turn its offloads off, e.g. 'ethtool -K PEER tx off'";
+            // Cut by the kernel. With offload metadata a large frame only is cut when the socket's
+            // queue had no room for it; without, the peer sent a frame over the MTU (TSO/GSO).
+            if (hdr > 0) CountRxDrop(PortDropReason.KernelRingFull, null);
+            else CountRxDrop(PortDropReason.Oversize,
+                $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
+                "the sender merges segments (TSO/GSO/GRO) and this port has no offload metadata (VirtioNetHeader = false); turn the sender's offloads off, e.g. 'ethtool -K PEER tx off'");
             return;
         }
-        if (vlanTag != 0 && frame.Length >= 12)
+        if (len - hdr < EthHeader || (!gso && len - hdr > mtu + EthHeader + (tagged ? VlanTag : 0)) || len > MaxFrame + hdr)
+        {
+            CountRxDrop(PortDropReason.Oversize,
+                $"a {len - hdr}-byte frame arrived on interface '{InterfaceName}' (MTU {mtu}) and was dropped; raise the MTU ('ip link set {InterfaceName} mtu N') to the sender's");
+            return;
+        }
+        if (vlanTag != 0 && frame.Length >= hdr + 12)
         {
             // The kernel stripped the tag (VLAN acceleration); the bridge sees the frame as sent.
-            var s = _vlanScratch ??= new byte[MaxFrame];
-            frame[..12].CopyTo(s);
-            s[12] = (byte)(vlanTag >> 24); s[13] = (byte)(vlanTag >> 16);
-            s[14] = (byte)(vlanTag >> 8); s[15] = (byte)vlanTag;
-            frame[12..].CopyTo(s.AsSpan(16));
+            var s = _vlanScratch ??= new byte[MaxFrame + 16];
+            frame[..(hdr + 12)].CopyTo(s);
+            int t = hdr + 12;
+            s[t] = (byte)(vlanTag >> 24); s[t + 1] = (byte)(vlanTag >> 16);
+            s[t + 2] = (byte)(vlanTag >> 8); s[t + 3] = (byte)vlanTag;
+            frame[(hdr + 12)..].CopyTo(s.AsSpan(t + 4));
+            if (hdr > 0)
+            {
+                // Offsets in the header count from the frame's start, which moved 4 bytes on.
+                var h = s.AsSpan(0, hdr);
+                if ((h[0] & VirtioNetHeader.FlagNeedsCsum) != 0)
+                    BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.CsumStartOffset..], (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(h[VirtioNetHeader.CsumStartOffset..]) + VlanTag));
+                ushort hl = BinaryPrimitives.ReadUInt16LittleEndian(h[VirtioNetHeader.HdrLenOffset..]);
+                if (hl != 0) BinaryPrimitives.WriteUInt16LittleEndian(h[VirtioNetHeader.HdrLenOffset..], (ushort)(hl + VlanTag));
+            }
             frame = s.AsSpan(0, len);
         }
         int frags = (len + BufferSize - 1) / BufferSize;
@@ -214,8 +269,42 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _toBridge.Head = _toBridge.Cur = cur;
         _toBridgeDirty = true;
         _rxPackets++;
-        _rxBytes += len;
+        _rxBytes += len - hdr;
     }
+
+    /// <summary>Counts a drop on the way in (driver thread); the first of each reason sets <see cref="LastError"/> and is reported with the fix.</summary>
+    private void CountRxDrop(PortDropReason reason, string? message, long count = 1)
+    {
+        if (count <= 0) return;
+        bool first = _rxDrops[(int)reason] == 0;
+        _rxDrops[(int)reason] += count;
+        if (!first) return;
+        if (message is not null) _lastError = message;
+        Report(rx: true, reason, message ?? FixFor(rx: true, reason, 0));
+    }
+
+    // One bit per (direction, reason) already reported: each cause is reported once, with its fix.
+    private int _reported;
+    private LinkState _reportedLink;
+
+    private void Report(bool rx, PortDropReason reason, string fix)
+    {
+        int bit = 1 << ((rx ? 0 : 16) + (int)reason);
+        if ((Volatile.Read(ref _reported) & bit) != 0 || (Interlocked.Or(ref _reported, bit) & bit) != 0) return;
+        _owner.Post($"port {Name}: {(rx ? "frames from" : "frames to")} interface '{InterfaceName}' dropped ({reason.Key()}): {fix}");
+    }
+
+    /// <summary>What to do about a drop reason (used when the drop itself has no better message).</summary>
+    private string FixFor(bool rx, PortDropReason reason, int errno) => reason switch
+    {
+        PortDropReason.LinkDown => $"interface '{InterfaceName}' is down or has no carrier; bring it and its peer up ('ip link set {InterfaceName} up')",
+        PortDropReason.InterfaceRemoved => $"interface '{InterfaceName}' was removed; the port re-binds when it exists again, or detach it (vale-ctl -d {Name})",
+        PortDropReason.KernelRingFull when rx => $"the kernel's receive ring was full: the port's driver thread fell behind (a busy CPU); give it a CPU of its own (DriverCpus) or a larger ring (RxBlockCount)",
+        PortDropReason.KernelRingFull => $"the interface took frames slower than the senders sent them (its transmit queue was full)",
+        PortDropReason.Oversize => $"frames over the MTU of '{InterfaceName}'; raise its MTU to the sender's ('ip link set {InterfaceName} mtu N')",
+        PortDropReason.BadOffload => "a sender wrote a virtio-net header that does not match its frame (gso_size, csum_start, csum_offset or hdr_len)",
+        _ => $"send failed: {PacketSocket.ErrnoText(errno)}",
+    };
 
     /// <summary>The driver's TxSync: the switch flush runs here, on the driver thread.</summary>
     private void FlushToBridge()
@@ -246,7 +335,22 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             SwitchPort.Up = false;
         }
         _link = state;
-        if (state != LinkState.Removed) _rxDrops[(int)PortDropReason.KernelRingFull] += backend.TakeKernelDrops();
+        if (state != _reportedLink)
+        {
+            _reportedLink = state;
+            _owner.Post(state switch
+            {
+                LinkState.Up => $"port {Name}: link up (interface '{InterfaceName}', mtu {backend.Mtu})",
+                LinkState.Down => $"port {Name}: link down: interface '{InterfaceName}' is down or has no carrier; frames to it are dropped (link_down) until it is up ('ip link set {InterfaceName} up', and its peer)",
+                _ => $"port {Name}: {_removedError}",
+            });
+        }
+        // RX counters belong to whoever holds the ring; if another thread does now, the kernel keeps counting until next time.
+        if (state != LinkState.Removed && Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
+        {
+            try { CountRxDrop(PortDropReason.KernelRingFull, null, backend.TakeKernelDrops()); }
+            finally { Volatile.Write(ref _rxLock, 0); }
+        }
     }
 
     /// <summary>
@@ -271,17 +375,22 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             return;
         }
         IInterfaceBackend old;
+        // Another port's driver thread may be receiving on the old backend (PollReceive): wait it out.
+        var rxSpin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _rxLock, 1, 0) != 0) rxSpin.SpinOnce();
         AcquireTransmitLock();
         try
         {
             // No sender is in TransmitDelivered now, and the next one reads the new backend.
             old = _backend;
             _backend = fresh;
+            SwitchPort.VirtioHeaderLength = fresh.VirtioHeaderLength;
             _link = fresh.QueryLink();
         }
         finally
         {
             Interlocked.Exchange(ref _txLock, 0); // senders that lost the race left _txPending: the driver loop picks it up
+            Volatile.Write(ref _rxLock, 0);
         }
         // Only this thread can still reach the old backend. Its interface is gone (the new one has
         // another index), so it leaves the new interface's promiscuity and offloads alone.
@@ -289,6 +398,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         if (_link == LinkState.Removed) return; // gone again already: the next idle timeout tries again
         fresh.TakeKernelDrops(); // start counting from the re-bind
         Interlocked.Increment(ref _rebinds);
+        _reportedLink = _link;
+        _owner.Post($"port {Name}: re-bound to the new interface '{InterfaceName}' (ifindex {fresh.InterfaceIndex}, link {_link.ToString().ToLowerInvariant()}, {fresh.Description})");
         if (ReferenceEquals(_lastError, _removedError)) _lastError = null;
         lock (_upGate)
         {
@@ -325,7 +436,46 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         Interlocked.Exchange(ref _txPending, 1);
         TryTransmit(inSender: true);
+        // A reply to what we just sent is often in our RX ring already: the kernel ran the
+        // receiver's stack in our send(). On a driver thread (never a domain's: that is not its
+        // work), take it at once instead of waiting for our own driver thread to wake up.
+        if (t_driverDepth is > 0 and < MaxPollDepth && Volatile.Read(ref _driverSleeping) != 0) PollReceive();
     }
+
+    // >0 on a port driver thread: 1 + how many PollReceive calls are on the stack.
+    [ThreadStatic] private static int t_driverDepth;
+    private const int MaxPollDepth = 4;
+    // Held by whoever reads the backend's RX side and fills the port's TX ring: the driver thread,
+    // or another port's driver thread in PollReceive.
+    private int _rxLock;
+
+    /// <summary>
+    /// Receives on this port from another port's driver thread while ours sleeps (the frames a
+    /// transmission just provoked: a ping's reply, a TCP ACK), so a round trip costs one thread
+    /// wake-up instead of two. Skipped when ours holds the ring; nested at most a few ports deep.
+    /// </summary>
+    private void PollReceive()
+    {
+        if (_link == LinkState.Removed || Interlocked.CompareExchange(ref _rxLock, 1, 0) != 0) return;
+        t_driverDepth++;
+        try
+        {
+            var backend = _backend; // our driver thread swaps it only while it holds _rxLock too (TryRebind)
+            if (backend.Receive(this, _options.RxBudget) > 0) Interlocked.Increment(ref _rxPolledElsewhere);
+            if (_toBridgeDirty) FlushToBridge();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _lastError = $"receive on port '{Name}' from another port's driver thread: {e.GetType().Name}: {e.Message}";
+        }
+        finally
+        {
+            t_driverDepth--;
+            Volatile.Write(ref _rxLock, 0);
+        }
+    }
+
+    private long _rxPolledElsewhere;
 
     /// <summary>
     /// Transmits until nothing is pending, unless another thread holds the transmit lock; that
@@ -367,6 +517,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         LinkState link = _link;
         var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
         int mtu = backend.Mtu;
+        int hdr = backend.VirtioHeaderLength; // and the switch port's, so the frames' here
         int queued = 0;
         long queuedBytes = 0;
         while (cur != tail)
@@ -387,16 +538,15 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
 
             PortDropReason? drop = null;
             Span<byte> dst = default;
-            var first = rx.Frame(rx.Slot(cur));
             if (link != LinkState.Up) drop = link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
-            else if (total > mtu + EthHeader + (IsTagged(first) ? VlanTag : 0)) drop = PortDropReason.Oversize;
+            else if (CheckFrame(rx, cur, total, hdr, mtu) is { } bad) drop = bad;
             else
             {
                 dst = backend.BeginTransmit();
                 if (dst.IsEmpty && queued > 0)
                 {
                     // The kernel's ring is full of our own unsent requests: kick it and retry once.
-                    Account(backend.Flush(), queued, queuedBytes);
+                    Account(backend.Flush(), queued, queuedBytes, hdr);
                     queued = 0; queuedBytes = 0;
                     dst = backend.BeginTransmit();
                 }
@@ -405,7 +555,17 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             }
             if (drop is { } reason)
             {
-                _txDrops[(int)reason]++;
+                if (_txDrops[(int)reason]++ == 0)
+                {
+                    string fix = reason switch
+                    {
+                        PortDropReason.Oversize => $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's",
+                        PortDropReason.BadOffload => $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)",
+                        _ => FixFor(rx: false, reason, 0),
+                    };
+                    if (reason is PortDropReason.Oversize or PortDropReason.BadOffload) _lastError = fix;
+                    Report(rx: false, reason, fix);
+                }
             }
             else
             {
@@ -418,20 +578,57 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 }
                 backend.CommitTransmit(total);
                 queued++;
-                queuedBytes += total;
+                queuedBytes += total - hdr; // frame bytes, as on the wire
             }
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0) Account(backend.Flush(), queued, queuedBytes);
+        if (queued > 0) Account(backend.Flush(), queued, queuedBytes, hdr);
         _port.RxSync(); // hand the slots back to the senders
     }
 
-    private void Account(TransmitResult r, int queued, long bytes)
+    private readonly byte[] _headScratch = new byte[512];
+
+    /// <summary>
+    /// Whether the frame in [<paramref name="cur"/>, ...) of <paramref name="total"/> bytes (with a
+    /// virtio-net header of <paramref name="hdr"/> bytes) may go to the kernel: its header must
+    /// match it (the kernel would refuse it silently in a TX ring), and it, or each segment the
+    /// kernel will cut it into, must fit the MTU. Null when it may.
+    /// </summary>
+    private unsafe PortDropReason? CheckFrame(NetmapRing rx, uint cur, int total, int hdr, int mtu)
+    {
+        var first = rx.Frame(rx.Slot(cur));
+        if (first.Length < hdr + EthHeader) return PortDropReason.BadOffload; // the switch never makes one
+        int limit = mtu + EthHeader + (IsTagged(first[hdr..]) ? VlanTag : 0);
+        int len = total - hdr;
+        if (hdr == 0 || (first[VirtioNetHeader.FlagsOffset] == 0 && first[VirtioNetHeader.GsoTypeOffset] == 0))
+            return len > limit ? PortDropReason.Oversize : null;
+        // The headers, gathered from the chain (a hostile sender may have split them over slots).
+        var head = _headScratch;
+        int got = 0;
+        for (uint j = cur; got < head.Length; j = rx.Next(j))
+        {
+            ref var slot = ref rx.Slot(j);
+            var frag = rx.Frame(slot);
+            int n = Math.Min(frag.Length, head.Length - got);
+            frag[..n].CopyTo(head.AsSpan(got));
+            got += n;
+            if ((slot.Flags & SlotFlags.MoreFrag) == 0) break;
+        }
+        fixed (byte* h = head)
+        {
+            var plan = Offload.Plan(h, h + hdr, len, got - hdr);
+            if (plan.Action == OffloadAction.Drop) return PortDropReason.BadOffload;
+            int largest = plan.Action == OffloadAction.Segment ? Offload.SegmentLength(plan, len, 0) : len;
+            return largest > limit ? PortDropReason.Oversize : null;
+        }
+    }
+
+    private void Account(TransmitResult r, int queued, long bytes, int hdr)
     {
         _txKicks++;
         _txPackets += queued - r.Unsent;
-        _txBytes += bytes - r.UnsentBytes;
+        _txBytes += bytes - (r.UnsentBytes - (long)r.Unsent * hdr); // the backend's byte counts include the header
         if (!r.Failed) return;
         PortDropReason reason;
         switch (r.Errno)
@@ -453,6 +650,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 _lastError = $"send on interface '{InterfaceName}' failed: {PacketSocket.ErrnoText(r.Errno)}";
                 break;
         }
+        if (r.Unsent > 0 && _txDrops[(int)reason] == 0) Report(rx: false, reason, FixFor(rx: false, reason, r.Errno));
         _txDrops[(int)reason] += r.Unsent;
     }
 
@@ -476,6 +674,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             RxDrops = rxd, TxDrops = txd,
             TxKicks = Volatile.Read(ref _txKicks), TxRoundsInSender = Volatile.Read(ref _txInSender),
             TxRoundsInDriver = Volatile.Read(ref _txInDriver), DriverWakeups = Volatile.Read(ref _wakeups),
+            RxRoundsElsewhere = Interlocked.Read(ref _rxPolledElsewhere),
             DriverCpuNs = DriverTid != 0 && !IsDetached ? CpuTime.ThreadNs(DriverTid) : -1,
         };
     }

@@ -3,18 +3,22 @@ namespace HyperNF.Ports;
 /// <summary>Sizes and knobs of physical ports; the defaults suit a 1-10 GbE interface.</summary>
 public sealed record PhysicalPortOptions
 {
-    /// <summary>TPACKET_V3 RX block size (a multiple of the page size; also the largest frame the kernel can hand us).</summary>
+    /// <summary>AF_PACKET RX ring block size (a multiple of the page size); the ring is RxBlockBytes x RxBlockCount of MTU-sized frames.</summary>
     public int RxBlockBytes { get; init; } = 256 * 1024;
     public int RxBlockCount { get; init; } = 64;
     /// <summary>
-    /// How long the kernel keeps a partly filled RX block before handing it over. It bounds the
-    /// latency a lightly loaded port adds (under load blocks fill up first).
+    /// AF_PACKET: carry the kernel's offload metadata (GSO, partial checksums) with each frame
+    /// in a virtio-net header (PACKET_VNET_HDR): the switch port then has a 10-byte header and
+    /// TCP from peers with TSO and checksum offload on crosses the bridge. Off: frames as on the
+    /// wire only, and peers must turn those offloads off.
     /// </summary>
-    public int RxBlockTimeoutMs { get; init; } = 1;
+    public bool VirtioNetHeader { get; init; } = true;
     /// <summary>Bytes of the TPACKET_V2 TX ring (at least 256 frames are allocated whatever the MTU).</summary>
     public int TxRingBytes { get; init; } = 2 * 1024 * 1024;
     /// <summary>SO_RCVBUFFORCE on the RX socket (falls back to SO_RCVBUF without CAP_NET_ADMIN).</summary>
     public int ReceiveBufferBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Bring an administratively down interface up at attach (ifup), as netmap's scripts do; a failure refuses the attach with the fix.</summary>
+    public bool BringUp { get; init; } = true;
     /// <summary>Put the interface in promiscuous mode while attached (a bridge port must see every frame).</summary>
     public bool Promiscuous { get; init; } = true;
     /// <summary>
@@ -36,6 +40,18 @@ public sealed record PhysicalPortOptions
     public int RxBudget { get; init; } = 512;
     /// <summary>Longest sleep of an idle driver thread; it re-checks the link state (and, while the interface is removed, whether it is back) at least this often.</summary>
     public int IdleTimeoutMs { get; init; } = 100;
+    /// <summary>
+    /// Nice value of the driver threads (-20..19). They sleep until frames arrive and a frame waits
+    /// for as long as the scheduler takes to run them: on a busy machine a lower value gets them a
+    /// CPU sooner. Needs CAP_SYS_NICE below 0 (without it they stay at 0, reported in LastError).
+    /// </summary>
+    public int DriverNice { get; init; } = -10;
+    /// <summary>
+    /// How long a driver thread keeps polling after the last frame before it sleeps in poll()
+    /// (0: sleep at once). Under load it then never sleeps, so a frame costs no wake-up; idle, it
+    /// sleeps after this long and uses no CPU.
+    /// </summary>
+    public int DriverSpinMicroseconds { get; init; } = 50;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
@@ -48,6 +64,14 @@ public sealed record PhysicalPortOptions
     public int XdpRxFrames { get; init; } = 2048;
     /// <summary>AF_XDP: UMEM chunks (and TX/completion ring entries) for transmission; rounded up to a power of two.</summary>
     public int XdpTxFrames { get; init; } = 2048;
+
+    /// <summary>
+    /// AF_XDP: complete partial TCP/UDP checksums of received frames in software. XDP frames carry
+    /// no offload metadata, and a peer with checksum offload on (every veth by default) leaves
+    /// them partial; a frame whose checksum field holds exactly the pseudo-header sum is completed,
+    /// any other frame is left as it is.
+    /// </summary>
+    public bool XdpCompleteChecksums { get; init; } = true;
 
     /// <summary>The backend names <see cref="Backend"/> accepts.</summary>
     public static IReadOnlyList<string> BackendNames { get; } = ["af_packet", "af_xdp"];
@@ -65,7 +89,6 @@ public sealed record PhysicalPortOptions
         if (RxBlockBytes < 64 * 1024 || RxBlockBytes % 4096 != 0)
             throw new ArgumentOutOfRangeException(nameof(RxBlockBytes), RxBlockBytes, "the RX block size must be a multiple of 4096 and at least 64 KiB (it holds the largest frame)");
         if (RxBlockCount is < 2 or > 1024) throw new ArgumentOutOfRangeException(nameof(RxBlockCount), RxBlockCount, "RX blocks: 2..1024");
-        if (RxBlockTimeoutMs is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(RxBlockTimeoutMs), RxBlockTimeoutMs, "the RX block timeout must be 1..1000 ms");
         if (TxRingBytes is < 64 * 1024 or > 256 * 1024 * 1024) throw new ArgumentOutOfRangeException(nameof(TxRingBytes), TxRingBytes, "the TX ring must be 64 KiB..256 MiB");
         if (TxBatchFrames is < 16 or > 4096) throw new ArgumentOutOfRangeException(nameof(TxBatchFrames), TxBatchFrames, "sendmmsg batch: 16..4096 frames");
         if (RxBudget is < 1 or > 65536) throw new ArgumentOutOfRangeException(nameof(RxBudget), RxBudget, "the RX budget must be 1..65536 frames");
@@ -73,6 +96,8 @@ public sealed record PhysicalPortOptions
         if (XdpMode is not ("auto" or "native" or "generic")) throw new ArgumentException($"unknown XDP mode '{XdpMode}': use auto, native or generic", nameof(XdpMode));
         if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
         if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
+        if (DriverSpinMicroseconds is < 0 or > 10_000) throw new ArgumentOutOfRangeException(nameof(DriverSpinMicroseconds), DriverSpinMicroseconds, "driver spin: 0..10000 us");
+        if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }
 }

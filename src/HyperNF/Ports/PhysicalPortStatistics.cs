@@ -31,6 +31,8 @@ public sealed record PhysicalPortStatistics
     public long TxRoundsInSender { get; init; }
     /// <summary>TX rounds run on the port's driver thread (drvdom_txsync = 1).</summary>
     public long TxRoundsInDriver { get; init; }
+    /// <summary>Receive rounds run by another port's driver thread right after it transmitted to this port, while ours slept.</summary>
+    public long RxRoundsElsewhere { get; init; }
     /// <summary>eventfd writes made to wake the driver thread.</summary>
     public long DriverWakeups { get; init; }
     /// <summary>CPU time of the driver thread (charged to the host), ns; -1 when it is gone.</summary>

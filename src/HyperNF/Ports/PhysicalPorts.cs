@@ -14,6 +14,7 @@ public sealed class PhysicalPorts : IDisposable
     public const int CtlOpDriverDomainTxSync = 5;
 
     private readonly object _gate = new();
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _events = new();
     private readonly List<PhysicalPort> _ports = new();
     private volatile bool _driverDomainTxSync;
     private bool _disposed;
@@ -52,6 +53,25 @@ public sealed class PhysicalPorts : IDisposable
         }
     }
 
+    /// <summary>
+    /// Where the ports report what a user should know as it happens: link changes, re-binds, and
+    /// the first drop of each cause with its fix. Null (default): kept for <see cref="TryDequeueEvent"/>
+    /// (at most 1000 waiting). Called on the ports' driver threads and the senders' threads.
+    /// </summary>
+    public Action<string>? OnEvent { get; set; }
+
+    /// <summary>The next port event (see <see cref="OnEvent"/>), oldest first.</summary>
+    public bool TryDequeueEvent(out string? text) => _events.TryDequeue(out text);
+
+    internal void Post(string text)
+    {
+        if (OnEvent is { } handler)
+        {
+            try { handler(text); } catch (Exception e) when (e is IOException or ObjectDisposedException) { }
+        }
+        else if (_events.Count < 1000) _events.Enqueue(text);
+    }
+
     /// <summary>Applies a ctl op if it is one of ours (op 5); returns false for other ops.</summary>
     public bool TryApplyCtl(int op, int value)
     {
@@ -76,8 +96,10 @@ public sealed class PhysicalPorts : IDisposable
             var other = _ports.FirstOrDefault(p => p.InterfaceName == ifName);
             if (other is not null)
                 throw new InvalidOperationException($"interface '{ifName}' is already attached to bridge '{other.BridgeName}'; detach it first (vale-ctl -d {other.Name})");
+            bool broughtUp = Options.BringUp && InterfaceAdmin.BringUp(ifName);
             var port = new PhysicalPort(this, Switch, bridgeName, ifName, Options);
             _ports.Add(port);
+            if (broughtUp) Post($"port {port.Name}: interface '{ifName}' was down; brought it up");
             return port;
         }
     }

@@ -16,11 +16,13 @@ public enum PortDropReason
     KernelRingFull,
     /// <summary>send() failed for another reason (the errno is in <see cref="PhysicalPort.LastError"/>).</summary>
     SendError,
+    /// <summary>TX: the frame's virtio-net header does not match the frame (the kernel would refuse or mis-send it).</summary>
+    BadOffload,
 }
 
 public static class PortDropReasons
 {
-    public const int Count = 5;
+    public const int Count = 6;
 
     public static readonly PortDropReason[] All = Enum.GetValues<PortDropReason>();
 
@@ -32,6 +34,7 @@ public static class PortDropReasons
         PortDropReason.InterfaceRemoved => "interface_removed",
         PortDropReason.KernelRingFull => "kernel_ring_full",
         PortDropReason.SendError => "send_error",
+        PortDropReason.BadOffload => "bad_offload",
         _ => r.ToString(),
     };
 }

@@ -30,19 +30,25 @@ internal sealed class PortTable
 public sealed partial class Bridge
 {
     public const int MaxPorts = 254; // NM_BDG_MAXPORTS
-    public const int DefaultMaxFrameBytes = 65535;
+    /// <summary>An IP packet of 65535 bytes behind an Ethernet header and two VLAN tags: a GSO super-frame at its largest.</summary>
+    public const int DefaultMaxFrameBytes = 65535 + 14 + 8;
 
     private readonly object _gate = new();
     private volatile PortTable _table = PortTable.Empty;
     private readonly long[] _retiredDrops = new long[DropReasons.Count];
     private long _retiredTx, _retiredTxBytes, _retiredRx, _retiredRxBytes, _retiredFlood, _retiredReinits;
     private int _maxFrameBytes = DefaultMaxFrameBytes;
+    // Extra frames made by segmentation (any sender, rarely: the offloading datapath only), kept
+    // on the bridge so that a port's detach has nothing of it to retire.
+    private long _segmentCopies;
 
     public string Name { get; }
     public ValeSwitch Switch { get; }
     public ForwardingTable Forwarding { get; }
 
     internal PortTable Table => _table;
+
+    internal void AddSegmentCopies(long n) => Interlocked.Add(ref _segmentCopies, n);
 
     /// <summary>Largest frame (all fragments together) the bridge forwards; larger ones are bad-length drops.</summary>
     public int MaxFrameBytes
@@ -131,7 +137,7 @@ public sealed partial class Bridge
             return new BridgeStatistics
             {
                 Name = Name, Ports = table.Active.Length, Sent = tx, SentBytes = txb, Delivered = rx, DeliveredBytes = rxb,
-                FloodCopies = fl, Drops = drops, CorruptRingIndex = re,
+                FloodCopies = fl, SegmentCopies = Interlocked.Read(ref _segmentCopies), Drops = drops, CorruptRingIndex = re,
                 TableEntries = Forwarding.Occupancy, TableCapacity = Forwarding.Capacity,
             };
         }

@@ -22,11 +22,17 @@ public enum DropReason
     PortDown,
     /// <summary>Discarded on purpose: bridge_batch is 0 (netmap's drop-everything test mode).</summary>
     Discarded,
+    /// <summary>
+    /// The sender's virtio-net header does not match its frame or asks for an offload the switch
+    /// cannot do (bad gso_size, csum_start, csum_offset, hdr_len or GSO type), on the way to a
+    /// port without a header, where the switch would have to act on it.
+    /// </summary>
+    BadOffload,
 }
 
 public static class DropReasons
 {
-    public const int Count = 8;
+    public const int Count = 9;
 
     public static readonly DropReason[] All = Enum.GetValues<DropReason>();
 
@@ -41,6 +47,7 @@ public static class DropReasons
         DropReason.Hairpin => "hairpin",
         DropReason.PortDown => "port_down",
         DropReason.Discarded => "discarded",
+        DropReason.BadOffload => "bad_offload",
         _ => r.ToString(),
     };
 }

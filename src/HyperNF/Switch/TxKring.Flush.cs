@@ -28,7 +28,10 @@ internal sealed unsafe partial class TxKring
         uint pktBytes = 0;
         int bad = -1;
         long txPackets = 0, txBytes = 0;
-        int maxFrame = bridge.MaxFrameBytes;
+        // The virtio-net header (if the port has one) is in front of every frame and not part of it.
+        int hdr = _hdr = port.VirtioHeaderLength;
+        int maxFrame = bridge.MaxFrameBytes + hdr;
+        int minFirst = MinFrame + hdr; // the header and the Ethernet header in the first slot
         byte* bufBase = _memory.BufferBase;
         uint bufLimit = _memory.BufferCount - Memory.RegionLayout.ReservedBuffers;
 
@@ -50,7 +53,7 @@ internal sealed unsafe partial class TxKring
             {
                 if (idx - Memory.RegionLayout.ReservedBuffers >= bufLimit || (flags & SlotFlags.Indirect) != 0) bad = (int)DropReason.BadBufferIndex;
                 else if (len > Memory.RegionLayout.DefaultBufferSize) bad = (int)DropReason.BadLength;
-                else if (frags == 0 && len < MinFrame) bad = (int)DropReason.Runt;
+                else if (frags == 0 && len < minFirst) bad = (int)DropReason.Runt;
             }
             frags++;
             pktBytes += len;
@@ -131,7 +134,7 @@ internal sealed unsafe partial class TxKring
         // ---- pass 1: learn, look up, bucket
         for (int i = 0; i < count; i += ft[i].Frags)
         {
-            byte* buf = ft[i].Buf;
+            byte* buf = ft[i].Buf + _hdr;
             ulong dmac = *(ulong*)buf & MacMask;          // bytes 0..5
             ulong smac = *(ulong*)(buf + 6) & MacMask;    // bytes 6..11
             if ((smac & 1) == 0 && (smac != port.LastSmac || now != port.LastLearn))
@@ -247,6 +250,12 @@ internal sealed unsafe partial class TxKring
     /// </summary>
     private void Deliver(RxKring rx, DestQueue* dq, DestQueue* bq)
     {
+        int dstHdr = rx.Port.VirtioHeaderLength;
+        if (dstHdr != _hdr)
+        {
+            DeliverOffload(rx, dq, bq, dstHdr);
+            return;
+        }
         FwdEntry* ft = _ft;
         uint needed = (uint)dq->Slots + bq->Slots;
         long left = dq->Packets + bq->Packets;

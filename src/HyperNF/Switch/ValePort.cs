@@ -73,6 +73,25 @@ public sealed unsafe class ValePort : IPortBackend
     public int Area { get; }
     public int BridgeIndex => Index;
 
+    private volatile int _virtioHeaderLength;
+
+    /// <summary>
+    /// Length of the virtio-net header in front of every frame in this port's rings: 0 (none,
+    /// the default), 10 or 12 (netmap's PORT_HDR_SET / virt_hdr_len). Frames between ports of
+    /// different lengths take the offloading datapath (segmentation and checksums in software,
+    /// docs/ports.md). Set it before traffic flows: a frame in flight while it changes is read
+    /// with the old length by its sender and the new one by its receiver.
+    /// </summary>
+    public int VirtioHeaderLength
+    {
+        get => _virtioHeaderLength;
+        set
+        {
+            if (!VirtioNetHeader.IsValidLength(value)) throw new ArgumentOutOfRangeException(nameof(value), value, VirtioNetHeader.InvalidLengthMessage(value));
+            _virtioHeaderLength = value;
+        }
+    }
+
     /// <summary>A port that is down receives nothing (unicast to it is a port-down drop) and sends nothing.</summary>
     public bool Up { get => _up; set => _up = value; }
 

@@ -65,4 +65,53 @@ public class DaemonValeCtlTests(ITestOutputHelper output)
             output.WriteLine(daemon.Log);
         }
     }
+
+    [NetnsFact]
+    public void ValeCtlBringsADownInterfaceUpShowsItsLinkStateAndSetsHeaderLengths()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.234.2.1/24");
+        NetLab.Must("ip", "link", "set", a.Outer, "down");
+        using var dir = new TempDir();
+        using var daemon = new DaemonProcess(dir.File("d.sock"));
+        string sock = daemon.Socket;
+        try
+        {
+            // -a brings the interface up, as examples/init.sh says it does.
+            Ok(sock, "vale-ctl", "-a", $"valex:{a.Outer}");
+            Assert.Matches(@"<[^>]*\bUP\b", NetLab.Must("ip", "link", "show", "dev", a.Outer));
+            JsonElement Port()
+            {
+                using var doc = JsonDocument.Parse(Ok(sock, "vale-ctl", "-l", "--json").Out);
+                return doc.RootElement.GetProperty("bridges").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "valex")
+                    .GetProperty("ports").EnumerateArray().Single(p => p.GetProperty("port").GetString() == a.Outer).Clone();
+            }
+            var up = Port();
+            Assert.True(up.GetProperty("up").GetBoolean());
+            Assert.Equal("up", up.GetProperty("interface").GetProperty("link").GetString());
+            Assert.Equal(10, up.GetProperty("interface").GetProperty("vnet_hdr").GetInt32());
+
+            // The peer goes down: the port's Linux link is down, and -l never says "up: yes" next to it.
+            NetLab.Must("ip", "-n", a.Ns, "link", "set", a.Inner, "down");
+            JsonElement down = up;
+            for (int i = 0; i < 50 && (down = Port()).GetProperty("interface").GetProperty("link").GetString() != "down"; i++) Thread.Sleep(100);
+            Assert.Equal("down", down.GetProperty("interface").GetProperty("link").GetString());
+            Assert.False(down.GetProperty("up").GetBoolean());
+            string table = Ok(sock, "vale-ctl", "-l").Out;
+            output.WriteLine(table);
+            Assert.Contains("no (link down)", table);
+            Assert.Contains("link down", daemon.Log); // reported as it happened
+
+            // PORT_HDR_SET from the toolstack: 0, 10, 12 only.
+            var bad = Cli.Run(sock, "vale-ctl", "-H", $"valex:{a.Outer}=11");
+            Assert.NotEqual(0, bad.Exit);
+            Assert.Contains("0 (none), 10 (virtio_net_hdr) or 12", bad.Err + bad.Out);
+            Assert.Contains("virtio-net header length 12", Ok(sock, "vale-ctl", "-H", $"valex:{a.Outer}=12").Out);
+            Assert.Equal(12, Port().GetProperty("interface").GetProperty("vnet_hdr").GetInt32());
+        }
+        finally
+        {
+            output.WriteLine(daemon.Log);
+        }
+    }
 }

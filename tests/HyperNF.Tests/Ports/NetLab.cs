@@ -9,6 +9,10 @@ public sealed record LabHost(string Ns, string Inner, string Outer, string Ip, s
 {
     public string Cidr { get; init; } = "";
     public int Mtu { get; init; } = 1500;
+    /// <summary>The inner end kept its TX offloads (checksum, TSO/GSO).</summary>
+    public bool TxOffloads { get; init; } = true;
+    /// <summary>The inner end's IPv6 address, or null.</summary>
+    public string? Ip6 { get; init; }
 
     /// <summary>The inner end's MAC as frame bytes.</summary>
     public byte[] MacBytes => Mac.Split(':').Select(x => Convert.ToByte(x, 16)).ToArray();
@@ -45,12 +49,14 @@ public sealed partial class NetLab : IDisposable
 
     /// <summary>
     /// Adds namespace N with a veth pair: inner end up with <paramref name="cidr"/>, outer end up
-    /// in the root namespace (to be attached). Checksum offload is turned off on the inner end
-    /// so the namespace's stack sends complete, MTU-sized frames (an AF_PACKET bridge sees frames
-    /// as the peer sent them: TSO super-frames and partial checksums would not survive the trip).
+    /// in the root namespace (to be attached). The inner end keeps the offloads Linux gives a veth
+    /// (checksum offload, TSO/GSO: the namespace's stack sends 64 KiB super-frames with partial
+    /// checksums), as a container's does, unless <paramref name="txOffloads"/> is false
+    /// (ethtool -K tx off: complete, MTU-sized frames). <paramref name="ipv6"/>: an IPv6 address
+    /// as well (fd00:231::N/64, N the last byte of <paramref name="cidr"/>'s address).
     /// </summary>
     /// <param name="queues">RX and TX queues on each end of the veth pair.</param>
-    public LabHost Add(string suffix, string cidr, int mtu = 1500, int queues = 1)
+    public LabHost Add(string suffix, string cidr, int mtu = 1500, int queues = 1, bool txOffloads = true, bool ipv6 = false)
     {
         string ns = $"hnf{_tag}{suffix}";
         string outer = $"ho{_tag}{suffix}";
@@ -62,11 +68,12 @@ public sealed partial class NetLab : IDisposable
              "peer", "name", inner, "mtu", mtu.ToString(), "numtxqueues", q, "numrxqueues", q, "netns", ns);
         _outer.Add(outer);
         Must("sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
-        ConfigureInner(ns, inner, cidr);
+        ConfigureInner(ns, inner, cidr, txOffloads, ipv6);
         Must("ip", "link", "set", outer, "up");
         string show = Must("ip", "-n", ns, "-o", "link", "show", "dev", inner);
         string mac = MacRegex().Match(show).Groups[1].Value;
-        return new LabHost(ns, inner, outer, cidr[..cidr.IndexOf('/')], mac) { Cidr = cidr, Mtu = mtu };
+        string ip = cidr[..cidr.IndexOf('/')];
+        return new LabHost(ns, inner, outer, ip, mac) { Cidr = cidr, Mtu = mtu, TxOffloads = txOffloads, Ip6 = ipv6 ? Ipv6Of(ip) : null };
     }
 
     /// <summary>
@@ -83,16 +90,20 @@ public sealed partial class NetLab : IDisposable
         if (groOn) Must("ethtool", "-K", tmp, "gro", "on");
         Must("ip", "link", "set", "dev", tmp, "name", h.Outer);
         Must("sysctl", "-qw", $"net.ipv6.conf.{h.Outer}.disable_ipv6=1");
-        ConfigureInner(h.Ns, h.Inner, h.Cidr);
+        ConfigureInner(h.Ns, h.Inner, h.Cidr, h.TxOffloads, h.Ip6 is not null);
         Must("ip", "link", "set", h.Outer, "up");
         return int.Parse(File.ReadAllText($"/sys/class/net/{h.Outer}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static void ConfigureInner(string ns, string inner, string cidr)
+    /// <summary>The lab's IPv6 address for an IPv4 address: fd00:231::LAST-BYTE.</summary>
+    public static string Ipv6Of(string ip4) => $"fd00:231::{ip4[(ip4.LastIndexOf('.') + 1)..]}";
+
+    private static void ConfigureInner(string ns, string inner, string cidr, bool txOffloads, bool ipv6)
     {
-        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6=1");
-        Must("ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off");
+        Must("ip", "netns", "exec", ns, "sysctl", "-qw", $"net.ipv6.conf.{inner}.disable_ipv6={(ipv6 ? 0 : 1)}");
+        if (!txOffloads) Must("ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off");
         Must("ip", "-n", ns, "addr", "add", cidr, "dev", inner);
+        if (ipv6) Must("ip", "-n", ns, "addr", "add", Ipv6Of(cidr[..cidr.IndexOf('/')]) + "/64", "dev", inner, "nodad");
         Must("ip", "-n", ns, "link", "set", "lo", "up");
         Must("ip", "-n", ns, "link", "set", inner, "up");
     }
@@ -102,9 +113,9 @@ public sealed partial class NetLab : IDisposable
         Run("ip", ["netns", "exec", h.Ns, .. args], timeoutMs, out output);
 
     /// <summary>A packet socket on the namespace end of <paramref name="h"/>'s veth (closed at Dispose): injects and captures frames on the wire.</summary>
-    public WireSocket Wire(LabHost h)
+    public WireSocket Wire(LabHost h, bool vnetHeader = false)
     {
-        var w = WireSocket.Open(h.Ns, h.Inner);
+        var w = WireSocket.Open(h.Ns, h.Inner, vnetHeader: vnetHeader);
         lock (_sockets) _sockets.Add(w);
         return w;
     }
@@ -130,14 +141,18 @@ public sealed partial class NetLab : IDisposable
     /// <summary>
     /// A 2-second iperf3 TCP run from <paramref name="client"/> to a one-shot server started here on
     /// <paramref name="server"/> (retried while the server comes up); returns the bytes received.
+    /// <paramref name="reverse"/>: the server sends (iperf3 -R). <paramref name="ipv6"/>: over the
+    /// hosts' IPv6 addresses (<see cref="Add"/> with ipv6).
     /// </summary>
-    public long IperfTcpBytes(LabHost client, LabHost server, int streams = 1, int port = 5301)
+    public long IperfTcpBytes(LabHost client, LabHost server, int streams = 1, int port = 5301, bool reverse = false, bool ipv6 = false)
     {
-        Start(server, "iperf3", "-s", "-1", "-B", server.Ip, "-p", port.ToString());
+        string addr = ipv6 ? server.Ip6 ?? throw new ArgumentException("the server has no IPv6 address") : server.Ip;
+        Start(server, "iperf3", "-s", "-1", "-B", addr, "-p", port.ToString());
         string text = "";
         for (int attempt = 0; attempt < 30; attempt++)
         {
-            int rc = Exec(client, ["iperf3", "-c", server.Ip, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000"], 20_000, out text);
+            string[] args = ["iperf3", "-c", addr, "-p", port.ToString(), "-t", "2", "-P", streams.ToString(), "-J", "--connect-timeout", "1000", .. (reverse ? new[] { "-R" } : [])];
+            int rc = Exec(client, args, 20_000, out text);
             if (rc == 0 && !text.Contains("\"error\"", StringComparison.Ordinal)) break;
             Thread.Sleep(200);
         }

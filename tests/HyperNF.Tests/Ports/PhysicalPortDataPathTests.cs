@@ -259,7 +259,7 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
         Assert.Equal(taggedIn, Assert.Single(got).Bytes);
         var s2 = port.GetStatistics();
         Assert.Equal(1, s2.RxDrop(PortDropReason.Oversize) - s0.RxDrop(PortDropReason.Oversize));
-        Assert.Contains("ethtool -K", port.LastError);
+        Assert.Contains($"ip link set {a.Outer} mtu", port.LastError); // the fix: the MTUs must agree
 
         // Every frame the switch delivered to the port was sent or counted.
         long delivered = port.SwitchPort.GetStatistics().RxPackets;

@@ -54,6 +54,67 @@ public class RunCommandTests(ITestOutputHelper output)
         Assert.DoesNotContain("PROMISC", NetLab.Must("ip", "link", "show", a.Outer));
     }
 
+    /// <summary>
+    /// run tells the user what happens as it happens: a down interface brought up at attach, a
+    /// link that goes down and comes back, and the first drop of each cause with its fix
+    /// (frames over the MTU, frames to a link that is down), also on the status lines.
+    /// </summary>
+    [NetnsFact]
+    public void RunReportsLinkChangesAndDropsWithTheirFix()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.14.1/24", mtu: 9000);
+        var b = lab.Add("b", "10.231.14.2/24", mtu: 1500);
+        NetLab.Must("ip", "link", "set", b.Outer, "down");
+        using var dir = new TempDir();
+        var psi = Cli.Start(dir.File("unused.sock"), "run", "--interval", "1", "--attach", $"valex:{a.Outer}", "--attach", $"valex:{b.Outer}");
+        using var p = Process.Start(psi)!;
+        var outText = new System.Text.StringBuilder();
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (outText) outText.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string Out() { lock (outText) return outText.ToString(); }
+        void WaitOut(string text, string what)
+        {
+            for (int i = 0; i < 100 && !Out().Contains(text, StringComparison.Ordinal); i++) Thread.Sleep(100);
+            Assert.True(Out().Contains(text, StringComparison.Ordinal), $"run printed no '{text}' ({what}):\n{Out()}");
+        }
+        try
+        {
+            WaitOut("running;", "start");
+            Assert.Contains($"interface '{b.Outer}' was down; brought it up", Out());
+            int rc = 1;
+            for (int i = 0; i < 40 && rc != 0; i++) rc = lab.Exec(a, ["ping", "-c", "1", "-W", "1", b.Ip], 10_000, out _);
+            Assert.Equal(0, rc);
+
+            // 3000-byte pings from the 9000-byte side: over b's MTU.
+            lab.Exec(a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "3000", "-M", "do", b.Ip], 10_000, out _);
+            WaitOut($"frames to interface '{b.Outer}' dropped (oversize)", "the oversize drop");
+            Assert.Contains($"ip link set {b.Outer} mtu", Out());
+            WaitOut("tx drops (oversize", "the status line");
+
+            // b's peer goes down: reported, and frames to it are link_down drops with the fix.
+            NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "down");
+            WaitOut($"port valex:{b.Outer}: link down", "the link change");
+            lab.Exec(a, ["ping", "-c", "2", "-i", "0.2", "-W", "1", b.Ip], 10_000, out _);
+            WaitOut($"frames to interface '{b.Outer}' dropped (link_down)", "the link-down drop");
+            Assert.Contains($"ip link set {b.Outer} up", Out());
+            NetLab.Must("ip", "-n", b.Ns, "link", "set", b.Inner, "up");
+            WaitOut($"port valex:{b.Outer}: link up", "the link coming back");
+            // Each cause once.
+            Assert.Single(System.Text.RegularExpressions.Regex.Matches(Out(), "dropped \\(oversize\\)"));
+        }
+        finally
+        {
+            Cli.Signal(p, Cli.SIGTERM);
+            Assert.True(p.WaitForExit(30_000), "run stops within 30 s of SIGTERM");
+            p.WaitForExit();
+            output.WriteLine(Out());
+            output.WriteLine(stderr.Result);
+        }
+        Assert.Equal(0, p.ExitCode);
+    }
+
     /// <summary>The ways the CLI is started without the right to open raw packet sockets.</summary>
     private static readonly Dictionary<string, string[]> Unprivileged = new()
     {

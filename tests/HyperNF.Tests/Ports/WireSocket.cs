@@ -26,16 +26,20 @@ public sealed unsafe partial class WireSocket : IDisposable
 
     public string Namespace { get; }
     public string Interface { get; }
+    /// <summary>Bytes of virtio-net header in front of every frame sent and received (PACKET_VNET_HDR), or 0.</summary>
+    public int HeaderLength { get; }
 
-    private WireSocket(string ns, string ifName, int fd)
+    private WireSocket(string ns, string ifName, int fd, int headerLength)
     {
         Namespace = ns;
         Interface = ifName;
         _fd = fd;
+        HeaderLength = headerLength;
     }
 
     /// <summary>Opens the socket on <paramref name="ifName"/> inside namespace <paramref name="ns"/>.</summary>
-    public static WireSocket Open(string ns, string ifName, int receiveBufferBytes = 64 * 1024 * 1024)
+    /// <param name="vnetHeader">Frames go and come with a 10-byte virtio-net header (PACKET_VNET_HDR): GSO super-frames and partial checksums can be injected and seen.</param>
+    public static WireSocket Open(string ns, string ifName, int receiveBufferBytes = 64 * 1024 * 1024, bool vnetHeader = false)
     {
         int fd = -1;
         Exception? error = null;
@@ -50,6 +54,7 @@ public sealed unsafe partial class WireSocket : IDisposable
                     fd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, HostToNetwork(ETH_P_ALL));
                     if (fd < 0) throw new IOException($"socket(AF_PACKET) in {ns}: {ErrnoText(LastErrno)}");
                     SetInt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+                    if (vnetHeader && SetInt(fd, SOL_PACKET, PACKET_VNET_HDR, 1) != 0) throw new IOException($"PACKET_VNET_HDR: {ErrnoText(LastErrno)}");
                     SetInt(fd, SOL_PACKET, PACKET_AUXDATA, 1);
                     if (SetInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes) != 0)
                         throw new IOException($"SO_RCVBUFFORCE: {ErrnoText(LastErrno)}");
@@ -68,7 +73,7 @@ public sealed unsafe partial class WireSocket : IDisposable
         t.Start();
         t.Join();
         if (error is not null) throw new InvalidOperationException($"opening a packet socket on {ns}/{ifName}: {error.Message}", error);
-        return new WireSocket(ns, ifName, fd);
+        return new WireSocket(ns, ifName, fd, vnetHeader ? 10 : 0);
     }
 
     /// <summary>Puts one frame on the wire (it arrives at the other end of the veth: the attached interface).</summary>
@@ -149,14 +154,22 @@ public sealed unsafe partial class WireSocket : IDisposable
                 }
                 if (n > buffer.Length - 4) throw new IOException($"a {n}-byte frame does not fit the capture buffer");
                 uint vlan = VlanFromAuxData(control, msg.ControlLen);
-                if (vlan == 0 || n < 12)
+                int h = HeaderLength;
+                if (vlan == 0 || n < h + 12)
                 {
                     buffer.AsSpan(4, (int)n).CopyTo(buffer);
                     return (int)n;
                 }
-                // dst and src move 4 bytes forward; the tag goes where they were followed.
-                buffer.AsSpan(4, 12).CopyTo(buffer);
-                BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(12), vlan);
+                // header, dst and src move 4 bytes forward; the tag goes where they were followed.
+                buffer.AsSpan(4, h + 12).CopyTo(buffer);
+                BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(h + 12), vlan);
+                if (h > 0)
+                {
+                    // The kernel counts the header's offsets without the tag it took off.
+                    if ((buffer[0] & 1) != 0) BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(6), (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(6)) + 4));
+                    ushort hl = BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(2));
+                    if (hl != 0) BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(2), (ushort)(hl + 4));
+                }
                 return (int)n + 4;
             }
         }

@@ -119,8 +119,9 @@ public sealed class FragmentTests : IDisposable
     {
         var bridge = _sw.FindBridge("valef")!;
         Assert.Equal(Bridge.DefaultMaxFrameBytes, bridge.MaxFrameBytes);
-        var justFits = _a.FrameTo(_b.Mac, 65535, 5);
-        var tooBig = _a.FrameTo(_b.Mac, 65536, 6);    // 32 full buffers: a legal chain, too large a frame
+        Assert.Equal(65535 + 14 + 8, Bridge.DefaultMaxFrameBytes); // an IP packet of 65535 bytes behind two VLAN tags: the largest GSO super-frame
+        var justFits = _a.FrameTo(_b.Mac, Bridge.DefaultMaxFrameBytes, 5);
+        var tooBig = _a.FrameTo(_b.Mac, Bridge.DefaultMaxFrameBytes + 1, 6); // a legal chain, too large a frame
         var huge = _a.FrameTo(_b.Mac, 64 * Buf, 7);   // the longest chain there is
         _a.Send(justFits, tooBig, huge);
         Assert.Equal([justFits], _b.Receive().Select(r => r.Bytes));

@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using HyperNF.Linux;
+using HyperNF.Ports;
+using HyperNF.Switch;
+
+namespace HyperNF.Bench;
+
+/// <summary>TCP throughput and ping round trips of one path, with the veths' offloads as Linux sets them.</summary>
+public sealed record PortsTrafficResult
+{
+    [JsonPropertyName("path")] public required string Path { get; init; }
+    /// <summary>iperf3, one TCP stream, namespace a to namespace b; 0 when no byte arrived.</summary>
+    [JsonPropertyName("tcp_gbps")] public double TcpGbps { get; init; }
+    [JsonPropertyName("tcp_retransmits")] public long TcpRetransmits { get; init; }
+    [JsonPropertyName("ping_count")] public int PingCount { get; init; }
+    [JsonPropertyName("ping_lost")] public int PingLost { get; init; }
+    [JsonPropertyName("ping_p50_us")] public double PingP50Us { get; init; }
+    [JsonPropertyName("ping_p99_us")] public double PingP99Us { get; init; }
+    [JsonPropertyName("ping_mean_us")] public double PingMeanUs { get; init; }
+    [JsonPropertyName("ping_max_us")] public double PingMaxUs { get; init; }
+    /// <summary>What went wrong, if the path could not be measured.</summary>
+    [JsonPropertyName("error")] public string? Error { get; init; }
+}
+
+/// <summary>
+/// What a user sees on each path: two namespaces with a veth pair each (offloads untouched:
+/// checksum offload, TSO/GSO on), the outer ends joined by HyperNF (af_packet or af_xdp
+/// ports), a Linux bridge or OVS-netdev; ping round trips (after a warm-up) and one iperf3 TCP
+/// stream. Needs root, iperf3 and ping.
+/// </summary>
+public static partial class PortsTraffic
+{
+    public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null)
+    {
+        var results = new List<PortsTrafficResult>();
+        foreach (var path in paths.Where(p => p != PortsBenchmarkPath.SenderOnly))
+        {
+            PortsTrafficResult r;
+            try
+            {
+                r = RunOne(path, tcpSeconds, pings);
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or ArgumentException or UnauthorizedAccessException)
+            {
+                r = new PortsTrafficResult { Path = PortsBenchmark.PathName(path), Error = e.Message };
+            }
+            progress?.Invoke(r.Error is { } err
+                ? $"{r.Path,-12} traffic: {err}"
+                : $"{r.Path,-12} TCP {r.TcpGbps,6:F2} Gbit/s ({r.TcpRetransmits} retransmits)  ping p50 {r.PingP50Us,6:F0} us  p99 {r.PingP99Us,6:F0} us  mean {r.PingMeanUs:F0} us  max {r.PingMaxUs:F0} us  lost {r.PingLost}/{r.PingCount}");
+            results.Add(r);
+        }
+        return results;
+    }
+
+    private static PortsTrafficResult RunOne(PortsBenchmarkPath path, double tcpSeconds, int pings)
+    {
+        string tag = (Environment.ProcessId % 100000).ToString(CultureInfo.InvariantCulture) + Random.Shared.Next(10, 99);
+        string nsA = $"hnfta{tag}", nsB = $"hnftb{tag}", outA = $"hta{tag}", outB = $"htb{tag}", br = $"htbr{tag}";
+        PhysicalPorts? ports = null;
+        OvsUserspace? ovs = null;
+        var procs = new List<System.Diagnostics.Process>();
+        try
+        {
+            MakeHost(nsA, outA, "10.238.0.1/24");
+            MakeHost(nsB, outB, "10.238.0.2/24");
+            if (path is PortsBenchmarkPath.HyperNF or PortsBenchmarkPath.HyperNFXdp)
+            {
+                ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet" });
+                ports.Attach("valetr", outA);
+                ports.Attach("valetr", outB);
+            }
+            else if (path == PortsBenchmarkPath.OvsUserspace)
+            {
+                if (OvsUserspace.Unavailable() is { } why) throw new InvalidOperationException($"ovs: {why}");
+                ovs = OvsUserspace.Start(br, [outA, outB]);
+            }
+            else
+            {
+                Must("ip", "link", "add", br, "type", "bridge");
+                Must("ip", "link", "set", outA, "master", br);
+                Must("ip", "link", "set", outB, "master", br);
+                Must("ip", "link", "set", br, "up");
+            }
+            // Warm-up: ARP, the learning tables, the JIT of our threads.
+            for (int i = 0; i < 30 && Processes.Run(out _, 10_000, "ip", "netns", "exec", nsA, "ping", "-c", "1", "-W", "1", "10.238.0.2") != 0; i++) Thread.Sleep(100);
+            Processes.Run(out _, 30_000, "ip", "netns", "exec", nsA, "ping", "-c", "50", "-i", "0.01", "-q", "10.238.0.2");
+
+            Processes.Run(out string pingOut, 120_000, "ip", "netns", "exec", nsA, "ping", "-c", pings.ToString(CultureInfo.InvariantCulture), "-i", "0.01", "-W", "1", "10.238.0.2");
+            var rtts = RttRegex().Matches(pingOut).Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) * 1000).Order().ToArray();
+
+            var server = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ip", ["netns", "exec", nsB, "iperf3", "-s", "-1", "-B", "10.238.0.2"])
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            })!;
+            procs.Add(server);
+            string json = "";
+            for (int attempt = 0; attempt < 20; attempt++)
+            {
+                int rc = Processes.Run(out json, (int)(tcpSeconds * 1000) + 30_000, "ip", "netns", "exec", nsA, "iperf3", "-c", "10.238.0.2", "-t",
+                    tcpSeconds.ToString(CultureInfo.InvariantCulture), "-J", "--connect-timeout", "1000");
+                if (rc == 0 && !json.Contains("\"error\"", StringComparison.Ordinal)) break;
+                Thread.Sleep(200);
+            }
+            double gbps = 0;
+            long retrans = 0;
+            int start = json.IndexOf('{');
+            if (start >= 0)
+            {
+                using var doc = JsonDocument.Parse(json[start..]);
+                if (doc.RootElement.TryGetProperty("end", out var end) && end.TryGetProperty("sum_received", out var recv))
+                {
+                    gbps = recv.GetProperty("bits_per_second").GetDouble() / 1e9;
+                    if (end.TryGetProperty("sum_sent", out var sent) && sent.TryGetProperty("retransmits", out var rt)) retrans = rt.GetInt64();
+                }
+            }
+            return new PortsTrafficResult
+            {
+                Path = PortsBenchmark.PathName(path), TcpGbps = gbps, TcpRetransmits = retrans,
+                PingCount = pings, PingLost = pings - rtts.Length,
+                PingP50Us = Percentile(rtts, 0.50), PingP99Us = Percentile(rtts, 0.99),
+                PingMeanUs = rtts.Length > 0 ? rtts.Average() : 0, PingMaxUs = rtts.Length > 0 ? rtts[^1] : 0,
+            };
+        }
+        finally
+        {
+            foreach (var p in procs)
+            {
+                try { if (!p.HasExited) { p.Kill(); p.WaitForExit(2000); } } catch (InvalidOperationException) { }
+                p.Dispose();
+            }
+            ports?.Dispose();
+            ovs?.Dispose();
+            Processes.Run(out _, 10_000, "ip", "netns", "del", nsA);
+            Processes.Run(out _, 10_000, "ip", "netns", "del", nsB);
+            Processes.Run(out _, 10_000, "ip", "link", "del", outA);
+            Processes.Run(out _, 10_000, "ip", "link", "del", outB);
+            if (path == PortsBenchmarkPath.LinuxBridge) Processes.Run(out _, 10_000, "ip", "link", "del", br);
+        }
+    }
+
+    private static double Percentile(double[] sorted, double q) =>
+        sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+
+    private static void MakeHost(string ns, string outer, string cidr)
+    {
+        Must("ip", "netns", "add", ns);
+        Must("ip", "link", "add", outer, "type", "veth", "peer", "name", "veth0", "netns", ns);
+        Processes.Run(out _, 10_000, "sysctl", "-qw", $"net.ipv6.conf.{outer}.disable_ipv6=1");
+        Processes.Run(out _, 10_000, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.veth0.disable_ipv6=1");
+        Must("ip", "-n", ns, "addr", "add", cidr, "dev", "veth0");
+        Must("ip", "-n", ns, "link", "set", "lo", "up");
+        Must("ip", "-n", ns, "link", "set", "veth0", "up");
+        Must("ip", "link", "set", outer, "up");
+    }
+
+    private static string Must(params string[] args) => Processes.Must(10_000, args);
+
+    [GeneratedRegex(@"time=([0-9.]+) ms")]
+    private static partial Regex RttRegex();
+}
