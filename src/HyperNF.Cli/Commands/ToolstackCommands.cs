@@ -14,7 +14,7 @@ namespace HyperNF.Cli.Commands;
 /// pkt-gen, xennet_ctrl's ctl, and set/get/stats/top/io-model). Protocol: docs/control-protocol.md.
 /// Exit codes: 0 success, 1 refused (one-line reason on stderr), 2 no daemon reachable.
 /// </summary>
-public static class ToolstackCommands
+public static partial class ToolstackCommands
 {
     /// <summary>
     /// Called by <c>hypernf daemon</c> after the host and daemon are built and before the socket
@@ -27,7 +27,7 @@ public static class ToolstackCommands
     [
         Daemon(), CreateDomain(), List(), DomainOp("destroy", "Destroy a domain (xl destroy): stop its vCPUs, detach its ports, free its memory."),
         DomainOp("pause", "Pause a domain's vCPUs (xl pause)."), DomainOp("unpause", "Resume a paused domain (xl unpause)."),
-        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(),
+        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), Capture(),
     ];
 
     private const int Refused = 1;

@@ -281,3 +281,36 @@ public sealed record PacketGenStarted
     public string Port { get; init; } = "";
     public string Function { get; init; } = "";
 }
+
+/// <summary>The first event of <c>capture</c> (event "started").</summary>
+public sealed record CaptureStarted
+{
+    public string Port { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public string? Owner { get; init; }
+    public string Direction { get; init; } = "";
+    public int Snaplen { get; init; }
+    public int BufferBytes { get; init; }
+}
+
+/// <summary>Captured frames (event "frames"): pcap records without the file header, base64 in JSON.</summary>
+public sealed record CaptureFrames
+{
+    public int Frames { get; init; }
+    public byte[] Pcap { get; init; } = [];
+    /// <summary>Frames the tap could not keep so far (its reader was behind).</summary>
+    public long Dropped { get; init; }
+}
+
+/// <summary>The answer of <c>capture</c>.</summary>
+public sealed record CaptureResult
+{
+    public string Port { get; init; } = "";
+    /// <summary>Frames sent to the client.</summary>
+    public long Captured { get; init; }
+    /// <summary>Frames the tap could not keep because the reader was behind: copies lost, never traffic.</summary>
+    public long Dropped { get; init; }
+    public bool Stopped { get; init; }
+    /// <summary>Why the capture ended: "count", "stopped", or "port detached".</summary>
+    public string Reason { get; init; } = "";
+}

@@ -35,7 +35,7 @@ public sealed partial class ControlDaemon
         ["stats"] = new(false, (d, r) => d.Stats(r)),
     };
 
-    private static readonly string[] StreamingOps = ["top", "pkt-gen"];
+    private static readonly string[] StreamingOps = ["top", "pkt-gen", "capture"];
 
     private static IEnumerable<string> OpNames => Ops.Keys.Concat(StreamingOps).Append("stop").Order(StringComparer.Ordinal);
 

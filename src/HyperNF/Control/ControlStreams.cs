@@ -6,7 +6,7 @@ using HyperNF.Tools;
 
 namespace HyperNF.Control;
 
-/// <summary>The streaming ops: top and pkt-gen. Each sends events, then one answer.</summary>
+/// <summary>The streaming ops: top, pkt-gen and capture (ControlCapture.cs). Each sends events, then one answer.</summary>
 public sealed partial class ControlDaemon
 {
     private enum ClientSignal { None, Stop, Gone }
@@ -17,7 +17,12 @@ public sealed partial class ControlDaemon
         try
         {
             if (_stopping) throw new ControlException(ControlErrorCodes.ShuttingDown, "the daemon is shutting down");
-            return req.Op == "top" ? await TopAsync(req, c).ConfigureAwait(false) : await PacketGenAsync(req, c).ConfigureAwait(false);
+            return req.Op switch
+            {
+                "top" => await TopAsync(req, c).ConfigureAwait(false),
+                "capture" => await CaptureAsync(req, c).ConfigureAwait(false),
+                _ => await PacketGenAsync(req, c).ConfigureAwait(false),
+            };
         }
         catch (Exception e) when (e is ControlException or ArgumentException or FormatException or InvalidOperationException)
         {
