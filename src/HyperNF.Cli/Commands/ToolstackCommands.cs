@@ -85,9 +85,14 @@ public static partial class ToolstackCommands
             Description = "I/O model of domains whose config sets no io_model: hypercall, split or merge (change later with hypernf io-model)",
             DefaultValueFactory = _ => "hypercall",
         };
+        var metrics = new Option<string?>("--metrics")
+        {
+            Description = "Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464): ports, drops by reason, bridges, domains",
+            HelpName = "ADDR:PORT",
+        };
         var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
         {
-            socket, ioModel, backend,
+            socket, ioModel, backend, metrics,
         };
         cmd.SetAction(p =>
         {
@@ -103,6 +108,13 @@ public static partial class ToolstackCommands
             if (host.EnableCpuControl() is { } cpuWarning) Console.Error.WriteLine($"hypernf daemon: {cpuWarning}");
             daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)! }));
             ConfigureDaemon?.Invoke(host, daemon);
+            using var exporter = MetricsExporter.Start(p.GetValue(metrics), host, out string? metricsError);
+            if (metricsError is not null)
+            {
+                Console.Error.WriteLine($"hypernf daemon: {metricsError}");
+                daemon.Dispose();
+                return Refused;
+            }
             try
             {
                 daemon.Start();
@@ -112,6 +124,7 @@ public static partial class ToolstackCommands
                 Console.Error.WriteLine($"hypernf daemon: {ControlProtocol.OneLine(e.Message)}");
                 return Refused;
             }
+            if (exporter is not null) Console.Error.WriteLine($"hypernf daemon: metrics at {exporter.Url}");
             var signals = new List<PosixSignalRegistration>();
             foreach (var sig in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT, PosixSignal.SIGHUP })
                 signals.Add(PosixSignalRegistration.Create(sig, ctx =>
@@ -455,9 +468,17 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var json = JsonOption();
         var port = new Argument<string?>("port") { Description = "BRIDGE:PORT or BRIDGE; every bridge when left out", Arity = ArgumentArity.ZeroOrOne };
-        var cmd = new Command("stats", "Per-port counters, drops by reason and the learning table.") { port, socket, json };
+        var clear = new Option<bool>("--clear") { Description = "Reset the counters shown from now on (testpmd's clear port stats); the switch's lifetime totals, the accounting check and /metrics are kept" };
+        var cmd = new Command("stats", "Per-port counters, drops by reason and the learning table.") { port, clear, socket, json };
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
+            if (p.GetValue(clear))
+            {
+                var cr = As<StatsResult>(c.Call("stats", new { port = p.GetValue(port), clear = true }));
+                var names = cr.Cleared ?? [];
+                Console.WriteLine(names.Count == 0 ? "no ports to clear" : $"statistics cleared for {names.Count} port(s): {string.Join(", ", names)}");
+                return 0;
+            }
             var result = c.Call("stats", new { port = p.GetValue(port) });
             if (p.GetValue(json))
             {
@@ -469,7 +490,7 @@ public static partial class ToolstackCommands
             foreach (var b in r.Bridges)
             {
                 AnsiConsole.MarkupLine($"[bold]{Esc(b.Name)}[/]: sent {b.Sent} delivered {b.Delivered} flood copies {b.FloodCopies} dropped {b.Dropped}" +
-                                       $"{DropText(b.Drops)}, unaccounted {b.Unaccounted}; learning table {b.TableEntries}/{b.TableCapacity}; bridge_batch {r.BridgeBatch}");
+                                       $"{DropText(b.Drops)}{(b.ClearedSAgo is { } ca ? $" (since cleared {F(ca)} s ago)" : "")}, unaccounted {b.Unaccounted} (lifetime); learning table {b.TableEntries}/{b.TableCapacity}; bridge_batch {r.BridgeBatch}");
                 var t = new Table().Border(TableBorder.Rounded).AddColumns("port", "owner", "tx pkts", "tx bytes", "rx pkts", "rx bytes", "flood", "dropped", "drops by reason", "ring resets");
                 for (int i = 2; i <= 7; i++) t.Columns[i].RightAligned();
                 foreach (var pc in b.Ports)

@@ -140,6 +140,8 @@ public sealed record PortCounters
     public IReadOnlyDictionary<string, long> Drops { get; init; } = new Dictionary<string, long>();
     public long CorruptRingIndex { get; init; }
     public long BusySkips { get; init; }
+    /// <summary>Seconds since <c>stats --clear</c> last reset this port's counters; null: never (lifetime counters).</summary>
+    public double? ClearedSAgo { get; init; }
 }
 
 /// <summary>One learning-table entry.</summary>
@@ -166,6 +168,8 @@ public sealed record BridgeCounters
     public long CorruptRingIndex { get; init; }
     public int TableEntries { get; init; }
     public int TableCapacity { get; init; }
+    /// <summary>Seconds since <c>stats --clear</c> last reset the bridge's totals; null: never. Unaccounted is always over the bridge's lifetime.</summary>
+    public double? ClearedSAgo { get; init; }
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
     public IReadOnlyList<LearnedMac> Learning { get; init; } = [];
 }
@@ -174,6 +178,8 @@ public sealed record StatsResult
 {
     public int BridgeBatch { get; init; }
     public IReadOnlyList<BridgeCounters> Bridges { get; init; } = [];
+    /// <summary>With clear: the ports whose counters were reset (the counters shown are those from before).</summary>
+    public IReadOnlyList<string>? Cleared { get; init; }
 }
 
 /// <summary>One setting (<c>get</c>, <c>set</c>, <c>ctl</c>, <c>io-model</c>).</summary>

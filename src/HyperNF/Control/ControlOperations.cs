@@ -530,21 +530,55 @@ public sealed partial class ControlDaemon
         return map;
     }
 
-    private static PortCounters Counters(ValePort p, (string Kind, string? Owner) owner)
+    // stats --clear (testpmd's "clear port stats"): a baseline per port (and per bridge when all of
+    // it is cleared) that stats subtracts. The live counters the switch writes are never touched,
+    // so the bridge's accounting invariant holds; "unaccounted" is always computed over the lifetime.
+    private sealed record Baseline(PortStatistics Stats, long At);
+    private sealed record BridgeBaseline(BridgeStatistics Stats, long At);
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ValePort, Baseline> _portBaselines = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Bridge, BridgeBaseline> _bridgeBaselines = new();
+
+    private static long[] Minus(long[] a, long[] b) => a.Select((v, i) => v - b[i]).ToArray();
+
+    private PortCounters Counters(ValePort p, (string Kind, string? Owner) owner)
     {
         var s = p.GetStatistics();
+        double? ago = null;
+        if (_portBaselines.TryGetValue(p, out var b))
+        {
+            var z = b.Stats;
+            s = s with
+            {
+                TxPackets = s.TxPackets - z.TxPackets, TxBytes = s.TxBytes - z.TxBytes, RxPackets = s.RxPackets - z.RxPackets, RxBytes = s.RxBytes - z.RxBytes,
+                FloodCopies = s.FloodCopies - z.FloodCopies, Drops = Minus(s.Drops, z.Drops),
+                CorruptRingIndex = s.CorruptRingIndex - z.CorruptRingIndex, BusySkips = s.BusySkips - z.BusySkips,
+            };
+            ago = Math.Round(Stopwatch.GetElapsedTime(b.At).TotalSeconds, 1);
+        }
         return new PortCounters
         {
             Name = p.Name, Kind = owner.Kind, Owner = owner.Owner, Index = p.BridgeIndex,
             TxPackets = s.TxPackets, TxBytes = s.TxBytes, RxPackets = s.RxPackets, RxBytes = s.RxBytes,
             FloodCopies = s.FloodCopies, Dropped = s.TotalDrops, Drops = DropMap(s.Drops),
-            CorruptRingIndex = s.CorruptRingIndex, BusySkips = s.BusySkips,
+            CorruptRingIndex = s.CorruptRingIndex, BusySkips = s.BusySkips, ClearedSAgo = ago,
         };
     }
 
-    private static BridgeCounters BridgeStats(Bridge b, Dictionary<string, (string, string?)> owners, ValePort? only)
+    private BridgeCounters BridgeStats(Bridge b, Dictionary<string, (string, string?)> owners, ValePort? only)
     {
         var s = b.GetStatistics();
+        long unaccounted = s.Unaccounted;
+        double? ago = null;
+        if (_bridgeBaselines.TryGetValue(b, out var bb))
+        {
+            var z = bb.Stats;
+            s = s with
+            {
+                Sent = s.Sent - z.Sent, SentBytes = s.SentBytes - z.SentBytes, Delivered = s.Delivered - z.Delivered, DeliveredBytes = s.DeliveredBytes - z.DeliveredBytes,
+                FloodCopies = s.FloodCopies - z.FloodCopies, Drops = Minus(s.Drops, z.Drops), CorruptRingIndex = s.CorruptRingIndex - z.CorruptRingIndex,
+            };
+            ago = Math.Round(Stopwatch.GetElapsedTime(bb.At).TotalSeconds, 1);
+        }
         var ports = b.Ports;
         var byIndex = ports.ToDictionary(p => p.BridgeIndex, p => p.PortName);
         var learning = b.Forwarding.Entries()
@@ -560,8 +594,8 @@ public sealed partial class ControlDaemon
         return new BridgeCounters
         {
             Name = b.Name, Sent = s.Sent, SentBytes = s.SentBytes, Delivered = s.Delivered, DeliveredBytes = s.DeliveredBytes,
-            FloodCopies = s.FloodCopies, Dropped = s.Dropped, Drops = DropMap(s.Drops), Unaccounted = s.Unaccounted,
-            CorruptRingIndex = s.CorruptRingIndex, TableEntries = s.TableEntries, TableCapacity = s.TableCapacity,
+            FloodCopies = s.FloodCopies, Dropped = s.Dropped, Drops = DropMap(s.Drops), Unaccounted = unaccounted,
+            CorruptRingIndex = s.CorruptRingIndex, TableEntries = s.TableEntries, TableCapacity = s.TableCapacity, ClearedSAgo = ago,
             Ports = (only is null ? ports : [only]).Select(p => Counters(p, OwnerOf(owners, p.Name))).ToArray(),
             Learning = learning,
         };
@@ -569,19 +603,37 @@ public sealed partial class ControlDaemon
 
     private StatsResult Stats(ControlRequest r)
     {
-        r.AllowOnly("port");
+        r.AllowOnly("port", "clear");
         string? which = r.OptionalString("port");
+        bool clear = r.OptionalBool("clear") ?? false;
         var owners = PortOwners();
-        IEnumerable<BridgeCounters> bridges;
+        List<(Bridge Bridge, ValePort? Only)> scope;
         if (which is null)
-            bridges = _host.Switch.Bridges.Select(b => BridgeStats(b, owners, null));
+            scope = _host.Switch.Bridges.Select(b => (b, (ValePort?)null)).ToList();
         else if (which.IndexOf(':') is int colon and >= 0)
         {
             var b = FindBridge(which[..colon]);
-            bridges = [BridgeStats(b, owners, FindPort(b, which[(colon + 1)..]))];
+            scope = [(b, FindPort(b, which[(colon + 1)..]))];
         }
         else
-            bridges = [BridgeStats(FindBridge(which), owners, null)];
-        return new StatsResult { BridgeBatch = _host.Switch.BridgeBatch, Bridges = bridges.ToArray() };
+            scope = [(FindBridge(which), null)];
+        var bridges = scope.Select(x => BridgeStats(x.Bridge, owners, x.Only)).ToArray();
+        List<string>? cleared = null;
+        if (clear)
+        {
+            cleared = [];
+            long now = Stopwatch.GetTimestamp();
+            foreach (var (b, only) in scope)
+            {
+                if (only is null) _bridgeBaselines.AddOrUpdate(b, new BridgeBaseline(b.GetStatistics(), now));
+                foreach (var p in only is null ? b.Ports : [only])
+                {
+                    _portBaselines.AddOrUpdate(p, new Baseline(p.GetStatistics(), now));
+                    cleared.Add(p.Name);
+                }
+            }
+            Log($"stats cleared for {(which is null ? "every port" : which)} ({cleared.Count} port(s))");
+        }
+        return new StatsResult { BridgeBatch = _host.Switch.BridgeBatch, Bridges = bridges, Cleared = cleared };
     }
 }
