@@ -307,35 +307,53 @@ public static partial class ToolstackCommands
 
     // ---------------------------------------------------------------- switch
 
+    /// <summary>What netmap's vale-ctl flags do there, and why HyperNF does something else (each refused with this).</summary>
+    internal static readonly Dictionary<string, string> ValeCtlDifferences = new(StringComparer.Ordinal)
+    {
+        ["-n"] = "in netmap, vale-ctl -n NAME creates a persistent VALE port; HyperNF has no persistent ports (a port is a domain's vif or an interface attached with -a) and its bridges come and go with their ports, as VALE's do; nothing was done",
+        ["-r"] = "in netmap, vale-ctl -r NAME removes a persistent VALE port; HyperNF has none, and a bridge is removed when its last port leaves (destroy the domain or vale-ctl -d the interface); nothing was done",
+        ["-h"] = "in netmap, vale-ctl -h BRIDGE:IF attaches IF together with its host stack (the host rings); HyperNF attaches the NIC side only, with -a BRIDGE:IF (AF_PACKET or AF_XDP), and the host's own traffic keeps the kernel's path; nothing was done",
+        ["-p"] = "netmap's polling threads (-p) are not used: the switch runs in each sender's own context (the hypercall), and an interface port has its own driver thread; nothing was done",
+        ["-P"] = "netmap's polling threads (-P stops them) are not used: the switch runs in each sender's own context, so there is nothing to stop; nothing was done",
+        ["-C"] = "ring and slot counts (-C) belong to a domain's memory region here (set when the domain is created), not to a VALE port; nothing was changed",
+        ["-m"] = "memory allocators (-m) do not exist here: every domain has its own region and every interface port a host-owned one; nothing was changed",
+    };
+
     private static Command ValeCtl()
     {
         var socket = SocketOption();
         var json = JsonOption();
-        var create = new Option<string?>("-n") { Description = "Create bridge NAME (e.g. valex)", HelpName = "NAME" };
-        var attach = new Option<string?>("-a") { Description = "Attach host interface IF to BRIDGE", HelpName = "BRIDGE:IF" };
-        var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE", HelpName = "BRIDGE:PORT" };
-        var remove = new Option<string?>("-r") { Description = "Remove empty bridge NAME", HelpName = "NAME" };
-        var list = new Option<bool>("-l") { Description = "List bridges and their ports (the default)" };
-        var cmd = new Command("vale-ctl", "Manage VALE bridges (netmap's vale-ctl): -n create, -a attach an interface, -d detach, -r remove, -l list.")
+        var attach = new Option<string?>("-a") { Description = "Attach host interface IF to BRIDGE (the bridge is created if needed)", HelpName = "BRIDGE:IF" };
+        var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE (the bridge goes with its last port)", HelpName = "BRIDGE:PORT" };
+        var list = new Option<string?>("-l") { Description = "List bridges and their ports (the default); with BRIDGE or BRIDGE:PORT, only that one", HelpName = "BRIDGE[:PORT]", Arity = ArgumentArity.ZeroOrOne };
+        var refused = new (Option Option, string Help)[]
         {
-            create, attach, detach, remove, list, socket, json,
+            (new Option<string?>("-n") { HelpName = "NAME" }, "netmap: create a persistent VALE port (refused, see the message)"),
+            (new Option<string?>("-r") { HelpName = "NAME" }, "netmap: remove a persistent VALE port (refused)"),
+            (new Option<string?>("-h") { HelpName = "BRIDGE:IF" }, "netmap: attach IF with its host stack (refused; use -a)"),
+            (new Option<string?>("-p") { HelpName = "BRIDGE:PORT", Arity = ArgumentArity.ZeroOrOne }, "netmap: start a polling thread (refused)"),
+            (new Option<string?>("-P") { HelpName = "BRIDGE:PORT", Arity = ArgumentArity.ZeroOrOne }, "netmap: stop a polling thread (refused)"),
+            (new Option<string?>("-C") { HelpName = "SPEC" }, "netmap: ring and slot counts (refused)"),
+            (new Option<string?>("-m") { HelpName = "ID" }, "netmap: memory allocator (refused)"),
         };
+        var cmd = new Command("vale-ctl", "VALE bridges (netmap's vale-ctl): -a attach an interface, -d detach it, -l list. Bridges are created by their first port and removed with their last. Flags of netmap's that do something else here are refused with the difference (docs/compatibility.md).")
+        {
+            attach, detach, list, socket, json,
+        };
+        foreach (var (o, help) in refused)
+        {
+            o.Description = help;
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(p =>
         {
-            int given = new[] { p.GetValue(create), p.GetValue(attach), p.GetValue(detach), p.GetValue(remove) }.Count(v => v is not null) + (p.GetValue(list) ? 1 : 0);
-            if (given > 1) return Fail("vale-ctl: give one of -n, -a, -d, -r, -l");
+            var given = refused.Where(x => p.GetResult(x.Option) is not null).Select(x => x.Option.Name).ToList();
+            if (given.Count > 0) return Fail($"vale-ctl {given[0]}: {ValeCtlDifferences[given[0]]}");
+            bool listing = p.GetResult(list) is not null;
+            int count = new[] { p.GetValue(attach), p.GetValue(detach) }.Count(v => v is not null) + (listing ? 1 : 0);
+            if (count > 1) return Fail("vale-ctl: give one of -a, -d, -l");
             return WithDaemon(p, socket, c =>
             {
-                if (p.GetValue(create) is { } n)
-                {
-                    Console.WriteLine(As<DoneResult>(c.Call("vale-create", new { bridge = n })).Message);
-                    return 0;
-                }
-                if (p.GetValue(remove) is { } rm)
-                {
-                    Console.WriteLine(As<DoneResult>(c.Call("vale-remove", new { bridge = rm })).Message);
-                    return 0;
-                }
                 if (p.GetValue(attach) is { } a)
                 {
                     var (b, iface) = SplitPort(a, "-a", "valex:eth1");
@@ -348,13 +366,29 @@ public static partial class ToolstackCommands
                     Console.WriteLine(As<DoneResult>(c.Call("vale-detach", new { bridge = b, port })).Message);
                     return 0;
                 }
+                string? only = p.GetValue(list);
                 var result = c.Call("vale-list");
+                var r = As<ValeListResult>(result);
+                if (only is not null)
+                {
+                    int colon = only.IndexOf(':');
+                    string bn = colon < 0 ? only : only[..colon];
+                    var bridge = r.Bridges.FirstOrDefault(x => x.Name == bn)
+                        ?? throw new ControlException(ControlErrorCodes.NotFound, r.Bridges.Count == 0 ? $"no bridge '{bn}': no bridges exist" : $"no bridge '{bn}' (bridges: {string.Join(", ", r.Bridges.Select(x => x.Name))})");
+                    if (colon >= 0)
+                    {
+                        string pn = only[(colon + 1)..];
+                        var port = bridge.Ports.FirstOrDefault(x => x.Port == pn)
+                            ?? throw new ControlException(ControlErrorCodes.NotFound, $"bridge {bn} has no port '{pn}'{(bridge.Ports.Count == 0 ? "" : $" (ports: {string.Join(", ", bridge.Ports.Select(x => x.Port))})")}");
+                        bridge = bridge with { Ports = [port] };
+                    }
+                    r = r with { Bridges = [bridge] };
+                }
                 if (p.GetValue(json))
                 {
-                    PrintJson(result);
+                    Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
                     return 0;
                 }
-                var r = As<ValeListResult>(result);
                 if (r.Bridges.Count == 0)
                 {
                     Console.WriteLine("no bridges");
@@ -615,10 +649,10 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var json = JsonOption();
         var port = new Option<string>("-i") { Description = "Port to open on a bridge of the daemon, e.g. valex:vtx (created for the run)", Required = true, HelpName = "BRIDGE:PORT" };
-        var function = new Option<string>("-f") { Description = "tx or rx", DefaultValueFactory = _ => "tx", HelpName = "tx|rx" };
+        var function = new Option<string>("-f") { Description = "tx or rx (the default, as in netmap)", DefaultValueFactory = _ => "rx", HelpName = "tx|rx" };
+        var length = new Option<string[]>("-l") { Description = "Frame length without CRC, 60..9014", HelpName = "LEN", AllowMultipleArgumentsPerToken = false };
         string[][] valued =
         [
-            ["-l", "Frame length without CRC, 60..9014", "LEN"],
             ["-n", "Frames to send or receive (0: no limit)", "COUNT"],
             ["-R", "Rate in frames/s (e.g. 1M)", "RATE"],
             ["-b", "Batch: frames per sync", "BATCH"],
@@ -629,21 +663,44 @@ public static partial class ToolstackCommands
             ["-t", "Stop after this many seconds", "SECONDS"],
             ["-T", "Report interval in ms (default 1000)", "MS"],
             ["-a", "Pin the generator's domain to this CPU", "CPU"],
+            ["-w", "Wait this many seconds for the link before starting (netmap's wait_link)", "SECONDS"],
+            ["-p", "netmap: threads (refused: one thread per run, see the message)", "THREADS"],
+            ["-c", "netmap: cores (refused: one vCPU per run, pin it with -a)", "CORES"],
+            ["-P", "netmap: replay a pcap file (refused)", "FILE"],
         ];
         var options = valued.Select(v => new Option<string?>(v[0]) { Description = v[1], HelpName = v[2] }).ToArray();
-        var busy = new Option<bool>("-w") { Description = "Busy-poll instead of sleeping" };
-        var cmd = new Command("pkt-gen", "netmap's pkt-gen on a port of the running daemon: a temporary domain (pktgen-N) sends or receives; Ctrl-C ends the run with its summary.")
+        string[][] flags =
+        [
+            ["-z", "Random source address and port (within -s) per frame"],
+            ["-Z", "Random destination address and port (within -d) per frame"],
+            ["-v", "Verbose: also print the run's details (domain, bridge, other ports)"],
+            ["--busy-poll", "Spin instead of sleeping when there is nothing to do (one full core)"],
+        ];
+        var switches = flags.Select(f => new Option<bool>(f[0]) { Description = f[1] }).ToArray();
+        var cmd = new Command("pkt-gen", "netmap's pkt-gen on a port of the running daemon: a temporary domain (pktgen-N) sends or receives; Ctrl-C ends the run with its summary. Flags of netmap's that are not offered are refused with the difference (docs/compatibility.md).")
         {
-            port, function, busy, socket, json,
+            port, function, length, socket, json,
         };
         foreach (var o in options) cmd.Options.Add(o);
+        foreach (var o in switches) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             var args = new List<string> { "-f", p.GetValue(function)! };
+            foreach (string l in p.GetValue(length) ?? []) args.AddRange(["-l", l]);
             foreach (var o in options)
                 if (p.GetValue(o) is { } v) args.AddRange([o.Name, v]);
-            if (p.GetValue(busy)) args.Add("-w");
+            foreach (var o in switches)
+                if (p.GetValue(o)) args.Add(o.Name);
             bool asJson = p.GetValue(json);
+            bool verbose = args.Contains("-v");
+            try
+            {
+                HyperNF.Tools.PacketGenArgs.Parse(args.Where((_, i) => !(args[i] == "-a" || (i > 0 && args[i - 1] == "-a"))).ToList(), out _);
+            }
+            catch (ArgumentException e)
+            {
+                return Fail(e.Message); // refused here, before a domain is made
+            }
             return WithDaemon(p, socket, c =>
             {
                 using var stop = new CancellationTokenSource();
@@ -655,6 +712,14 @@ public static partial class ToolstackCommands
                         {
                             var s = As<PacketGenStarted>(data);
                             Console.Error.WriteLine($"pkt-gen: {s.Function} on {s.Port} in domain {s.Domain} (id {s.Id}); Ctrl-C to stop");
+                            string bridge = s.Port.Split(':')[0];
+                            if (s.NewBridge)
+                                Console.Error.WriteLine($"pkt-gen: warning: bridge {bridge} did not exist; it was created for this run and goes away with it " +
+                                                        $"({(s.Bridges.Count == 0 ? "no other bridges exist" : "existing bridges: " + string.Join(", ", s.Bridges))})");
+                            if (s.OtherPorts == 0 && s.Function == "tx")
+                                Console.Error.WriteLine($"pkt-gen: warning: {bridge} has no other port: every frame sent is dropped (counted as no_destination)");
+                            if (verbose)
+                                Console.Error.WriteLine($"pkt-gen: {bridge} had {s.OtherPorts} other port(s) when the run started");
                         }
                         else if (kind == "interval" && !asJson)
                         {

@@ -286,6 +286,12 @@ public sealed record PacketGenStarted
     public int Id { get; init; }
     public string Port { get; init; } = "";
     public string Function { get; init; } = "";
+    /// <summary>The bridge did not exist before this run (a typo?): it was created for the run and goes with its last port.</summary>
+    public bool NewBridge { get; init; }
+    /// <summary>Other ports on the bridge when the run started.</summary>
+    public int OtherPorts { get; init; }
+    /// <summary>The bridges that existed before the run.</summary>
+    public IReadOnlyList<string> Bridges { get; init; } = [];
 }
 
 /// <summary>The first event of <c>capture</c> (event "started").</summary>

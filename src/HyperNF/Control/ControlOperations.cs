@@ -77,6 +77,7 @@ public sealed partial class ControlDaemon
                     next[d.Id] = new CpuSample(v, b, vp, bp);
                 }
                 _cpu = next.ToImmutable();
+                PruneBridges(); // a crashed domain's ports have left
                 while (_host.TryDequeueEvent(out string? text))
                 {
                     if (text is null) continue;
@@ -207,6 +208,7 @@ public sealed partial class ControlDaemon
         if (file.Length == 0) file = "(config)";
         var config = XlConfig.Parse(text, file);
         var spec = DomainSpecs.ForHost(config, _host);
+        foreach (var v in spec.Vifs) NoteBridgeOf(v.Port);
         Domain d;
         try
         {
@@ -214,10 +216,12 @@ public sealed partial class ControlDaemon
         }
         catch (ArgumentException e)
         {
+            PruneBridges();
             throw ControlException.Invalid($"{file}: {StripParameter(e)}");
         }
         catch (InvalidOperationException e)
         {
+            PruneBridges();
             throw ControlException.Conflict($"{file}: {e.Message}");
         }
         Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
@@ -232,6 +236,7 @@ public sealed partial class ControlDaemon
             throw ControlException.Conflict($"domain '{d.Name}' (id {d.Id}) did not stop within {_host.DestroyTimeout.TotalSeconds:F0} s; " +
                                             "it is left crashed with its memory held until its vCPUs exit; try destroy again later");
         Log($"destroyed domain '{d.Name}' (id {d.Id})");
+        PruneBridges();
         return new DoneResult { Message = $"destroyed domain '{d.Name}' (id {d.Id})" };
     }
 
@@ -325,6 +330,38 @@ public sealed partial class ControlDaemon
 
     private const string NoAttacher = "attaching physical interfaces is not available in this build";
 
+    // Bridges come and go with their ports, as in VALE: a bridge that had a port (a domain's
+    // vif, an interface, a pkt-gen port) is removed when its last port has left.
+    private readonly ConcurrentDictionary<string, byte> _usedBridges = new(StringComparer.Ordinal);
+
+    private void NoteBridgeOf(string portName)
+    {
+        int colon = portName.IndexOf(':');
+        if (colon > 0) _usedBridges[portName[..colon]] = 0;
+    }
+
+    /// <summary>Removes the bridges whose last port has left; safe from any thread (the switch locks).</summary>
+    internal void PruneBridges()
+    {
+        foreach (var b in _host.Switch.Bridges)
+        {
+            if (b.Ports.Count != 0 || !_usedBridges.ContainsKey(b.Name)) continue;
+            if (_interfaces.Keys.Any(k => k.Bridge == b.Name)) continue; // an interface the daemon attached is still recorded there
+            try
+            {
+                if (_host.Switch.RemoveBridge(b.Name))
+                {
+                    _usedBridges.TryRemove(b.Name, out _);
+                    Log($"removed bridge {b.Name}: its last port left");
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // A port attached meanwhile: the bridge stays.
+            }
+        }
+    }
+
     private DoneResult ValeAttach(ControlRequest r)
     {
         r.AllowOnly("bridge", "interface");
@@ -332,6 +369,7 @@ public sealed partial class ControlDaemon
         Bridge.ParsePortName($"{bridge}:{ifname}");
         var attacher = Attacher ?? throw ControlException.Unsupported(NoAttacher);
         var b = _host.Switch.GetOrCreateBridge(bridge);
+        _usedBridges[b.Name] = 0;
         if (b.FindPort(ifname) is not null)
             throw ControlException.Conflict($"bridge {b.Name} already has a port named '{ifname}'");
         try
@@ -340,6 +378,7 @@ public sealed partial class ControlDaemon
         }
         catch (Exception e) when (e is not ControlException)
         {
+            PruneBridges();
             throw ControlException.Invalid($"cannot attach {ifname} to {b.Name}: {e.Message}");
         }
         _interfaces[(b.Name, ifname)] = ifname;
@@ -368,6 +407,7 @@ public sealed partial class ControlDaemon
         }
         _interfaces.TryRemove((b.Name, p.PortName), out _);
         Log($"detached interface {p.Name}");
+        PruneBridges();
         return new DoneResult { Message = $"detached {p.Name}" };
     }
 

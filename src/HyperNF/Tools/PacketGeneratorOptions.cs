@@ -52,6 +52,15 @@ public sealed record PacketGeneratorOptions
     /// </summary>
     public bool BusyPoll { get; init; }
 
+    /// <summary><c>-w</c>: seconds to wait for the link before starting, as pkt-gen's wait_link (a VALE port is up at once; the wait is honoured all the same).</summary>
+    public TimeSpan WaitLink { get; init; }
+
+    /// <summary><c>-z</c>: a random source address and port (within <see cref="Source"/>) per frame instead of walking the range.</summary>
+    public bool RandomSource { get; init; }
+
+    /// <summary><c>-Z</c>: a random destination address and port (within <see cref="Destination"/>) per frame.</summary>
+    public bool RandomDestination { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option and what it accepts.</summary>
     public void Validate(int bufferSize = Memory.RegionLayout.DefaultBufferSize)
     {
@@ -69,6 +78,8 @@ public sealed record PacketGeneratorOptions
             throw new ArgumentException($"batch {Batch} is out of range: use 1..{MaxBatch} frames (-b)", nameof(Batch));
         if (Duration is { } d && d <= TimeSpan.Zero)
             throw new ArgumentException($"duration {d} is not positive: leave it unset for no limit", nameof(Duration));
+        if (WaitLink < TimeSpan.Zero || WaitLink > TimeSpan.FromHours(1))
+            throw new ArgumentException($"link wait {WaitLink.TotalSeconds} s is out of range: use 0..3600 seconds (-w)", nameof(WaitLink));
         if (ReportInterval < TimeSpan.FromMilliseconds(10))
             throw new ArgumentException($"report interval {ReportInterval.TotalMilliseconds} ms is too short: use at least 10 ms (-T)", nameof(ReportInterval));
         if (Source.LastAddress < Source.FirstAddress || Source.LastPort < Source.FirstPort)

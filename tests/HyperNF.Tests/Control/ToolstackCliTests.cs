@@ -120,10 +120,10 @@ public class ToolstackCliTests
 
         var vale = Json(Ok(sock, "vale-ctl", "-l", "--json"));
         Assert.Equal(["valex", "valey"], vale.GetProperty("bridges").EnumerateArray().Select(b => b.GetProperty("name").GetString()!).ToArray());
-        Assert.Contains("created bridge valez", Ok(sock, "vale-ctl", "-n", "valez").Out);
+        Refused(sock, "creates a persistent VALE port", "vale-ctl", "-n", "valez"); // netmap's -n makes a port, not a bridge: refused with the difference
         Refused(sock, "does not exist", "vale-ctl", "-a", "valex:eth9");
         Refused(sock, "belongs to domain 'nf1'", "vale-ctl", "-d", "valex:lx0");
-        Ok(sock, "vale-ctl", "-r", "valez");
+        Refused(sock, "removes a persistent VALE port", "vale-ctl", "-r", "valez");
 
         var top = Ok(sock, "top", "--iterations", "2", "--interval", "0.2");
         Assert.Contains("frame 2", top.Out);
@@ -303,7 +303,7 @@ public class ToolstackCliTests
             Assert.Equal(1, second.WaitExit());
             Assert.Contains($"another hypernf daemon (pid {first.Process.Id}) is already running on {sock}", second.Log);
         }
-        Ok(sock, "vale-ctl", "-n", "valex"); // the first one is unharmed
+        Ok(sock, "vale-ctl", "-l"); // the first one is unharmed
 
         // A killed daemon leaves its socket file behind; the next one detects and replaces it.
         Cli.Signal(first.Process, Cli.SIGKILL);
