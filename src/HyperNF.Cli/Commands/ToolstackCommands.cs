@@ -28,6 +28,8 @@ public static partial class ToolstackCommands
         Daemon(), CreateDomain(), List(), DomainOp("destroy", "Destroy a domain (xl destroy): stop its vCPUs, detach its ports, free its memory."),
         DomainOp("pause", "Pause a domain's vCPUs (xl pause)."), DomainOp("unpause", "Resume a paused domain (xl unpause)."),
         VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), Capture(),
+        Shutdown(), VcpuList(), Info(), Uptime(), NetworkList(), Refusal("console", "xl console: refused here (domains have no console)"),
+        Refusal("network-attach", "xl network-attach: refused here (vifs are fixed at create)"), Refusal("network-detach", "xl network-detach: refused here (vifs are fixed at create)"),
     ];
 
     private const int Refused = 1;
@@ -152,31 +154,57 @@ public static partial class ToolstackCommands
     /// <summary>Largest config sent: it travels JSON-escaped in one request line of at most 1 MiB.</summary>
     private const int MaxConfigBytes = 256 * 1024;
 
+    /// <summary>xl commands and flags that do something else here, and how (each refused with this).</summary>
+    internal static readonly Dictionary<string, string> XlDifferences = new(StringComparer.Ordinal)
+    {
+        ["console"] = "domains have no console: an NF runs as threads inside the daemon, and what it reports goes to the daemon's log (its stderr) and to hypernf top's events",
+        ["create -c"] = "xl create -c attaches to the new domain's console; domains have no console here (their messages go to the daemon's log); create it without -c",
+        ["network-attach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again with the new vif list (hypernf create CFG 'vif=[...]')",
+        ["network-detach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again without that vif",
+    };
+
     private static Command CreateDomain()
     {
         var socket = SocketOption();
         var config = new Argument<string>("config") { Description = "xl domain config file (name, vcpus, cpus, vif=[\"type=nmif,bridge=valex:lx0\"], nf, ...)" };
-        var cmd = new Command("create", "Create a domain from an xl config (xl create). Settings without effect here are listed as notices.")
+        var overrides = new Argument<string[]>("KEY=VALUE") { Description = "Settings that replace the file's (xl's overrides), e.g. vcpus=2 'name=\"nf2\"'", Arity = ArgumentArity.ZeroOrMore };
+        var console = new Option<bool>("-c") { Description = "xl: attach to the console (refused: domains have no console here)" };
+        var cmd = new Command("create", "Create a domain from an xl config (xl create CFG [KEY=VALUE ...]). Settings without effect here are listed as notices.")
         {
-            config, socket,
+            config, overrides, console, socket,
         };
         cmd.SetAction(p =>
         {
+            if (p.GetValue(console)) return Fail($"create -c: {XlDifferences["create -c"]}");
             string path = p.GetValue(config)!;
             string text;
+            if (Directory.Exists(path)) return Fail($"{path} is a directory; give the domain's config file");
             try
             {
                 var info = new FileInfo(path);
                 if (info.Exists && info.Length > MaxConfigBytes) return Fail($"{path}: {info.Length} bytes is too large for a domain config (at most {MaxConfigBytes})");
                 text = File.ReadAllText(path);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (FileNotFoundException)
+            {
+                return Fail($"{path}: no such file");
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return Fail($"{path}: no such file (its directory does not exist)");
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return Fail($"{path}: permission denied");
+            }
+            catch (IOException e)
             {
                 return Fail($"cannot read {path}: {e.Message}");
             }
+            var extra = p.GetValue(overrides) ?? [];
             return WithDaemon(p, socket, c =>
             {
-                var r = As<CreateResult>(c.Call("create", new { file = path, text }));
+                var r = As<CreateResult>(c.Call("create", new { file = path, text, overrides = extra }));
                 foreach (string n in r.Notices) Console.Error.WriteLine($"notice: {n}");
                 var d = r.Domain;
                 Console.WriteLine($"created domain {d.Name} (id {d.Id}): {d.Vcpus} vCPU(s) on CPUs {string.Join(" ", d.Cpus)}, nf {d.Nf ?? "-"}, " +
@@ -191,19 +219,41 @@ public static partial class ToolstackCommands
     {
         var socket = SocketOption();
         var json = JsonOption();
-        var cmd = new Command("list", "List domains (xl list): state, vCPUs, CPU % over the last sample interval, weight, cap, ports.")
+        var domains = new Argument<string[]>("domain") { Description = "Only these domains (names or ids)", Arity = ArgumentArity.ZeroOrMore };
+        var longFormat = new Option<bool>("--long", "-l") { Description = "Everything about each domain, as JSON (xl list -l)" };
+        var cmd = new Command("list", "List domains (xl list [-l] [DOMAIN...]): state, vCPUs, CPU % over the last sample interval, weight, cap, ports.")
         {
-            socket, json,
+            domains, longFormat, socket, json,
         };
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
             var result = c.Call("list");
-            if (p.GetValue(json))
+            var r = As<ListResult>(result);
+            var only = p.GetValue(domains) ?? [];
+            if (only.Length > 0)
             {
-                PrintJson(result);
+                var picked = new List<DomainInfo>();
+                foreach (string name in only)
+                {
+                    var d = r.Domains.FirstOrDefault(x => x.Name == name || x.Id.ToString(CultureInfo.InvariantCulture) == name)
+                        ?? throw new ControlException(ControlErrorCodes.NotFound, r.Domains.Count == 0
+                            ? $"no domain '{name}': no domains exist"
+                            : $"no domain '{name}' (domains: {string.Join(", ", r.Domains.Select(x => x.Name))})");
+                    if (!picked.Contains(d)) picked.Add(d);
+                }
+                r = r with { Domains = picked };
+            }
+            if (p.GetValue(longFormat))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(r.Domains, ControlProtocol.JsonIndented));
                 return 0;
             }
-            var r = As<ListResult>(result);
+            if (p.GetValue(json))
+            {
+                if (only.Length == 0) PrintJson(result);
+                else Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
+                return 0;
+            }
             var t = new Table().Border(TableBorder.None).AddColumns("Name", "ID", "State", "VCPUs", "CPUs", "CPU%", "Weight", "Cap", "I/O", "NF", "Ports");
             foreach (var col in new[] { 1, 3, 5, 6, 7 }) t.Columns[col].RightAligned();
             foreach (var d in r.Domains)
@@ -225,6 +275,8 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var domain = new Argument<string>("domain") { Description = "Domain name or id" };
         var cmd = new Command(op, description) { domain, socket };
+        var force = new Option<bool>("-f") { Description = "Force (xl destroy -f): destroy is always immediate here, so this changes nothing" };
+        if (op == "destroy") cmd.Options.Add(force);
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
             var r = c.Call(op, new { domain = p.GetValue(domain) });

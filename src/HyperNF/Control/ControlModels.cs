@@ -326,3 +326,63 @@ public sealed record CaptureResult
     /// <summary>Why the capture ended: "count", "stopped", or "port detached".</summary>
     public string Reason { get; init; } = "";
 }
+
+/// <summary>One vCPU in <c>vcpu-list</c> (xl vcpu-list).</summary>
+public sealed record VcpuListEntry
+{
+    public string Domain { get; init; } = "";
+    public int Id { get; init; }
+    public int Vcpu { get; init; }
+    /// <summary>The CPU the thread last ran on (-1: not running).</summary>
+    public int Cpu { get; init; }
+    /// <summary>r (running), b (blocked: waiting in poll or sleeping), p (paused), - (exited).</summary>
+    public string State { get; init; } = "";
+    public double TimeS { get; init; }
+    /// <summary>CPUs the vCPU may run on ("all" when not pinned).</summary>
+    public string Affinity { get; init; } = "";
+    public int Tid { get; init; }
+}
+
+public sealed record VcpuListResult
+{
+    public IReadOnlyList<VcpuListEntry> Vcpus { get; init; } = [];
+}
+
+/// <summary>The host, as xl info describes Xen's.</summary>
+public sealed record HostInfoResult
+{
+    public string Host { get; init; } = "";
+    public string Release { get; init; } = "";
+    public string Machine { get; init; } = "";
+    public int NrCpus { get; init; }
+    public long TotalMemoryMb { get; init; }
+    public long FreeMemoryMb { get; init; }
+    public string HypernfVersion { get; init; } = "";
+    public int Protocol { get; init; }
+    public string Runtime { get; init; } = "";
+    public string IoModel { get; init; } = "";
+    public int BridgeBatch { get; init; }
+    public string CpuControl { get; init; } = "";
+    public int Domains { get; init; }
+    public int Bridges { get; init; }
+    public double UptimeS { get; init; }
+}
+
+/// <summary>One vif of a domain in <c>network-list</c>.</summary>
+public sealed record VifInfo
+{
+    public int Idx { get; init; }
+    public string Port { get; init; } = "";
+    public string Mac { get; init; } = "";
+    /// <summary>attached, or detached (the domain crashed or is being destroyed).</summary>
+    public string State { get; init; } = "";
+    public long TxPackets { get; init; }
+    public long RxPackets { get; init; }
+}
+
+public sealed record NetworkListResult
+{
+    public string Domain { get; init; } = "";
+    public int Id { get; init; }
+    public IReadOnlyList<VifInfo> Vifs { get; init; } = [];
+}

@@ -33,6 +33,9 @@ public sealed partial class ControlDaemon
         ["get"] = new(false, (d, r) => d.Get(r)),
         ["io-model"] = new(true, (d, r) => d.IoModelOp(r)),
         ["stats"] = new(false, (d, r) => d.Stats(r)),
+        ["vcpu-list"] = new(false, (d, r) => d.VcpuList(r)),
+        ["info"] = new(false, (d, r) => d.HostInfo(r)),
+        ["network-list"] = new(false, (d, r) => d.NetworkList(r)),
     };
 
     private static readonly string[] StreamingOps = ["top", "pkt-gen", "capture"];
@@ -202,11 +205,11 @@ public sealed partial class ControlDaemon
 
     private CreateResult Create(ControlRequest r)
     {
-        r.AllowOnly("file", "text");
+        r.AllowOnly("file", "text", "overrides");
         string text = r.String("text");
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
-        var config = XlConfig.Parse(text, file);
+        var config = XlConfig.Parse(text, file, r.StringList("overrides"));
         var spec = DomainSpecs.ForHost(config, _host);
         foreach (var v in spec.Vifs) NoteBridgeOf(v.Port);
         Domain d;
