@@ -29,8 +29,8 @@ public readonly record struct CapturedFrame(long TimeUnixNs, int OriginalLength,
 ///
 /// <para><b>Cost when somebody does.</b> The sending thread copies each frame (up to the
 /// snap length) into this tap's buffer: a ring of bytes that any number of senders fill at
-/// once (a compare-and-swap reserves a record, the copy runs without a lock, a release store
-/// of the record's size publishes it) and one reader drains. When the ring is full the frame
+/// once (one compare-and-swap reserves the records of a whole sync or lease, the copies run
+/// without a lock, a release store of each record's size publishes it) and one reader drains. When the ring is full the frame
 /// is not captured and <see cref="Dropped"/> counts it: a slow reader loses captured copies,
 /// never traffic, and a sender never waits for it.</para>
 /// </summary>
@@ -101,13 +101,21 @@ public sealed unsafe class CaptureTap
             if ((t.Direction & dir) != 0) t.CaptureRange(dir, slots, n, from, to, bufBase, firstBuffer, bufferCount, now);
     }
 
+    /// <summary>Frames of one sync or lease handed to the tap at once; longer runs are split.</summary>
+    private const int MaxBatchFrames = 256;
+
     private void CaptureRange(CaptureDirection dir, NetmapSlot* slots, uint n, uint from, uint to,
                               byte* bufBase, uint firstBuffer, uint bufferCount, long now)
     {
-        const int MaxFrags = TxKring.MaxFragments;
+        // Pass 1 reads each slot once and keeps what it found; pass 2 reserves room for the
+        // whole batch with one compare-and-swap and copies. Fragment i of the batch is
+        // frags[i]; frame f spans fragments [frameStart[f], frameStart[f + 1]).
+        const int MaxFrags = MaxBatchFrames * 4;
         byte** bufs = stackalloc byte*[MaxFrags];
         int* lens = stackalloc int[MaxFrags];
-        int frags = 0, total = 0;
+        int* frameStart = stackalloc int[MaxBatchFrames + 1];
+        int* frameTotal = stackalloc int[MaxBatchFrames];
+        int frames = 0, fragCount = 0, start = 0, total = 0;
         bool bad = false;
         for (uint j = from; j != to; j = j + 1 == n ? 0 : j + 1)
         {
@@ -115,57 +123,98 @@ public sealed unsafe class CaptureTap
             uint idx = s->BufIdx;
             int len = s->Len;
             uint flags = s->Flags;
-            if (idx - firstBuffer >= bufferCount - firstBuffer || len > Memory.RegionLayout.DefaultBufferSize) bad = true;
-            else if (frags < MaxFrags)
+            if (idx - firstBuffer >= bufferCount - firstBuffer || len > Memory.RegionLayout.DefaultBufferSize || fragCount - start >= TxKring.MaxFragments) bad = true;
+            else if (!bad)
             {
-                bufs[frags] = bufBase + (nuint)idx * Memory.RegionLayout.DefaultBufferSize;
-                lens[frags] = len;
+                bufs[fragCount] = bufBase + (nuint)idx * Memory.RegionLayout.DefaultBufferSize;
+                lens[fragCount] = len;
+                fragCount++;
                 total += len;
             }
-            else bad = true;
-            frags++;
-            if ((flags & SlotFlags.MoreFrag) != 0) continue;
-            if (!bad && total > 0) Write(dir, bufs, lens, frags, total, now);
-            frags = total = 0;
+            if ((flags & SlotFlags.MoreFrag) != 0) continue; // at most MaxFragments per frame are kept, and a batch leaves room for one more frame
+            if (!bad && total > 0)
+            {
+                frameStart[frames] = start;
+                frameTotal[frames] = total;
+                frames++;
+                start = fragCount;
+            }
+            else fragCount = start; // a bad frame keeps nothing (the switch counts it)
+            total = 0;
             bad = false;
+            if (frames == MaxBatchFrames || fragCount + TxKring.MaxFragments > MaxFrags)
+            {
+                frameStart[frames] = fragCount;
+                WriteBatch(dir, bufs, lens, frameStart, frameTotal, frames, now);
+                frames = fragCount = start = 0;
+            }
+        }
+        if (frames > 0)
+        {
+            frameStart[frames] = start; // not fragCount: a chain left open by head (the switch drops it) is not a frame
+            WriteBatch(dir, bufs, lens, frameStart, frameTotal, frames, now);
         }
     }
 
-    private void Write(CaptureDirection dir, byte** bufs, int* lens, int frags, int total, long now)
+    private int RecordBytes(int total) => (HeaderBytes + Math.Min(total, SnapLength) + 7) & ~7;
+
+    private void WriteBatch(CaptureDirection dir, byte** bufs, int* lens, int* frameStart, int* frameTotal, int frames, long now)
     {
-        int caplen = Math.Min(total, SnapLength);
-        int need = (HeaderBytes + caplen + 7) & ~7;
-        long pos, pad;
+        // Reserve room for as many whole frames as fit, with one CAS. A record never wraps: one
+        // that does not fit before the end of the ring is preceded by padding to the end.
+        long pos, end;
+        int kept;
         while (true)
         {
             pos = Volatile.Read(ref _head.Value);
             long tail = Volatile.Read(ref _tail.Value);
-            long off = pos & _mask;
-            pad = _capacity - off < need ? _capacity - off : 0; // a record never wraps: pad to the end
-            if (pos + pad + need - tail > _capacity)
+            long limit = tail + _capacity;
+            end = pos;
+            kept = 0;
+            for (; kept < frames; kept++)
             {
-                Interlocked.Increment(ref _dropped);
-                return;
+                int need = RecordBytes(frameTotal[kept]);
+                long off = end & _mask;
+                long at = _capacity - off < need ? end + (_capacity - off) : end;
+                if (at + need > limit) break;
+                end = at + need;
             }
-            if (Interlocked.CompareExchange(ref _head.Value, pos + pad + need, pos) == pos) break;
+            if (kept == 0) break;
+            if (Interlocked.CompareExchange(ref _head.Value, end, pos) == pos) break;
         }
-        if (pad != 0) Volatile.Write(ref *(int*)(_ring + (pos & _mask)), -(int)pad);
-        byte* rec = _ring + ((pos + pad) & _mask);
-        *(int*)(rec + 4) = caplen;
-        *(int*)(rec + 8) = total;
-        *(int*)(rec + 12) = (int)dir;
-        *(long*)(rec + 16) = now;
-        byte* dst = rec + HeaderBytes;
-        int left = caplen;
-        for (int f = 0; f < frags && left > 0; f++)
+        if (kept < frames) Interlocked.Add(ref _dropped, frames - kept);
+        if (kept == 0) return;
+        long p = pos;
+        for (int f = 0; f < kept; f++)
         {
-            int c = Math.Min(lens[f], left);
-            Buffer.MemoryCopy(bufs[f], dst, c, c);
-            dst += c;
-            left -= c;
+            int total = frameTotal[f];
+            int caplen = Math.Min(total, SnapLength);
+            int need = (HeaderBytes + caplen + 7) & ~7;
+            long off = p & _mask;
+            if (_capacity - off < need)
+            {
+                Volatile.Write(ref *(int*)(_ring + off), -(int)(_capacity - off));
+                p += _capacity - off;
+                off = 0;
+            }
+            byte* rec = _ring + off;
+            *(int*)(rec + 4) = caplen;
+            *(int*)(rec + 8) = total;
+            *(int*)(rec + 12) = (int)dir;
+            *(long*)(rec + 16) = now;
+            byte* dst = rec + HeaderBytes;
+            int left = caplen;
+            for (int k = frameStart[f]; k < frameStart[f + 1] && left > 0; k++)
+            {
+                int c = Math.Min(lens[k], left);
+                Buffer.MemoryCopy(bufs[k], dst, c, c);
+                dst += c;
+                left -= c;
+            }
+            Volatile.Write(ref *(int*)rec, need); // publishes the record
+            p += need;
         }
-        Interlocked.Increment(ref _captured);
-        Volatile.Write(ref *(int*)rec, need); // publishes the record
+        Interlocked.Add(ref _captured, kept);
     }
 
     // ---------------------------------------------------------------- the reader

@@ -1,4 +1,5 @@
 using HyperNF.Memory;
+using HyperNF.Netmap;
 using HyperNF.Switch;
 using Xunit;
 
@@ -180,6 +181,32 @@ public class CaptureTapTests
         {
             foreach (var s in senders) s.Dispose();
         }
+    }
+
+    [Fact]
+    public void Bad_slots_and_an_open_chain_are_not_captured_and_the_switch_still_counts_them()
+    {
+        var sw = new ValeSwitch();
+        using var a = new Node(sw, "valecapx:a", Macs.Unicast(1));
+        using var b = new Node(sw, "valecapx:b", Macs.Unicast(2));
+        b.Announce();
+        a.Drain();
+        var tap = a.Host.OpenCapture(CaptureDirection.Out);
+        var good1 = a.FrameTo(b.Mac, 100, 1);
+        var bad = a.FrameTo(b.Mac, 100, 2);
+        var good2 = a.FrameTo(b.Mac, 3000, 3); // two slots
+        var open = a.FrameTo(b.Mac, 3000, 4);  // two slots, the last one left with MOREFRAG: head mid-chain
+        uint first = a.Tx.Cur;
+        a.Queue([good1, bad, good2, open]);
+        a.Tx.Slot(a.Tx.Next(first)).BufIdx = 0;          // a reserved buffer: bad_buffer_index
+        uint last = RingRules.Prev(a.Tx.Cur, a.Tx.NumSlots);
+        a.Tx.Slot(last).Flags = SlotFlags.MoreFrag;     // the chain never ends before head
+        a.Port.TxSync();
+        Assert.Equal(2, b.Receive().Count);
+        var got = DrainAll(tap);
+        Assert.Equal([good1, good2], got.Select(f => f.Bytes.ToArray()));
+        var s = StatsAssert.Balanced(sw, "valecapx");
+        StatsAssert.OnlyDrops(s.Drops, (DropReason.BadBufferIndex, 1), (DropReason.BadLength, 1));
     }
 
     [Fact]
