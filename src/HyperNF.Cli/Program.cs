@@ -18,6 +18,7 @@ public static partial class Program
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         foreach (var command in ToolstackCommands.Create()) root.Subcommands.Add(command);
+        root.Subcommands.Add(ExecCommand.Create());
         // -h is help everywhere except where the imitated tool gives it a meaning (vale-ctl -h IF).
         AddShortHelp(root);
         if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;

@@ -18,7 +18,44 @@ internal static partial class BenchCommands
         foreach (var (name, what, run) in Experiments)
             bench.Subcommands.Add(CreateExperiment(name, what, run));
         bench.Subcommands.Add(CreatePorts());
+        bench.Subcommands.Add(CreateHypercall());
         return bench;
+    }
+
+    private static Command CreateHypercall()
+    {
+        var seconds = new Option<double>("--seconds", "-s") { Description = "Measured seconds per point", DefaultValueFactory = _ => 2 };
+        var batches = new Option<string>("--batches") { Description = "Sender batch sizes, comma-separated", DefaultValueFactory = _ => "1,4,16,64,256,1024" };
+        var noThreads = new Option<bool>("--no-threads") { Description = "Skip the thread-domain baseline" };
+        var json = new Option<string?>("--json") { Description = "JSON output path", DefaultValueFactory = _ => "artifacts/bench/hypercall.json" };
+        var md = new Option<string?>("--md") { Description = "Markdown table path", DefaultValueFactory = _ => "artifacts/bench/hypercall.md" };
+        var cmd = new Command("hypercall", "VM domains: one hypercall's round trip, and 64 B Mpps tx VM -> rx VM against batch size next to thread domains (names the KVM kind)")
+        {
+            seconds, batches, noThreads, json, md,
+        };
+        cmd.SetAction(p =>
+        {
+            var started = DateTime.UtcNow;
+            var report = VmBenchmark.Run(new VmBenchOptions
+            {
+                Seconds = p.GetValue(seconds),
+                Batches = p.GetValue(batches)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(),
+                Threads = !p.GetValue(noThreads),
+                Log = line => Console.WriteLine(line),
+            });
+            string table = report.Markdown();
+            Console.WriteLine();
+            Console.WriteLine(table);
+            if (p.GetValue(md) is { Length: > 0 } mdPath)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(mdPath))!);
+                File.WriteAllText(mdPath, $"## bench hypercall\n\nMeasured {started:yyyy-MM-dd HH:mm} UTC: `./hypernf bench hypercall`\n\n{table}");
+                Console.Error.WriteLine($"wrote {mdPath}");
+            }
+            Json.Write(p.GetValue(json), new { measured_utc = started, report });
+            return report.Points.All(x => x.Unaccounted == 0) ? 0 : 2;
+        });
+        return cmd;
     }
 
     private static readonly (string Name, string What, Func<ExperimentOptions, ExperimentReport> Run)[] Experiments =

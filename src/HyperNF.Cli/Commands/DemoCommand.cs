@@ -19,12 +19,16 @@ internal static class DemoCommand
         var nfArgs = new Option<string?>("--nf-args") { Description = "Arguments of the NF (key=value,...)" };
         var frame = new Option<int>("--frame-size", "-l") { Description = "Frame length in bytes (60..2048)", DefaultValueFactory = _ => 60 };
         var models = new Option<string>("--models") { Description = "I/O models to run, comma-separated", DefaultValueFactory = _ => "hypercall,split,merge" };
+        var domains = new Option<string>("--domains") { Description = "thread (NF code on host threads) or vm (KVM VMs booted from the guest SDK's images)", DefaultValueFactory = _ => "thread" };
         var cmd = new Command("demo", "Traffic through an NF domain under each I/O model (hypercall, split, merge), one table.")
         {
-            seconds, json, nf, nfArgs, frame, models,
+            seconds, json, nf, nfArgs, frame, models, domains,
         };
         cmd.SetAction(p =>
         {
+            string kind = p.GetValue(domains)!;
+            if (kind == "vm") return RunVm(p.GetValue(seconds), p.GetValue(frame), p.GetValue(json));
+            if (kind != "thread") { Console.Error.WriteLine($"hypernf: --domains must be thread or vm, not '{kind}'"); return 1; }
             var list = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray();
             string nfName = p.GetValue(nf)!;
             string? args = p.GetValue(nfArgs) ?? ChainScenario.DefaultNfArgs(nfName);
@@ -71,6 +75,26 @@ internal static class DemoCommand
             return results.All(r => r.Unaccounted == 0) ? 0 : 2;
         });
         return cmd;
+    }
+
+    private static int RunVm(double seconds, int frame, string? json)
+    {
+        var kvm = HyperNF.Vmm.KvmPlatform.Current;
+        if (!kvm.Available) { Console.Error.WriteLine($"hypernf: demo --domains vm needs KVM: {kvm.Unavailable}"); return 1; }
+        var place = Placement.For(Environment.ProcessorCount);
+        AnsiConsole.MarkupLine($"[bold]HyperNF demo, VM domains[/] on {Markup.Escape(kvm.Describe())}: pkt-gen tx VM (CPU {place.TxCpu}) -> valex -> [bold]l2fwd VM[/] (CPU {place.NfCpu(0)}) -> valey -> pkt-gen rx VM (CPU {place.RxCpu}); {Environment.ProcessorCount} CPUs");
+        ChainResult? result = null;
+        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("hypercall", maxValue: 1.0);
+                result = VmDemo.Run(seconds, frame, place, f => task.Value = f);
+                task.Value = 1.0;
+            });
+        Render([result!]);
+        AnsiConsole.MarkupLine($"KVM: {Markup.Escape(kvm.Describe())}. Each hypercall is a VM exit to this process; the switch runs in it, on the sending VM's vCPU thread.");
+        Json.Write(json, new { domains = "vm", kvm = kvm.Describe(), kvm_kind = kvm.KindName, nf = "l2fwd", frame_size = frame, cpus = Environment.ProcessorCount, models = new[] { result } });
+        return result!.Unaccounted == 0 ? 0 : 2;
     }
 
     private static void Render(IReadOnlyList<ChainResult> results)

@@ -27,8 +27,8 @@ public static partial class ToolstackCommands
     [
         Daemon(), CreateDomain(), List(), DomainOp("destroy", "Destroy a domain (xl destroy): stop its vCPUs, detach its ports, free its memory."),
         DomainOp("pause", "Pause a domain's vCPUs (xl pause)."), DomainOp("unpause", "Resume a paused domain (xl unpause)."),
-        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), Capture(),
-        Shutdown(), VcpuList(), Info(), Uptime(), NetworkList(), Refusal("console", "xl console: refused here (domains have no console)"),
+        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), ConsoleCommand(), Capture(),
+        Shutdown(), VcpuList(), Info(), Uptime(), NetworkList(),
         Refusal("network-attach", "xl network-attach: refused here (vifs are fixed at create)"), Refusal("network-detach", "xl network-detach: refused here (vifs are fixed at create)"),
     ];
 
@@ -157,8 +157,7 @@ public static partial class ToolstackCommands
     /// <summary>xl commands and flags that do something else here, and how (each refused with this).</summary>
     internal static readonly Dictionary<string, string> XlDifferences = new(StringComparer.Ordinal)
     {
-        ["console"] = "domains have no console: an NF runs as threads inside the daemon, and what it reports goes to the daemon's log (its stderr) and to hypernf top's events",
-        ["create -c"] = "xl create -c attaches to the new domain's console; domains have no console here (their messages go to the daemon's log); create it without -c",
+        ["create -c"] = "xl create -c attaches to the new domain's console at once; here create it, then run hypernf console D -f (VM domains have a console; thread domains, whose NF runs inside the daemon, do not)",
         ["network-attach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again with the new vif list (hypernf create CFG 'vif=[...]')",
         ["network-detach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again without that vif",
     };
@@ -168,7 +167,7 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var config = new Argument<string>("config") { Description = "xl domain config file (name, vcpus, cpus, vif=[\"type=nmif,bridge=valex:lx0\"], nf, ...)" };
         var overrides = new Argument<string[]>("KEY=VALUE") { Description = "Settings that replace the file's (xl's overrides), e.g. vcpus=2 'name=\"nf2\"'", Arity = ArgumentArity.ZeroOrMore };
-        var console = new Option<bool>("-c") { Description = "xl: attach to the console (refused: domains have no console here)" };
+        var console = new Option<bool>("-c") { Description = "xl: attach to the console (refused: create, then hypernf console D -f)" };
         var cmd = new Command("create", "Create a domain from an xl config (xl create CFG [KEY=VALUE ...]). Settings without effect here are listed as notices.")
         {
             config, overrides, console, socket,
@@ -204,10 +203,12 @@ public static partial class ToolstackCommands
             var extra = p.GetValue(overrides) ?? [];
             return WithDaemon(p, socket, c =>
             {
-                var r = As<CreateResult>(c.Call("create", new { file = path, text, overrides = extra }));
+                // kernel= paths relative to the config are resolved by the daemon against its directory.
+                string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? Directory.GetCurrentDirectory();
+                var r = As<CreateResult>(c.Call("create", new { file = path, text, dir, overrides = extra }));
                 foreach (string n in r.Notices) Console.Error.WriteLine($"notice: {n}");
                 var d = r.Domain;
-                Console.WriteLine($"created domain {d.Name} (id {d.Id}): {d.Vcpus} vCPU(s) on CPUs {string.Join(" ", d.Cpus)}, nf {d.Nf ?? "-"}, " +
+                Console.WriteLine($"created {(d.Kind == "vm" ? $"VM domain ({d.Kvm})" : "domain")} {d.Name} (id {d.Id}): {d.Vcpus} vCPU(s) on CPUs {string.Join(" ", d.Cpus)}, {(d.Kind == "vm" ? "kernel" : "nf")} {d.Nf ?? "-"}, " +
                                   $"io model {d.IoModel}, ports {(d.Ports.Count == 0 ? "none" : string.Join(", ", d.Ports))}");
                 return 0;
             });
@@ -254,18 +255,45 @@ public static partial class ToolstackCommands
                 else Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
                 return 0;
             }
-            var t = new Table().Border(TableBorder.None).AddColumns("Name", "ID", "State", "VCPUs", "CPUs", "CPU%", "Weight", "Cap", "I/O", "NF", "Ports");
-            foreach (var col in new[] { 1, 3, 5, 6, 7 }) t.Columns[col].RightAligned();
+            var t = new Table().Border(TableBorder.None).AddColumns("Name", "ID", "Kind", "State", "VCPUs", "CPUs", "CPU%", "Weight", "Cap", "I/O", "NF", "Ports");
+            foreach (var col in new[] { 1, 4, 6, 7, 8 }) t.Columns[col].RightAligned();
             foreach (var d in r.Domains)
             {
                 string cpu = d.BackendPct > 0 ? $"{F(d.CpuPct)} (+{F(d.BackendPct)})" : F(d.CpuPct);
-                t.AddRow(Esc(d.Name), $"{d.Id}", Esc(d.State), $"{d.Vcpus}", Esc(string.Join(" ", d.Cpus)), cpu, $"{d.Weight}", $"{d.Cap}",
+                string kind = d.Kind == "vm" ? $"vm ({d.Kvm})" : d.Kind;
+                string state = d.ExitStatus is { } st ? $"{d.State}({st})" : d.State;
+                t.AddRow(Esc(d.Name), $"{d.Id}", Esc(kind), Esc(state), $"{d.Vcpus}", Esc(string.Join(" ", d.Cpus)), cpu, $"{d.Weight}", $"{d.Cap}",
                     Esc(d.IoModel), Esc(d.Nf ?? "-"), Esc(d.Ports.Count == 0 ? "-" : string.Join(",", d.Ports)));
             }
             AnsiConsole.Write(t);
             foreach (var d in r.Domains.Where(d => d.CrashReason is not null))
+            {
                 Console.WriteLine($"{d.Name}: {d.State}: {d.CrashReason}");
+                if (d.CrashRegisters is { } regs)
+                    foreach (string line in regs.Split('\n')) Console.WriteLine($"  {line}");
+            }
             return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command ConsoleCommand()
+    {
+        var socket = SocketOption();
+        var domain = new Argument<string>("domain") { Description = "Domain name or id (a VM domain)" };
+        var follow = new Option<bool>("-f", "--follow") { Description = "Keep printing new output until the domain stops (Ctrl-C to leave)" };
+        var cmd = new Command("console", "Print a VM domain's console: what its guest wrote (xl console).") { domain, follow, socket };
+        cmd.SetAction(p => WithDaemon(p, socket, c =>
+        {
+            long from = 0;
+            while (true)
+            {
+                var r = As<ConsoleResult>(c.Call("console", new { domain = p.GetValue(domain), from }));
+                Console.Write(r.Text);
+                from = r.Next;
+                if (!p.GetValue(follow) || r.State is not ("running" or "paused")) return 0;
+                Thread.Sleep(200);
+            }
         }));
         return cmd;
     }
@@ -573,6 +601,7 @@ public static partial class ToolstackCommands
             }
             var r = As<StatsResult>(result);
             if (r.Bridges.Count == 0) Console.WriteLine("no bridges");
+            if (r.Kvm is { } kvm) Console.WriteLine($"VM domains run on {kvm}");
             foreach (var b in r.Bridges)
             {
                 AnsiConsole.MarkupLine($"[bold]{Esc(b.Name)}[/]: sent {b.Sent} delivered {b.Delivered} flood copies {b.FloodCopies} dropped {b.Dropped}" +
@@ -580,7 +609,7 @@ public static partial class ToolstackCommands
                 var t = new Table().Border(TableBorder.Rounded).AddColumns("port", "owner", "tx pkts", "tx bytes", "rx pkts", "rx bytes", "flood", "dropped", "drops by reason", "ring resets");
                 for (int i = 2; i <= 7; i++) t.Columns[i].RightAligned();
                 foreach (var pc in b.Ports)
-                    t.AddRow(Esc(pc.Name), Esc(pc.Owner is null ? pc.Kind : $"{pc.Kind} {pc.Owner}"), $"{pc.TxPackets}", $"{pc.TxBytes}", $"{pc.RxPackets}", $"{pc.RxBytes}",
+                    t.AddRow(Esc(pc.Name), Esc(pc.Owner is null ? pc.Kind : $"{pc.DomainKind ?? pc.Kind} {pc.Owner}"), $"{pc.TxPackets}", $"{pc.TxBytes}", $"{pc.RxPackets}", $"{pc.RxBytes}",
                         $"{pc.FloodCopies}", $"{pc.Dropped}", Esc(DropText(pc.Drops).TrimStart(' ', '(').TrimEnd(')') is { Length: > 0 } s ? s : "-"), $"{pc.CorruptRingIndex}");
                 if (b.Ports.Count > 0) AnsiConsole.Write(t);
                 if (b.Learning.Count > 0)

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using HyperNF.Hypervisor;
@@ -28,10 +27,20 @@ public interface IInterfaceAttacher
 public sealed record ControlDaemonOptions
 {
     public required string SocketPath { get; init; }
-    /// <summary>Connections served at once; one more is answered "busy" and closed.</summary>
+    /// <summary>
+    /// Connections served at once; one more is answered "busy" and closed. Lowered at start so
+    /// clients can take at most half of the file descriptors the process may open (RLIMIT_NOFILE,
+    /// less a reserve): domains, interfaces and the accept of the next "busy" answer need theirs.
+    /// </summary>
     public int MaxClients { get; init; } = 4096;
     /// <summary>Changes (create, destroy, set ...) waiting for the change thread; one more is answered "busy".</summary>
     public int MaxQueuedChanges { get; init; } = 1024;
+    /// <summary>
+    /// Bytes all connections together may hold in unfinished request lines beyond the first
+    /// 64 KiB of each (<see cref="LineBudget"/>); a connection whose line would go past it is
+    /// answered "busy" and closed.
+    /// </summary>
+    public long MaxBufferedRequestBytes { get; init; } = 64L << 20;
     /// <summary>A connection with no request for this long is closed.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>A request line must be complete this long after its first byte arrived.</summary>
@@ -55,9 +64,11 @@ public sealed class DaemonStartException(string message) : Exception(message);
 /// Connections are served with async socket I/O, so a slow or hostile client only holds its
 /// own connection. Reads (list, stats, get ...) run on the connection's continuation;
 /// changes (create, destroy, set ...) run one at a time on a dedicated change thread, so
-/// they never interleave. One daemon per socket path: an abstract-namespace socket named
-/// after the path is the instance lock (released by the kernel when the process dies), and a
-/// socket file left by a killed daemon is detected (nobody accepts) and replaced.
+/// they never interleave, and a change's parsing (a config, a CPU list) is done before it is
+/// queued, so no request holds the change thread with work of its own size. One daemon per
+/// socket path: a flock on <c>PATH.lock</c>, a file only the daemon's user can open, is the
+/// instance lock (<see cref="InstanceLock"/>; released by the kernel when the process dies), and
+/// a socket file left by a killed daemon is detected (nobody accepts) and replaced.
 /// </remarks>
 public sealed partial class ControlDaemon : IDisposable
 {
@@ -70,13 +81,16 @@ public sealed partial class ControlDaemon : IDisposable
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private readonly object _lifecycle = new();
     private readonly long _startedAt = Stopwatch.GetTimestamp();
-    private Socket? _lock;
+    private InstanceLock? _lock;
     private Socket? _listener;
     private Thread? _changeThread;
     private Thread? _sampler;
     private Task? _acceptLoop;
     private long _nextConnection;
     private int _clients;
+    private int _maxClients;
+    private readonly LineBudget _lineBudget;
+    private long _lastAcceptLog;
     private volatile bool _started;
     private volatile bool _stopping;
     private bool _stopped;
@@ -89,6 +103,7 @@ public sealed partial class ControlDaemon : IDisposable
         _options = options;
         _path = Path.GetFullPath(options.SocketPath);
         _sampleMs = (int)Math.Clamp(options.SampleInterval.TotalMilliseconds, 100, 60_000);
+        _lineBudget = new LineBudget(options.MaxBufferedRequestBytes);
     }
 
     public Host Host => _host;
@@ -96,6 +111,15 @@ public sealed partial class ControlDaemon : IDisposable
     public string SocketPath => _path;
     /// <summary>Attaches physical interfaces for vale-ctl -a/-d; null: those are refused with a clear message.</summary>
     public IInterfaceAttacher? Attacher { get; set; }
+    /// <summary>Connections served at once: <see cref="ControlDaemonOptions.MaxClients"/>, or fewer when the file-descriptor limit is low.</summary>
+    public int MaxClients => _maxClients;
+
+    /// <summary>Descriptors kept for everything but client connections (the runtime itself holds about 70).</summary>
+    private const int ReservedDescriptors = 256;
+
+    /// <summary>Bytes unfinished request lines now hold beyond their first 64 KiB (see <see cref="ControlDaemonOptions.MaxBufferedRequestBytes"/>).</summary>
+    public long BufferedRequestBytes => _lineBudget.Used;
+
     /// <summary>Connections being served.</summary>
     public int ClientCount => Volatile.Read(ref _clients);
     public bool IsStopping => _stopping;
@@ -123,6 +147,11 @@ public sealed partial class ControlDaemon : IDisposable
             lock (_lifecycle) _stopped = true;
             throw;
         }
+        long fdLimit = SocketFiles.OpenFileLimit();
+        int byLimit = (int)Math.Clamp((fdLimit - ReservedDescriptors) / 2, 16, int.MaxValue);
+        _maxClients = Math.Min(Math.Max(1, _options.MaxClients), byLimit);
+        if (_maxClients < _options.MaxClients)
+            Log($"serving at most {_maxClients} connections at once: the open-file limit ({fdLimit}) keeps the rest for domains and interfaces");
         _changeThread = new Thread(ChangeThreadMain) { IsBackground = true, Name = "hypernf-ctl-changes" };
         _changeThread.Start();
         _sampler = new Thread(SamplerMain) { IsBackground = true, Name = "hypernf-ctl-sampler" };
@@ -147,24 +176,30 @@ public sealed partial class ControlDaemon : IDisposable
             throw new DaemonStartException($"cannot create the socket's directory {dir}: {e.Message}");
         }
 
-        // The instance lock: an abstract socket (no file; the kernel frees it with the process).
-        _lock = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        // The instance lock: a flock on PATH.lock, a file only this user can open, in a directory
+        // nobody else can replace files in (InstanceLock). The kernel frees it with the process.
         try
         {
-            _lock.Bind(new UnixDomainSocketEndPoint("\0" + LockName(_path)));
+            _lock = InstanceLock.Acquire(LockPath(_path));
         }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        catch (InstanceLockException e)
         {
-            throw new DaemonStartException(AlreadyRunning());
+            throw new DaemonStartException(e.Refusal == InstanceLockRefusal.Held
+                ? AlreadyRunning(e.HolderPid)
+                : $"cannot take the daemon's lock for {_path}: {e.Message}");
         }
 
-        switch (SocketFiles.KindOf(_path))
+        switch (SocketFiles.Stat(_path, out _, out uint owner))
         {
             case SocketFiles.Kind.Missing:
                 break;
             case SocketFiles.Kind.Socket:
-                // We hold the lock, so a daemon of this build is not serving it; one of another
-                // build (or in another network namespace) might be: ask before removing.
+                if (owner != SocketFiles.GetEuid())
+                    throw new DaemonStartException(
+                        $"{_path} is a socket of {InstanceLock.DescribeUid(owner)}, not of this daemon's user ({InstanceLock.DescribeUid(SocketFiles.GetEuid())}); " +
+                        "it is not ours to replace: stop what serves it, or choose another socket with --socket");
+                // We hold the lock, so no daemon of this build serves it; one of an older build
+                // (which locked differently) or something else might: ask before removing.
                 if (Probe(_path, out _)) throw new DaemonStartException(AlreadyRunning());
                 File.Delete(_path);
                 Log($"removed stale socket {_path} (left by a daemon that did not shut down; nobody was listening)");
@@ -192,12 +227,14 @@ public sealed partial class ControlDaemon : IDisposable
         }
     }
 
-    private static string LockName(string path) =>
-        "hypernf-daemon:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..32];
+    /// <summary>The instance lock beside the socket: <c>PATH.lock</c>.</summary>
+    public static string LockPath(string socketPath) => Path.GetFullPath(socketPath) + ".lock";
 
-    private string AlreadyRunning()
+    /// <param name="lockPid">The pid the lock's holder wrote, used when the socket does not answer.</param>
+    private string AlreadyRunning(int lockPid = 0)
     {
-        string who = Probe(_path, out int pid) && pid > 0 ? $" (pid {pid})" : "";
+        if (!Probe(_path, out int pid) || pid <= 0) pid = lockPid;
+        string who = pid > 0 ? $" (pid {pid})" : "";
         string stop = pid > 0 ? $"stop it first (kill -TERM {pid})" : "stop it first";
         return $"another hypernf daemon{who} is already running on {_path}; {stop} or choose another socket with --socket or {ControlProtocol.SocketEnvironmentVariable}";
     }
@@ -211,7 +248,7 @@ public sealed partial class ControlDaemon : IDisposable
             using var client = ControlClient.Connect(path, TimeSpan.FromSeconds(1));
             try
             {
-                var hello = client.Call("hello").Deserialize<HelloResult>(ControlProtocol.Json);
+                var hello = client.Call("hello", timeout: TimeSpan.FromSeconds(2)).Deserialize<HelloResult>(ControlProtocol.Json);
                 pid = hello?.Pid ?? 0;
             }
             catch (Exception)
@@ -259,6 +296,7 @@ public sealed partial class ControlDaemon : IDisposable
         try { _acceptLoop?.Wait(TimeSpan.FromSeconds(2)); } catch (AggregateException) { }
         var conns = _connections.Values.ToArray();
         try { Task.WaitAll(conns, TimeSpan.FromSeconds(3)); } catch (AggregateException) { }
+        StopNetmapConnections();
         _changes.CompleteAdding();
         _changeThread?.Join(TimeSpan.FromSeconds(30));
         _sampler?.Join(TimeSpan.FromSeconds(5));
@@ -326,12 +364,18 @@ public sealed partial class ControlDaemon : IDisposable
             {
                 if (ct.IsCancellationRequested) break;
                 // EMFILE and friends: back off instead of spinning; the backlog keeps the clients.
-                Log($"accept failed: {e.Message}");
+                // One log line a second at most: this can repeat every 50 ms.
+                long now = Environment.TickCount64;
+                if (now - _lastAcceptLog >= 1000)
+                {
+                    _lastAcceptLog = now;
+                    Log($"accept failed: {e.Message} ({ClientCount} connections open)");
+                }
                 try { await Task.Delay(50, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
                 continue;
             }
             long id = Interlocked.Increment(ref _nextConnection);
-            if (Interlocked.Increment(ref _clients) > _options.MaxClients)
+            if (Interlocked.Increment(ref _clients) > _maxClients)
             {
                 Interlocked.Decrement(ref _clients);
                 _ = RejectAsync(s);
@@ -364,7 +408,8 @@ public sealed partial class ControlDaemon : IDisposable
             using var stream = new NetworkStream(s, ownsSocket: true);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await stream.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.Busy,
-                $"too many clients ({_options.MaxClients} connections are open); try again"), cts.Token).ConfigureAwait(false);
+                $"too many clients ({_maxClients} connections are open); try again"), cts.Token).ConfigureAwait(false);
+            await LingerAsync(s, TimeSpan.FromMilliseconds(250), 64 * 1024).ConfigureAwait(false);
         }
         catch (Exception)
         {
@@ -372,15 +417,52 @@ public sealed partial class ControlDaemon : IDisposable
         }
     }
 
-    /// <summary>One client connection: its reader, the read in flight, and writes with a timeout.</summary>
-    private sealed class Connection(NetworkStream stream, ControlDaemon daemon)
+    /// <summary>
+    /// Before closing a connection the daemon ends (after its last answer): shuts down sending,
+    /// then reads and drops what the client still sends, for at most <paramref name="max"/> and
+    /// <paramref name="maxBytes"/>. Closing a Unix socket with unread input resets the peer
+    /// (ECONNRESET), which can make the client lose the answer that says why it was closed.
+    /// </summary>
+    private async Task LingerAsync(Socket s, TimeSpan max, int maxBytes)
     {
-        public readonly LineReader Reader = new(stream, ControlProtocol.MaxRequestBytes);
+        try
+        {
+            s.Shutdown(SocketShutdown.Send);
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_cts.Token);
+            cts.CancelAfter(max);
+            var scratch = new byte[16 * 1024];
+            for (int total = 0; total < maxBytes;)
+            {
+                int n = await s.ReceiveAsync(scratch, SocketFlags.None, cts.Token).ConfigureAwait(false);
+                if (n == 0) return;
+                total += n;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // Gone, or still sending after the grace period: close anyway.
+        }
+    }
+
+    /// <summary>One client connection: its reader, the read in flight, and writes with a timeout.</summary>
+    private sealed class Connection(Socket socket, NetworkStream stream, ControlDaemon daemon)
+    {
+        public readonly LineReader Reader = new(stream, ControlProtocol.MaxRequestBytes, daemon._lineBudget);
         public Task<ReadOnlyMemory<byte>?>? Pending;
         public long LastActivity = Stopwatch.GetTimestamp();
 
+        /// <summary>
+        /// The client shut down its sending side (end of stream on read). It may still be reading:
+        /// <c>echo '{"op":"top"}' | socat - UNIX-CONNECT:...</c> does exactly that, so the answer
+        /// to what it sent is still written; only a full close (<see cref="HungUp"/>) ends it.
+        /// </summary>
+        public bool ReadClosed;
+
         public Task<ReadOnlyMemory<byte>?> NextRead() =>
             Pending ??= Reader.ReadLineAsync(daemon._cts.Token).AsTask();
+
+        /// <summary>True when the client closed the connection entirely (not only its sending side).</summary>
+        public bool HungUp => SocketFiles.PeerHungUp(socket);
 
         public async Task WriteAsync(byte[] line)
         {
@@ -393,47 +475,40 @@ public sealed partial class ControlDaemon : IDisposable
 
     private async Task ServeAsync(Socket socket)
     {
+        Connection? c = null;
+        bool handedOff = false; // a netmap_open connection belongs to its netmap thread afterwards
         try
         {
-            await using var stream = new NetworkStream(socket, ownsSocket: true);
-            var c = new Connection(stream, this);
-            while (!_cts.IsCancellationRequested)
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            c = new Connection(socket, stream, this);
+            while (!_cts.IsCancellationRequested && !c.ReadClosed)
             {
                 ReadOnlyMemory<byte>? line;
                 try
                 {
                     line = await ReadRequestAsync(c).ConfigureAwait(false);
                 }
-                catch (LineTooLongException e)
+                catch (Exception e) when (e is LineTooLongException or TimeoutException or LineBudgetException)
                 {
-                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.BadRequest,
-                        $"request line longer than {e.Max} bytes (1 MiB); closing the connection")).ConfigureAwait(false);
-                    break;
-                }
-                catch (TimeoutException e)
-                {
-                    await c.WriteAsync(ControlProtocol.Error(null, ControlErrorCodes.BadRequest, e.Message)).ConfigureAwait(false);
+                    // The daemon ends the connection: say why, then close without resetting the client.
+                    await c.WriteAsync(e switch
+                    {
+                        LineTooLongException t => ControlProtocol.Error(null, ControlErrorCodes.BadRequest,
+                            $"request line longer than {t.Max} bytes (1 MiB); closing the connection"),
+                        LineBudgetException => ControlProtocol.Error(null, ControlErrorCodes.Busy,
+                            $"{e.Message} (other clients' long requests); closing the connection: try again"),
+                        _ => ControlProtocol.Error(null, ControlErrorCodes.BadRequest, e.Message),
+                    }).ConfigureAwait(false);
+                    // After a refused line the rest of it may still be arriving; after a timeout a read
+                    // is still pending and takes whatever comes.
+                    if (e is not TimeoutException)
+                        await LingerAsync(socket, TimeSpan.FromSeconds(2), 2 * ControlProtocol.MaxRequestBytes).ConfigureAwait(false);
                     break;
                 }
                 if (line is null) break; // the client closed; a partial line is not a request
-                ControlRequest req;
-                try
-                {
-                    req = ControlRequest.Parse(line.Value);
-                }
-                catch (ControlException e)
-                {
-                    await c.WriteAsync(ControlProtocol.Error(null, e.Code, e.Message)).ConfigureAwait(false);
-                    continue;
-                }
-                if (IsStreaming(req.Op))
-                {
-                    bool keep = await StreamAsync(req, c).ConfigureAwait(false);
-                    if (!keep) break;
-                    continue;
-                }
-                byte[] answer = await ExecuteAsync(req).ConfigureAwait(false);
-                await c.WriteAsync(answer).ConfigureAwait(false);
+                var outcome = await AnswerAsync(line.Value, c, socket).ConfigureAwait(false);
+                if (outcome == Answered.HandedOff) { handedOff = true; return; }
+                if (outcome == Answered.Close) break;
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
@@ -444,6 +519,44 @@ public sealed partial class ControlDaemon : IDisposable
         {
             Log($"connection failed: {e}");
         }
+        finally
+        {
+            c?.Reader.ReleaseBudget();
+            if (!handedOff) socket.Dispose();
+        }
+    }
+
+    private enum Answered { Continue, Close, HandedOff }
+
+    /// <summary>
+    /// Answers one complete request line (a stream sends its events first); says whether the
+    /// connection goes on, must close, or now belongs to a process domain (netmap_open). Every line gets an answer: a failure nobody foresaw is an
+    /// <c>internal</c> error line, logged, and the connection goes on.
+    /// </summary>
+    private async Task<Answered> AnswerAsync(ReadOnlyMemory<byte> line, Connection c, Socket socket)
+    {
+        byte[] answer;
+        try
+        {
+            var req = ControlRequest.Parse(line);
+            if (req.Op == NetmapOpenOp)
+                return await NetmapOpenAsync(req, c, socket).ConfigureAwait(false) ? Answered.HandedOff : Answered.Close;
+            if (IsStreaming(req.Op)) return await StreamAsync(req, c).ConfigureAwait(false) ? Answered.Continue : Answered.Close;
+            answer = await ExecuteAsync(req).ConfigureAwait(false);
+        }
+        catch (ControlException e)
+        {
+            // Parse refused the line (ExecuteAsync and StreamAsync answer their own refusals): no id to echo.
+            answer = ControlProtocol.Error(null, e.Code, e.Message);
+        }
+        catch (Exception e) when (e is not (IOException or SocketException or ObjectDisposedException or OperationCanceledException))
+        {
+            Log($"internal error answering a request: {e}");
+            answer = ControlProtocol.Error(null, ControlErrorCodes.Internal,
+                $"internal error ({e.GetType().Name}: {e.Message}); the daemon keeps running");
+        }
+        await c.WriteAsync(answer).ConfigureAwait(false);
+        return Answered.Continue;
     }
 
     /// <summary>The next request line, enforcing the idle and line timeouts; null when the client closed.</summary>
@@ -562,9 +675,9 @@ public sealed partial class ControlDaemon : IDisposable
                     $"unknown op '{ControlRequest.Short(req.Op)}'; ops: {string.Join(", ", OpNames)}");
             }
             if (_stopping) throw new ControlException(ControlErrorCodes.ShuttingDown, "the daemon is shutting down");
-            object? result = op.Change
-                ? await RunChangeAsync(() => op.Run(this, req)).ConfigureAwait(false)
-                : op.Run(this, req);
+            object? result = op.Change is { } prepare
+                ? await RunChangeAsync(prepare(this, req)).ConfigureAwait(false)
+                : op.Read!(this, req);
             return ControlProtocol.Ok(req.Id, result);
         }
         catch (Exception e)

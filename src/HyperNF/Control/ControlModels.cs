@@ -37,6 +37,28 @@ public sealed record DomainInfo
     public IReadOnlyList<string> Ports { get; init; } = [];
     public string? CrashReason { get; init; }
     public double UptimeS { get; init; }
+    /// <summary>"thread" (NF code on host threads), "vm" (a KVM virtual machine, kernel=) or "process" (a netmap program, docs/process-domains.md).</summary>
+    public string Kind { get; init; } = "thread";
+    /// <summary>The netmap program's pid (process domains only).</summary>
+    public int? Pid { get; init; }
+    /// <summary>A VM domain's KVM: "pvm, ring 3" or "hardware, ring 0"; null for thread domains.</summary>
+    public string? Kvm { get; init; }
+    /// <summary>A VM domain's EXIT status once its state is exited.</summary>
+    public int? ExitStatus { get; init; }
+    /// <summary>The faulting vCPU's registers when a VM domain crashed on a guest fault.</summary>
+    public string? CrashRegisters { get; init; }
+}
+
+/// <summary>Answer to <c>console</c>: a VM domain's console output from an offset.</summary>
+public sealed record ConsoleResult
+{
+    public string Domain { get; init; } = "";
+    public string Text { get; init; } = "";
+    /// <summary>Stream offset to ask from next (to follow the console).</summary>
+    public long Next { get; init; }
+    /// <summary>Bytes the console no longer holds (it keeps the last 64 KiB).</summary>
+    public long Dropped { get; init; }
+    public string State { get; init; } = "";
 }
 
 public sealed record ListResult
@@ -142,6 +164,8 @@ public sealed record PortCounters
     public long BusySkips { get; init; }
     /// <summary>Seconds since <c>stats --clear</c> last reset this port's counters; null: never (lifetime counters).</summary>
     public double? ClearedSAgo { get; init; }
+    /// <summary>For a domain's port: "vm" when the domain is a VM domain (kernel=), else null.</summary>
+    public string? DomainKind { get; init; }
 }
 
 /// <summary>One learning-table entry.</summary>
@@ -180,6 +204,8 @@ public sealed record StatsResult
     public IReadOnlyList<BridgeCounters> Bridges { get; init; } = [];
     /// <summary>With clear: the ports whose counters were reset (the counters shown are those from before).</summary>
     public IReadOnlyList<string>? Cleared { get; init; }
+    /// <summary>The machine's KVM (hardware or PVM, the ring guests run at) when a VM domain owns a port; null otherwise.</summary>
+    public string? Kvm { get; init; }
 }
 
 /// <summary>One setting (<c>get</c>, <c>set</c>, <c>ctl</c>, <c>io-model</c>).</summary>

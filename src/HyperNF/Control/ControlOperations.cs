@@ -10,32 +10,45 @@ namespace HyperNF.Control;
 /// <summary>The ops of the control protocol (docs/control-protocol.md), minus the streaming ones.</summary>
 public sealed partial class ControlDaemon
 {
-    /// <param name="Change">Runs on the change thread, one at a time; otherwise a read, run where the request arrived.</param>
-    private sealed record Op(bool Change, Func<ControlDaemon, ControlRequest, object?> Run);
+    /// <summary>
+    /// An op. A read (<paramref name="Read"/>) runs where the request arrived. A change
+    /// (<paramref name="Change"/>) is split in two: its first part checks and parses the request
+    /// where it arrived (a config, a CPU list: work that depends only on the request) and
+    /// returns the second, which runs on the change thread, one at a time. So no request can
+    /// hold the change thread with parsing, whatever its size.
+    /// </summary>
+    private sealed record Op(Func<ControlDaemon, ControlRequest, object?>? Read, Func<ControlDaemon, ControlRequest, Func<object?>>? Change = null)
+    {
+        public static Op Reads(Func<ControlDaemon, ControlRequest, object?> run) => new(run);
+        public static Op Changes(Func<ControlDaemon, ControlRequest, Func<object?>> prepare) => new(null, prepare);
+        /// <summary>A change whose arguments are a few scalars: all of it on the change thread.</summary>
+        public static Op Changes(Func<ControlDaemon, ControlRequest, object?> run) => new(null, (d, r) => () => run(d, r));
+    }
 
     private static readonly Dictionary<string, Op> Ops = new(StringComparer.Ordinal)
     {
-        ["hello"] = new(false, (d, r) => d.Hello(r)),
-        ["list"] = new(false, (d, r) => d.List(r)),
-        ["create"] = new(true, (d, r) => d.Create(r)),
-        ["destroy"] = new(true, (d, r) => d.DestroyOp(r)),
-        ["pause"] = new(true, (d, r) => d.PauseOp(r, pause: true)),
-        ["unpause"] = new(true, (d, r) => d.PauseOp(r, pause: false)),
-        ["vcpu-pin"] = new(true, (d, r) => d.VcpuPin(r)),
-        ["sched-credit2"] = new(true, (d, r) => d.Schedule(r)),
-        ["vale-create"] = new(true, (d, r) => d.ValeCreate(r)),
-        ["vale-remove"] = new(true, (d, r) => d.ValeRemove(r)),
-        ["vale-attach"] = new(true, (d, r) => d.ValeAttach(r)),
-        ["vale-detach"] = new(true, (d, r) => d.ValeDetach(r)),
-        ["vale-list"] = new(false, (d, r) => d.ValeList(r)),
-        ["ctl"] = new(true, (d, r) => d.Ctl(r)),
-        ["set"] = new(true, (d, r) => d.Set(r)),
-        ["get"] = new(false, (d, r) => d.Get(r)),
-        ["io-model"] = new(true, (d, r) => d.IoModelOp(r)),
-        ["stats"] = new(false, (d, r) => d.Stats(r)),
-        ["vcpu-list"] = new(false, (d, r) => d.VcpuList(r)),
-        ["info"] = new(false, (d, r) => d.HostInfo(r)),
-        ["network-list"] = new(false, (d, r) => d.NetworkList(r)),
+        ["hello"] = Op.Reads((d, r) => d.Hello(r)),
+        ["list"] = Op.Reads((d, r) => d.List(r)),
+        ["create"] = Op.Changes((d, r) => d.Create(r)),
+        ["destroy"] = Op.Changes((d, r) => d.DestroyOp(r)),
+        ["pause"] = Op.Changes((d, r) => d.PauseOp(r, pause: true)),
+        ["unpause"] = Op.Changes((d, r) => d.PauseOp(r, pause: false)),
+        ["vcpu-pin"] = Op.Changes((d, r) => d.VcpuPin(r)),
+        ["sched-credit2"] = Op.Changes((d, r) => d.Schedule(r)),
+        ["vale-create"] = Op.Changes((d, r) => d.ValeCreate(r)),
+        ["vale-remove"] = Op.Changes((d, r) => d.ValeRemove(r)),
+        ["vale-attach"] = Op.Changes((d, r) => d.ValeAttach(r)),
+        ["vale-detach"] = Op.Changes((d, r) => d.ValeDetach(r)),
+        ["vale-list"] = Op.Reads((d, r) => d.ValeList(r)),
+        ["ctl"] = Op.Changes((d, r) => d.Ctl(r)),
+        ["set"] = Op.Changes((d, r) => d.Set(r)),
+        ["get"] = Op.Reads((d, r) => d.Get(r)),
+        ["io-model"] = Op.Changes((d, r) => d.IoModelOp(r)),
+        ["stats"] = Op.Reads((d, r) => d.Stats(r)),
+        ["console"] = Op.Reads((d, r) => d.ConsoleOp(r)),
+        ["vcpu-list"] = Op.Reads((d, r) => d.VcpuList(r)),
+        ["info"] = Op.Reads((d, r) => d.HostInfo(r)),
+        ["network-list"] = Op.Reads((d, r) => d.NetworkList(r)),
     };
 
     private static readonly string[] StreamingOps = ["top", "pkt-gen", "capture"];
@@ -130,12 +143,16 @@ public sealed partial class ControlDaemon
         foreach (var d in _host.Domains)
         {
             bool live = d.State is DomainState.Running or DomainState.Paused;
-            foreach (var v in d.Spec.Vifs)
-                if (live || !map.ContainsKey(v.Port)) map[v.Port] = ("domain", d.Name);
+            foreach (var port in PortNames(d))
+                if (live || !map.ContainsKey(port)) map[port] = ("domain", d.Name);
         }
         foreach (var ((bridge, port), ifname) in _interfaces) map[$"{bridge}:{port}"] = ("interface", ifname);
         return map;
     }
+
+    /// <summary>A domain's ports: its vifs, or a process domain's current registrations.</summary>
+    private static IEnumerable<string> PortNames(Domain d) =>
+        d.Kind == DomainKind.Process ? d.Ports.Select(p => p.Name) : d.Spec.Vifs.Select(v => v.Port);
 
     private static (string Kind, string? Owner) OwnerOf(Dictionary<string, (string Kind, string? Owner)> owners, string fullName) =>
         owners.TryGetValue(fullName, out var o) ? o : ("host", null);
@@ -170,15 +187,21 @@ public sealed partial class ControlDaemon
     private DomainInfo Info(Domain d)
     {
         _cpu.TryGetValue(d.Id, out var c);
-        var cpus = d.VCpus.Count > 0
+        var cpus = d.Kind == DomainKind.Process
+            ? d.ProcessPorts.Select(p => p.LastCpu >= 0 && p.VCpu is { Cpus.Count: 0 } ? p.LastCpu.ToString(CultureInfo.InvariantCulture) : FormatCpus(d.Spec.CpusOf(0))).ToArray()
+            : d.VCpus.Count > 0
             ? d.VCpus.Select(v => FormatCpus(v.Cpus)).ToArray()
             : Enumerable.Range(0, d.Spec.VCpus).Select(i => FormatCpus(d.Spec.CpusOf(i))).ToArray();
         return new DomainInfo
         {
-            Id = d.Id, Name = d.Name, State = d.State.ToString().ToLowerInvariant(), Vcpus = d.Spec.VCpus, Cpus = cpus,
+            Id = d.Id, Name = d.Name, State = d.State.ToString().ToLowerInvariant(),
+            Vcpus = d.Kind == DomainKind.Process ? d.VCpus.Count(v => !v.Exited) : d.Spec.VCpus, Cpus = cpus,
             CpuPct = c?.VCpuPct ?? 0, BackendPct = c?.BackendPct ?? 0, CpuTimeS = Math.Round((c?.VCpuNs ?? 0) / 1e9, 3),
             Weight = d.Weight, Cap = d.Cap, IoModel = d.IoModel.Key(), Nf = d.Guest?.Name ?? d.Spec.Nf,
-            Ports = d.Spec.Vifs.Select(v => v.Port).ToArray(), CrashReason = d.CrashReason,
+            Ports = PortNames(d).ToArray(), CrashReason = d.CrashReason,
+            Kind = d.Kind switch { DomainKind.Vm => "vm", DomainKind.Process => "process", _ => "thread" }, Pid = d.ProcessId,
+            Kvm = d.Vm?.Machine is { } m ? $"{m.Platform.KindName}, ring {m.Ring}" : null,
+            ExitStatus = d.ExitStatus, CrashRegisters = d.CrashRegisters,
             UptimeS = Math.Round((DateTime.UtcNow - d.CreatedAt).TotalSeconds, 1),
         };
     }
@@ -203,32 +226,58 @@ public sealed partial class ControlDaemon
         return new ListResult { SampleMs = _sampleMs, Domains = _host.Domains.Select(Info).ToArray() };
     }
 
-    private CreateResult Create(ControlRequest r)
+    /// <summary>Longest <c>file</c> name a create request may carry (PATH_MAX); it is quoted in every config message.</summary>
+    private const int MaxFileNameChars = 4096;
+
+    /// <summary>Parses and checks the config where the request arrived; the change creates the domain.</summary>
+    private Func<object?> Create(ControlRequest r)
     {
-        r.AllowOnly("file", "text", "overrides");
+        r.AllowOnly("file", "text", "dir", "overrides");
         string text = r.String("text");
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
+        if (file.Length > MaxFileNameChars)
+            throw ControlException.Invalid($"create: args.file is {file.Length} characters long; a file name is at most {MaxFileNameChars}");
+        string? dir = r.OptionalString("dir");
+        if (dir is not null && dir.Length > MaxFileNameChars)
+            throw ControlException.Invalid($"create: args.dir is {dir.Length} characters long; a directory name is at most {MaxFileNameChars}");
+        if (dir is not null && !Path.IsPathRooted(dir)) throw ControlException.Invalid($"dir: '{ControlRequest.Short(dir)}' is not an absolute path");
         var config = XlConfig.Parse(text, file, r.StringList("overrides"));
-        var spec = DomainSpecs.ForHost(config, _host);
-        foreach (var v in spec.Vifs) NoteBridgeOf(v.Port);
-        Domain d;
-        try
+        var spec = DomainSpecs.ForHost(config, _host, dir);
+        return () =>
         {
-            d = _host.Create(spec);
-        }
-        catch (ArgumentException e)
-        {
-            PruneBridges();
-            throw ControlException.Invalid($"{file}: {StripParameter(e)}");
-        }
-        catch (InvalidOperationException e)
-        {
-            PruneBridges();
-            throw ControlException.Conflict($"{file}: {e.Message}");
-        }
-        Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
-        return new CreateResult { Domain = Info(d), Notices = config.Notices };
+            foreach (var v in spec.Vifs) NoteBridgeOf(v.Port);
+            Domain d;
+            try
+            {
+                d = _host.Create(spec);
+            }
+            catch (ArgumentException e)
+            {
+                PruneBridges();
+                throw ControlException.Invalid($"{file}: {StripParameter(e)}");
+            }
+            catch (InvalidOperationException e)
+            {
+                PruneBridges();
+                throw ControlException.Conflict($"{file}: {e.Message}");
+            }
+            Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
+            return new CreateResult { Domain = Info(d), Notices = config.Notices };
+        };
+    }
+
+    /// <summary>xl console D: what a VM domain's guest wrote (PUTS), from stream offset <c>from</c>.</summary>
+    private ConsoleResult ConsoleOp(ControlRequest r)
+    {
+        r.AllowOnly("domain", "from");
+        var d = FindDomain(r.String("domain"));
+        if (d.Vm is not { } vm)
+            throw ControlException.Invalid($"domain '{d.Name}' is a thread domain (nf {d.Guest?.Name ?? d.Spec.Nf}); only VM domains (kernel=) have a console");
+        long from = r.OptionalLong("from") ?? 0;
+        if (from < 0) throw ControlException.Invalid($"from: {from} is negative");
+        var (text, next) = vm.Console.Read(from);
+        return new ConsoleResult { Domain = d.Name, Text = text, Next = next, Dropped = vm.Console.Dropped, State = d.State.ToString().ToLowerInvariant() };
     }
 
     private DoneResult DestroyOp(ControlRequest r)
@@ -252,14 +301,20 @@ public sealed partial class ControlDaemon
         return Info(d);
     }
 
-    private VcpuPinResult VcpuPin(ControlRequest r)
+    /// <summary>Parses the CPU list where the request arrived; the change finds the domain and pins.</summary>
+    private Func<object?> VcpuPin(ControlRequest r)
     {
         r.AllowOnly("domain", "vcpu", "cpus");
-        var d = FindDomain(r.String("domain"));
+        string domain = r.String("domain");
         string vcpu = r.OptionalScalarText("vcpu") ?? throw ControlException.BadRequest("vcpu-pin: args.vcpu is missing (a vCPU number or \"all\")");
         var set = ParseCpus(r.String("cpus"), "vcpu-pin");
         // "all" is an empty list; a running thread has to be given every CPU to be unpinned.
         if (set.IsEmpty) set = [.. Enumerable.Range(0, Environment.ProcessorCount)];
+        return () => Pin(FindDomain(domain), vcpu, set);
+    }
+
+    private VcpuPinResult Pin(Domain d, string vcpu, ImmutableArray<int> set)
+    {
         if (d.State is not (DomainState.Running or DomainState.Paused))
             throw ControlException.Conflict($"domain '{d.Name}' is {d.State.ToString().ToLowerInvariant()}; only a running or paused domain can be pinned");
         IEnumerable<VCpu> targets;
@@ -677,6 +732,16 @@ public sealed partial class ControlDaemon
             }
             Log($"stats cleared for {(which is null ? "every port" : which)} ({cleared.Count} port(s))");
         }
-        return new StatsResult { BridgeBatch = _host.Switch.BridgeBatch, Bridges = bridges, Cleared = cleared };
+        var vms = _host.Domains.Where(d => d.Kind == DomainKind.Vm).Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+        var list = bridges.Select(b => vms.Count == 0 ? b : b with
+        {
+            Ports = b.Ports.Select(pc => pc.Kind == "domain" && pc.Owner is { } o && vms.Contains(o) ? pc with { DomainKind = "vm" } : pc).ToArray(),
+        }).ToArray();
+        var kvm = Vmm.KvmPlatform.Current;
+        return new StatsResult
+        {
+            BridgeBatch = _host.Switch.BridgeBatch, Bridges = list, Cleared = cleared,
+            Kvm = vms.Count == 0 ? null : kvm.Describe(),
+        };
     }
 }

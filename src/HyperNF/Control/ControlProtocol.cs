@@ -216,6 +216,7 @@ public sealed class ControlRequest
         // The document lives as long as the request; requests are short-lived, so clone and dispose.
         using (doc)
         {
+            RefuseUndecodableStrings(line.Span);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw ControlException.BadRequest($"a request must be a JSON object like {{\"op\":\"list\"}}, not {Describe(root)}");
@@ -234,7 +235,7 @@ public sealed class ControlRequest
                     case "op":
                         if (p.Value.ValueKind != JsonValueKind.String)
                             throw ControlException.BadRequest($"op: expected a string such as \"list\", got {Describe(p.Value)}");
-                        op = Text(p.Value, "op");
+                        op = Text(p.Value);
                         break;
                     case "args":
                         if (p.Value.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -251,6 +252,34 @@ public sealed class ControlRequest
     }
 
     public static ControlRequest Parse(string line) => Parse(Encoding.UTF8.GetBytes(line));
+
+    /// <summary>
+    /// Refuses a request with a string (a value or a field name, at any depth) whose escapes do
+    /// not decode to text: a lone surrogate such as <c>\ud800</c> is valid JSON syntax but no
+    /// string. Checked once here, so everything after parsing (the id written back in the
+    /// answer, argument names in messages, config text) only ever sees strings that decode.
+    /// </summary>
+    private static void RefuseUndecodableStrings(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName) || !reader.ValueIsEscaped) continue;
+            try
+            {
+                reader.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                string what = reader.TokenType == JsonTokenType.PropertyName ? "field name" : "string";
+                var raw = reader.ValueSpan; // as sent, escapes and all (valid UTF-8: checked before)
+                string text = raw.Length <= 40 ? Encoding.UTF8.GetString(raw) : Encoding.UTF8.GetString(raw[..37]) + "...";
+                throw ControlException.BadRequest(
+                    $"the {what} \"{text}\" (byte {reader.TokenStartIndex}) has an escape that is not text " +
+                    "(a lone surrogate such as \\ud800); JSON strings in a request must encode valid Unicode");
+            }
+        }
+    }
 
     private bool TryGet(string name, out JsonElement value)
     {
@@ -278,7 +307,7 @@ public sealed class ControlRequest
     {
         if (!TryGet(name, out var v)) return null;
         if (v.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}: expected a string, got {Describe(v)}");
-        return Text(v, $"args.{name}");
+        return Text(v);
     }
 
     /// <summary>A string, or a number or boolean written as text (for set KEY VALUE).</summary>
@@ -287,7 +316,7 @@ public sealed class ControlRequest
         if (!TryGet(name, out var v)) return null;
         return v.ValueKind switch
         {
-            JsonValueKind.String => Text(v, $"args.{name}"),
+            JsonValueKind.String => Text(v),
             JsonValueKind.Number => v.GetRawText(),
             JsonValueKind.True => "1",
             JsonValueKind.False => "0",
@@ -335,23 +364,13 @@ public sealed class ControlRequest
         foreach (var e in v.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.String) throw ControlException.BadRequest($"{Op}: args.{name}[{list.Count}]: expected a string, got {Describe(e)}");
-            list.Add(Text(e, $"args.{name}[{list.Count}]"));
+            list.Add(Text(e));
         }
         return list;
     }
 
-    /// <summary>A string value; one that does not decode (a lone surrogate escape such as \ud800) is a bad request.</summary>
-    private static string Text(JsonElement v, string what)
-    {
-        try
-        {
-            return v.GetString() ?? "";
-        }
-        catch (InvalidOperationException)
-        {
-            throw ControlException.BadRequest($"{what}: the string does not decode to valid text");
-        }
-    }
+    /// <summary>A string value (every string of a parsed request decodes: <see cref="RefuseUndecodableStrings"/>).</summary>
+    private static string Text(JsonElement v) => v.GetString() ?? "";
 
     internal static string Describe(JsonElement v) => v.ValueKind switch
     {
@@ -374,11 +393,91 @@ public sealed class ControlRequest
 /// daemon (requests) and the client (answers). A line is only returned once its newline has
 /// arrived: a peer that disconnects mid-line has sent nothing.
 /// </summary>
-public sealed class LineReader(Stream stream, int maxLineBytes)
+/// <summary>
+/// Bytes that unfinished long lines may hold across all of a daemon's connections: the first
+/// 64 KiB of a line are free, anything beyond is taken from here, and given back when the line
+/// is complete or the connection ends. Without it, thousands of connections each holding most of
+/// a 1 MiB line would hold gigabytes.
+/// </summary>
+public sealed class LineBudget(long limit)
+{
+    private long _used;
+
+    public long Limit { get; } = limit;
+    public long Used => Volatile.Read(ref _used);
+
+    internal bool TryTake(long bytes)
+    {
+        if (Interlocked.Add(ref _used, bytes) <= Limit) return true;
+        Interlocked.Add(ref _used, -bytes);
+        return false;
+    }
+
+    internal void Give(long bytes) => Interlocked.Add(ref _used, -bytes);
+}
+
+/// <summary>A line could not be buffered: the <see cref="LineBudget"/> shared by all connections is spent.</summary>
+public sealed class LineBudgetException(long limit)
+    : Exception($"the daemon already holds {limit >> 20} MiB of unfinished request lines")
+{
+    public long Limit { get; } = limit;
+}
+
+public sealed class LineReader(Stream stream, int maxLineBytes, LineBudget? budget = null)
 {
     private readonly byte[] _buffer = new byte[16 * 1024];
     private int _start, _end;
-    private readonly ArrayBufferWriter<byte> _line = new(1024);
+    private ArrayBufferWriter<byte> _line = new(1024);
+
+    /// <summary>A line buffer grown past this for a long line is dropped once the line is returned, so an idle connection keeps little memory.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
+
+    /// <summary>The line buffer's current capacity (for tests: it shrinks back after a long line).</summary>
+    internal int BufferCapacity => _line.Capacity;
+
+    private readonly object _budgetGate = new();
+    private long _reserved;
+    private bool _released;
+
+    /// <summary>Makes sure the budget covers a line of <paramref name="lineBytes"/>; false when it cannot.</summary>
+    private bool Reserve(long lineBytes)
+    {
+        long over = lineBytes - KeptBufferBytes;
+        if (budget is null || over <= 0) return true;
+        lock (_budgetGate)
+        {
+            if (_released) return false;
+            if (over <= _reserved) return true;
+            if (!budget.TryTake(over - _reserved)) return false;
+            _reserved = over;
+            return true;
+        }
+    }
+
+    /// <summary>Drops the current line's buffer and gives back what it took from the budget.</summary>
+    private void DropLine()
+    {
+        if (_line.Capacity > KeptBufferBytes) _line = new ArrayBufferWriter<byte>(1024);
+        else _line.ResetWrittenCount();
+        if (budget is null) return;
+        lock (_budgetGate)
+        {
+            budget.Give(_reserved);
+            _reserved = 0;
+        }
+    }
+
+    /// <summary>The connection is over: gives back what the reader took from the budget, and takes nothing more.</summary>
+    public void ReleaseBudget()
+    {
+        if (budget is null) return;
+        lock (_budgetGate)
+        {
+            _released = true;
+            budget.Give(_reserved);
+            _reserved = 0;
+        }
+    }
     private bool _discarding;
 
     /// <summary>True while part of a line has arrived and its newline has not (the line timeout applies then).</summary>
@@ -392,6 +491,7 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
 
     /// <summary>The next line without its newline (a trailing CR removed), or null at end of stream.</summary>
     /// <exception cref="LineTooLongException">The line exceeds the cap; the rest of it is skipped by the next call.</exception>
+    /// <exception cref="LineBudgetException">The shared budget cannot hold the rest of the line; it is skipped likewise.</exception>
     public async ValueTask<ReadOnlyMemory<byte>?> ReadLineAsync(CancellationToken ct)
     {
         _line.ResetWrittenCount();
@@ -411,8 +511,16 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                 if (_line.WrittenCount + chunk.Length > maxLineBytes)
                 {
                     _discarding = true;
-                    _line.ResetWrittenCount();
+                    Volatile.Write(ref _partial, false);
+                    DropLine();
                     throw new LineTooLongException(maxLineBytes);
+                }
+                if (!Reserve(_line.WrittenCount + chunk.Length))
+                {
+                    _discarding = true;
+                    Volatile.Write(ref _partial, false);
+                    DropLine();
+                    throw new LineBudgetException(budget!.Limit);
                 }
                 _line.Write(chunk);
                 _start += chunk.Length;
@@ -427,7 +535,9 @@ public sealed class LineReader(Stream stream, int maxLineBytes)
                     _start++;
                     var result = _line.WrittenMemory;
                     if (!result.IsEmpty && result.Span[^1] == (byte)'\r') result = result[..^1];
-                    return result.ToArray();
+                    byte[] copy = result.ToArray();
+                    DropLine();
+                    return copy;
                 }
             }
             _start = _end = 0;

@@ -35,10 +35,13 @@ public sealed partial class ControlDaemon
     /// <summary>
     /// Waits up to <paramref name="wait"/> (or until <paramref name="other"/> completes) for the
     /// client: a stop request, or the connection closing. Any other request during a stream is
-    /// answered with an error and the stream goes on.
+    /// answered with an error and the stream goes on. A client that only shut down its sending
+    /// side (end of stream on read) still reads: the stream goes on until it ends, the client
+    /// closes the connection (<see cref="Connection.HungUp"/>), or a write to it fails.
     /// </summary>
     private async Task<ClientSignal> WatchClientAsync(Connection c, string op, TimeSpan wait, Task? other = null)
     {
+        if (c.ReadClosed) return await WatchHalfClosedAsync(c, wait, other).ConfigureAwait(false);
         var read = c.NextRead();
         if (!read.IsCompleted && wait > TimeSpan.Zero)
         {
@@ -49,7 +52,12 @@ public sealed partial class ControlDaemon
         }
         if (!read.IsCompleted) return ClientSignal.None;
         c.Pending = null;
-        if (!read.IsCompletedSuccessfully || read.Result is not { } line) return ClientSignal.Gone;
+        if (!read.IsCompletedSuccessfully) return ClientSignal.Gone; // reset, or a line over the limit
+        if (read.Result is not { } line)
+        {
+            c.ReadClosed = true;
+            return c.HungUp ? ClientSignal.Gone : ClientSignal.None;
+        }
         ControlRequest next;
         try
         {
@@ -64,6 +72,25 @@ public sealed partial class ControlDaemon
         await c.WriteAsync(ControlProtocol.Error(next.Id, ControlErrorCodes.Conflict,
             $"a {op} stream runs on this connection; send {{\"op\":\"stop\"}} or wait for its answer before '{ControlRequest.Short(next.Op)}'")).ConfigureAwait(false);
         return ClientSignal.None;
+    }
+
+    /// <summary>How often a half-closed client is checked for having closed the connection entirely.</summary>
+    private static readonly TimeSpan HangUpCheck = TimeSpan.FromMilliseconds(100);
+
+    /// <summary><see cref="WatchClientAsync"/> once the client can send nothing more: only a hang-up can end the wait early.</summary>
+    private async Task<ClientSignal> WatchHalfClosedAsync(Connection c, TimeSpan wait, Task? other)
+    {
+        long until = Stopwatch.GetTimestamp() + (long)(Math.Max(0, wait.TotalSeconds) * Stopwatch.Frequency);
+        while (true)
+        {
+            if (c.HungUp) return ClientSignal.Gone;
+            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), until);
+            if (left <= TimeSpan.Zero || other is { IsCompleted: true }) return ClientSignal.None;
+            var delay = Task.Delay(left < HangUpCheck ? left : HangUpCheck, _cts.Token);
+            if (other is null) await delay.ConfigureAwait(false);
+            else await Task.WhenAny(delay, other).ConfigureAwait(false);
+            _cts.Token.ThrowIfCancellationRequested();
+        }
     }
 
     // ---------------------------------------------------------------- top

@@ -25,27 +25,33 @@ public static class CpuList
             error = "it names NUMA nodes, which HyperNF does not map to CPUs; list the CPUs themselves";
             return false;
         }
-        var set = new SortedSet<int>();
+        // A bitmap of CPUs 0..MaxCpu and at most MaxCpu+1 elements: the work is bounded whatever
+        // the text (a long list of wide ranges costs a few span fills, not a sorted-set insert per CPU).
+        var set = new bool[MaxCpu + 1];
         bool anyPositive = false;
-        foreach (string raw in t.Split(','))
+        int elements = 0;
+        foreach (var range in t.AsSpan().Split(','))
         {
-            string part = raw.Trim();
+            var raw = t.AsSpan(range).Trim();
+            if (++elements > MaxCpu + 1)
+            {
+                error = $"it has more than {MaxCpu + 1} elements; write ranges such as 0-7";
+                return false;
+            }
+            var part = raw;
             bool exclude = part.StartsWith('^');
             if (exclude) part = part[1..].TrimStart();
             if (part.Length == 0) { error = "it has an empty element (two commas, or a trailing one)"; return false; }
             int dash = part.IndexOf('-');
-            string lo = dash < 0 ? part : part[..dash].Trim(), hi = dash < 0 ? part : part[(dash + 1)..].Trim();
+            var lo = dash < 0 ? part : part[..dash].Trim();
+            var hi = dash < 0 ? part : part[(dash + 1)..].Trim();
             if (!TryCpu(lo, out int a) || !TryCpu(hi, out int b))
             {
-                error = $"'{raw.Trim()}' is not a CPU number or a range A-B of CPU numbers 0..{MaxCpu}";
+                error = $"'{Quote(raw)}' is not a CPU number or a range A-B of CPU numbers 0..{MaxCpu}";
                 return false;
             }
-            if (b < a) { error = $"the range '{part}' runs backwards; write {b}-{a}"; return false; }
-            for (int c = a; c <= b; c++)
-            {
-                if (exclude) set.Remove(c);
-                else set.Add(c);
-            }
+            if (b < a) { error = $"the range '{Quote(part)}' runs backwards; write {b}-{a}"; return false; }
+            set.AsSpan(a, b - a + 1).Fill(!exclude);
             anyPositive |= !exclude;
         }
         if (!anyPositive)
@@ -54,11 +60,16 @@ public static class CpuList
             error = "it only excludes CPUs; say which ones to use first, e.g. \"0-7,^3\"";
             return false;
         }
-        if (set.Count == 0) { error = "it leaves no CPU once the ^ exclusions are applied"; return false; }
-        cpus = [.. set];
+        var result = ImmutableArray.CreateBuilder<int>();
+        for (int c = 0; c <= MaxCpu; c++)
+            if (set[c]) result.Add(c);
+        if (result.Count == 0) { error = "it leaves no CPU once the ^ exclusions are applied"; return false; }
+        cpus = result.ToImmutable();
         return true;
     }
 
-    private static bool TryCpu(string s, out int cpu) =>
+    private static string Quote(ReadOnlySpan<char> s) => s.Length <= 40 ? s.ToString() : string.Concat(s[..37], "...");
+
+    private static bool TryCpu(ReadOnlySpan<char> s, out int cpu) =>
         int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out cpu) && cpu <= MaxCpu;
 }

@@ -45,6 +45,15 @@ public sealed record DomainConfig
     /// <summary><c>nf_args=</c>: the NF's argument string, passed through unparsed.</summary>
     public string? NfArgs { get; init; }
 
+    /// <summary>
+    /// <c>kernel=</c>: a guest image to boot in a VM domain (as given; relative paths are resolved
+    /// against the config file's directory by <see cref="DomainSpecs"/>). Null: a thread domain.
+    /// </summary>
+    public string? Kernel { get; init; }
+
+    /// <summary><c>extra=</c> or <c>cmdline=</c>: the VM guest's command line.</summary>
+    public string? CommandLine { get; init; }
+
     /// <summary><c>weight=</c>: credit2-style share, 1..65535, default 256.</summary>
     public int Weight { get; init; } = DefaultWeight;
 
@@ -63,8 +72,8 @@ public sealed record DomainConfig
     /// <summary>The line each setting was given on (key -> 1-based line), for messages about values checked later (nf, nf_args, cpus).</summary>
     public ImmutableDictionary<string, int> Lines { get; init; } = ImmutableDictionary<string, int>.Empty;
 
-    /// <summary>A problem with setting <paramref name="key"/>, as file:line: key: reason (line 0 when the config did not set it).</summary>
-    public XlConfigException Error(string key, string reason) => new(FileName, Lines.GetValueOrDefault(key), key, reason);
+    /// <summary>A problem with setting <paramref name="key"/>, as file:line: key: reason (line 1 when the config did not set it).</summary>
+    public XlConfigException Error(string key, string reason) => new(FileName, Lines.GetValueOrDefault(key, 1), key, reason);
 
     /// <summary>CPUs vCPU <paramref name="vcpu"/> may run on; empty: any.</summary>
     public ImmutableArray<int> CpusOf(int vcpu)

@@ -20,7 +20,7 @@ public static partial class XlConfig
 {
     /// <summary>Settings HyperNF uses.</summary>
     public static readonly ImmutableArray<string> Keys =
-        ["name", "vcpus", "cpus", "memory", "vif", "nf", "nf_args", "weight", "cap", "io_model"];
+        ["name", "vcpus", "cpus", "memory", "vif", "nf", "nf_args", "weight", "cap", "io_model", "kernel", "extra", "cmdline"];
 
     /// <summary>
     /// xl settings accepted with a notice, and why they do nothing: HyperNF domains are NF
@@ -29,9 +29,8 @@ public static partial class XlConfig
     /// </summary>
     private static readonly Dictionary<string, string> Ignored = new(StringComparer.Ordinal)
     {
-        ["kernel"] = "no guest kernel is booted", ["ramdisk"] = "no guest kernel is booted",
-        ["extra"] = "no guest kernel is booted", ["cmdline"] = "no guest kernel is booted",
-        ["root"] = "no guest kernel is booted", ["bootloader"] = "no guest kernel is booted",
+        ["ramdisk"] = "VM guests are single images (kernel=)",
+        ["root"] = "VM guests have no root file system", ["bootloader"] = "no guest kernel is booted",
         ["bootloader_args"] = "no guest kernel is booted", ["firmware"] = "no guest kernel is booted",
         ["bios"] = "no guest kernel is booted", ["boot"] = "no guest kernel is booted",
         ["disk"] = "domains have no block devices", ["pci"] = "devices are not passed through",
@@ -74,10 +73,20 @@ public static partial class XlConfig
 
     public const int MaxMemoryMb = 1 << 20;
 
+    /// <summary>Longest config accepted, in characters (a daemon request line is at most 1 MiB anyway).</summary>
+    public const int MaxConfigChars = 1 << 20;
+    /// <summary>Longest line of a config, in characters: one setting, or one line of a list.</summary>
+    public const int MaxLineChars = 64 * 1024;
+    /// <summary>Longest setting name; xl's are under 30 characters.</summary>
+    public const int MaxKeyChars = 64;
+
     /// <summary>Reads and parses the config at <paramref name="path"/>; messages name the path as given.</summary>
     public static DomainConfig Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        long size = new FileInfo(path).Length;
+        if (size > 4L * MaxConfigChars) // UTF-8 may take 4 bytes a character: checked exactly by Parse
+            throw new XlConfigException(path, 1, null, $"the config is {size} bytes long; a domain config is at most {MaxConfigChars} characters");
         return Parse(File.ReadAllText(path), path);
     }
 
@@ -87,6 +96,8 @@ public static partial class XlConfig
     {
         ArgumentNullException.ThrowIfNull(text);
         fileName ??= "(config)";
+        if (text.Length > MaxConfigChars)
+            throw new XlConfigException(fileName, 1, null, $"the config is {text.Length} characters long; a domain config is at most {MaxConfigChars}");
         var settings = XlConfigReader.Read(text, fileName);
         var seen = new Dictionary<string, XlSetting>(StringComparer.Ordinal);
         foreach (var s in settings)
@@ -168,6 +179,8 @@ public static partial class XlConfig
         return $"00:16:3e:{h[0] & 0x7f:x2}:{h[1]:x2}:{h[2]:x2}";
     }
 
+    private static string Q(string text) => XlConfigReader.Quote(text);
+
     /// <summary>Turns the settings into a <see cref="DomainConfig"/>, one key at a time.</summary>
     private sealed class Interpreter(string file, Dictionary<string, XlSetting> byKey)
     {
@@ -187,10 +200,10 @@ public static partial class XlConfig
             }
 
             if (!byKey.TryGetValue("name", out var nameSetting))
-                throw new XlConfigException(file, 0, "name", "missing; every domain needs one, e.g. name = \"linux\"");
+                throw new XlConfigException(file, 1, "name", "missing; every domain needs one, e.g. name = \"linux\"");
             string name = String(nameSetting);
             if (!DomainNameRegex().IsMatch(name))
-                throw Error(nameSetting, $"'{name}' is not a domain name: use 1..64 letters, digits, '_', '.' or '-', starting with a letter or digit");
+                throw Error(nameSetting, $"'{Q(name)}' is not a domain name: use 1..64 letters, digits, '_', '.' or '-', starting with a letter or digit");
 
             int vcpus = Int("vcpus", 1, DomainConfig.MaxVCpus, 1);
             int memory = Int("memory", 1, MaxMemoryMb, DomainConfig.DefaultMemoryMb);
@@ -210,43 +223,79 @@ public static partial class XlConfig
                     "hypercall" => IoModel.Hypercall,
                     "split" => IoModel.Split,
                     "merge" => IoModel.Merge,
-                    _ => throw Error(ioSetting, $"'{v}' is not an I/O model (want hypercall, split or merge)"),
+                    _ => throw Error(ioSetting, $"'{Q(v)}' is not an I/O model (want hypercall, split or merge)"),
                 };
             }
             var vifs = Vifs(name);
+            // kernel= without nf= boots a VM domain. With nf= (the reference's configs name a Linux
+            // kernel and the NF that replaces it) the domain stays a thread domain and kernel=,
+            // extra= and cmdline= are accepted with a notice, as before.
+            string? kernel = nf is null ? OptionalString("kernel") : null;
+            string? cmdline = null;
+            if (kernel is not null)
+            {
+                if (kernel.Trim().Length == 0) throw Error(byKey["kernel"], "is empty; give the path of a guest image (e.g. artifacts/guest/l2fwd.elf), or leave kernel out for a thread domain");
+                if (byKey.TryGetValue("extra", out var ex) && byKey.ContainsKey("cmdline")) throw Error(ex, "is set together with cmdline; both are the guest's command line: keep one");
+                cmdline = OptionalString("extra") ?? OptionalString("cmdline");
+                if (cmdline is not null && System.Text.Encoding.UTF8.GetByteCount(cmdline) > Vmm.GuestAbi.CmdlineMax)
+                    throw Error(byKey.ContainsKey("extra") ? byKey["extra"] : byKey["cmdline"], $"is longer than {Vmm.GuestAbi.CmdlineMax} bytes");
+            }
+            else
+            {
+                if (byKey.TryGetValue("kernel", out var kg)) Notice(kg.Line, "kernel", "ignored (nf= makes this a thread domain: the NF runs on host threads; leave nf out to boot kernel= in a VM domain)");
+                foreach (string k in new[] { "extra", "cmdline" })
+                    if (byKey.TryGetValue(k, out var ig)) Notice(ig.Line, k, "ignored (the guest command line of a VM domain; this domain has no kernel= to boot)");
+            }
 
             return new DomainConfig
             {
                 FileName = file, Name = name, VCpus = vcpus, Cpus = cpus, MemoryMb = memory, Vifs = vifs,
-                Nf = nf, NfArgs = nfArgs, Weight = weight, Cap = cap, IoModel = io,
+                Nf = nf, NfArgs = nfArgs, Kernel = kernel, CommandLine = cmdline, Weight = weight, Cap = cap, IoModel = io,
                 Lines = byKey.ToImmutableDictionary(kv => kv.Key, kv => kv.Value.Line, StringComparer.Ordinal),
                 // Settings are checked in dependency order, not file order; the user reads notices top to bottom.
                 Notices = [.. _notices.OrderBy(n => n.Line).Select(n => n.Text)],
             };
         }
 
+        /// <summary>
+        /// " (did you mean 'x'?)" for a known key within edit distance 2 of <paramref name="key"/>.
+        /// Bounded work: keys are at most <see cref="MaxKeyChars"/> long (the reader refuses
+        /// longer ones) and a known key whose length differs by more than the best distance so far
+        /// is skipped without computing anything.
+        /// </summary>
         private static string Suggest(string key)
         {
             string? best = null;
             int bestD = 3;
             foreach (string k in Keys.Concat(Ignored.Keys))
             {
-                int d = Distance(key, k);
+                if (Math.Abs(k.Length - key.Length) >= bestD) continue;
+                int d = Distance(key, k, bestD);
                 if (d < bestD) { bestD = d; best = k; }
             }
             return best is null ? "" : $" (did you mean '{best}'?)";
         }
 
-        /// <summary>Levenshtein distance; keys are short, so the plain table is fine.</summary>
-        private static int Distance(string a, string b)
+        /// <summary>Levenshtein distance of two short strings, or <paramref name="limit"/> as soon as it cannot be less.</summary>
+        private static int Distance(string a, string b, int limit)
         {
-            var d = new int[a.Length + 1, b.Length + 1];
-            for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
-            for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+            Span<int> prev = stackalloc int[b.Length + 1], cur = stackalloc int[b.Length + 1];
+            for (int j = 0; j <= b.Length; j++) prev[j] = j;
             for (int i = 1; i <= a.Length; i++)
+            {
+                cur[0] = i;
+                int rowMin = i;
                 for (int j = 1; j <= b.Length; j++)
-                    d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            return d[a.Length, b.Length];
+                {
+                    cur[j] = Math.Min(Math.Min(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+                    rowMin = Math.Min(rowMin, cur[j]);
+                }
+                if (rowMin >= limit) return limit; // every later row is at least this
+                var t = prev;
+                prev = cur;
+                cur = t;
+            }
+            return Math.Min(prev[b.Length], limit);
         }
 
         private XlAtom Scalar(XlSetting s, string example)
@@ -271,8 +320,8 @@ public static partial class XlConfig
             bool ok = t.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
                 ? long.TryParse(t.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out long v)
                 : long.TryParse(t, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v);
-            if (!ok) throw Error(s, $"'{a.Text}' is not an integer (want {min}..{max}{rangeNote})");
-            if (v < min || v > max) throw Error(s, $"{t} is out of range (want {min}..{max}{rangeNote})");
+            if (!ok) throw Error(s, $"'{Q(a.Text)}' is not an integer (want {min}..{max}{rangeNote})");
+            if (v < min || v > max) throw Error(s, $"{Q(t)} is out of range (want {min}..{max}{rangeNote})");
             return (int)v;
         }
 
@@ -285,7 +334,7 @@ public static partial class XlConfig
             {
                 // One list for the whole domain: every vCPU may run on any of those CPUs (xl's meaning).
                 if (!CpuList.TryParse(one.Text, out var set, out string err))
-                    throw Error(s, $"'{one.Text}' is not a CPU list: {err} ({Want})");
+                    throw Error(s, $"'{Q(one.Text)}' is not a CPU list: {err} ({Want})");
                 return [.. Enumerable.Repeat(set, vcpus)];
             }
             var list = s.List!;
@@ -296,7 +345,7 @@ public static partial class XlConfig
             foreach (var a in list)
             {
                 if (!CpuList.TryParse(a.Text, out var set, out string err))
-                    throw Error(a.Line, s.Key, $"vCPU {result.Count}: '{a.Text}' is not a CPU list: {err} ({Want})");
+                    throw Error(a.Line, s.Key, $"vCPU {result.Count}: '{Q(a.Text)}' is not a CPU list: {err} ({Want})");
                 result.Add(set);
             }
             // As in xl, vCPUs past the end of the list are not pinned.
@@ -309,12 +358,14 @@ public static partial class XlConfig
             if (!byKey.TryGetValue("vif", out var s)) return [];
             if (s.List is not { } list)
                 throw Error(s, "expected a list (write vif = [ \"type=nmif,bridge=valex:lx0\" ])");
+            if (list.Count > Bridge.MaxPorts)
+                throw Error(s, $"has {list.Count} entries; a domain has at most {Bridge.MaxPorts} vifs (the ports of one bridge)");
             var vifs = ImmutableArray.CreateBuilder<VifConfig>();
             var ports = new Dictionary<string, int>(StringComparer.Ordinal);
             for (int i = 0; i < list.Count; i++)
             {
                 var a = list[i];
-                if (!a.Quoted) throw Error(a.Line, "vif", $"vif {i}: expected a string like \"type=nmif,bridge=valex:lx0\", found {a.Text}");
+                if (!a.Quoted) throw Error(a.Line, "vif", $"vif {i}: expected a string like \"type=nmif,bridge=valex:lx0\", found {Q(a.Text)}");
                 var vif = Vif(domainName, i, a);
                 if (vif is null) continue;
                 if (ports.TryGetValue(vif.Port, out int other))
@@ -335,9 +386,9 @@ public static partial class XlConfig
                 string part = raw.Trim();
                 if (part.Length == 0) continue; // xl tolerates empty items ("a=1,,b=2" and a trailing comma)
                 int eq = part.IndexOf('=');
-                if (eq <= 0) throw Error(line, "vif", $"vif {index}: '{part}' is not KEY=VALUE (e.g. bridge=valex:lx0)");
+                if (eq <= 0) throw Error(line, "vif", $"vif {index}: '{Q(part)}' is not KEY=VALUE (e.g. bridge=valex:lx0)");
                 string k = part[..eq].Trim(), v = part[(eq + 1)..].Trim();
-                if (!kv.TryAdd(k, v)) throw Error(line, "vif", $"vif {index}: '{k}' is given twice; keep one");
+                if (!kv.TryAdd(k, v)) throw Error(line, "vif", $"vif {index}: '{Q(k)}' is given twice; keep one");
             }
 
             kv.TryGetValue("type", out string? type);
@@ -346,14 +397,14 @@ public static partial class XlConfig
                 string hint = kv.TryGetValue("bridge", out string? b) && b.StartsWith("vale", StringComparison.Ordinal)
                     ? $"; add type=nmif to attach it to {b}"
                     : "";
-                Notice(line, "vif", $"vif {index} ({a.Text}) is not a netmap interface (type=nmif); ignored{hint}");
+                Notice(line, "vif", $"vif {index} ({Q(a.Text)}) is not a netmap interface (type=nmif); ignored{hint}");
                 return null;
             }
 
             foreach (string k in kv.Keys)
             {
                 if (k is "type" or "bridge" or "mac" or "script" || IgnoredVifKeys.Contains(k)) continue;
-                throw Error(line, "vif", $"vif {index}: unknown setting '{k}'; nmif vifs take bridge, mac and script (xl's {string.Join(", ", IgnoredVifKeys.Order(StringComparer.Ordinal))} are ignored)");
+                throw Error(line, "vif", $"vif {index}: unknown setting '{Q(k)}'; nmif vifs take bridge, mac and script (xl's {string.Join(", ", IgnoredVifKeys.Order(StringComparer.Ordinal))} are ignored)");
             }
             var ignored = kv.Keys.Where(IgnoredVifKeys.Contains).ToArray();
             if (ignored.Length > 0)
@@ -367,7 +418,7 @@ public static partial class XlConfig
             }
             catch (ArgumentException e)
             {
-                throw Error(line, "vif", $"vif {index}: bridge={port}: {e.Message}");
+                throw Error(line, "vif", $"vif {index}: bridge={Q(port)}: {e.Message}");
             }
 
             string mac;
@@ -381,7 +432,7 @@ public static partial class XlConfig
                 }
                 catch (FormatException)
                 {
-                    throw Error(line, "vif", $"vif {index}: mac '{m}' is not a MAC address (want six hex octets like 00:16:3e:af:12:00)");
+                    throw Error(line, "vif", $"vif {index}: mac '{Q(m)}' is not a MAC address (want six hex octets like 00:16:3e:af:12:00)");
                 }
                 if ((value & 1) != 0)
                     throw Error(line, "vif", $"vif {index}: mac '{m}' is a multicast address (odd first octet); a port needs a unicast MAC like 00:16:3e:af:12:00");
@@ -397,7 +448,7 @@ public static partial class XlConfig
 
             kv.TryGetValue("script", out string? script);
             if (script is not null && script != "nmif-vale")
-                Notice(line, "vif", $"vif {index}: script '{script}' is not run; HyperNF attaches the port to {port} itself");
+                Notice(line, "vif", $"vif {index}: script '{Q(script)}' is not run; HyperNF attaches the port to {port} itself");
             return new VifConfig(index, port, mac, generated, script);
         }
     }

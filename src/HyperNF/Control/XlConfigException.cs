@@ -8,7 +8,11 @@ public sealed class XlConfigException : Exception
 {
     /// <summary>File name as given to <see cref="XlConfig.Parse"/> or <see cref="XlConfig.Load"/>.</summary>
     public string FileName { get; }
-    /// <summary>1-based line, or 0 when the problem is not on one line (a missing setting).</summary>
+    /// <summary>
+    /// 1-based line, always: a setting the config lacks (a missing <c>name</c>, no <c>vif</c> for
+    /// an NF that needs ports) is reported at line 1, the file as a whole, so every message has
+    /// <c>file:line:</c> and an editor can jump to it.
+    /// </summary>
     public int Line { get; }
     /// <summary>The setting concerned, when there is one.</summary>
     public string? Key { get; }
@@ -18,6 +22,7 @@ public sealed class XlConfigException : Exception
     public XlConfigException(string fileName, int line, string? key, string reason)
         : base(Format(fileName, line, key, reason))
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(line, 1);
         FileName = fileName;
         Line = line;
         Key = key;
@@ -26,7 +31,6 @@ public sealed class XlConfigException : Exception
 
     internal static string Format(string fileName, int line, string? key, string text)
     {
-        string where = line > 0 ? $"{fileName}:{line}" : fileName;
-        return key is null ? $"{where}: {text}" : $"{where}: {key}: {text}";
+        return key is null ? $"{fileName}:{line}: {text}" : $"{fileName}:{line}: {key}: {text}";
     }
 }

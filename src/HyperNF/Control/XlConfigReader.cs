@@ -39,8 +39,28 @@ internal sealed class XlConfigReader
     private char Peek => _pos < _text.Length ? _text[_pos] : '\0';
     private bool AtEnd => _pos >= _text.Length;
 
+    /// <summary>Refuses a line longer than <see cref="XlConfig.MaxLineChars"/> before anything is parsed, so no message or value is built from one.</summary>
+    private void CheckLineLengths()
+    {
+        int line = 1, start = 0;
+        while (start <= _text.Length)
+        {
+            int nl = _text.IndexOf('\n', start);
+            int end = nl < 0 ? _text.Length : nl;
+            if (end - start > XlConfig.MaxLineChars)
+                throw Error(line, null, $"the line is {end - start} characters long; a config line is at most {XlConfig.MaxLineChars}");
+            if (nl < 0) return;
+            start = nl + 1;
+            line++;
+        }
+    }
+
+    /// <summary>At most 60 characters of config text, for a message.</summary>
+    internal static string Quote(string text) => text.Length <= 60 ? text : string.Concat(text.AsSpan(0, 57), "...");
+
     private List<XlSetting> ReadAll()
     {
+        CheckLineLengths();
         var settings = new List<XlSetting>();
         while (true)
         {
@@ -88,24 +108,26 @@ internal sealed class XlConfigReader
         if (!IsKeyStart(Peek))
         {
             string bad = BareToken();
-            throw Error(line, null, $"expected a setting like key = value, found '{bad}'");
+            throw Error(line, null, $"expected a setting like key = value, found '{Quote(bad)}'");
         }
         int start = _pos;
         while (!AtEnd && IsKeyChar(Peek)) _pos++;
+        if (_pos - start > XlConfig.MaxKeyChars)
+            throw Error(line, null, $"setting name '{Quote(_text[start.._pos])}' is {_pos - start} characters long; setting names are at most {XlConfig.MaxKeyChars}");
         string key = _text[start.._pos];
         if (!AtEnd && !EndsBare(Peek) && Peek != '+')
         {
             // "vcpus-x = 1": report the whole token rather than complaining about the '-'.
             _pos = start;
             string bad = BareToken();
-            throw Error(line, null, $"'{bad}' is not a setting name: use letters, digits and '_'");
+            throw Error(line, null, $"'{Quote(bad)}' is not a setting name: use letters, digits and '_'");
         }
         SkipBlanks();
         if (Peek == '+' && _pos + 1 < _text.Length && _text[_pos + 1] == '=')
             throw Error(line, key, $"'+=' is not supported; give the whole value in one '{key} = ...'");
         if (Peek != '=')
         {
-            string found = AtEnd || Peek == '\n' ? "the end of the line" : $"'{BareToken()}'";
+            string found = AtEnd || Peek == '\n' ? "the end of the line" : $"'{Quote(BareToken())}'";
             throw Error(line, key, $"missing '=' after the setting name, found {found} (write {key} = VALUE)");
         }
         _pos++;
@@ -119,7 +141,7 @@ internal sealed class XlConfigReader
 
         SkipBlanks();
         if (!AtEnd && Peek is not ('\n' or ';'))
-            throw Error(_line, key, $"unexpected '{BareToken()}' after the value; put one setting per line (or separate them with ';')");
+            throw Error(_line, key, $"unexpected '{Quote(BareToken())}' after the value; put one setting per line (or separate them with ';')");
         return setting;
     }
 
@@ -140,7 +162,7 @@ internal sealed class XlConfigReader
             if (AtEnd) throw Error(openLine, key, "unterminated list: no ']' before the end of the file");
             if (Peek == ',') { _pos++; continue; }
             if (Peek == ']') { _pos++; return items; }
-            throw Error(_line, key, $"expected ',' or ']' in the list, found '{BareToken()}'");
+            throw Error(_line, key, $"expected ',' or ']' in the list, found '{Quote(BareToken())}'");
         }
     }
 
@@ -152,7 +174,7 @@ internal sealed class XlConfigReader
         string token = BareToken();
         if (IsNumber(token)) return new XlAtom(token, false, line);
         if (token.Length == 0) token = c.ToString();
-        throw Error(line, key, $"value '{token}' must be quoted: write {key} = \"{token}\"");
+        throw Error(line, key, $"value '{Quote(token)}' must be quoted: write {key} = \"{Quote(token)}\"");
     }
 
     private static bool IsNumber(string s)

@@ -107,9 +107,9 @@ public sealed class BackendPort : IPortBackend
     {
         _port = port;
         _backend = backend;
-        _txSpace = () => _port.AnyTxSpace();
-        _rxPublished = () => _port.AnyRxPublished();
-        _either = () => _port.AnyTxSpace() || _port.AnyRxPublished();
+        _txSpace = () => _port.Retired || _port.AnyTxSpace();
+        _rxPublished = () => _port.Retired || _port.AnyRxPublished();
+        _either = () => _port.Retired || _port.AnyTxSpace() || _port.AnyRxPublished();
     }
 
     public void TxSync() => _backend.Kick();
@@ -121,17 +121,15 @@ public sealed class BackendPort : IPortBackend
         long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
         while (true)
         {
+            if (_port.Retired) return PollEvents.None; // closed: nothing will ever be ready
             PollEvents ready = PollEvents.None;
             if ((events & PollEvents.Out) != 0)
             {
+                // Advisory reads of the owner's own TX ring (see ValePort, "Port state changes").
                 if (_port.AnyTxSpace()) ready |= PollEvents.Out;
                 else if (_port.AnyTxPending()) _backend.Kick();
             }
-            if ((events & PollEvents.In) != 0)
-            {
-                _port.RxSync();
-                if (_port.AnyRxReady()) ready |= PollEvents.In;
-            }
+            if ((events & PollEvents.In) != 0 && _port.RxSyncReady()) ready |= PollEvents.In;
             if (ready != PollEvents.None || timeoutMs == 0) return ready;
             long remaining = deadline - Environment.TickCount64;
             if (remaining <= 0) return PollEvents.None;

@@ -16,8 +16,12 @@ public sealed class Domain
     private readonly object _gate = new();
     private readonly CancellationTokenSource _cts = new();
     private readonly ManualResetEventSlim _unpaused = new(true);
-    private readonly List<NetmapPort> _ports = new();
-    private readonly List<VCpu> _vcpus = new();
+    // Copy-on-write: a process domain adds and removes ports and vCPUs while others read them.
+    private volatile NetmapPort[] _ports = [];
+    private volatile VCpu[] _vcpus = [];
+    private readonly List<ProcessPort> _processPorts = new();
+    private long _retiredVCpuNs;
+    private int _nextVCpu;
     private readonly Host _host;
     private IGuest? _guest;
     private volatile bool _pauseRequested;
@@ -30,6 +34,13 @@ public sealed class Domain
     public DomainSpec Spec { get; }
     public DomainState State => _state;
     public string? CrashReason { get; private set; }
+    /// <summary>The faulting vCPU's registers when a VM domain crashed on a guest fault; null otherwise.</summary>
+    public string? CrashRegisters { get; private set; }
+    /// <summary>A VM domain's EXIT status once it has exited (<see cref="DomainState.Exited"/>).</summary>
+    public int? ExitStatus { get; private set; }
+    /// <summary>Thread (NF code on host threads) or VM (a KVM virtual machine booted from kernel=).</summary>
+    /// <summary>The VM of a VM domain; null for a thread domain.</summary>
+    public VmGuest? Vm => _guest as VmGuest;
     public IoModel IoModel { get; }
     public DomainMemory Memory { get; }
     public WakeWord Wake { get; } = new();
@@ -40,6 +51,12 @@ public sealed class Domain
     public int Weight { get; internal set; }
     public int Cap { get; internal set; }
     public DateTime CreatedAt { get; } = DateTime.UtcNow;
+    /// <summary>Guest (an NF on vCPU threads) or process (a netmap program in its own process).</summary>
+    public DomainKind Kind => Spec.ProcessId is not null ? DomainKind.Process : _guest is VmGuest ? DomainKind.Vm : DomainKind.Thread;
+    /// <summary>The program's pid for a process domain, else null.</summary>
+    public int? ProcessId => Spec.ProcessId;
+    /// <summary>A process domain's registered ports, each with its host thread and control page.</summary>
+    public IReadOnlyList<ProcessPort> ProcessPorts { get { lock (_gate) return _processPorts.ToArray(); } }
     internal CancellationToken Cancellation => _cts.Token;
     internal bool PauseRequested => _pauseRequested;
 
@@ -57,7 +74,7 @@ public sealed class Domain
     /// <summary>The region a domain of <paramref name="spec"/> gets: a port area per vif, its rings and buffers.</summary>
     public static RegionLayout LayoutFor(DomainSpec spec) => new()
     {
-        MaxPorts = Math.Max(1, spec.Vifs.Count),
+        MaxPorts = spec.ProcessId is null ? Math.Max(1, spec.Vifs.Count) : spec.ProcessPorts,
         RingsPerPort = 1,
         SlotsPerRing = spec.SlotsPerRing,
         ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
@@ -69,6 +86,7 @@ public sealed class Domain
     /// </summary>
     public static string? CheckMemory(DomainSpec spec)
     {
+        if (spec.Kernel is not null) return null; // a VM domain's memory= is its guest RAM, not a bound on the region
         if (spec.MemoryMb is not { } mb) return null;
         long need = LayoutFor(spec).TotalBytes;
         long needMb = (need + (1 << 20) - 1) >> 20;
@@ -81,29 +99,114 @@ public sealed class Domain
     {
         try
         {
+            var ports = new List<NetmapPort>();
             foreach (var vif in Spec.Vifs)
-                _ports.Add(_host.Switch.OpenPort(vif.Port, Memory, Wake));
-            if (IoModel != IoModel.Hypercall && _ports.Count > 0)
+            {
+                ports.Add(_host.Switch.OpenPort(vif.Port, Memory, Wake));
+                _ports = ports.ToArray();
+            }
+            if (IoModel != IoModel.Hypercall && _ports.Length > 0)
             {
                 var vps = _ports.Select(p => (ValePort)p.Origin).ToList();
                 Backend = new BackendThread($"{Name}-backend", vps, Wake, backendCpus);
                 foreach (var p in _ports) p.Backend = new BackendPort((ValePort)p.Origin, Backend);
             }
             _guest = guest;
-            for (int i = 0; i < Spec.VCpus; i++) _vcpus.Add(new VCpu(this, i, Spec.CpusOf(i)));
+            (guest as VmGuest)?.Boot(this);
+            _vcpus = Enumerable.Range(0, Spec.VCpus).Select(i => new VCpu(this, i, Spec.CpusOf(i))).ToArray();
+            _nextVCpu = Spec.VCpus;
             _state = DomainState.Running;
             foreach (var v in _vcpus) v.Start();
         }
         catch
         {
             _cts.Cancel();
+            (guest as VmGuest)?.Interrupt();
             foreach (var v in _vcpus) v.Join(TimeSpan.FromSeconds(2));
+            _guest ??= guest;
             ClosePorts();
-            ReleaseMemoryIfIdle();
+            lock (_gate) ReleaseMemoryIfIdle();
             _state = DomainState.Destroyed;
             throw;
         }
     }
+
+    /// <summary>A process domain starts empty: its ports (and their host threads) come with the program's registrations.</summary>
+    internal void StartProcess()
+    {
+        lock (_gate) _state = DomainState.Running;
+    }
+
+    /// <summary>
+    /// Registers port <paramref name="name"/> for the domain's program: formats a port area in
+    /// the region (with <paramref name="extraBuffers"/> spare buffers), attaches it (the bridge
+    /// is created on first use), wires the I/O model, and starts the port's host thread (a vCPU
+    /// of the domain) on the control page. <paramref name="eventFd"/> (the program's eventfd)
+    /// belongs to the returned port from now on, and is closed on failure.
+    /// </summary>
+    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus)
+    {
+        if (Kind != DomainKind.Process) throw new InvalidOperationException($"domain '{Name}' is not a process domain");
+        SyncChannel channel;
+        try { channel = new SyncChannel($"hypernf-dom{Id}-ctl", eventFd); }
+        catch
+        {
+            Native.Close(eventFd);
+            throw;
+        }
+        NetmapPort? port = null;
+        BackendThread? backend = null;
+        try
+        {
+            lock (_gate)
+                if (_state is not (DomainState.Running or DomainState.Paused))
+                    throw new InvalidOperationException($"domain '{Name}' is {_state.ToString().ToLowerInvariant()}");
+            var wake = new WakeWord { External = channel.Signal };
+            port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
+            var vp = (ValePort)port.Origin;
+            if (IoModel != IoModel.Hypercall)
+            {
+                backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
+                port.Backend = new BackendPort(vp, backend);
+            }
+            var pp = new ProcessPort(this, port, channel, backend);
+            VCpu v;
+            lock (_gate)
+            {
+                if (_state is not (DomainState.Running or DomainState.Paused))
+                    throw new InvalidOperationException($"domain '{Name}' is {_state.ToString().ToLowerInvariant()}");
+                v = new VCpu(this, _nextVCpu++, Spec.CpusOf(0), pp.Serve);
+                pp.VCpu = v;
+                _ports = [.. _ports, port];
+                _vcpus = [.. _vcpus, v];
+                _processPorts.Add(pp);
+            }
+            v.Start();
+            return pp;
+        }
+        catch
+        {
+            port?.Dispose();
+            backend?.Dispose();
+            channel.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The program closed a registration: its host thread stops, its port is detached and its area freed.</summary>
+    internal void CloseProcessPort(ProcessPort pp)
+    {
+        pp.Close();
+        lock (_gate)
+        {
+            _processPorts.Remove(pp);
+            _ports = _ports.Where(p => p != pp.Port).ToArray();
+            if (pp.VCpu is { Exited: true } v) _vcpus = _vcpus.Where(x => x != v).ToArray();
+        }
+    }
+
+    /// <summary>A process port's host thread ends: its CPU time stays the domain's.</summary>
+    internal void RetireVCpuTime(long ns) => Interlocked.Add(ref _retiredVCpuNs, Math.Max(0, ns));
 
     private Func<bool>? _anyInput;
 
@@ -129,6 +232,12 @@ public sealed class Domain
             _pauseRequested = true;
             _state = DomainState.Paused;
         }
+        // A VM's vCPU may be inside KVM_RUN or blocked in POLL: get it out to where it waits.
+        if (_guest is VmGuest vm)
+        {
+            vm.Interrupt();
+            Wake.WakeAll();
+        }
     }
 
     public void Unpause()
@@ -153,11 +262,38 @@ public sealed class Domain
     /// <summary>A vCPU's guest threw: the domain crashes, nothing else does.</summary>
     internal void OnVCpuFault(VCpu vcpu, string reason) => Crash(reason);
 
+    /// <summary>A VM guest did something the VMM does not allow: crash with the reason and its registers.</summary>
+    internal void OnVmFault(VCpu vcpu, string reason, string registers)
+    {
+        lock (_gate)
+        {
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) return;
+            CrashRegisters = registers;
+        }
+        Crash(reason);
+    }
+
+    /// <summary>Every vCPU of a VM domain made the EXIT hypercall: the domain stops (ports detached) and stays listed as exited.</summary>
+    internal void OnGuestExited(int status)
+    {
+        lock (_gate)
+        {
+            if (_state is not (DomainState.Running or DomainState.Paused)) return;
+            ExitStatus = status;
+            _state = DomainState.Exited;
+            _pauseRequested = false;
+            _unpaused.Set();
+            _cts.Cancel();
+        }
+        ClosePorts();
+        Wake.WakeAll();
+    }
+
     internal void OnVCpuExit(VCpu vcpu)
     {
         lock (_gate)
         {
-            if (_state is DomainState.Crashed or DomainState.Destroyed) ReleaseMemoryIfIdle();
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) ReleaseMemoryIfIdle();
         }
     }
 
@@ -166,13 +302,15 @@ public sealed class Domain
     {
         lock (_gate)
         {
-            if (_state is DomainState.Crashed or DomainState.Destroyed) return;
+            if (_state is DomainState.Crashed or DomainState.Destroyed or DomainState.Exited) return;
             CrashReason = reason;
             _state = DomainState.Crashed;
             _pauseRequested = false;
             _unpaused.Set();
             _cts.Cancel();
         }
+        foreach (var pp in ProcessPorts) pp.Channel.WakeHost();
+        (_guest as VmGuest)?.Interrupt();
         _host.OnDomainCrashed(this, reason);
         // Not under _gate: detaching waits for in-flight flushes, which never take _gate.
         ClosePorts();
@@ -194,7 +332,9 @@ public sealed class Domain
             _unpaused.Set();
             _cts.Cancel();
         }
+        (_guest as VmGuest)?.Interrupt();
         Wake.WakeAll();
+        foreach (var pp in ProcessPorts) pp.Channel.WakeHost();
         var deadline = DateTime.UtcNow + timeout;
         bool allStopped = true;
         foreach (var v in _vcpus)
@@ -228,6 +368,8 @@ public sealed class Domain
             ports = _ports.ToList();
             backend = Backend;
         }
+        // Process ports first: each stops its host thread before its port, backend and page go.
+        foreach (var pp in ProcessPorts) pp.Close();
         foreach (var p in ports) p.Dispose();
         backend?.Dispose();
     }
@@ -238,19 +380,21 @@ public sealed class Domain
         if (_memoryReleased || !_portsClosed) return;
         if (_vcpus.Any(v => !v.Exited)) return;
         _memoryReleased = true;
+        (_guest as IDisposable)?.Dispose(); // a VM: its fds and guest RAM, before the region its memory slot maps
         Memory.Dispose();
     }
 
     public bool MemoryReleased { get { lock (_gate) return _memoryReleased; } }
 
     /// <summary>CPU time of this domain's vCPU threads (ns), from schedstat.</summary>
-    public long VCpuTimeNs() => _vcpus.Where(v => v.Tid != 0).Sum(v => Math.Max(0, CpuTime.ThreadNs(v.Tid)));
+    public long VCpuTimeNs() =>
+        Interlocked.Read(ref _retiredVCpuNs) + _vcpus.Where(v => v.Tid != 0 && !v.Exited).Sum(v => Math.Max(0, CpuTime.ThreadNs(v.Tid)));
 
     /// <summary>CPU time the backend thread spent for this domain (ns); 0 in the hypercall model.</summary>
     public long BackendTimeNs() => Backend is { Tid: not 0 } b ? Math.Max(0, CpuTime.ThreadNs(b.Tid)) : 0;
 
     /// <summary>Thread ids of the vCPUs (for cgroup placement).</summary>
-    public IReadOnlyList<int> VCpuTids => _vcpus.Select(v => v.Tid).Where(t => t != 0).ToArray();
+    public IReadOnlyList<int> VCpuTids => _vcpus.Where(v => !v.Exited).Select(v => v.Tid).Where(t => t != 0).ToArray();
 
     public IEnumerable<PortStatistics> PortStatistics() =>
         _ports.Select(p => p.Origin).OfType<ValePort>().Select(vp => vp.GetStatistics());

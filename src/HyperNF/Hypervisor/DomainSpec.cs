@@ -35,6 +35,25 @@ public sealed record DomainSpec
     /// </summary>
     public int? MemoryMb { get; init; }
 
+    /// <summary>
+    /// Set for a process domain (docs/process-domains.md): the pid of the netmap program whose
+    /// /dev/netmap registrations are this domain's ports. Its vCPUs are the host threads that
+    /// serve the program's syncs, one per registered port; it has no guest.
+    /// </summary>
+    public int? ProcessId { get; init; }
+
+    /// <summary>Port areas in a process domain's region: how many ports the program may register at once.</summary>
+    public int ProcessPorts { get; init; } = 8;
+
+    /// <summary>
+    /// xl's <c>kernel=</c>: boot this guest image (an ELF built with the guest SDK) in a KVM
+    /// virtual machine; the domain is then a VM domain and <see cref="MemoryMb"/> is its guest
+    /// RAM (default 16). Null: a thread domain running <see cref="Nf"/>.
+    /// </summary>
+    public string? Kernel { get; init; }
+    /// <summary>xl's <c>extra=</c> (or <c>cmdline=</c>): the VM guest's command line.</summary>
+    public string? CommandLine { get; init; }
+
     public IReadOnlyList<int> CpusOf(int vcpu) =>
         Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];
 }

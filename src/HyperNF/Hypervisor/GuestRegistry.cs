@@ -36,6 +36,7 @@ public sealed class GuestRegistry
     internal IGuest Resolve(DomainSpec spec)
     {
         if (spec.Guest is not null) return spec.Guest();
+        if (spec.Kernel is not null) return new VmGuest(spec.Kernel, spec.CommandLine, spec.MemoryMb);
         string nf = spec.Nf ?? DefaultNf;
         if (!_factories.ContainsKey(nf))
             throw new ArgumentException($"domain '{spec.Name}': unknown nf '{nf}'; available: {string.Join(", ", Names)}");

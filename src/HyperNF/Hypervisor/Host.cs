@@ -101,6 +101,62 @@ public sealed class Host : IDisposable
         return d;
     }
 
+    /// <summary>
+    /// Creates a process domain for the netmap program <paramref name="spec"/>.ProcessId
+    /// (docs/process-domains.md): a region, a CPU group, no ports and no threads yet; each
+    /// registration of the program adds a port and its host thread
+    /// (<see cref="OpenProcessPort"/>).
+    /// </summary>
+    public Domain CreateProcessDomain(DomainSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (spec.ProcessId is not > 0) throw new ArgumentException($"domain '{spec.Name}': a process domain needs the program's pid");
+        if (spec.Weight is < 1 or > 65535) throw new ArgumentException($"domain '{spec.Name}': weight must be 1..65535, not {spec.Weight}");
+        if (spec.Cap < 0 || spec.Cap > 100) throw new ArgumentException($"domain '{spec.Name}': cap must be 0..100 (% of one CPU), not {spec.Cap}");
+        if (spec.ProcessPorts is < 1 or > 64) throw new ArgumentException($"domain '{spec.Name}': a process domain holds 1..64 ports, not {spec.ProcessPorts}");
+        int ncpu = Environment.ProcessorCount;
+        foreach (var set in spec.Cpus)
+            foreach (int c in set)
+                if ((uint)c >= (uint)ncpu) throw new ArgumentException($"domain '{spec.Name}': CPU {c} does not exist (this machine has CPUs 0..{ncpu - 1})");
+        Domain d;
+        lock (_gate)
+        {
+            if (_domains.Values.Any(x => x.Name == spec.Name && x.State != DomainState.Destroyed))
+                throw new InvalidOperationException($"a domain named '{spec.Name}' already exists; destroy it first or pick another name");
+            d = new Domain(this, _nextId++, spec, spec.IoModel ?? DefaultIoModel);
+            _domains.Add(d.Id, d);
+        }
+        d.StartProcess();
+        try { CpuPolicy?.Apply(d); }
+        catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
+        return d;
+    }
+
+    /// <summary>Registers a port for a process domain's program and puts its host thread in the domain's CPU group.</summary>
+    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd)
+    {
+        IReadOnlyList<int> backendCpus;
+        lock (_gate)
+        {
+            backendCpus = d.IoModel switch
+            {
+                IoModel.Merge => d.Spec.CpusOf(0).Count > 0 ? d.Spec.CpusOf(0) : [0],
+                IoModel.Split => BackendCpus ?? SplitBackendCpus(d.Spec),
+                _ => [],
+            };
+        }
+        var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus);
+        try { CpuPolicy?.Apply(d); }
+        catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
+        if (pp.Backend is { Tid: > 0 } b && CpuPolicy is HostCpuControl hc)
+        {
+            try { DomainCpuBinding.AddIfAlive(hc.HostGroup, b.Tid); }
+            catch (Exception e) when (e is IOException or CpuControlException) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
+        }
+        return pp;
+    }
+
     /// <summary>Null when <paramref name="vifs"/> ports are enough for <paramref name="guest"/>, else why not.</summary>
     public static string? PortShortage(IGuest guest, int vifs) =>
         vifs >= guest.MinimumPorts ? null
@@ -179,6 +235,7 @@ public sealed class Host : IDisposable
             foreach (var d in doms)
             {
                 if (d.State != DomainState.Running) continue;
+                if (d.Kind == DomainKind.Vm) continue; // a spinning guest is legitimate; pause and destroy kick it out of KVM_RUN
                 foreach (var v in d.VCpus)
                 {
                     if (v.Exited || v.InPause) continue;

@@ -31,4 +31,17 @@ public enum DomainState
     Paused,
     Destroyed,
     Crashed,
+    /// <summary>A VM domain whose guest made the EXIT hypercall (its status is <see cref="Domain.ExitStatus"/>); kept until destroyed.</summary>
+    Exited,
+}
+
+/// <summary>
+/// What runs a domain: NF code on host threads (thread), a KVM virtual machine (vm, xl's
+/// kernel=), or an unmodified netmap program in its own process (process, docs/process-domains.md).
+/// </summary>
+public enum DomainKind
+{
+    Thread,
+    Vm,
+    Process,
 }

@@ -11,6 +11,7 @@ public sealed class VCpu
 {
     private readonly Domain _domain;
     private readonly Thread _thread;
+    private readonly Action<VCpu>? _body;
     private readonly ManualResetEventSlim _started = new();
     private long _beats;
     private volatile bool _inPause;
@@ -26,9 +27,11 @@ public sealed class VCpu
     public long Heartbeats => Interlocked.Read(ref _beats);
     internal bool InPause => _inPause;
 
-    internal VCpu(Domain domain, int index, IReadOnlyList<int> cpus)
+    /// <param name="body">What the thread runs instead of the domain's guest (a process port's sync server).</param>
+    internal VCpu(Domain domain, int index, IReadOnlyList<int> cpus, Action<VCpu>? body = null)
     {
         _domain = domain;
+        _body = body;
         Index = index;
         Cpus = cpus;
         _thread = new Thread(Main) { IsBackground = true, Name = $"{domain.Name}-vcpu{index}" };
@@ -73,10 +76,15 @@ public sealed class VCpu
         _started.Set();
         try
         {
-            _domain.RunGuest(this);
+            if (_body is not null) _body(this);
+            else _domain.RunGuest(this);
         }
         catch (OperationCanceledException) when (_domain.Cancellation.IsCancellationRequested)
         {
+        }
+        catch (HyperNF.Vmm.VmFaultException e)
+        {
+            _domain.OnVmFault(this, e.Message, e.Registers);
         }
         catch (Exception e)
         {

@@ -87,6 +87,29 @@ internal static unsafe partial class Native
     public static void FutexWakeAll(int* address) =>
         Syscall6(SYS_futex, (nint)address, FUTEX_WAKE_PRIVATE, int.MaxValue, 0, 0, 0);
 
+    /// <summary>
+    /// <see cref="FutexWait"/> on a word in memory shared with another process (a MAP_SHARED
+    /// memfd page): the non-private futex, keyed by the page rather than the address space.
+    /// </summary>
+    public static bool FutexWaitShared(int* address, int expected, int timeoutMs)
+    {
+        long* ts = stackalloc long[2];
+        nint tsp = 0;
+        if (timeoutMs >= 0)
+        {
+            ts[0] = timeoutMs / 1000;
+            ts[1] = (timeoutMs % 1000) * 1_000_000L;
+            tsp = (nint)ts;
+        }
+        long r = Syscall6(SYS_futex, (nint)address, 0 /* FUTEX_WAIT */, expected, tsp, 0, 0);
+        if (r == 0) return true;
+        return Marshal.GetLastPInvokeError() != 110;
+    }
+
+    /// <summary>Wakes every waiter on a shared futex word (any process).</summary>
+    public static void FutexWakeShared(int* address) =>
+        Syscall6(SYS_futex, (nint)address, 1 /* FUTEX_WAKE */, int.MaxValue, 0, 0, 0);
+
     /// <summary>Pins thread <paramref name="tid"/> (0 = the caller) to the given CPUs.</summary>
     public static void SetAffinity(int tid, ReadOnlySpan<int> cpus)
     {

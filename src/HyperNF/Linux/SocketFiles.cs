@@ -27,6 +27,9 @@ internal static unsafe partial class SocketFiles
     [LibraryImport("libc", EntryPoint = "getuid")]
     public static partial uint GetUid();
 
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
     public enum Kind { Missing, Socket, Other }
 
     /// <summary>What is at <paramref name="path"/> (a symlink is not followed: it is <see cref="Kind.Other"/>).</summary>
@@ -49,6 +52,45 @@ internal static unsafe partial class SocketFiles
         int m = *(ushort*)(buf + 28);
         mode = m & 0xFFF;
         return (m & S_IFMT) == S_IFSOCK ? Kind.Socket : Kind.Other;
+    }
+
+    private const int RLIMIT_NOFILE = 7;
+
+    [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
+    private static partial int GetRlimit(int resource, ulong* limits);
+
+    /// <summary>The soft limit on open file descriptors (RLIMIT_NOFILE; the runtime raises it to the hard limit at start).</summary>
+    public static long OpenFileLimit()
+    {
+        ulong* l = stackalloc ulong[2];
+        if (GetRlimit(RLIMIT_NOFILE, l) != 0) return 1024; // the kernel's default soft limit
+        return l[0] > long.MaxValue ? long.MaxValue : (long)l[0];
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    private const short POLLERR = 0x8, POLLHUP = 0x10;
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>
+    /// True when the peer of connected stream socket <paramref name="socket"/> has closed it
+    /// entirely (POLLHUP or POLLERR), as opposed to a shutdown of its sending side only, after
+    /// which a read ends but the peer still reads (POLLIN|POLLRDHUP without POLLHUP on AF_UNIX).
+    /// </summary>
+    public static bool PeerHungUp(System.Net.Sockets.Socket socket)
+    {
+        var fd = new PollFd { Fd = (int)socket.Handle, Events = 0 };
+        int n = Poll(&fd, 1, 0);
+        if (n < 0) throw new IOException($"poll on a client connection failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+        return n > 0 && (fd.Revents & (POLLHUP | POLLERR)) != 0;
     }
 
     /// <summary>Runs <paramref name="action"/> with the process umask set to <paramref name="mask"/> (octal 0177: files come out 0600).</summary>

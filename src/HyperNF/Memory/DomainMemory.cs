@@ -14,6 +14,7 @@ public sealed unsafe class DomainMemory : IDisposable
 {
     private readonly object _gate = new();
     private readonly bool[] _portUsed;
+    private readonly string?[] _portNames;
     private byte* _base;
     private int _fd;
 
@@ -35,6 +36,7 @@ public sealed unsafe class DomainMemory : IDisposable
         Layout = layout;
         Name = name;
         _portUsed = new bool[layout.MaxPorts];
+        _portNames = new string?[layout.MaxPorts];
         _fd = Native.MemfdCreate(name, Native.MFD_CLOEXEC);
         if (_fd < 0) Native.ThrowLastError($"memfd_create({name})");
         try
@@ -77,9 +79,10 @@ public sealed unsafe class DomainMemory : IDisposable
 
     /// <summary>
     /// Formats a free port area: netmap_if, rings with their slots pointing at the area's own
-    /// buffers, and the extra-buffer chain. Returns the area index.
+    /// buffers, and the extra-buffer chain (all the area's spare buffers, or the first
+    /// <paramref name="extraBuffers"/> of them: netmap's nr_extra_bufs). Returns the area index.
     /// </summary>
-    internal int AllocatePortArea(string portName)
+    internal int AllocatePortArea(string portName, int extraBuffers = -1)
     {
         lock (_gate)
         {
@@ -88,7 +91,8 @@ public sealed unsafe class DomainMemory : IDisposable
             if (area < 0)
                 throw new InvalidOperationException($"domain memory '{Name}' holds {Layout.MaxPorts} ports, all in use; create the domain with more ports");
             _portUsed[area] = true;
-            FormatPortArea(area, portName);
+            _portNames[area] = portName;
+            FormatPortArea(area, portName, extraBuffers < 0 ? Layout.ExtraBuffersPerPort : Math.Min(extraBuffers, Layout.ExtraBuffersPerPort));
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = Layout.PortAreaOffset(area);
             return area;
         }
@@ -100,6 +104,7 @@ public sealed unsafe class DomainMemory : IDisposable
         {
             if (_base == null || !_portUsed[area]) return;
             _portUsed[area] = false;
+            _portNames[area] = null;
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = 0;
             new Span<byte>(_base + Layout.PortAreaOffset(area), (int)Layout.PortAreaBytes).Clear();
         }
@@ -111,7 +116,7 @@ public sealed unsafe class DomainMemory : IDisposable
     internal byte* RingAddress(int area, int ring) =>
         InterfaceAddress(area) + Layout.InterfaceBytes + ring * Layout.RingBytes;
 
-    private void FormatPortArea(int area, string portName)
+    private void FormatPortArea(int area, string portName, int extra)
     {
         var L = Layout;
         byte* nif = InterfaceAddress(area);
@@ -119,7 +124,7 @@ public sealed unsafe class DomainMemory : IDisposable
         var name = new Span<byte>(nif + NetmapAbi.IfName, NetmapAbi.IfNameLength);
         int n = System.Text.Encoding.UTF8.GetBytes(portName.AsSpan(0, Math.Min(portName.Length, NetmapAbi.IfNameLength - 1)), name);
         name[n..].Clear();
-        *(uint*)(nif + NetmapAbi.IfVersion) = NetmapAbi.Version;
+        *(uint*)(nif + NetmapAbi.IfVersion) = NetmapAbi.NetmapApi;
         *(uint*)(nif + NetmapAbi.IfTxRings) = (uint)L.RingsPerPort;
         *(uint*)(nif + NetmapAbi.IfRxRings) = (uint)L.RingsPerPort;
         uint buf = L.FirstBufferOf(area);
@@ -148,7 +153,7 @@ public sealed unsafe class DomainMemory : IDisposable
         }
         // Extra buffers form a list through their first 4 bytes, ending with 0 (netmap's ni_bufs_head).
         uint head = 0;
-        for (int e = L.ExtraBuffersPerPort - 1; e >= 0; e--)
+        for (int e = extra - 1; e >= 0; e--)
         {
             uint idx = buf + (uint)e;
             *(uint*)BufferAddress(idx) = head;
@@ -157,11 +162,27 @@ public sealed unsafe class DomainMemory : IDisposable
         *(uint*)(nif + NetmapAbi.IfBufsHead) = head;
     }
 
+    /// <summary>Names of the ports whose areas are in use (attached to a bridge).</summary>
+    public IReadOnlyList<string> OpenPorts
+    {
+        get { lock (_gate) return _portNames.Where(n => n is not null).Select(n => n!).ToArray(); }
+    }
+
+    /// <summary>
+    /// Unmaps the region. Refused while a port of it is still open: senders of other domains
+    /// deliver into its rings until the port is closed (detached), and unmapping under them
+    /// would fault the host. Close the ports first.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A port of this region is still open.</exception>
     public void Dispose()
     {
         lock (_gate)
         {
             if (_base == null) return;
+            var open = _portNames.Where(n => n is not null).ToArray();
+            if (open.Length > 0)
+                throw new InvalidOperationException(
+                    $"domain memory '{Name}' still has {open.Length} open port(s) ({string.Join(", ", open)}); close them (NetmapPort.Dispose) before disposing the memory");
             Native.Munmap((nint)_base, (nuint)Layout.TotalBytes);
             _base = null;
             Native.Close(_fd);

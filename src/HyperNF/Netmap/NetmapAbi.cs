@@ -18,9 +18,14 @@ public static class NetmapAbi
     public const int IfName = 0, IfNameLength = 16, IfVersion = 16, IfFlags = 20, IfTxRings = 24, IfRxRings = 28,
         IfBufsHead = 32, IfHostTxRings = 36, IfHostRxRings = 40, IfSpare = 44, IfRingOffsets = 56; // ring_ofs after ni_spare1[3], as in netmap API 14
 
-    // netmap_ring
+    // netmap_ring (API 14: offset_mask and buf_align after the timestamp; sem is 128-byte aligned)
     public const int RingBufOffset = 0, RingNumSlots = 8, RingBufSize = 12, RingId = 16, RingDir = 18,
-        RingHead = 20, RingCur = 24, RingTail = 28, RingFlags = 32, RingTimestamp = 40, RingSem = 128, RingSlots = 256;
+        RingHead = 20, RingCur = 24, RingTail = 28, RingFlags = 32, RingTimestamp = 40, RingOffsetMask = 56,
+        RingBufAlign = 64, RingSem = 128, RingSlots = 256;
 
-    public const int SlotSize = 16;
+    // netmap_slot
+    public const int SlotBufIdx = 0, SlotLen = 4, SlotFlags = 6, SlotPtr = 8, SlotSize = 16;
+
+    /// <summary>netmap's API version this layout follows (NETMAP_API); written to netmap_if.ni_version.</summary>
+    public const uint NetmapApi = 14;
 }

@@ -64,11 +64,20 @@ public sealed unsafe class WakeWord
         Interlocked.Decrement(ref *_sleepers);
     }
 
+    /// <summary>
+    /// Set for a domain whose waiter is another process (a process domain's port): it is
+    /// called instead of the futex path, after the caller's full fence, and decides itself
+    /// whether anybody waits (the process's flag in its control page) and how to wake it
+    /// (its eventfd). Null: the in-process futex path.
+    /// </summary>
+    public Action? External { get; init; }
+
     /// <summary>Wakes sleepers if there are any. The caller has already published its work with a full fence.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Notify()
     {
-        if (Volatile.Read(ref *_sleepers) != 0) WakeAll();
+        if (External is { } ext) ext();
+        else if (Volatile.Read(ref *_sleepers) != 0) WakeAll();
     }
 
     /// <summary>Publishes with a full fence, then notifies: for callers whose work was a plain store.</summary>
@@ -76,7 +85,7 @@ public sealed unsafe class WakeWord
     public void FenceAndNotify()
     {
         Interlocked.MemoryBarrier();
-        if (Volatile.Read(ref *_sleepers) != 0) WakeAll();
+        Notify();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

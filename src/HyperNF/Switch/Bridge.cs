@@ -8,11 +8,14 @@ internal sealed class PortTable
     public readonly ValePort?[] ByIndex;
     /// <summary>The attached ports, in attach order (netmap's bdg_port_index).</summary>
     public readonly ValePort[] Active;
+    /// <summary>The index of each port of <see cref="Active"/> in this table (a port's own Index may already be -1).</summary>
+    public readonly int[] ActiveIndex;
 
     public PortTable(ValePort?[] byIndex)
     {
         ByIndex = byIndex;
-        Active = byIndex.Where(p => p is not null).Select(p => p!).ToArray();
+        ActiveIndex = Enumerable.Range(0, byIndex.Length).Where(i => byIndex[i] is not null).ToArray();
+        Active = ActiveIndex.Select(i => byIndex[i]!).ToArray();
     }
 
     public static readonly PortTable Empty = new(new ValePort?[Bridge.MaxPorts]);
@@ -99,7 +102,8 @@ public sealed partial class Bridge
             // its next flush, and a sync of this port that we see as idle counts nothing more.
             Interlocked.MemoryBarrier();
             foreach (var p in old.Active)
-                p.WaitQuiescent();
+                p.WaitQuiescent();           // senders: every TX ring of the old table
+            port.WaitRxQuiescent();          // the port's own receivers (a stale handle's RxSync)
             port.Wake.WakeAll(); // a thread sleeping in Poll on the port returns (Poll checks Retired)
             // No flush can reach the port any more: forget its MACs and keep its counters.
             Forwarding.Purge(idx);

@@ -228,19 +228,24 @@ internal sealed unsafe class RxKring
     /// <summary>
     /// netmap rxsync for this ring, run by the receiver: validate head/cur, release the slots
     /// the user consumed (hwcur = head) and publish the frames senders completed (tail = hwtail).
-    /// The receiver never copies.
+    /// The receiver never copies. Returns true when the ring then holds frames for the user
+    /// (cur != tail): poll's POLLIN, decided inside the sync so that nothing outside it reads
+    /// ring memory. A retired port's sync touches nothing (see <see cref="ValePort"/>, "Port
+    /// state changes").
     /// </summary>
-    public void Sync()
+    public bool Sync()
     {
+        // Enter: CompareExchange is a full fence, so the read of Retired below cannot move above
+        // it; Bridge.Detach stores Retired, fences, then waits for Busy == 0 (Dekker).
         if (Interlocked.CompareExchange(ref S->Busy, 1, 0) != 0)
         {
             Interlocked.Increment(ref S->BusySkips);
-            return;
+            return false;
         }
         if (Port.Retired)
         {
             Volatile.Write(ref S->Busy, 0); // closed: the ring's area belongs to the region again
-            return;
+            return false;
         }
         uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
         uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
@@ -255,8 +260,9 @@ internal sealed unsafe class RxKring
             *ringCur = hwcur;
             *ringTail = S->RTail;
             S->Reinits++;
+            bool any = hwcur != S->RTail;
             Volatile.Write(ref S->Busy, 0);
-            return;
+            return any;
         }
         if (head != hwcur)
         {
@@ -267,6 +273,18 @@ internal sealed unsafe class RxKring
         uint tail = Volatile.Read(ref S->HwTail);
         S->RTail = tail;
         Volatile.Write(ref *ringTail, tail);
-        Volatile.Write(ref S->Busy, 0);
+        Volatile.Write(ref S->Busy, 0); // release: every write above is done before a detach sees the ring idle
+        return cur != tail;
+    }
+
+    /// <summary>
+    /// Waits until no rxsync of this ring is running. Called by <see cref="Bridge.Detach"/> after
+    /// it set Retired with a full fence: a sync that entered before that is waited for, one that
+    /// enters after it sees Retired and touches nothing.
+    /// </summary>
+    public void WaitQuiescent()
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref S->Busy) != 0) spin.SpinOnce();
     }
 }

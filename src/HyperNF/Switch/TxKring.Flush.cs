@@ -125,6 +125,7 @@ internal sealed unsafe partial class TxKring
         ulong lastDmac = ulong.MaxValue;
         int lastDst = 0;
         long hairpin = 0, portDown = 0;
+        int touched = 0;
         DestQueue* bq = q + BroadcastQueue;
 
         // ---- pass 1: learn, look up, bucket
@@ -154,9 +155,10 @@ internal sealed unsafe partial class TxKring
             if (dst != BroadcastQueue)
             {
                 if (dst == me) { hairpin++; continue; }
-                var d = table.ByIndex[dst];
-                if (d is null) dst = BroadcastQueue; // entry of a port that just left: flood
-                else if (!d.Up) { portDown++; continue; }
+                byte st = _dstState[dst];
+                if (st == DestUnknown) st = Resolve(table, dst, ref touched);
+                if (st == DestGone) dst = BroadcastQueue; // entry of a port that just left: flood
+                else if (st == DestDown) { portDown++; continue; }
             }
             DestQueue* dq = q + dst;
             if (dq->Head == FtNull)
@@ -179,11 +181,17 @@ internal sealed unsafe partial class TxKring
         {
             // A flood goes to every other port that is up; ports without unicast traffic in this
             // batch get an (empty) list of their own so the broadcast list is merged there too.
+            // The same per-flush decision as for unicast: a port counted here is exactly a
+            // port pass 2 delivers to, whatever its Up flag does meanwhile.
             int fanout = 0;
-            foreach (var p in table.Active)
+            int[] active = table.ActiveIndex;
+            for (int a = 0; a < active.Length; a++)
             {
-                int pi = p.Index; // read once; -1: the port is detaching, and gets no copy
-                if (pi < 0 || pi == me || !p.Up) continue;
+                int pi = active[a];
+                if (pi == me) continue;
+                byte st = _dstState[pi];
+                if (st == DestUnknown) st = Resolve(table, pi, ref touched);
+                if (st != DestUp) continue;
                 fanout++;
                 if (q[pi].Head == FtNull) dsts[numDsts++] = (ushort)pi;
             }
@@ -212,6 +220,25 @@ internal sealed unsafe partial class TxKring
         }
         bq->Head = bq->Tail = FtNull;
         bq->Slots = bq->Packets = 0;
+        for (int t = 0; t < touched; t++) _dstState[_touched[t]] = DestUnknown;
+    }
+
+    private const byte DestUnknown = 0, DestUp = 1, DestDown = 2, DestGone = 3;
+
+    /// <summary>
+    /// Decides, once per flush, what destination <paramref name="idx"/> of
+    /// <paramref name="table"/> is for this flush: up (frames go to it and count as sent to it),
+    /// down (port-down drops) or gone (no port there: flood). Every later look at the same port
+    /// in this flush uses the decision, never the live flag.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte Resolve(PortTable table, int idx, ref int touched)
+    {
+        var d = table.ByIndex[idx];
+        byte st = d is null ? DestGone : d.Up ? DestUp : DestDown; // Up read once
+        _dstState[idx] = st;
+        _touched[touched++] = (ushort)idx;
+        return st;
     }
 
     /// <summary>

@@ -61,9 +61,15 @@ internal sealed unsafe partial class TxKring
     private readonly FwdEntry[] _ftArray;
     private readonly DestQueue[] _queueArray;
     private readonly ushort[] _dstArray;
+    private readonly byte[] _stateArray;
+    private readonly ushort[] _touchedArray;
     private readonly FwdEntry* _ft;
     private readonly DestQueue* _q;
     private readonly ushort* _dsts;
+    // Per flush: what each destination port was when this flush first looked at it
+    // (DestUnknown until then); see ValePort, "Port state changes".
+    private readonly byte* _dstState;
+    private readonly ushort* _touched;
 
     // counters: single writer (the sync holder); readers tolerate a moment's staleness
     public long TxPackets, TxBytes, FloodCopies, Reinits, BusySkips;
@@ -85,6 +91,10 @@ internal sealed unsafe partial class TxKring
         _ft = (FwdEntry*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_ftArray));
         _q = (DestQueue*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_queueArray));
         _dsts = (ushort*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_dstArray));
+        _stateArray = GC.AllocateArray<byte>(BroadcastQueue + 1, pinned: true);
+        _touchedArray = GC.AllocateArray<ushort>(BroadcastQueue + 1, pinned: true);
+        _dstState = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
+        _touched = (ushort*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_touchedArray));
         for (int i = 0; i <= BroadcastQueue; i++) _q[i] = new DestQueue { Head = FtNull, Tail = FtNull };
     }
 
@@ -114,18 +124,20 @@ internal sealed unsafe partial class TxKring
     /// netmap txsync of a VALE port, run in the caller's context (the hypercall): validate
     /// head/cur, forward every frame in [hwcur, head) through the bridge, and hand all those
     /// slots back to the user at once. A frame is delivered or counted as dropped; the sender
-    /// never blocks.
+    /// never blocks. Returns true when the user has TX slots afterwards (cur != tail: poll's
+    /// POLLOUT), or when another thread holds the ring (it will hand the slots back). A retired
+    /// port's sync touches nothing (see <see cref="ValePort"/>, "Port state changes").
     /// </summary>
-    public void Sync()
+    public bool Sync()
     {
         if (!TryEnter(out int seq))
         {
             Interlocked.Increment(ref BusySkips);
-            return;
+            return true;
         }
         try
         {
-            if (Port.Retired) return; // closed: the ring's area belongs to the region again and the counters were final
+            if (Port.Retired) return false; // closed: the ring's area belongs to the region again and the counters were final
             uint* ringHead = (uint*)(Ring + NetmapAbi.RingHead);
             uint* ringCur = (uint*)(Ring + NetmapAbi.RingCur);
             uint* ringTail = (uint*)(Ring + NetmapAbi.RingTail);
@@ -137,7 +149,7 @@ internal sealed unsafe partial class TxKring
                 *ringCur = HwCur;
                 *ringTail = HwTail;
                 Reinits++;
-                return;
+                return HwCur != HwTail;
             }
             if (head != HwCur)
             {
@@ -149,6 +161,7 @@ internal sealed unsafe partial class TxKring
                 HwTail = RingRules.Prev(head, N);
             }
             *ringTail = HwTail; // also repairs a tail the domain overwrote
+            return cur != HwTail;
         }
         finally
         {

@@ -15,6 +15,36 @@ public interface IPortSink
     void OnDelivered(ValePort port);
 }
 
+/// <remarks>
+/// <para><b>Port state changes: the one rule.</b> A port changes state in four ways: it goes
+/// down or up (<see cref="Up"/>: a link flap, a closing handle), it is re-bound (a physical
+/// port swaps its Linux backend under its own transmit lock; the switch port stays), and it is
+/// retired (<see cref="Bridge.Detach"/>: the handle is closed, the domain destroyed). Both the
+/// TX path (a sender's flush) and the RX path (the owner's rxsync, a device sink) obey:</para>
+/// <list type="number">
+/// <item><b>Ring memory is touched only inside a ring's critical section.</b> TX rings:
+/// <see cref="TxKring.Seq"/> (odd while a sync runs); delivery into another port's RX rings
+/// happens inside the sender's own TX section; RX rings: <c>RxKringState.Busy</c>. Entering
+/// is a full fence, and the first thing a section does is read <see cref="Retired"/>.</item>
+/// <item><b>Retire = publish, fence, wait.</b> Detach publishes a port table without the port
+/// and sets Retired, issues a full fence, then waits until every TX ring of the old table and
+/// every RX ring of the port are outside their sections. A section that entered earlier is
+/// waited for; one that enters later sees Retired (or the new table) and touches nothing. Only
+/// then are the port's learning entries purged, its counters folded into the bridge's retired
+/// totals and its area released for reuse. So a stale handle never touches memory it no
+/// longer owns, and counters never move after they were folded.</item>
+/// <item><b>Each flush decides each destination once.</b> The first time a flush looks at a
+/// destination (unicast lookup or flood fan-out) it reads <see cref="Up"/> once and keeps that
+/// decision for the rest of the flush: the flood count and the deliveries use the same set of
+/// ports, so <c>sent + flood copies = delivered + dropped</c> whatever changes mid-batch. A
+/// port that goes down after the decision still gets this flush's frames (counted as
+/// delivered, as a NIC's ring does for a packet already queued).</item>
+/// </list>
+/// <para>Outside sections the host makes only advisory reads of a ring (a split/merge
+/// domain's Poll looking at its own TX ring's tail), never writes, and not at all once it
+/// has seen Retired. The region stays mapped while any port of it is attached
+/// (<see cref="DomainMemory.Dispose"/> refuses otherwise).</para>
+/// </remarks>
 public sealed unsafe class ValePort : IPortBackend
 {
     internal readonly TxKring[] Tx;
@@ -84,16 +114,22 @@ public sealed unsafe class ValePort : IPortBackend
         for (int r = 0; r < rx.Length; r++) rx[r].Sync();
     }
 
-    /// <summary>Some RX ring has frames for the user (cur != tail): poll's POLLIN.</summary>
-    internal bool AnyRxReady()
+    /// <summary>RxSync of every ring; true when some RX ring then has frames for the user (POLLIN).</summary>
+    internal bool RxSyncReady()
     {
-        foreach (var k in Rx)
-        {
-            uint tail = *(uint*)(k.Ring + NetmapAbi.RingTail);
-            uint cur = *(uint*)(k.Ring + NetmapAbi.RingCur);
-            if (cur != tail) return true;
-        }
-        return false;
+        bool ready = false;
+        var rx = Rx;
+        for (int r = 0; r < rx.Length; r++) ready |= rx[r].Sync();
+        return ready;
+    }
+
+    /// <summary>TxSync of every ring; true when some TX ring then has room for the user (POLLOUT).</summary>
+    internal bool TxSyncReady()
+    {
+        bool ready = false;
+        var tx = Tx;
+        for (int r = 0; r < tx.Length; r++) ready |= tx[r].Sync();
+        return ready;
     }
 
     internal bool AnyRxPublished()
@@ -133,16 +169,9 @@ public sealed unsafe class ValePort : IPortBackend
         {
             if (Retired) return PollEvents.None; // closed: nothing will ever be ready
             PollEvents ready = PollEvents.None;
-            if ((events & PollEvents.Out) != 0)
-            {
-                TxSync(); // flushes anything queued; VALE hands TX slots back at once
-                if (AnyTxSpace()) ready |= PollEvents.Out;
-            }
-            if ((events & PollEvents.In) != 0)
-            {
-                RxSync();
-                if (AnyRxReady()) ready |= PollEvents.In;
-            }
+            // Readiness is decided inside the syncs (ring memory is read only there).
+            if ((events & PollEvents.Out) != 0 && TxSyncReady()) ready |= PollEvents.Out; // flushes anything queued; VALE hands TX slots back at once
+            if ((events & PollEvents.In) != 0 && RxSyncReady()) ready |= PollEvents.In;
             if (ready != PollEvents.None || timeoutMs == 0) return ready;
             long remaining = deadline - Environment.TickCount64;
             if (remaining <= 0) return PollEvents.None;
@@ -171,6 +200,11 @@ public sealed unsafe class ValePort : IPortBackend
     internal void WaitQuiescent()
     {
         foreach (var k in Tx) k.WaitQuiescent();
+    }
+
+    internal void WaitRxQuiescent()
+    {
+        foreach (var k in Rx) k.WaitQuiescent();
     }
 
     public PortStatistics GetStatistics()

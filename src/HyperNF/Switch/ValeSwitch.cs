@@ -60,14 +60,15 @@ public sealed class ValeSwitch
     /// <paramref name="memory"/>: formats a port area in the region, creates the bridge if
     /// needed and attaches the port. Disposing the returned port detaches it.
     /// </summary>
-    public NetmapPort OpenPort(string fullName, DomainMemory memory, WakeWord? wake = null)
+    /// <param name="extraBuffers">Spare buffers chained from the port's ni_bufs_head (at most the layout's; -1: all of them).</param>
+    public NetmapPort OpenPort(string fullName, DomainMemory memory, WakeWord? wake = null, int extraBuffers = -1)
     {
         ArgumentNullException.ThrowIfNull(memory);
         var (bridgeName, portName) = Bridge.ParsePortName(fullName);
         lock (_gate)
         {
             var bridge = GetOrCreateBridge(bridgeName);
-            int area = memory.AllocatePortArea(fullName);
+            int area = memory.AllocatePortArea(fullName, extraBuffers);
             ValePort vp;
             try
             {

@@ -94,7 +94,7 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Equal("bridge valex has no port 'zz' (ports: a10)", Error(Handle("{\"op\":\"vale-detach\",\"args\":{\"bridge\":\"valex\",\"port\":\"zz\"}}")));
         Assert.Contains("belongs to domain 'a1'", Error(Handle("{\"op\":\"vale-detach\",\"args\":{\"bridge\":\"valex\",\"port\":\"a10\"}}")));
         Assert.Contains("still has 1 port", Error(Handle("{\"op\":\"vale-remove\",\"args\":{\"bridge\":\"valex\"}}")));
-        Assert.StartsWith("unknown op 'nope'; ops: capture, create, ctl, destroy", Error(Handle("{\"op\":\"nope\"}")));
+        Assert.StartsWith("unknown op 'nope'; ops: capture, console, create, ctl, destroy", Error(Handle("{\"op\":\"nope\"}")));
         Assert.StartsWith("unknown setting 'colour'; settings: bridge_batch", Error(Handle("{\"op\":\"get\",\"args\":{\"key\":\"colour\"}}")));
         Assert.Contains("unknown ctl op 0", Error(Handle("{\"op\":\"ctl\",\"args\":{\"op\":0,\"value\":1}}")));
         foreach (int op in new[] { 2, 3, 4 })
@@ -146,7 +146,7 @@ public sealed class ControlDaemonTests : IDisposable
             Create(Head + "memory = 1\n"));
         Assert.Equal("nf.cfg:2: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 1)",
             Create("name = \"x\"\nvif = [ \"type=nmif,bridge=valex:x0\" ]\nnf = \"l2fwd\"\n"));
-        Assert.Equal("nf.cfg: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
+        Assert.Equal("nf.cfg:1: vif: nf 'l2fwd' sits between two ports; give the domain two vifs (it has 0)", Create("name = \"x\"\n"));
         Assert.Empty(_host.Domains);
         Assert.Empty(_host.Switch.Bridges.SelectMany(b => b.Ports));
         // the same config with values the host accepts is created

@@ -185,9 +185,14 @@ internal sealed class DaemonProcess : IDisposable
     public string Socket { get; }
 
     public DaemonProcess(string socket, bool waitReady = true, params string[] extraArgs)
+        : this(socket, Cli.Start(socket, ["daemon", "--socket", socket, .. extraArgs]), waitReady)
+    {
+    }
+
+    /// <summary>A daemon started by <paramref name="psi"/> (e.g. <see cref="Cli.Start"/> wrapped in prlimit).</summary>
+    public DaemonProcess(string socket, ProcessStartInfo psi, bool waitReady = true)
     {
         Socket = socket;
-        var psi = Cli.Start(socket, ["daemon", "--socket", socket, .. extraArgs]);
         Process = Process.Start(psi)!;
         Process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };
         Process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };

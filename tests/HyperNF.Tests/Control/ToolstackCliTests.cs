@@ -163,7 +163,7 @@ public class ToolstackCliTests
         Refused(sock, $"{bad}:3: weight: 'heavy' is not an integer", "create", bad);
         File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:lx0\" ]\nnf = \"nosuchnf\"\n");
         Refused(sock, "unknown nf 'nosuchnf'", "create", bad);
-        Refused(sock, "cannot read", "create", tmp.File("missing.cfg"));
+        Refused(sock, "missing.cfg: no such file", "create", tmp.File("missing.cfg"));
         Refused(sock, "no domain 'ghost'", "destroy", "ghost");
         Refused(sock, "no domain 'ghost'", "pause", "ghost");
         Refused(sock, "no domain 'ghost'", "sched-credit2", "-d", "ghost", "-w", "10");

@@ -41,14 +41,25 @@ public class XlConfigTests
         Assert.Equal(DomainConfig.DefaultWeight, c.Weight);
         Assert.Equal(0, c.Cap);
         Assert.Null(c.IoModel);
-        // kernel, pvh, the xenbr vif, disk, extra: one notice each, in file order, with file:line.
-        Assert.Equal(5, c.Notices.Length);
-        Assert.StartsWith("linux.cfg:2: kernel: ignored", c.Notices[0]);
-        Assert.StartsWith("linux.cfg:6: pvh: ignored", c.Notices[1]);
-        Assert.StartsWith("linux.cfg:7: vif: vif 0 (mac=00:10:00:00:00:02,bridge=xenbr) is not a netmap interface", c.Notices[2]);
-        Assert.StartsWith("linux.cfg:8: disk: ignored", c.Notices[3]);
-        Assert.StartsWith("linux.cfg:9: extra: ignored", c.Notices[4]);
+        // kernel= without nf= is a VM domain (issue 11): the image and its command line (extra=).
+        Assert.Equal("PATH_TO_KERNEL", c.Kernel);
+        Assert.Equal("root=/dev/xvda1", c.CommandLine);
+        // pvh, the xenbr vif, disk: one notice each, in file order, with file:line.
+        Assert.Equal(3, c.Notices.Length);
+        Assert.StartsWith("linux.cfg:6: pvh: ignored", c.Notices[0]);
+        Assert.StartsWith("linux.cfg:7: vif: vif 0 (mac=00:10:00:00:00:02,bridge=xenbr) is not a netmap interface", c.Notices[1]);
+        Assert.StartsWith("linux.cfg:8: disk: ignored", c.Notices[2]);
         Assert.All(c.Notices, n => Assert.DoesNotContain('\n', n));
+    }
+
+    [Fact]
+    public void Kernel_with_nf_stays_a_thread_domain_and_kernel_is_a_notice()
+    {
+        var c = XlConfig.Parse("name=\"a\"\nkernel=\"k.elf\"\nextra=\"x\"\nnf=\"l2fwd\"\n", "a.cfg");
+        Assert.Null(c.Kernel);
+        Assert.Null(c.CommandLine);
+        Assert.StartsWith("a.cfg:2: kernel: ignored (nf= makes this a thread domain", c.Notices[0]);
+        Assert.StartsWith("a.cfg:3: extra: ignored", c.Notices[1]);
     }
 
     [Fact]
@@ -231,7 +242,15 @@ public class XlConfigTests
         { "name=\"d\"\nvcpus=1\nvcpus=2\n", 3, "vcpus", "set twice (first on line 2); keep one" },
         { "name=\"d\"\nvpcus=2\n", 2, "vpcus", "unknown setting (did you mean 'vcpus'?)" },
         { "name=\"d\"\nfrobnicate=2\n", 2, "frobnicate", "unknown setting; HyperNF reads name, vcpus" },
-        { "vcpus=1\n", 0, "name", "missing; every domain needs one, e.g. name = \"linux\"" },
+        { "vcpus=1\n", 1, "name", "missing; every domain needs one, e.g. name = \"linux\"" },
+        { "# a comment\n\nvcpus=1\n", 1, "name", "missing; every domain needs one" },
+        // limits: bounded work and bounded messages whatever the input
+        { "name=\"d\"\n" + new string('k', 65) + " = 1\n", 2, null, $"setting name '{new string('k', 57)}...' is 65 characters long; setting names are at most 64" },
+        { "name=\"d\"\n" + new string('k', 64) + " = 1\n", 2, new string('k', 64), "unknown setting; HyperNF reads" },
+        { "name=\"d\"\nnf_args=\"" + new string('a', 70_000) + "\"\n", 2, null, "the line is 70010 characters long; a config line is at most 65536" },
+        { "name=\"d\"\ncpus=\"" + string.Join(',', Enumerable.Repeat("0-3", 5000)) + "\"\n", 2, "cpus", "it has more than 4096 elements" },
+        { "name=\"d\"\nvif=[" + string.Join(",\n", Enumerable.Range(0, 255).Select(i => $"\"type=nmif,bridge=valex:p{i}\"")) + "]\n", 2, "vif", "has 255 entries; a domain has at most 254 vifs" },
+        { "name=\"d\"\nvcpus=\"" + new string('9', 1000) + "\"\n", 2, "vcpus", $"'{new string('9', 57)}...' is not an integer (want 1..64)" },
         { "name=\"a b\"\n", 1, "name", "'a b' is not a domain name" },
         { "name=[\"d\"]\n", 1, "name", "expected a single value, not a list" },
         { "name=\"d\"\nvcpus=0\n", 2, "vcpus", "0 is out of range (want 1..64)" },
@@ -280,7 +299,8 @@ public class XlConfigTests
         Assert.Equal(line, e.Line);
         Assert.Equal(key, e.Key);
         Assert.Contains(reason, e.Reason);
-        string prefix = line > 0 ? $"t.cfg:{line}: " : "t.cfg: ";
+        Assert.True(e.Message.Length < 1000, $"the message quotes at most a little of the config: {e.Message.Length} characters");
+        string prefix = $"t.cfg:{line}: ";
         Assert.StartsWith(key is null ? prefix : prefix + key + ": ", e.Message);
     }
 }

@@ -156,16 +156,19 @@ public unsafe class DomainMemoryTests
     }
 
     [Fact]
-    public void Dispose_is_idempotent_and_ports_may_close_after_their_region()
+    public void Dispose_is_refused_while_a_port_is_open_then_idempotent()
     {
         var sw = new ValeSwitch();
         var mem = new DomainMemory(new RegionLayout { MaxPorts = 1, SlotsPerRing = 8 });
         var port = sw.OpenPort("valedm:p", mem);
+        var e = Assert.Throws<InvalidOperationException>(() => mem.Dispose());
+        Assert.Contains("valedm:p", e.Message);
+        Assert.NotEqual(-1, mem.FileDescriptor); // still mapped: senders may still deliver into it
+        port.Dispose();
+        Assert.Empty(sw.FindBridge("valedm")!.Ports);
         mem.Dispose();
         mem.Dispose();
         Assert.Equal(-1, mem.FileDescriptor);
-        port.Dispose(); // detaches from the bridge without touching the unmapped region
-        Assert.Empty(sw.FindBridge("valedm")!.Ports);
         Assert.Throws<ObjectDisposedException>(() => sw.OpenPort("valedm:q", mem));
     }
 }

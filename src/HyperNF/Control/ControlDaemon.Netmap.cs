@@ -1,0 +1,494 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using HyperNF.Hypervisor;
+using HyperNF.Linux;
+using HyperNF.Memory;
+using HyperNF.Netmap;
+using HyperNF.Switch;
+using P = HyperNF.Netmap.ProcessProtocol;
+
+namespace HyperNF.Control;
+
+/// <summary>Options a netmap program's library sends in its netmap_open line (hypernf exec's flags).</summary>
+public sealed record NetmapOpenOptions(IoModel? IoModel, int Weight, int Cap, IReadOnlyList<int> Cpus, string? Name);
+
+/// <summary>
+/// The trusted end of libhypernf-netmap.so (docs/process-domains.md): each /dev/netmap the
+/// program opens is one connection that said <c>netmap_open</c> and then speaks the binary
+/// protocol of src/preload/hnf_proto.h on a thread of its own. The program's pid comes from
+/// SO_PEERCRED. Its first REGISTER creates its process domain; the domain is destroyed when
+/// the last connection of that pid closes (exit and SIGKILL included).
+/// </summary>
+public sealed partial class ControlDaemon
+{
+    public const string NetmapOpenOp = "netmap_open";
+
+    private sealed class ProcessEntry
+    {
+        public int Connections;
+        public Domain? Domain;
+        public NetmapOpenOptions Options = null!;
+    }
+
+    private readonly object _netmapGate = new();
+    private readonly Dictionary<int, ProcessEntry> _processes = new();
+    private readonly ConcurrentDictionary<long, (Socket Socket, Thread Thread)> _netmapConnections = new();
+    private long _nextNetmapConnection;
+
+    /// <summary>netmap connections being served (each a /dev/netmap descriptor of some program).</summary>
+    public int NetmapConnectionCount => _netmapConnections.Count;
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    private static partial Regex ProcessDomainNameRegex();
+
+    private static NetmapOpenOptions ParseNetmapOpen(ControlRequest r)
+    {
+        r.AllowOnly("protocol", "io_model", "weight", "cap", "cpus", "name");
+        int protocol = r.OptionalInt("protocol") ?? 0;
+        if (protocol != P.Version)
+            throw ControlException.Invalid($"netmap_open: the preload library speaks protocol {protocol}, the daemon {P.Version}; use the library of this build (artifacts/preload)");
+        string? model = r.OptionalString("io_model");
+        IoModel? io = string.IsNullOrWhiteSpace(model) ? null : IoModels.Parse(model);
+        int weight = r.OptionalInt("weight") ?? 0;
+        if (weight == 0) weight = 256;
+        if (weight is < 1 or > 65535) throw ControlException.Invalid($"netmap_open: weight must be 1..65535, not {weight}");
+        int cap = r.OptionalInt("cap") ?? 0;
+        if (cap is < 0 or > 100) throw ControlException.Invalid($"netmap_open: cap must be 0..100 (% of one CPU), not {cap}");
+        IReadOnlyList<int> cpus = [];
+        string? cpuText = r.OptionalString("cpus");
+        if (!string.IsNullOrWhiteSpace(cpuText))
+        {
+            cpus = ParseCpus(cpuText, "netmap_open: cpus");
+        }
+        string? name = r.OptionalString("name");
+        if (string.IsNullOrWhiteSpace(name)) name = null;
+        else if (!ProcessDomainNameRegex().IsMatch(name))
+            throw ControlException.Invalid($"netmap_open: '{ControlRequest.Short(name)}' is not a domain name (letters, digits, '_', '.', '-'; at most 64)");
+        return new NetmapOpenOptions(io, weight, cap, cpus, name);
+    }
+
+    /// <summary>
+    /// The first line of a preload connection: validate the options, answer, and hand the socket
+    /// to a netmap connection thread. True when the socket now belongs to that thread.
+    /// </summary>
+    private async Task<bool> NetmapOpenAsync(ControlRequest req, Connection c, Socket socket)
+    {
+        NetmapOpenOptions options;
+        try
+        {
+            options = ParseNetmapOpen(req);
+        }
+        catch (Exception e) when (e is ControlException or ArgumentException)
+        {
+            await c.WriteAsync(ErrorFor(req.Id, e)).ConfigureAwait(false);
+            return false;
+        }
+        if (_stopping)
+        {
+            await c.WriteAsync(ControlProtocol.Error(req.Id, ControlErrorCodes.ShuttingDown, "the daemon is shutting down")).ConfigureAwait(false);
+            return false;
+        }
+        await c.WriteAsync(ControlProtocol.Ok(req.Id, new DoneResult { Message = "netmap" })).ConfigureAwait(false);
+        long id = Interlocked.Increment(ref _nextNetmapConnection);
+        var thread = new Thread(() => NetmapConnectionMain(id, socket, options), 256 * 1024) { IsBackground = true, Name = $"hypernf-netmap-{id}" };
+        _netmapConnections[id] = (socket, thread);
+        thread.Start();
+        return true;
+    }
+
+    private void StopNetmapConnections()
+    {
+        foreach (var (_, (socket, _)) in _netmapConnections)
+        {
+            try { FdSocket.ShutdownBoth((int)socket.Handle); } catch (ObjectDisposedException) { }
+        }
+        foreach (var (_, (_, thread)) in _netmapConnections.ToArray()) thread.Join(TimeSpan.FromSeconds(5));
+    }
+
+    private void NetmapConnectionMain(long id, Socket socket, NetmapOpenOptions options)
+    {
+        int fd = (int)socket.Handle;
+        int pid = 0;
+        ProcessPort? registered = null;
+        ProcessEntry? entry = null;
+        var fds = new List<int>();
+        try
+        {
+            (pid, _, _) = FdSocket.PeerCredentials(fd);
+            lock (_netmapGate)
+            {
+                if (!_processes.TryGetValue(pid, out entry))
+                    _processes[pid] = entry = new ProcessEntry { Options = options };
+                entry.Connections++;
+            }
+            var header = new byte[P.HeaderBytes];
+            while (!_stopping)
+            {
+                CloseAll(fds);
+                if (!FdSocket.ReceiveExactly(fd, header, fds)) break;
+                uint type = BinaryPrimitives.ReadUInt32LittleEndian(header);
+                uint len = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4));
+                int expect = type switch
+                {
+                    P.MsgRegister => P.RegisterReqBytes,
+                    P.MsgPortInfo => P.InfoReqBytes,
+                    P.MsgVale => P.ValeReqBytes,
+                    _ => -1,
+                };
+                if (expect < 0 || len != expect)
+                {
+                    Log($"netmap: pid {pid} sent a malformed message (type {type}, {len} bytes); closing its connection");
+                    break;
+                }
+                var body = new byte[len];
+                if (!FdSocket.ReceiveExactly(fd, body, fds)) break;
+                byte[] reply;
+                int[] passFds = [];
+                switch (type)
+                {
+                    case P.MsgRegister:
+                        reply = Register(pid, entry, body, fds, ref registered, out passFds);
+                        break;
+                    case P.MsgPortInfo:
+                        reply = PortInfo(pid, body);
+                        break;
+                    default:
+                        reply = Vale(body);
+                        break;
+                }
+                FdSocket.Send(fd, reply, passFds);
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
+        {
+            // The program went away mid-message, or the daemon is stopping.
+        }
+        catch (Exception e)
+        {
+            Log($"netmap connection of pid {pid} failed: {e}");
+        }
+        finally
+        {
+            CloseAll(fds);
+            try { EndNetmapConnection(pid, entry, registered); }
+            catch (Exception e) { Log($"netmap: cleaning up pid {pid}: {e}"); }
+            socket.Dispose();
+            _netmapConnections.TryRemove(id, out _);
+        }
+    }
+
+    private static void CloseAll(List<int> fds)
+    {
+        foreach (int f in fds) Native.Close(f);
+        fds.Clear();
+    }
+
+    private void EndNetmapConnection(int pid, ProcessEntry? entry, ProcessPort? registered)
+    {
+        if (entry is null) return;
+        Domain? destroy = null, owner;
+        lock (_netmapGate) owner = entry.Domain;
+        // Outside the lock: closing waits for the port's host thread.
+        if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
+        lock (_netmapGate)
+        {
+            if (--entry.Connections == 0)
+            {
+                _processes.Remove(pid);
+                destroy = entry.Domain;
+            }
+        }
+        if (destroy is not null)
+        {
+            bool clean = _host.Destroy(destroy);
+            Log($"process domain '{destroy.Name}' (id {destroy.Id}, pid {pid}) destroyed: its program closed its last /dev/netmap{(clean ? "" : " (a host thread did not stop in time)")}");
+        }
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    private static byte[] RegisterError(int errno)
+    {
+        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, errno);
+        return msg;
+    }
+
+    /// <summary>The port a netmap name stands for: (VALE port name, null) or (null, errno).</summary>
+    private static (string? Port, int Errno) ResolveNetmapName(string? name)
+    {
+        if (name is null || name.Length == 0) return (null, P.EINVAL);
+        if (name.StartsWith("netmap:", StringComparison.Ordinal)) name = name[7..];
+        if (!name.StartsWith("vale", StringComparison.Ordinal))
+            return (null, P.ENXIO); // netmap:IFNAME ports: not served to programs yet (docs/process-domains.md)
+        try
+        {
+            Bridge.ParsePortName(name);
+            return (name, 0);
+        }
+        catch (ArgumentException)
+        {
+            return (null, P.EINVAL);
+        }
+    }
+
+    private byte[] Register(int pid, ProcessEntry entry, byte[] body, List<int> fds, ref ProcessPort? registered, out int[] passFds)
+    {
+        passFds = [];
+        // Every field read once, from our copy of the message.
+        string? name = P.ReadName(body.AsSpan(0, 64));
+        uint mode = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(64));
+        uint ringid = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(68));
+        ulong flags = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(72));
+        uint extra = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(80));
+        if (registered is not null) return RegisterError(P.EBUSY);
+        if (fds.Count != 1) return RegisterError(P.EINVAL);
+        if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
+        var (port, errno) = ResolveNetmapName(name);
+        if (port is null) return RegisterError(errno);
+        int rings = 1;
+        switch (mode)
+        {
+            case P.RegDefault or P.RegAllNic:
+                break;
+            case P.RegOneNic:
+                if (ringid >= rings) return RegisterError(P.EINVAL);
+                break;
+            default:
+                return RegisterError(P.EINVAL); // host rings, pipes, NULL: VALE ports have none of them
+        }
+        if (_stopping) return RegisterError(P.ENXIO);
+
+        Domain d;
+        lock (_netmapGate)
+        {
+            if (entry.Domain is null || entry.Domain.State is DomainState.Crashed or DomainState.Destroyed)
+            {
+                var o = entry.Options;
+                string domainName = o.Name ?? $"{ProcessName(pid)}-{pid}";
+                var spec = new DomainSpec
+                {
+                    Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
+                    Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
+                };
+                try
+                {
+                    entry.Domain = _host.CreateProcessDomain(spec);
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                {
+                    Log($"netmap: pid {pid}: cannot create its domain: {e.Message}");
+                    return RegisterError(P.EINVAL);
+                }
+                Log($"process domain '{entry.Domain.Name}' (id {entry.Domain.Id}, pid {pid}, {entry.Domain.IoModel.Key()}) created");
+            }
+            d = entry.Domain;
+        }
+        int efd = fds[0];
+        fds.Clear(); // the port owns the eventfd now (closed on failure too)
+        try
+        {
+            registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd);
+        }
+        catch (InvalidOperationException e)
+        {
+            Log($"netmap: pid {pid}: cannot register {port}: {e.Message}");
+            // All port areas in use, a port of that name on the bridge already, the domain ending.
+            return RegisterError(e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
+        }
+        catch (ArgumentException)
+        {
+            return RegisterError(P.EINVAL);
+        }
+        var L = d.Memory.Layout;
+        long offset = L.PortAreaOffset(registered.Port.Area);
+        uint granted = Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
+        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], granted);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)offset);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
+        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
+        uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
+        // An empty range (first > last) for the direction not bound.
+        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? 1u : first);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], rxOnly ? 0u : last);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? 1u : first);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? 0u : last);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
+        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
+        return msg;
+    }
+
+    /// <summary>Spare buffers a process port may ask for (nr_extra_bufs); their pages are touched only when granted.</summary>
+    public const int ProcessExtraBuffers = 4096;
+
+    /// <summary>A region id per domain, as netmap's nr_mem_id: ports with the same id share memory (zero-copy).</summary>
+    private static ushort MemId(Domain d) => (ushort)(d.Id + 1);
+
+    private static string ProcessName(int pid)
+    {
+        try
+        {
+            string comm = File.ReadAllText($"/proc/{pid}/comm").Trim();
+            var clean = new string(comm.Where(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '.' or '-').ToArray());
+            return clean.Length > 0 && char.IsAsciiLetterOrDigit(clean[0]) ? clean : "netmap";
+        }
+        catch (IOException)
+        {
+            return "netmap";
+        }
+    }
+
+    /// <summary>PORT_INFO_GET, POOLS_INFO_GET and NIOCGINFO: what a registration of that name would get.</summary>
+    private byte[] PortInfo(int pid, byte[] body)
+    {
+        var msg = P.Reply(P.MsgPortInfo, P.InfoRepBytes, out var b);
+        string? name = P.ReadName(body.AsSpan(0, 64));
+        Domain? d;
+        lock (_netmapGate) d = _processes.TryGetValue(pid, out var e) ? e.Domain : null;
+        if (!string.IsNullOrEmpty(name))
+        {
+            var (port, errno) = ResolveNetmapName(name);
+            if (port is null)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(b, errno);
+                return msg;
+            }
+        }
+        var L = d?.Memory.Layout ?? Domain.LayoutFor(new DomainSpec { Name = "info", ProcessId = pid, ExtraBuffersPerPort = ProcessExtraBuffers });
+        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], d is null ? (ushort)0 : MemId(d));
+        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.TotalBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[16..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[20..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[24..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[26..], (ushort)L.RingsPerPort);
+        // Pools: port areas (netmap_if and rings), then the buffers.
+        BinaryPrimitives.WriteUInt64LittleEndian(b[32..], (ulong)L.PortAreaOffset(0));
+        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], (uint)L.MaxPorts);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], (uint)L.InterfaceBytes);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[48..], (ulong)(L.PortAreaOffset(0) + L.InterfaceBytes));
+        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)(2 * L.RingsPerPort * L.MaxPorts));
+        BinaryPrimitives.WriteUInt32LittleEndian(b[60..], (uint)L.RingBytes);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[64..], (ulong)L.BufferOffset);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[72..], L.BufferCount);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[76..], (uint)L.BufferSize);
+        return msg;
+    }
+
+    private byte[] ValeError(int errno)
+    {
+        var msg = P.Reply(P.MsgVale, P.ValeRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, errno);
+        return msg;
+    }
+
+    /// <summary>VALE_LIST/ATTACH/DETACH, PORT_HDR_GET/SET, VALE_NEWIF/DELIF (vale-ctl's requests).</summary>
+    private byte[] Vale(byte[] body)
+    {
+        ushort reqtype = BinaryPrimitives.ReadUInt16LittleEndian(body);
+        ushort bridgeIdx = BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(2));
+        uint portIdx = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
+        string? name = P.ReadName(body.AsSpan(8, 64));
+        uint hdrLen = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(72));
+        switch (reqtype)
+        {
+            case P.ReqValeList:
+                return ValeListEntry(name, bridgeIdx, portIdx);
+            case P.ReqValeAttach or P.ReqValeDetach:
+            {
+                if (name is null || !name.StartsWith("vale", StringComparison.Ordinal)) return ValeError(P.EINVAL);
+                string bridge, ifname;
+                try { (bridge, ifname) = Bridge.ParsePortName(name); }
+                catch (ArgumentException) { return ValeError(P.EINVAL); }
+                try
+                {
+                    var req = ControlRequest.Parse(ControlProtocol.Request(reqtype == P.ReqValeAttach ? "vale-attach" : "vale-detach",
+                        reqtype == P.ReqValeAttach ? new { bridge, @interface = ifname } : new { bridge, port = ifname }));
+                    RunChangeAsync(() => reqtype == P.ReqValeAttach ? ValeAttach(req) : ValeDetach(req)).GetAwaiter().GetResult();
+                }
+                catch (ControlException e)
+                {
+                    Log($"netmap: {(reqtype == P.ReqValeAttach ? "attach" : "detach")} {name}: {e.Message}");
+                    return ValeError(e.Code switch
+                    {
+                        ControlErrorCodes.NotFound => P.ENXIO,
+                        ControlErrorCodes.Conflict => P.EBUSY,
+                        ControlErrorCodes.Unsupported => P.EOPNOTSUPP,
+                        _ => P.EINVAL,
+                    });
+                }
+                var msg = P.Reply(P.MsgVale, P.ValeRepBytes, out var b);
+                var port = _host.Switch.FindBridge(bridge)?.FindPort(ifname);
+                BinaryPrimitives.WriteUInt32LittleEndian(b[8..], (uint)Math.Max(0, port?.BridgeIndex ?? 0));
+                return msg;
+            }
+            case P.ReqPortHdrGet:
+            {
+                var (port, errno) = ResolveNetmapName(name);
+                if (port is null) return ValeError(errno);
+                var (bn, pn) = Bridge.ParsePortName(port);
+                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
+                return P.Reply(P.MsgVale, P.ValeRepBytes, out _); // no virtio-net headers: length 0
+            }
+            case P.ReqPortHdrSet:
+            {
+                var (port, errno) = ResolveNetmapName(name);
+                if (port is null) return ValeError(errno);
+                var (bn, pn) = Bridge.ParsePortName(port);
+                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
+                if (hdrLen == 0) return P.Reply(P.MsgVale, P.ValeRepBytes, out _);
+                return ValeError(hdrLen is 10 or 12 ? P.EOPNOTSUPP : P.EINVAL);
+            }
+            default:
+                // VALE_NEWIF/DELIF create netmap's persistent virtual interfaces (kernel netdevs); not served.
+                return ValeError(P.EOPNOTSUPP);
+        }
+    }
+
+    /// <summary>
+    /// netmap's VALE_LIST: with a name, that port's (bridge, port) indices; without, the first
+    /// port at or after (bridge_idx, port_idx) in bridge order, with its name; ENOENT past the end.
+    /// </summary>
+    private byte[] ValeListEntry(string? name, ushort bridgeIdx, uint portIdx)
+    {
+        var bridges = _host.Switch.Bridges.ToArray();
+        if (!string.IsNullOrEmpty(name))
+        {
+            var (port, errno) = ResolveNetmapName(name);
+            if (port is null) return ValeError(errno);
+            var (bn, pn) = Bridge.ParsePortName(port);
+            int bi = Array.FindIndex(bridges, x => x.Name == bn);
+            var vp = bi >= 0 ? bridges[bi].FindPort(pn) : null;
+            if (vp is null) return ValeError(P.ENXIO);
+            var m = P.Reply(P.MsgVale, P.ValeRepBytes, out var rb);
+            BinaryPrimitives.WriteUInt16LittleEndian(rb[4..], (ushort)bi);
+            BinaryPrimitives.WriteUInt32LittleEndian(rb[8..], (uint)vp.BridgeIndex);
+            P.WriteName(rb.Slice(16, 64), vp.Name);
+            return m;
+        }
+        for (int b = bridgeIdx; b < bridges.Length; b++)
+        {
+            var ports = bridges[b].Ports.OrderBy(p => p.BridgeIndex).ToArray();
+            foreach (var p in ports)
+            {
+                if (b == bridgeIdx && p.BridgeIndex < portIdx) continue;
+                var m = P.Reply(P.MsgVale, P.ValeRepBytes, out var rb);
+                BinaryPrimitives.WriteUInt16LittleEndian(rb[4..], (ushort)b);
+                BinaryPrimitives.WriteUInt32LittleEndian(rb[8..], (uint)p.BridgeIndex);
+                P.WriteName(rb.Slice(16, 64), p.Name);
+                return m;
+            }
+        }
+        return ValeError(P.ENOENT);
+    }
+}

@@ -1,0 +1,500 @@
+/*
+ * nm_tool: a netmap program of our own for the process-domain tests (ProcessDomainTests). It
+ * is written against netmap's user API only (netmap_abi.h stands in for net/netmap_user.h)
+ * and makes the calls netmap's own programs make, in their order:
+ *   open("/dev/netmap"); ioctl(NIOCCTRL, NETMAP_REQ_REGISTER with nr_body) or, with --legacy,
+ *   ioctl(NIOCREGIF, struct nmreq) as nm_open does; mmap(fd, nr_memsize); NETMAP_IF/
+ *   NETMAP_TXRING/NETMAP_RXRING/NETMAP_BUF; a poll() loop (pkt-gen, bridge, lb) or
+ *   ioctl(NIOCTXSYNC/NIOCRXSYNC) busy loops; NS_BUF_CHANGED swaps (bridge's zero-copy).
+ *
+ *   nm_tool offsets                      field offsets of every netmap structure (name=offset)
+ *   nm_tool info PORT [--legacy]         register, check the region through netmap's macros
+ *   nm_tool tx PORT COUNT [SIZE] [--legacy] [--busy] [--batch N]
+ *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select]
+ *   nm_tool fwd PORTA PORTB COUNT [--timeout MS]   zero-copy A->B forwarder (one process, two ports)
+ *   nm_tool wait PORT [--timeout MS]     blocks in poll for one frame; prints the wait's CPU time
+ *   nm_tool hold PORT                    registers and sleeps (kill -9 tests)
+ *   nm_tool hostile PORT [SECONDS]       garbage ring indices, slot fields, ioctls, mmaps
+ *   nm_tool errors                       netmap's errno answers (unregistered sync, bad mmap ...)
+ * Output: "key=value" lines on stdout; exit 0 on success.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "netmap_abi.h"
+
+#define ETH_TYPE 0x88b5
+#define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
+
+static int legacy, busy, use_select, batch = 256, timeout_ms = 5000;
+
+struct port {
+    int fd;
+    char *mem;
+    uint64_t memsize;
+    struct netmap_if *nifp;
+    uint16_t mem_id;
+    uint32_t extra;
+};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "nm_tool: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
+}
+
+static void open_port(struct port *p, const char *name, uint32_t extra)
+{
+    memset(p, 0, sizeof *p);
+    p->fd = open("/dev/netmap", O_RDWR);
+    if (p->fd < 0) die("open /dev/netmap");
+    if (legacy) {
+        struct nmreq q;
+        memset(&q, 0, sizeof q);
+        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+        q.nr_version = NETMAP_API;
+        q.nr_flags = NR_REG_ALL_NIC;
+        q.nr_arg3 = extra;
+        if (ioctl(p->fd, NIOCREGIF, &q) < 0) die("NIOCREGIF");
+        p->memsize = q.nr_memsize;
+        p->mem = mmap(NULL, p->memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+        if (p->mem == MAP_FAILED) die("mmap");
+        p->nifp = NETMAP_IF(p->mem, q.nr_offset);
+        p->mem_id = q.nr_arg2;
+        p->extra = q.nr_arg3;
+    } else {
+        struct nmreq_header h;
+        struct nmreq_register r;
+        memset(&h, 0, sizeof h);
+        memset(&r, 0, sizeof r);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_REGISTER;
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        h.nr_body = (uintptr_t)&r;
+        r.nr_mode = NR_REG_ALL_NIC;
+        r.nr_extra_bufs = extra;
+        if (ioctl(p->fd, NIOCCTRL, &h) < 0) die("NIOCCTRL REGISTER");
+        p->memsize = r.nr_memsize;
+        p->mem = mmap(NULL, p->memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+        if (p->mem == MAP_FAILED) die("mmap");
+        p->nifp = NETMAP_IF(p->mem, r.nr_offset);
+        p->mem_id = r.nr_mem_id;
+        p->extra = r.nr_extra_bufs;
+    }
+}
+
+static int wait_io(struct port *p, short ev, int ms)
+{
+    if (busy) {
+        if (ioctl(p->fd, ev == POLLIN ? NIOCRXSYNC : NIOCTXSYNC) < 0) die("sync ioctl");
+        return 1;
+    }
+    if (use_select) {
+        fd_set s;
+        FD_ZERO(&s);
+        FD_SET(p->fd, &s);
+        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+        int r = select(p->fd + 1, ev == POLLIN ? &s : NULL, ev == POLLOUT ? &s : NULL, NULL, &tv);
+        if (r < 0) die("select");
+        return r;
+    }
+    struct pollfd f = { p->fd, ev, 0 };
+    int r = poll(&f, 1, ms);
+    if (r < 0) die("poll");
+    if (r > 0 && (f.revents & POLLERR)) { errno = EIO; die("poll: POLLERR"); }
+    return r;
+}
+
+static void fill(char *buf, uint32_t seq, int size)
+{
+    memset(buf, 0xff, 6);                                  /* broadcast */
+    buf[6] = 0x02; buf[7] = 0; buf[8] = 0; buf[9] = 0;      /* 02:00:00:00:PID */
+    uint16_t pid = (uint16_t)getpid();
+    memcpy(buf + 10, &pid, 2);
+    buf[12] = ETH_TYPE >> 8; buf[13] = ETH_TYPE & 0xff;
+    memcpy(buf + 14, &seq, 4);
+    for (int i = 18; i < size; i++) buf[i] = (char)(seq + i);
+}
+
+static int check(const char *buf, int len, uint32_t *seq)
+{
+    if (len < 18 || (unsigned char)buf[12] != (ETH_TYPE >> 8) || (unsigned char)buf[13] != (ETH_TYPE & 0xff)) return 0;
+    memcpy(seq, buf + 14, 4);
+    for (int i = 18; i < len; i++) if (buf[i] != (char)(*seq + i)) return 0;
+    return 1;
+}
+
+static int cmd_offsets(void)
+{
+    OFF(netmap_slot, buf_idx); OFF(netmap_slot, len); OFF(netmap_slot, flags); OFF(netmap_slot, ptr);
+    printf("netmap_slot.size=%zu\n", sizeof(struct netmap_slot));
+    OFF(netmap_ring, buf_ofs); OFF(netmap_ring, num_slots); OFF(netmap_ring, nr_buf_size); OFF(netmap_ring, ringid);
+    OFF(netmap_ring, dir); OFF(netmap_ring, head); OFF(netmap_ring, cur); OFF(netmap_ring, tail); OFF(netmap_ring, flags);
+    OFF(netmap_ring, ts); OFF(netmap_ring, offset_mask); OFF(netmap_ring, buf_align); OFF(netmap_ring, sem); OFF(netmap_ring, slot);
+    OFF(netmap_if, ni_name); OFF(netmap_if, ni_version); OFF(netmap_if, ni_flags); OFF(netmap_if, ni_tx_rings);
+    OFF(netmap_if, ni_rx_rings); OFF(netmap_if, ni_bufs_head); OFF(netmap_if, ni_host_tx_rings); OFF(netmap_if, ni_host_rx_rings);
+    OFF(netmap_if, ni_spare1); OFF(netmap_if, ring_ofs);
+    OFF(nmreq_header, nr_version); OFF(nmreq_header, nr_reqtype); OFF(nmreq_header, nr_reserved); OFF(nmreq_header, nr_name);
+    OFF(nmreq_header, nr_options); OFF(nmreq_header, nr_body);
+    printf("nmreq_header.size=%zu\n", sizeof(struct nmreq_header));
+    OFF(nmreq_register, nr_offset); OFF(nmreq_register, nr_memsize); OFF(nmreq_register, nr_tx_slots); OFF(nmreq_register, nr_rx_slots);
+    OFF(nmreq_register, nr_tx_rings); OFF(nmreq_register, nr_rx_rings); OFF(nmreq_register, nr_host_tx_rings);
+    OFF(nmreq_register, nr_host_rx_rings); OFF(nmreq_register, nr_mem_id); OFF(nmreq_register, nr_ringid); OFF(nmreq_register, nr_mode);
+    OFF(nmreq_register, nr_extra_bufs); OFF(nmreq_register, nr_flags);
+    printf("nmreq_register.size=%zu\n", sizeof(struct nmreq_register));
+    printf("nmreq.size=%zu\n", sizeof(struct nmreq));
+    OFF(nmreq, nr_version); OFF(nmreq, nr_offset); OFF(nmreq, nr_memsize); OFF(nmreq, nr_ringid); OFF(nmreq, nr_cmd);
+    OFF(nmreq, nr_arg2); OFF(nmreq, nr_arg3); OFF(nmreq, nr_flags);
+    printf("ioctl.NIOCCTRL=%lu\nioctl.NIOCREGIF=%lu\nioctl.NIOCGINFO=%lu\nioctl.NIOCTXSYNC=%lu\nioctl.NIOCRXSYNC=%lu\n",
+           (unsigned long)NIOCCTRL, (unsigned long)NIOCREGIF, (unsigned long)NIOCGINFO,
+           (unsigned long)NIOCTXSYNC, (unsigned long)NIOCRXSYNC);
+    return 0;
+}
+
+static int cmd_info(const char *name, uint32_t extra)
+{
+    struct port p;
+    open_port(&p, name, extra);
+    struct netmap_if *nifp = p.nifp;
+    int bad = 0;
+    for (uint32_t i = 0; i < nifp->ni_tx_rings; i++) {
+        struct netmap_ring *t = NETMAP_TXRING(nifp, i);
+        if (t->dir != 0 || t->num_slots == 0 || t->nr_buf_size != 2048) bad++;
+        for (uint32_t s = 0; s < t->num_slots; s++) {
+            char *b = NETMAP_BUF(t, t->slot[s].buf_idx);
+            if (b < p.mem || b + t->nr_buf_size > p.mem + p.memsize) bad++;
+        }
+        if (nm_ring_space(t) != t->num_slots - 1) bad++;
+    }
+    for (uint32_t i = 0; i < nifp->ni_rx_rings; i++) {
+        struct netmap_ring *r = NETMAP_RXRING(nifp, i);
+        if (r->dir != 1 || !nm_ring_empty(r)) bad++;
+    }
+    uint32_t chained = 0;
+    for (uint32_t b = nifp->ni_bufs_head; b != 0 && chained <= p.extra; chained++) {
+        struct netmap_ring *t = NETMAP_TXRING(nifp, 0);
+        b = *(uint32_t *)NETMAP_BUF(t, b);
+    }
+    printf("name=%s\nversion=%u\ntx_rings=%u\nrx_rings=%u\nhost_tx_rings=%u\nslots=%u\nmemsize=%llu\nmem_id=%u\nextra=%u\nchained=%u\nbad=%d\n",
+           nifp->ni_name, nifp->ni_version, nifp->ni_tx_rings, nifp->ni_rx_rings, nifp->ni_host_tx_rings,
+           NETMAP_TXRING(nifp, 0)->num_slots, (unsigned long long)p.memsize, p.mem_id, p.extra, chained, bad);
+    return bad ? 1 : 0;
+}
+
+static int cmd_tx(const char *name, long count, int size)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    long sent = 0;
+    int idle = 0;
+    double t0 = now_s();
+    while (sent < count) {
+        int r = wait_io(&p, POLLOUT, 1000);
+        if (r == 0) { if (++idle > timeout_ms / 1000) break; continue; }
+        for (uint32_t i = 0; i < p.nifp->ni_tx_rings && sent < count; i++) {
+            struct netmap_ring *t = NETMAP_TXRING(p.nifp, i);
+            uint32_t cur = t->cur, n = nm_ring_space(t);
+            if (n > (uint32_t)batch) n = batch;
+            for (; n > 0 && sent < count; n--, sent++) {
+                struct netmap_slot *s = &t->slot[cur];
+                fill(NETMAP_BUF(t, s->buf_idx), (uint32_t)sent, size);
+                s->len = (uint16_t)size;
+                s->flags = 0;
+                cur = nm_ring_next(t, cur);
+            }
+            t->head = t->cur = cur;
+        }
+    }
+    if (ioctl(p.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    double dt = now_s() - t0;
+    printf("sent=%ld\nseconds=%.3f\nmpps=%.3f\n", sent, dt, dt > 0 ? sent / dt / 1e6 : 0);
+    close(p.fd);
+    return sent == count ? 0 : 1;
+}
+
+static int cmd_rx(const char *name, long count)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    printf("ready=1\n");
+    fflush(stdout);
+    long got = 0, bad = 0, order = 0;
+    uint32_t last = 0;
+    int first = 1;
+    double t0 = 0, t1 = 0;
+    while (got < count) {
+        int r = wait_io(&p, POLLIN, timeout_ms);
+        if (r == 0 && !busy) break;
+        for (uint32_t i = 0; i < p.nifp->ni_rx_rings; i++) {
+            struct netmap_ring *rr = NETMAP_RXRING(p.nifp, i);
+            while (!nm_ring_empty(rr)) {
+                uint32_t cur = rr->cur, seq;
+                struct netmap_slot *s = &rr->slot[cur];
+                if (!check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) bad++;
+                else {
+                    if (!first && seq <= last) order++;
+                    last = seq;
+                    if (first) t0 = now_s();
+                    first = 0;
+                }
+                got++;
+                t1 = now_s();
+                rr->head = rr->cur = nm_ring_next(rr, cur);
+            }
+        }
+    }
+    double dt = t0 ? t1 - t0 : 0;
+    printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0);
+    close(p.fd);
+    return bad || order ? 1 : 0;
+}
+
+/* bridge's zero-copy loop: RX slot of A and TX slot of B swap buffers (NS_BUF_CHANGED). */
+static int cmd_fwd(const char *a, const char *b, long count)
+{
+    struct port pa, pb;
+    open_port(&pa, a, 0);
+    open_port(&pb, b, 0);
+    int zerocopy = pa.mem_id == pb.mem_id && pa.mem == pb.mem ? 1 : 0;
+    if (pa.mem_id == pb.mem_id && pa.mem != pb.mem) {
+        /* Same region mapped twice (each fd mmaps it): libnetmap maps it once; do the same. */
+        size_t ofs = (size_t)((char *)pb.nifp - pb.mem);
+        munmap(pb.mem, pb.memsize);
+        pb.mem = pa.mem;
+        pb.nifp = NETMAP_IF(pa.mem, ofs);
+        zerocopy = 1;
+    }
+    printf("ready=1\nzerocopy=%d\n", zerocopy);
+    fflush(stdout);
+    long moved = 0, swaps = 0;
+    struct pollfd f[2] = { { pa.fd, POLLIN, 0 }, { pb.fd, POLLOUT, 0 } };
+    while (moved < count) {
+        int r = poll(f, 2, timeout_ms);
+        if (r < 0) die("poll");
+        if (r == 0) break;
+        struct netmap_ring *rx = NETMAP_RXRING(pa.nifp, 0), *tx = NETMAP_TXRING(pb.nifp, 0);
+        uint32_t n = nm_ring_space(rx), m = nm_ring_space(tx);
+        if (n > m) n = m;
+        uint32_t j = rx->cur, k = tx->cur;
+        for (; n > 0; n--, moved++) {
+            struct netmap_slot *rs = &rx->slot[j], *ts = &tx->slot[k];
+            if (zerocopy) {
+                uint32_t idx = ts->buf_idx;
+                ts->buf_idx = rs->buf_idx;
+                rs->buf_idx = idx;
+                ts->flags |= NS_BUF_CHANGED;
+                rs->flags |= NS_BUF_CHANGED;
+                swaps++;
+            } else {
+                memcpy(NETMAP_BUF(tx, ts->buf_idx), NETMAP_BUF(rx, rs->buf_idx), rs->len);
+            }
+            ts->len = rs->len;
+            j = nm_ring_next(rx, j);
+            k = nm_ring_next(tx, k);
+        }
+        rx->head = rx->cur = j;
+        tx->head = tx->cur = k;
+        if (ioctl(pb.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    }
+    printf("forwarded=%ld\nswaps=%ld\n", moved, swaps);
+    return 0;
+}
+
+static int cmd_wait(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    printf("ready=1\n");
+    fflush(stdout);
+    double c0 = cpu_s(), t0 = now_s();
+    struct pollfd f = { p.fd, POLLIN, 0 };
+    int r = poll(&f, 1, timeout_ms);
+    double waited = now_s() - t0, cpu = cpu_s() - c0;
+    struct netmap_ring *rr = NETMAP_RXRING(p.nifp, 0);
+    printf("woke=%d\nrevents=%d\nframes=%u\nwaited_ms=%.3f\ncpu_ms=%.3f\n", r, f.revents,
+           (rr->tail - rr->head + rr->num_slots) % rr->num_slots, waited * 1e3, cpu * 1e3);
+    /* A second poll right away: the eventfd was drained, the frames are still there (level). */
+    r = poll(&f, 1, 0);
+    printf("again=%d\n", r);
+    return 0;
+}
+
+static int cmd_hold(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    printf("ready=1\n");
+    fflush(stdout);
+    for (;;) {
+        /* Keep the port busy: sync both ways now and then. */
+        ioctl(p.fd, NIOCTXSYNC);
+        ioctl(p.fd, NIOCRXSYNC);
+        usleep(1000);
+    }
+    return 0;
+}
+
+static unsigned rnd(void)
+{
+    static unsigned s = 12345;
+    s = s * 1103515245u + 12345u;
+    return s >> 8;
+}
+
+static int cmd_hostile(const char *name, int seconds)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    printf("ready=1\n");
+    fflush(stdout);
+    long rounds = 0, refused = 0;
+    double end = now_s() + seconds;
+    struct netmap_ring *t = NETMAP_TXRING(p.nifp, 0), *r = NETMAP_RXRING(p.nifp, 0);
+    while (now_s() < end) {
+        rounds++;
+        uint32_t n = t->num_slots;
+        switch (rnd() % 6) {
+        case 0: t->head = rnd(); t->cur = rnd(); t->tail = rnd(); break;
+        case 1: t->head = rnd() % n; t->cur = t->head; break;
+        case 2:
+            for (int i = 0; i < 64; i++) {
+                struct netmap_slot *s = &t->slot[rnd() % n];
+                s->buf_idx = rnd() % 4 == 0 ? rnd() : s->buf_idx;
+                s->len = (uint16_t)rnd();
+                s->flags = (uint16_t)rnd();
+            }
+            t->head = t->cur = (t->head + rnd() % n) % n;
+            break;
+        case 3: r->head = rnd(); r->cur = rnd(); break;
+        case 4: {
+            /* garbage ioctls and a control request of a type nobody serves */
+            char junk[256];
+            for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)rnd();
+            if (ioctl(p.fd, _IOWR('i', 200 + rnd() % 50, struct nmreq), junk) < 0) refused++;
+            struct nmreq_header h;
+            memcpy(&h, junk, sizeof h);
+            h.nr_version = NETMAP_API;
+            h.nr_reqtype = 13 + rnd() % 100;
+            h.nr_options = 0;
+            h.nr_body = 0;
+            if (ioctl(p.fd, NIOCCTRL, &h) < 0) refused++;
+            void *m = mmap(NULL, p.memsize + 4096 * (1 + rnd() % 16), PROT_READ, MAP_SHARED, p.fd, 0);
+            if (m == MAP_FAILED) refused++; else munmap(m, p.memsize);
+            break;
+        }
+        default: break;
+        }
+        ioctl(p.fd, rnd() % 2 ? NIOCTXSYNC : NIOCRXSYNC);
+        if (rounds % 64 == 0) {
+            struct pollfd f = { p.fd, POLLIN | POLLOUT, 0 };
+            poll(&f, 1, 0);
+        }
+    }
+    printf("rounds=%ld\nrefused=%ld\n", rounds, refused);
+    return 0;
+}
+
+/* netmap's answers to misuse, as netmap gives them. */
+static int cmd_errors(const char *name)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open");
+    int e;
+    e = ioctl(fd, NIOCTXSYNC) < 0 ? errno : 0;
+    printf("sync_unregistered=%d\n", e);
+    e = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? errno : 0;
+    printf("mmap_unregistered=%d\n", e);
+    struct nmreq_header h;
+    memset(&h, 0, sizeof h);
+    h.nr_version = NETMAP_API;
+    h.nr_reqtype = NETMAP_REQ_SYNC_KLOOP_START;
+    e = ioctl(fd, NIOCCTRL, &h) < 0 ? errno : 0;
+    printf("unsupported_request=%d\n", e);
+    h.nr_version = 11;
+    h.nr_reqtype = NETMAP_REQ_REGISTER;
+    e = ioctl(fd, NIOCCTRL, &h) < 0 ? errno : 0;
+    printf("bad_version=%d\n", e);
+    e = ioctl(fd, _IO('i', 250)) < 0 ? errno : 0;
+    printf("unknown_ioctl=%d\n", e);
+    close(fd);
+    struct port p;
+    open_port(&p, name, 0);
+    e = mmap(NULL, p.memsize + 4096, PROT_READ, MAP_SHARED, p.fd, 0) == MAP_FAILED ? errno : 0;
+    printf("mmap_too_big=%d\n", e);
+    memset(&h, 0, sizeof h);
+    struct nmreq_register r;
+    memset(&r, 0, sizeof r);
+    h.nr_version = NETMAP_API;
+    h.nr_reqtype = NETMAP_REQ_REGISTER;
+    strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+    h.nr_body = (uintptr_t)&r;
+    r.nr_mode = NR_REG_ALL_NIC;
+    e = ioctl(p.fd, NIOCCTRL, &h) < 0 ? errno : 0;
+    printf("register_twice=%d\n", e);
+    int fd2 = open("/dev/netmap", O_RDWR);
+    r.nr_mode = NR_REG_ONE_NIC;
+    r.nr_ringid = 7;
+    strncpy(h.nr_name, "valeerr:other", sizeof h.nr_name - 1);
+    e = ioctl(fd2, NIOCCTRL, &h) < 0 ? errno : 0;
+    printf("bad_ring=%d\n", e);
+    r.nr_mode = NR_REG_SW;
+    e = ioctl(fd2, NIOCCTRL, &h) < 0 ? errno : 0;
+    printf("host_rings=%d\n", e);
+    close(fd2);
+    printf("EINVAL=%d\nENXIO=%d\nEBUSY=%d\nEOPNOTSUPP=%d\n", EINVAL, ENXIO, EBUSY, EOPNOTSUPP);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char *pos[8];
+    int npos = 0;
+    uint32_t extra = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--legacy")) legacy = 1;
+        else if (!strcmp(argv[i], "--busy")) busy = 1;
+        else if (!strcmp(argv[i], "--select")) use_select = 1;
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);
+        else if (npos < 8) pos[npos++] = argv[i];
+    }
+    if (npos >= 1 && !strcmp(pos[0], "offsets")) return cmd_offsets();
+    if (npos >= 2 && !strcmp(pos[0], "info")) return cmd_info(pos[1], extra);
+    if (npos >= 3 && !strcmp(pos[0], "tx")) return cmd_tx(pos[1], atol(pos[2]), npos >= 4 ? atoi(pos[3]) : 60);
+    if (npos >= 3 && !strcmp(pos[0], "rx")) return cmd_rx(pos[1], atol(pos[2]));
+    if (npos >= 4 && !strcmp(pos[0], "fwd")) return cmd_fwd(pos[1], pos[2], atol(pos[3]));
+    if (npos >= 2 && !strcmp(pos[0], "wait")) return cmd_wait(pos[1]);
+    if (npos >= 2 && !strcmp(pos[0], "hold")) return cmd_hold(pos[1]);
+    if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
+    if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
+    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors ... (see the file's comment)\n");
+    return 2;
+}
