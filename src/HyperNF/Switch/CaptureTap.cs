@@ -104,6 +104,7 @@ public sealed unsafe class CaptureTap
     /// <summary>Frames of one sync or lease handed to the tap at once; longer runs are split.</summary>
     private const int MaxBatchFrames = 256;
 
+    [SkipLocalsInit] // the scratch arrays below are only read where written: no 14 KB memset per call
     private void CaptureRange(CaptureDirection dir, NetmapSlot* slots, uint n, uint from, uint to,
                               byte* bufBase, uint firstBuffer, uint bufferCount, long now)
     {
