@@ -730,7 +730,7 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var json = JsonOption();
         var port = new Option<string>("-i") { Description = "Port to open on a bridge of the daemon, e.g. valex:vtx (created for the run)", Required = true, HelpName = "BRIDGE:PORT" };
-        var function = new Option<string>("-f") { Description = "tx or rx (the default, as in netmap)", DefaultValueFactory = _ => "rx", HelpName = "tx|rx" };
+        var function = new Option<string>("-f") { Description = "tx, rx (the default, as in netmap), ping (round trips to a pong) or pong (echo)", DefaultValueFactory = _ => "rx", HelpName = "tx|rx|ping|pong" };
         var length = new Option<string[]>("-l") { Description = "Frame length without CRC, 60..9014", HelpName = "LEN", AllowMultipleArgumentsPerToken = false };
         string[][] valued =
         [

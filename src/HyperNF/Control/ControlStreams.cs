@@ -257,7 +257,7 @@ public sealed partial class ControlDaemon
             NoteBridgeOf(port);
             return _host.Create(spec);
         }).ConfigureAwait(false);
-        string fn = options.Function == PacketGenFunction.Tx ? "tx" : "rx";
+        string fn = options.Function.ToString().ToLowerInvariant();
         Log($"pkt-gen {fn} on {port}: domain '{domain.Name}' (id {domain.Id})");
 
         bool destroyed = false;

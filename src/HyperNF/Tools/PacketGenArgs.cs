@@ -4,7 +4,7 @@ namespace HyperNF.Tools;
 
 /// <summary>
 /// pkt-gen's flags, for <c>nf_args</c> of a pkt-gen domain and for <c>hypernf pkt-gen</c>:
-/// <c>-f tx|rx -l LEN -n COUNT -R PPS -b BATCH -s SRC -d DST -S SMAC -D DMAC -t SECONDS -T MS -w SECONDS -z -Z -v</c>
+/// <c>-f tx|rx|ping|pong -l LEN -n COUNT -R PPS -b BATCH -s SRC -d DST -S SMAC -D DMAC -t SECONDS -T MS -w SECONDS -z -Z -v</c>
 /// (<c>--busy-poll</c>: spin instead of sleeping in poll; the default function is rx, as in netmap). <c>-i PORT</c> is accepted and returned
 /// separately. Unknown flags and bad values are errors that name the flag.
 /// </summary>
@@ -19,7 +19,6 @@ public static class PacketGenArgs
         ["-c"] = "pkt-gen -c (cores): a run has one vCPU; pin it with -a CPU, and start several runs for more cores",
         ["-P"] = "pkt-gen -P (replay a pcap file) is not offered: frames are built from -l/-s/-d/-S/-D; use hypernf capture to record traffic instead",
         ["-l"] = "a second -l (a range of frame sizes) is not offered: every frame of a run has the length of the first -l",
-        ["-f"] = "pkt-gen -f ping/pong (round-trip latency) is not offered: -f tx stamps every frame and -f rx reports the one-way latency p50/p99 from the stamps",
     };
 
     public static PacketGeneratorOptions Parse(IReadOnlyList<string> args, out string? port)
@@ -55,8 +54,9 @@ public static class PacketGenArgs
                     {
                         "tx" => PacketGenFunction.Tx,
                         "rx" => PacketGenFunction.Rx,
-                        "ping" or "pong" => throw new ArgumentException(Differences["-f"]),
-                        _ => throw new ArgumentException($"pkt-gen: -f {v}: use tx or rx"),
+                        "ping" => PacketGenFunction.Ping,
+                        "pong" => PacketGenFunction.Pong,
+                        _ => throw new ArgumentException($"pkt-gen: -f {v}: use tx, rx, ping or pong"),
                     },
                 },
                 "-l" => o with { FrameLength = Int(flag, v) },

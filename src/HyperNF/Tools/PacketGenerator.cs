@@ -101,7 +101,13 @@ public sealed partial class PacketGenerator
             Volatile.Write(ref _frames, 0);
             _latency.Reset();
             _sequence.Reset();
-            return _o.Function == PacketGenFunction.Tx ? RunTx(cancellationToken) : RunRx(cancellationToken);
+            return _o.Function switch
+            {
+                PacketGenFunction.Tx => RunTx(cancellationToken),
+                PacketGenFunction.Ping => RunPing(cancellationToken),
+                PacketGenFunction.Pong => RunPong(cancellationToken),
+                _ => RunRx(cancellationToken),
+            };
         }
         finally
         {

@@ -65,11 +65,13 @@ public sealed record PacketGeneratorOptions
     public void Validate(int bufferSize = Memory.RegionLayout.DefaultBufferSize)
     {
         if (!Enum.IsDefined(Function))
-            throw new ArgumentException($"function {(int)Function} is not tx or rx (-f)", nameof(Function));
+            throw new ArgumentException($"function {(int)Function} is not tx, rx, ping or pong (-f)", nameof(Function));
         if (FrameLength is < MinFrameLength or > MaxFrameLength)
             throw new ArgumentException($"frame length {FrameLength} is out of range: use {MinFrameLength}..{MaxFrameLength} bytes (-l)", nameof(FrameLength));
         if ((FrameLength + bufferSize - 1) / bufferSize > TxKring.MaxFragments)
             throw new ArgumentException($"frame length {FrameLength} needs more than {TxKring.MaxFragments} buffers of {bufferSize} bytes (-l)", nameof(FrameLength));
+        if (Function is PacketGenFunction.Ping or PacketGenFunction.Pong && FrameLength > bufferSize)
+            throw new ArgumentException($"frame length {FrameLength}: ping and pong frames must fit one buffer, {MinFrameLength}..{bufferSize} bytes (-l)", nameof(FrameLength));
         if (Count < 0)
             throw new ArgumentException($"count {Count} is negative: use 0 for no limit or a number of frames (-n)", nameof(Count));
         if (RatePps < 0)

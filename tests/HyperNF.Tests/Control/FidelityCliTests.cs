@@ -72,7 +72,7 @@ public class FidelityCliTests
     }
 
     [Fact]
-    public void PktGen_flags_behave_as_netmaps_or_are_refused_and_a_typo_bridge_is_warned_about_and_removed()
+    public async Task PktGen_flags_behave_as_netmaps_or_are_refused_and_a_typo_bridge_is_warned_about_and_removed()
     {
         using var tmp = new TempDir();
         string sock = tmp.File("d.sock");
@@ -96,7 +96,29 @@ public class FidelityCliTests
         Refused(sock, "pin it with -a", "pkt-gen", "-i", "valex:t", "-f", "tx", "-c", "2");
         Refused(sock, "replay a pcap file", "pkt-gen", "-i", "valex:t", "-f", "tx", "-P", "x.pcap");
         Refused(sock, "a range of frame sizes", "pkt-gen", "-i", "valex:t", "-f", "tx", "-l", "60", "-l", "1514");
-        Refused(sock, "ping/pong", "pkt-gen", "-i", "valex:t", "-f", "ping");
+        Refused(sock, "ping and pong frames must fit one buffer", "pkt-gen", "-i", "valex:t", "-f", "ping", "-l", "3000");
+
+        // -f ping / -f pong: round trips through the switch, each ping answered by the pong.
+        using (var pong = Process.Start(Cli.Start(sock, "pkt-gen", "-i", "valex:po", "-f", "pong"))!)
+        {
+            var pongOut = pong.StandardOutput.ReadToEndAsync();
+            var pongErr = pong.StandardError.ReadToEndAsync();
+            try
+            {
+                // The pong's port must exist before the first ping, or that ping has no one to answer it.
+                var until = DateTime.UtcNow.AddSeconds(30);
+                while (!Ok(sock, "vale-ctl", "-l", "valex").Out.Contains("po") && DateTime.UtcNow < until) Thread.Sleep(100);
+                var ping = Ok(sock, "pkt-gen", "-i", "valex:pi", "-f", "ping", "-n", "50", "-R", "500");
+                Assert.Contains("Sent 50 pings, 50 replies, 0 lost", ping.Out);
+                Assert.Matches(@"Round trip \(usec\): min \d+\.\d avg", ping.Out);
+            }
+            finally
+            {
+                Cli.Signal(pong, Cli.SIGINT);
+                Assert.True(pong.WaitForExit(30_000), "pong did not stop on SIGINT");
+            }
+            Assert.Contains("Received 50 packets, replied to 50, 0 not echoed", await pongOut + await pongErr);
+        }
         Refused(sock, "-w x: not an integer", "pkt-gen", "-i", "valex:t", "-w", "x");
 
         // -z: random source ports within -s, seen by a capture of the sending port.

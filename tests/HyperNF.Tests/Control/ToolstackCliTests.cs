@@ -203,7 +203,7 @@ public class ToolstackCliTests
         File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:b0\" ]\nnf = \"pkt-gen\"\nnf_args = \"-f sideways\"\n");
         r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
         Assert.True(r.Exit == 1, r.ToString());
-        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx or rx", r.Err);
+        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx, rx, ping or pong", r.Err);
         Assert.DoesNotContain("Unhandled", r.Err);
         Assert.DoesNotContain("created domain", r.Out);
     }
