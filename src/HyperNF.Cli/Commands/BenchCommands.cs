@@ -257,15 +257,22 @@ internal static partial class BenchCommands
         var sweep = new Option<bool>("--sweep") { Description = "Batch-size curve: 1, 2, 4 ... 1024 at the given frame size" };
         var compare = new Option<bool>("--compare") { Description = "Also run ../shared/tools/limit-ring.sh and anchor-memif.sh in the same run" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
+        var capture = new Option<string>("--capture") { Description = "Open a capture on the receiving port while measuring: none, in, out or both (in: the frames it receives)", DefaultValueFactory = _ => "none" };
+        capture.AcceptOnlyFromAmong("none", "in", "out", "both");
         var cmd = new Command("switch", "One sender to one receiver on the other core through one bridge: Mpps and Gbit/s.")
         {
-            frame, batch, ports, seconds, sweep, compare, json,
+            frame, batch, ports, seconds, sweep, compare, json, capture,
         };
         cmd.SetAction(p =>
         {
             var baseOpt = new SwitchBenchmarkOptions
             {
                 FrameSize = p.GetValue(frame), Batch = p.GetValue(batch), Ports = p.GetValue(ports), Seconds = p.GetValue(seconds),
+                Capture = p.GetValue(capture) switch
+                {
+                    "in" => HyperNF.Switch.CaptureDirection.In, "out" => HyperNF.Switch.CaptureDirection.Out,
+                    "both" => HyperNF.Switch.CaptureDirection.Both, _ => null,
+                },
             };
             if (Environment.ProcessorCount < 2)
                 AnsiConsole.MarkupLine("[yellow]only one CPU: sender and receiver share it; figures will be low[/]");
@@ -277,7 +284,8 @@ internal static partial class BenchCommands
             {
                 var r = SwitchBenchmark.Run(baseOpt with { Batch = b });
                 results.Add(r);
-                Console.WriteLine($"switch {r.FrameSize} B batch {r.Batch,4}: {r.Mpps,7:F2} Mpps {r.Gbps,7:F2} Gbit/s  sender {r.SenderNsPerPacket:F1} ns/pkt  drops {r.Dropped} (ring full {r.RingFull})  unaccounted {r.Unaccounted}");
+                Console.WriteLine($"switch {r.FrameSize} B batch {r.Batch,4}: {r.Mpps,7:F2} Mpps {r.Gbps,7:F2} Gbit/s  sender {r.SenderNsPerPacket:F1} ns/pkt  drops {r.Dropped} (ring full {r.RingFull})  unaccounted {r.Unaccounted}" +
+                                  (r.Capture == "none" ? "" : $"  capture {r.Capture}: {r.Captured} captured, {r.CaptureDropped} lost by the tap"));
             }
             var table = new Table().AddColumns("frame B", "batch", "Mpps", "Gbit/s", "sender CPU %", "receiver CPU %", "ns/pkt (sender)", "dropped", "unaccounted");
             foreach (var r in results)

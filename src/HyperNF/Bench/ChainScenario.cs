@@ -53,6 +53,10 @@ public sealed record ChainResult
     [JsonPropertyName("dropped")] public long Dropped { get; init; }
     [JsonPropertyName("drops")] public Dictionary<string, long> Drops { get; init; } = new();
     [JsonPropertyName("unaccounted")] public long Unaccounted { get; init; }
+    /// <summary>Drops by reason over the measured window only (the window of <see cref="Mpps"/>), where <see cref="Drops"/> covers the whole run with warm-up and drain.</summary>
+    [JsonPropertyName("window_drops")] public Dictionary<string, long> WindowDrops { get; init; } = new();
+    [JsonPropertyName("window_dropped")] public long WindowDropped { get; init; }
+    [JsonPropertyName("window_seconds")] public double WindowSeconds { get; init; }
     [JsonPropertyName("cpu")] public List<DomainCpuResult> Cpu { get; init; } = new();
     /// <summary>CPU of backend threads (split/merge), billed to the host, in % of one CPU.</summary>
     [JsonPropertyName("host_cpu_pct")] public double HostCpuPct { get; init; }
@@ -83,6 +87,24 @@ public static class ChainScenario
         "cost" => "cycles=300",
         _ => null,
     };
+
+    /// <summary>Drops by reason right now: the bridges' counters and the NFs' own drops ("nf").</summary>
+    private static Dictionary<string, long> DropsNow(ValeSwitch sw, IEnumerable<Domain> nfs)
+    {
+        var map = new Dictionary<string, long>();
+        foreach (var b in sw.Bridges)
+        {
+            var st = b.GetStatistics();
+            foreach (var r in DropReasons.All) map[r.Key()] = map.GetValueOrDefault(r.Key()) + st.Drops[(int)r];
+        }
+        long nf = 0;
+        foreach (var d in nfs)
+            if (d.Guest is { } g)
+                foreach (var kv in g.Counters)
+                    if (kv.Key is "nf_dropped" or "reflect_no_room") nf += kv.Value;
+        map["nf"] = nf;
+        return map;
+    }
 
     public static ChainResult Run(ChainOptions o)
     {
@@ -128,6 +150,7 @@ public static class ChainScenario
         Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
         var domains = new[] { txDom }.Concat(nfs).Append(rxDom).ToArray();
         var cpu0 = CpuAccounting.Sample(domains);
+        var drops0 = DropsNow(sw, nfs);
         long rx0 = rxGuest.Frames, tx0 = txGuest.Frames;
         var t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int steps = Math.Max(1, (int)(o.Seconds * 10));
@@ -137,6 +160,7 @@ public static class ChainScenario
             o.Progress?.Invoke((double)s / steps);
         }
         long rx1 = rxGuest.Frames, tx1 = txGuest.Frames;
+        var drops1 = DropsNow(sw, nfs);
         var cpu1 = CpuAccounting.Sample(domains);
         double el = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
 
@@ -182,6 +206,9 @@ public static class ChainScenario
             OfferedMpps = Math.Round((tx1 - tx0) / el / 1e6, 3),
             Sent = sent, Received = received, Dropped = dropped, Drops = drops,
             Unaccounted = sent - received - dropped,
+            WindowDrops = drops1.Select(kv => (kv.Key, V: kv.Value - drops0.GetValueOrDefault(kv.Key))).Where(x => x.V != 0).ToDictionary(x => x.Key, x => x.V),
+            WindowDropped = drops1.Sum(kv => kv.Value - drops0.GetValueOrDefault(kv.Key)),
+            WindowSeconds = Math.Round(el, 3),
             Cpu = cpu.Select(c => new DomainCpuResult(c.Domain, c.VCpuPct, c.BackendPct)).ToList(),
             HostCpuPct = Math.Round(cpu.Sum(c => c.BackendPct), 1),
             NfCpuPerMpps = mpps > 0 ? Math.Round(nfCpu / mpps, 1) : 0,

@@ -48,7 +48,12 @@ public static class FairnessExperiment
         foreach (var m in o.Models)
         {
             var policy = o.CpuPolicy?.Invoke();
-            enforcement ??= policy?.GetType().Name ?? "none (accounting only: weights and caps are not enforced)";
+            enforcement ??= policy switch
+            {
+                null => "none (accounting only: weights and caps are not enforced)",
+                HostCpuControl h => h.Controller.Describe(),
+                _ => "a custom CPU policy",
+            };
             using var sc = LanesScenario.Start(lanes, m, policy);
             Thread.Sleep(TimeSpan.FromSeconds(o.Quick ? 0.7 : 1.5));
             var nfDomains = sc.Lanes.Select(l => l.Nf).ToArray();
