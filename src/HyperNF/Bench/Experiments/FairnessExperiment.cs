@@ -39,9 +39,21 @@ public static class FairnessExperiment
         new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 2_000_000, NfArgs = "cycles=3000" },
     ];
 
+    /// <summary>
+    /// The same three lanes with VM domains (guest cost NFs): the offered loads are what a VM
+    /// sender on PVM reaches; each NF still wants more CPU than the core has for it.
+    /// </summary>
+    public static IReadOnlyList<Lane> VmLanes =>
+    [
+        new Lane { Name = "nfA", FrameSize = 60, Weight = 512, NfArgs = "cycles=3000" },
+        new Lane { Name = "nfB", FrameSize = 1514, Weight = 256, NfArgs = "cycles=3000" },
+        new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 200_000, NfArgs = "cycles=3000" },
+    ];
+
     public static ExperimentReport Run(ExperimentOptions o)
     {
-        var lanes = DefaultLanes;
+        var kind = o.Kind;
+        var lanes = kind.Kind == BenchDomainKind.Vm ? VmLanes : DefaultLanes;
         double secs = o.Quick ? 3 : 8;
         var models = new List<FairnessModel>();
         string? enforcement = null;
@@ -49,7 +61,7 @@ public static class FairnessExperiment
         {
             var policy = o.CpuPolicy?.Invoke();
             enforcement ??= policy?.GetType().Name ?? "none (accounting only: weights and caps are not enforced)";
-            using var sc = LanesScenario.Start(lanes, m, policy);
+            using var sc = LanesScenario.Start(lanes, m, policy, domains: o.Domains);
             Thread.Sleep(TimeSpan.FromSeconds(o.Quick ? 0.7 : 1.5));
             var nfDomains = sc.Lanes.Select(l => l.Nf).ToArray();
             var c0 = CpuAccounting.Sample(nfDomains);
@@ -73,7 +85,7 @@ public static class FairnessExperiment
             }
             var fm = new FairnessModel(m.Key(), Math.Round(doms.Average(d => d.DeviationPct), 1), doms.Max(d => d.DeviationPct), doms);
             models.Add(fm);
-            o.Log?.Invoke($"fairness {m.Key(),-9} mean deviation {fm.DeviationPct:F1}%  " +
+            o.Log?.Invoke($"fairness {kind.Label} {m.Key(),-9} mean deviation {fm.DeviationPct:F1}%  " +
                           string.Join("  ", doms.Select(d => $"{d.Domain}: alloc {d.AllocationPct:F0}% got {d.VCpuPct:F0}+{d.BackendPct:F0}%")));
         }
         var md = Md.Table(["model", "mean deviation", "domain", "weight", "cap", "traffic", "allocation %", "vCPU %", "backend %", "total %", "deviation %", "Mpps"],
@@ -81,11 +93,11 @@ public static class FairnessExperiment
                 i == 0 ? fm.IoModel : "", i == 0 ? $"{fm.DeviationPct:F1}%" : "", d.Domain, d.Weight.ToString(), d.Cap == 0 ? "-" : $"{d.Cap}%",
                 $"{d.FrameSize} B{(d.RatePps > 0 ? $" @ {d.RatePps / 1e6:F1} Mpps" : "")}",
                 Md.F(d.AllocationPct, 1), Md.F(d.VCpuPct, 1), Md.F(d.BackendPct, 1), Md.F(d.TotalPct, 1), Md.F(d.DeviationPct, 1), Md.F(d.Mpps)])));
-        md = $"CPU enforcement: {enforcement}\n\n" + md;
+        md = Md.DomainsLine(kind) + $"CPU enforcement: {enforcement}\n\n" + md;
         var names = lanes.Select(l => l.Name).ToArray();
         var series = new List<PlotSeries> { new("allocation", names.Select((_, i) => (double)i).ToArray(), LanesScenario.Allocations(lanes, 100.0 * Placement.For(Environment.ProcessorCount).NfCpus.Count)) };
         series.AddRange(models.Select(fm => new PlotSeries(fm.IoModel, names.Select((_, i) => (double)i).ToArray(), fm.Domains.Select(d => d.TotalPct).ToArray())));
-        var plot = new PlotSpec("CPU used (vCPU + backend) against allocation", "domain", "% of a CPU", series, names, Bars: true);
-        return new ExperimentReport("fairness", new { models, lanes, cpu_enforcement = enforcement, seconds = secs }, md, [plot]);
+        var plot = new PlotSpec($"CPU used (vCPU + backend) against allocation ({kind.Label} domains)", "domain", "% of a CPU", series, names, Bars: true);
+        return new ExperimentReport("fairness", new { models, lanes, cpu_enforcement = enforcement, seconds = secs, domains = kind.KindKey, kvm_kind = kind.KvmKind }, md, [plot]);
     }
 }
