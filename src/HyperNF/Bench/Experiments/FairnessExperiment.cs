@@ -67,7 +67,7 @@ public static class FairnessExperiment
     [
         new Lane { Name = "nfA", FrameSize = 60, Weight = 512, NfArgs = "cycles=3000" },
         new Lane { Name = "nfB", FrameSize = 1514, Weight = 256, NfArgs = "cycles=3000" },
-        new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 100_000, NfArgs = "cycles=3000" },
+        new Lane { Name = "nfC", FrameSize = 60, Weight = 256, Cap = 15, RatePps = 400_000, NfArgs = "cycles=3000" },
     ];
 
     public static ExperimentReport Run(ExperimentOptions o)
