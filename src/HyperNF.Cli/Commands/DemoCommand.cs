@@ -26,21 +26,27 @@ internal static class DemoCommand
         };
         cmd.SetAction(p =>
         {
-            string kind = p.GetValue(domains)!;
-            if (kind == "vm") return RunVm(p.GetValue(seconds), p.GetValue(frame), p.GetValue(json));
-            if (kind != "thread") { Console.Error.WriteLine($"hypernf: --domains must be thread or vm, not '{kind}'"); return 1; }
+            BenchDomainKind kind;
+            try { kind = BenchDomains.ParseKind(p.GetValue(domains)!); }
+            catch (ArgumentException e) { Console.Error.WriteLine($"hypernf: {e.Message}"); return 1; }
+            var factory = BenchDomains.For(kind);
             var list = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray();
             string nfName = p.GetValue(nf)!;
             string? args = p.GetValue(nfArgs) ?? ChainScenario.DefaultNfArgs(nfName);
+            if (!factory.Supports(nfName)) { Console.Error.WriteLine($"hypernf: VM domains have no nf '{nfName}' (guest images: l2fwd, cost, router)"); return 1; }
+            try { factory.Check(); }
+            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException) { Console.Error.WriteLine($"hypernf: demo --domains vm: {e.Message}"); return 1; }
             var place = Placement.For(Environment.ProcessorCount);
-            AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> valex -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> valey -> pkt-gen rx (CPU {place.RxCpu}); " +
+            string what = kind == BenchDomainKind.Vm ? " VM" : "";
+            AnsiConsole.MarkupLine($"[bold]HyperNF demo{(kind == BenchDomainKind.Vm ? ", VM domains" : "")}[/]{(factory.KvmDescription is { } kvm ? $" on {Markup.Escape(kvm)}" : "")}: " +
+                                   $"pkt-gen tx{what} (CPU {place.TxCpu}) -> valex -> [bold]{Markup.Escape(nfName)}{what}[/] (CPU {string.Join(',', place.NfCpus)}) -> valey -> pkt-gen rx{what} (CPU {place.RxCpu}); " +
                                    $"split backends on CPU {string.Join(',', place.BackendCpus)}, merge backends on the NF's CPU; {Environment.ProcessorCount} CPUs");
             var results = new List<ChainResult>();
             double secs = p.GetValue(seconds);
             ChainResult RunModel(IoModel m, Action<double> progress) => ChainScenario.Run(new ChainOptions
             {
                 IoModel = m, Nf = nfName, NfArgs = args, FrameSize = p.GetValue(frame), Seconds = secs,
-                Placement = place, Progress = progress, Bridges = ["valex", "valey"],
+                Placement = place, Progress = progress, Bridges = ["valex", "valey"], Domains = kind,
             });
             if (AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected)
             {
@@ -70,38 +76,21 @@ internal static class DemoCommand
                     }));
                 }
             }
-            Render(results);
-            Json.Write(p.GetValue(json), new { nf = nfName, frame_size = p.GetValue(frame), cpus = Environment.ProcessorCount, models = results });
+            Render(results, factory);
+            if (factory.KvmDescription is { } k)
+                AnsiConsole.MarkupLine($"KVM: {Markup.Escape(k)}. hypercall: each TXSYNC is a VM exit to this process and the switch runs in it, on the sending VM's vCPU thread; " +
+                                       "split/merge: the guest kicks its backend through an ioeventfd (no exit to this process) only when the backend asked for it.");
+            Json.Write(p.GetValue(json), new { domains = factory.KindKey, kvm = factory.KvmDescription, kvm_kind = factory.KvmKind, nf = nfName, frame_size = p.GetValue(frame), cpus = Environment.ProcessorCount, models = results });
             return results.All(r => r.Unaccounted == 0) ? 0 : 2;
         });
         return cmd;
     }
 
-    private static int RunVm(double seconds, int frame, string? json)
-    {
-        var kvm = HyperNF.Vmm.KvmPlatform.Current;
-        if (!kvm.Available) { Console.Error.WriteLine($"hypernf: demo --domains vm needs KVM: {kvm.Unavailable}"); return 1; }
-        var place = Placement.For(Environment.ProcessorCount);
-        AnsiConsole.MarkupLine($"[bold]HyperNF demo, VM domains[/] on {Markup.Escape(kvm.Describe())}: pkt-gen tx VM (CPU {place.TxCpu}) -> valex -> [bold]l2fwd VM[/] (CPU {place.NfCpu(0)}) -> valey -> pkt-gen rx VM (CPU {place.RxCpu}); {Environment.ProcessorCount} CPUs");
-        ChainResult? result = null;
-        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx =>
-            {
-                var task = ctx.AddTask("hypercall", maxValue: 1.0);
-                result = VmDemo.Run(seconds, frame, place, f => task.Value = f);
-                task.Value = 1.0;
-            });
-        Render([result!]);
-        AnsiConsole.MarkupLine($"KVM: {Markup.Escape(kvm.Describe())}. Each hypercall is a VM exit to this process; the switch runs in it, on the sending VM's vCPU thread.");
-        Json.Write(json, new { domains = "vm", kvm = kvm.Describe(), kvm_kind = kvm.KindName, nf = "l2fwd", frame_size = frame, cpus = Environment.ProcessorCount, models = new[] { result } });
-        return result!.Unaccounted == 0 ? 0 : 2;
-    }
-
-    private static void Render(IReadOnlyList<ChainResult> results)
+    private static void Render(IReadOnlyList<ChainResult> results, BenchDomains kind)
     {
         var cpuNames = results.SelectMany(r => r.Cpu.Select(c => c.Domain)).Distinct().ToArray();
         double window = results.Count > 0 ? results[0].WindowSeconds : 0;
-        var t = new Table().Border(TableBorder.Rounded).Title($"[bold]forwarding through one NF domain[/] (rates, CPU and drops over the same {window:F1} s window, after warm-up)");
+        var t = new Table().Border(TableBorder.Rounded).Title($"[bold]forwarding through one NF domain ({Markup.Escape(kind.Label)} domains)[/] (rates, CPU and drops over the same {window:F1} s window, after warm-up)");
         t.AddColumn("model");
         t.AddColumn(new TableColumn("offered Mpps").RightAligned());
         t.AddColumn(new TableColumn("Mpps").RightAligned());
@@ -115,7 +104,7 @@ internal static class DemoCommand
         t.AddColumn(new TableColumn("p99 µs").RightAligned());
         foreach (var r in results)
         {
-            var row = new List<string> { r.IoModel, $"{r.OfferedMpps:F2}", $"{r.Mpps:F2}", $"{r.Gbps:F2}" };
+            var row = new List<string> { r.IoModel, $"{r.OfferedMpps:F2}", r.Mpps < 1 ? $"{r.Mpps:F3}" : $"{r.Mpps:F2}", $"{r.Gbps:F2}" };
             foreach (var n in cpuNames)
             {
                 var c = r.Cpu.FirstOrDefault(x => x.Domain == n);
