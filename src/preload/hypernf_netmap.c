@@ -1043,10 +1043,13 @@ static int nm_legacy(int fd, struct nmfd *n, unsigned long cmd, struct nmreq *q)
         case NETMAP_BDG_LIST: t = NETMAP_REQ_VALE_LIST; break;
         case NETMAP_BDG_NEWIF: t = NETMAP_REQ_VALE_NEWIF; break;
         case NETMAP_BDG_DELIF: t = NETMAP_REQ_VALE_DELIF; break;
+        case NETMAP_BDG_VNET_HDR: t = NETMAP_REQ_PORT_HDR_SET; break;
+        case NETMAP_VNET_HDR_GET: t = NETMAP_REQ_PORT_HDR_GET; break;
         default: errno = EINVAL; return -1;
         }
         struct hnf_vale_rep rep;
-        if (nm_vale(n, t, name, &rep, q->nr_arg1, q->nr_arg2, 0) < 0) return -1;
+        if (nm_vale(n, t, name, &rep, q->nr_arg1, q->nr_arg2, q->nr_arg1) < 0) return -1;
+        if (t == NETMAP_REQ_PORT_HDR_GET) q->nr_arg1 = (uint16_t)rep.hdr_len;
         if (t == NETMAP_REQ_VALE_LIST) {
             memcpy(q->nr_name, rep.name, NM_IFNAMSZ);
             q->nr_name[NM_IFNAMSZ - 1] = 0;

@@ -432,22 +432,27 @@ public sealed partial class ControlDaemon
                 BinaryPrimitives.WriteUInt32LittleEndian(b[8..], (uint)Math.Max(0, port?.BridgeIndex ?? 0));
                 return msg;
             }
-            case P.ReqPortHdrGet:
+            case P.ReqPortHdrGet or P.ReqPortHdrSet:
             {
+                // netmap checks the length before it looks the port up: 0, 10 or 12, else EINVAL.
+                if (reqtype == P.ReqPortHdrSet && hdrLen is not (0 or 10 or 12))
+                    return ValeError(P.EINVAL);
                 var (port, errno) = ResolveNetmapName(name);
                 if (port is null) return ValeError(errno);
                 var (bn, pn) = Bridge.ParsePortName(port);
-                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
-                return P.Reply(P.MsgVale, P.ValeRepBytes, out _); // no virtio-net headers: length 0
-            }
-            case P.ReqPortHdrSet:
-            {
-                var (port, errno) = ResolveNetmapName(name);
-                if (port is null) return ValeError(errno);
-                var (bn, pn) = Bridge.ParsePortName(port);
-                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
-                if (hdrLen == 0) return P.Reply(P.MsgVale, P.ValeRepBytes, out _);
-                return ValeError(hdrLen is 10 or 12 ? P.EOPNOTSUPP : P.EINVAL);
+                var vp = _host.Switch.FindBridge(bn)?.FindPort(pn);
+                if (vp is null) return ValeError(P.ENXIO); // netmap: no such VALE port
+                if (reqtype == P.ReqPortHdrSet)
+                {
+                    // An interface's port has its backend's length (AF_PACKET 10, AF_XDP 0).
+                    if (_interfaces.ContainsKey((bn, pn))) return ValeError(P.EOPNOTSUPP);
+                    int old = vp.VirtioHeaderLength;
+                    vp.VirtioHeaderLength = (int)hdrLen;
+                    if (old != (int)hdrLen) Log($"port {vp.Name}: virtio-net header length {old} -> {hdrLen} (PORT_HDR_SET)");
+                }
+                var msg = P.Reply(P.MsgVale, P.ValeRepBytes, out var b);
+                BinaryPrimitives.WriteUInt32LittleEndian(b[12..], (uint)vp.VirtioHeaderLength);
+                return msg;
             }
             default:
                 // VALE_NEWIF/DELIF create netmap's persistent virtual interfaces (kernel netdevs); not served.
