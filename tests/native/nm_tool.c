@@ -21,6 +21,7 @@
  *   nm_tool errors                       netmap's errno answers (unregistered sync, bad mmap ...)
  *   nm_tool vnet PORTA PORTB             PORT_HDR_SET/GET (both APIs): A with a virtio-net header,
  *                                        B without; frames both ways, checksum completion
+ *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
  * Output: "key=value" lines on stdout; exit 0 on success.
  */
 #define _GNU_SOURCE
@@ -685,6 +686,46 @@ static int cmd_vnet(const char *a, const char *b)
     return 0;
 }
 
+/* vale-ctl's requests: newif|delif|attach|detach NAME through NIOCCTRL, or with --legacy nr_cmd. */
+static int cmd_ctl(const char *op, const char *name)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int e = 0;
+    if (legacy) {
+        struct nmreq q;
+        memset(&q, 0, sizeof q);
+        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+        q.nr_version = NETMAP_API;
+        q.nr_cmd = !strcmp(op, "newif") ? NETMAP_BDG_NEWIF : !strcmp(op, "delif") ? NETMAP_BDG_DELIF
+                 : !strcmp(op, "attach") ? NETMAP_BDG_ATTACH : NETMAP_BDG_DETACH;
+        if (ioctl(fd, NIOCREGIF, &q) < 0) e = errno;
+        else if (q.nr_cmd == NETMAP_BDG_NEWIF)
+            printf("mem_id=%u\nslots=%u\nrings=%u\n", q.nr_arg2, q.nr_tx_slots, q.nr_tx_rings);
+    } else {
+        struct nmreq_header h;
+        struct nmreq_vale_newif n;
+        struct nmreq_vale_attach a;
+        struct nmreq_vale_detach d;
+        memset(&h, 0, sizeof h);
+        memset(&n, 0, sizeof n);
+        memset(&a, 0, sizeof a);
+        memset(&d, 0, sizeof d);
+        h.nr_version = NETMAP_API;
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (!strcmp(op, "newif")) { h.nr_reqtype = NETMAP_REQ_VALE_NEWIF; h.nr_body = (uintptr_t)&n; }
+        else if (!strcmp(op, "delif")) h.nr_reqtype = NETMAP_REQ_VALE_DELIF; /* no body, as vale-ctl */
+        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = NR_REG_ALL_NIC; }
+        else { h.nr_reqtype = NETMAP_REQ_VALE_DETACH; h.nr_body = (uintptr_t)&d; }
+        if (ioctl(fd, NIOCCTRL, &h) < 0) e = errno;
+        else if (h.nr_reqtype == NETMAP_REQ_VALE_NEWIF)
+            printf("mem_id=%u\nslots=%u\nrings=%u\n", n.nr_mem_id, n.nr_tx_slots, n.nr_tx_rings);
+    }
+    printf("errno=%d\n", e);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -712,6 +753,7 @@ int main(int argc, char **argv)
     if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);
-    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet ... (see the file's comment)\n");
+    if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
+    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl ... (see the file's comment)\n");
     return 2;
 }

@@ -385,6 +385,14 @@ public static class ToolstackCommands
                     return 0;
                 }
                 var r = As<ValeListResult>(result);
+                if (r.Persistent.Count > 0)
+                {
+                    // netmap's persistent VALE ports (VALE_NEWIF by a netmap program's vale-ctl -n).
+                    var pt = new Table().Border(TableBorder.Rounded).AddColumns("persistent port", "bridge", "registered by", "mem_id", "vnet hdr");
+                    foreach (var pp in r.Persistent)
+                        pt.AddRow(Esc(pp.Name), Esc(pp.Bridge ?? "-"), Esc(pp.User ?? "-"), $"{pp.MemId}", $"{pp.VirtioHeaderLength}");
+                    AnsiConsole.Write(pt);
+                }
                 if (r.Bridges.Count == 0)
                 {
                     Console.WriteLine("no bridges");

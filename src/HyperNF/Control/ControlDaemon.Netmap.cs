@@ -246,7 +246,13 @@ public sealed partial class ControlDaemon
         if (registered is not null) return RegisterError(P.EBUSY);
         if (fds.Count != 1) return RegisterError(P.EINVAL);
         if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
-        var (port, errno) = ResolveNetmapName(name);
+        // A persistent port (VALE_NEWIF) first: netmap:NAME, or valeX:NAME which attaches it.
+        var (isPersistent, persistent, perrno) = PersistentFor(name, attach: true);
+        if (isPersistent && persistent is null) return RegisterError(perrno);
+        string? port;
+        int errno;
+        if (persistent is not null) (port, errno) = (persistent.Attached?.Name, persistent.Attached is null ? P.ENXIO : 0);
+        else (port, errno) = ResolveNetmapName(name);
         if (port is null) return RegisterError(errno);
         int rings = 1;
         switch (mode)
@@ -290,7 +296,7 @@ public sealed partial class ControlDaemon
         fds.Clear(); // the port owns the eventfd now (closed on failure too)
         try
         {
-            registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd);
+            registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd, persistent);
         }
         catch (InvalidOperationException e)
         {
@@ -302,9 +308,10 @@ public sealed partial class ControlDaemon
         {
             return RegisterError(P.EINVAL);
         }
-        var L = d.Memory.Layout;
+        // A persistent port's rings are in its own region, with its own mem_id (no spare buffers).
+        var L = persistent?.Memory.Layout ?? d.Memory.Layout;
         long offset = L.PortAreaOffset(registered.Port.Area);
-        uint granted = Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
+        uint granted = persistent is not null ? 0 : Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
         BinaryPrimitives.WriteInt32LittleEndian(b, 0);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], granted);
@@ -314,7 +321,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
         BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
         BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], persistent?.MemId ?? MemId(d));
         BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
@@ -324,7 +331,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? 1u : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? 0u : last);
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
-        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
+        passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
 
@@ -355,7 +362,13 @@ public sealed partial class ControlDaemon
         string? name = P.ReadName(body.AsSpan(0, 64));
         Domain? d;
         lock (_netmapGate) d = _processes.TryGetValue(pid, out var e) ? e.Domain : null;
-        if (!string.IsNullOrEmpty(name))
+        var (isPersistent, persistent, perrno) = PersistentFor(name, attach: false);
+        if (isPersistent && persistent is null)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(b, perrno);
+            return msg;
+        }
+        if (persistent is null && !string.IsNullOrEmpty(name))
         {
             var (port, errno) = ResolveNetmapName(name);
             if (port is null)
@@ -364,9 +377,9 @@ public sealed partial class ControlDaemon
                 return msg;
             }
         }
-        var L = d?.Memory.Layout ?? Domain.LayoutFor(new DomainSpec { Name = "info", ProcessId = pid, ExtraBuffersPerPort = ProcessExtraBuffers });
+        var L = persistent?.Memory.Layout ?? d?.Memory.Layout ?? Domain.LayoutFor(new DomainSpec { Name = "info", ProcessId = pid, ExtraBuffersPerPort = ProcessExtraBuffers });
         BinaryPrimitives.WriteInt32LittleEndian(b, 0);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], d is null ? (ushort)0 : MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], persistent?.MemId ?? (d is null ? (ushort)0 : MemId(d)));
         BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.TotalBytes);
         BinaryPrimitives.WriteUInt32LittleEndian(b[16..], (uint)L.SlotsPerRing);
         BinaryPrimitives.WriteUInt32LittleEndian(b[20..], (uint)L.SlotsPerRing);
@@ -400,6 +413,7 @@ public sealed partial class ControlDaemon
         uint portIdx = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
         string? name = P.ReadName(body.AsSpan(8, 64));
         uint hdrLen = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(72));
+        if (PersistentRequest(reqtype, name) is { } persistent) return persistent;
         switch (reqtype)
         {
             case P.ReqValeList:
@@ -455,8 +469,7 @@ public sealed partial class ControlDaemon
                 return msg;
             }
             default:
-                // VALE_NEWIF/DELIF create netmap's persistent virtual interfaces (kernel netdevs); not served.
-                return ValeError(P.EOPNOTSUPP);
+                return ValeError(P.EINVAL);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using HyperNF.Tests.Control;
 using Xunit;
 
@@ -6,13 +7,13 @@ namespace HyperNF.Tests.Processes;
 /// <summary>
 /// netmap's control requests beyond REGISTER, made by our own netmap program (nm_tool) through
 /// libhypernf-netmap.so against an in-process daemon: PORT_HDR_SET/GET (both APIs) with frames
-/// crossing ports of different virtio-net header lengths.
+/// crossing ports of different virtio-net header lengths; VALE_NEWIF/DELIF persistent ports.
 /// </summary>
 public sealed class NetmapRequestTests
 {
     private static string Bridge(string tag) => $"vale{tag}{Environment.ProcessId % 1000}";
 
-    private const int EINVAL = 22, ENXIO = 6;
+    private const int EINVAL = 22, ENXIO = 6, EEXIST = 17, EBUSY = 16;
 
     [Fact]
     public void PortHdrSet_ConvertsHeadersBetweenAPortWithAndAPortWithout_BothDirections()
@@ -46,5 +47,101 @@ public sealed class NetmapRequestTests
         Assert.Equal(0, s.Unaccounted);
         Assert.Equal(3, s.Delivered);
         Assert.Contains("virtio-net header length 0 -> 10 (PORT_HDR_SET)", h.LogText);
+    }
+
+    private static NetmapProgram Ctl(NetmapHost h, string op, string name, bool legacy = false) =>
+        legacy ? NetmapProgram.Run(h.Socket, "ctl", op, name, "--legacy") : NetmapProgram.Run(h.Socket, "ctl", op, name);
+
+    private static JsonElement ValeList(NetmapHost h)
+    {
+        var r = Cli.Run(h.Socket, "vale-ctl", "-l", "--json");
+        Assert.True(r.Exit == 0, r.ToString());
+        return JsonDocument.Parse(r.Out).RootElement.Clone();
+    }
+
+    private static JsonElement? PersistentEntry(JsonElement list, string name)
+    {
+        foreach (var e in list.GetProperty("persistent").EnumerateArray())
+            if (e.GetProperty("name").GetString() == name) return e;
+        return null;
+    }
+
+    /// <summary>A string property, or null when absent or null (the JSON leaves nulls out).</summary>
+    private static string? Str(JsonElement e, string key) =>
+        e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    [Fact]
+    public void PersistentPort_OutlivesItsPrograms_KeepsFramesForTheNext_AndIsDeletedOnlyWhenIdle()
+    {
+        using var h = new NetmapHost();
+        string br = Bridge("per"), name = $"hnfp{Environment.ProcessId % 10000}";
+        // VALE_NEWIF (nmreq API) and its answers; netmap's errnos for bad names.
+        var made = Ctl(h, "newif", name);
+        Assert.Equal(0, made.Long("errno"));
+        Assert.True(made.Long("mem_id") >= 0x8000, made.ToString());
+        Assert.Equal(1024, made.Long("slots"));
+        Assert.Equal(1, made.Long("rings"));
+        Assert.Equal(EEXIST, Ctl(h, "newif", name, legacy: true).Long("errno"));
+        Assert.Equal(EEXIST, Ctl(h, "newif", "lo").Long("errno"));            // a Linux interface has the name
+        Assert.Equal(EINVAL, Ctl(h, "newif", "valeq").Long("errno"));         // no VALE prefix
+        Assert.Equal(EINVAL, Ctl(h, "newif", "abcdefghijklmnop").Long("errno")); // IFNAMSIZ
+        Assert.Equal(ENXIO, Ctl(h, "delif", "hnfnosuch").Long("errno"));
+        Assert.Equal(EINVAL, Ctl(h, "delif", "lo").Long("errno"));             // not a VALE port
+        var e = PersistentEntry(ValeList(h), name);
+        Assert.NotNull(e);
+        Assert.Null(Str(e.Value, "bridge"));
+        // netmap:NAME while detached: nothing to send to.
+        using (var early = new NetmapProgram(h.Socket, "info", $"netmap:{name}"))
+        {
+            Assert.Equal(1, early.WaitExit());
+            Assert.Contains("No such device or address", early.Errors);
+        }
+
+        // A program registers valeX:NAME: the port is attached to valeX, and frames flow to a receiver.
+        using (var rx = new NetmapProgram(h.Socket, "rx", $"{br}:r", "50", "--timeout", "10000"))
+        {
+            rx.WaitReady();
+            var tx = NetmapProgram.Run(h.Socket, "tx", $"{br}:{name}", "50", "60");
+            Assert.Equal(50, tx.Long("sent"));
+            Assert.Equal(0, rx.WaitExit());
+            Assert.Equal(50, rx.Long("received"));
+        }
+        // The program is gone; the port stays on the bridge, registered by nobody.
+        Assert.True(NetmapHost.Eventually(() => h.ProcessDomains.Length == 0), h.LogText);
+        e = PersistentEntry(ValeList(h), name);
+        Assert.Equal(br, Str(e!.Value, "bridge"));
+        Assert.Null(Str(e.Value, "user"));
+        string table = Cli.Run(h.Socket, "vale-ctl", "-l").Out;
+        Assert.Contains(name, table);
+        Assert.Contains("persistent", table);
+
+        // Frames sent to it while nobody has it wait in its RX ring for the next program (netmap:NAME).
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t2", "20", "60");
+        using (var holder = new NetmapProgram(h.Socket, "hold", $"netmap:{name}"))
+        {
+            holder.WaitReady();
+            Assert.Equal(h.ProcessDomains.Single().Name, Str(PersistentEntry(ValeList(h), name)!.Value, "user"));
+            // One program at a time; and no delete or detach while it is registered.
+            using (var second = new NetmapProgram(h.Socket, "info", $"netmap:{name}"))
+            {
+                Assert.Equal(1, second.WaitExit());
+                Assert.Contains("Device or resource busy", second.Errors);
+            }
+            Assert.Equal(EBUSY, Ctl(h, "detach", $"{br}:{name}").Long("errno"));
+        }
+        var late = NetmapProgram.Run(h.Socket, "rx", $"netmap:{name}", "20", "--timeout", "3000");
+        Assert.Equal(20, late.Long("received"));
+        Assert.Equal(0, late.Long("bad"));
+
+        // Delete: refused while attached (EBUSY), then detach and delete (legacy API: its names
+        // are IFNAMSIZ long, too short for BRIDGE:NAME here).
+        Assert.Equal(EBUSY, Ctl(h, "delif", name).Long("errno"));
+        Assert.Equal(0, Ctl(h, "detach", $"{br}:{name}").Long("errno"));
+        Assert.Null(h.Host.Switch.FindBridge(br)!.FindPort(name));
+        Assert.Equal(0, Ctl(h, "delif", name, legacy: true).Long("errno"));
+        Assert.Null(PersistentEntry(ValeList(h), name));
+        Assert.Equal(ENXIO, Ctl(h, "delif", name).Long("errno"));
+        var st = h.Host.Switch.FindBridge(br)!.GetStatistics();
+        Assert.Equal(0, st.Unaccounted);
     }
 }
