@@ -10,7 +10,8 @@
  *   nm_tool offsets                      field offsets of every netmap structure (name=offset)
  *   nm_tool info PORT [--legacy]         register, check the region through netmap's macros
  *   nm_tool tx PORT COUNT [SIZE] [--legacy] [--busy] [--batch N]
- *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select]
+ *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select] [--only-test]
+ *                                        (--only-test: skip frames not in nm_tool's format, count them as others=)
  *   nm_tool fwd PORTA PORTB COUNT [--timeout MS]   zero-copy A->B forwarder (one process, two ports)
  *   nm_tool wait PORT [--timeout MS]     blocks in poll for one frame; prints the wait's CPU time
  *   nm_tool epoll PORT COUNT [--timeout MS]  the program's own epoll loop (with a pipe in the
@@ -45,7 +46,7 @@
 #define ETH_TYPE 0x88b5
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 
-static int legacy, busy, use_select, batch = 256, timeout_ms = 5000, close_after_ms = -1;
+static int legacy, busy, use_select, only_test, batch = 256, timeout_ms = 5000, close_after_ms = -1;
 
 struct port {
     int fd;
@@ -251,7 +252,7 @@ static int cmd_rx(const char *name, long count)
     open_port(&p, name, 0);
     printf("ready=1\n");
     fflush(stdout);
-    long got = 0, bad = 0, order = 0;
+    long got = 0, bad = 0, order = 0, others = 0;
     uint32_t last = 0;
     int first = 1;
     double t0 = 0, t1 = 0;
@@ -263,6 +264,12 @@ static int cmd_rx(const char *name, long count)
             while (!nm_ring_empty(rr)) {
                 uint32_t cur = rr->cur, seq;
                 struct netmap_slot *s = &rr->slot[cur];
+                if (only_test && !check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) {
+                    /* a frame of the wire's own (an interface's neighbour discovery ...): not ours */
+                    others++;
+                    rr->head = rr->cur = nm_ring_next(rr, cur);
+                    continue;
+                }
                 if (!check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) bad++;
                 else {
                     if (!first && seq <= last) order++;
@@ -277,7 +284,7 @@ static int cmd_rx(const char *name, long count)
         }
     }
     double dt = t0 ? t1 - t0 : 0;
-    printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0);
+    printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\nothers=%ld\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0, others);
     close(p.fd);
     return bad || order ? 1 : 0;
 }
@@ -736,6 +743,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--legacy")) legacy = 1;
         else if (!strcmp(argv[i], "--busy")) busy = 1;
         else if (!strcmp(argv[i], "--select")) use_select = 1;
+        else if (!strcmp(argv[i], "--only-test")) only_test = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);

@@ -192,6 +192,7 @@ public sealed partial class ControlDaemon
         lock (_netmapGate) owner = entry.Domain;
         // Outside the lock: closing waits for the port's host thread.
         if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
+        EndWire(registered);
         lock (_netmapGate)
         {
             if (--entry.Connections == 0)
@@ -214,6 +215,17 @@ public sealed partial class ControlDaemon
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
         BinaryPrimitives.WriteInt32LittleEndian(b, errno);
         return msg;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_.-]{1,15}$")]
+    private static partial Regex InterfaceNameRegex();
+
+    /// <summary>IFNAME of <c>netmap:IFNAME</c> (or a bare IFNAME), or null when the name cannot be a Linux interface.</summary>
+    private static string? InterfaceName(string? name)
+    {
+        if (name is null) return null;
+        string n = name.StartsWith("netmap:", StringComparison.Ordinal) ? name[7..] : name;
+        return !n.StartsWith("vale", StringComparison.Ordinal) && InterfaceNameRegex().IsMatch(n) ? n : null;
     }
 
     /// <summary>The port a netmap name stands for: (VALE port name, null) or (null, errno).</summary>
@@ -253,6 +265,13 @@ public sealed partial class ControlDaemon
         int errno;
         if (persistent is not null) (port, errno) = (persistent.Attached?.Name, persistent.Attached is null ? P.ENXIO : 0);
         else (port, errno) = ResolveNetmapName(name);
+        string? wireIf = null;
+        if (port is null && errno == P.ENXIO && InterfaceName(name) is { } ifname)
+        {
+            // netmap:IFNAME: the interface through our port backends, on a private wire (made below).
+            errno = WireCheck(ifname);
+            if (errno == 0) (wireIf, port) = (ifname, ifname);
+        }
         if (port is null) return RegisterError(errno);
         int rings = 1;
         switch (mode)
@@ -292,21 +311,36 @@ public sealed partial class ControlDaemon
             }
             d = entry.Domain;
         }
+        if (wireIf is not null)
+        {
+            try
+            {
+                port = OpenWire(wireIf);
+            }
+            catch (ControlException e)
+            {
+                Log($"netmap: pid {pid}: netmap:{wireIf}: {e.Message}");
+                return RegisterError(e.Code == ControlErrorCodes.Conflict ? P.EBUSY : P.ENXIO);
+            }
+        }
         int efd = fds[0];
         fds.Clear(); // the port owns the eventfd now (closed on failure too)
         try
         {
             registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd, persistent);
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
             Log($"netmap: pid {pid}: cannot register {port}: {e.Message}");
+            if (wireIf is not null) CloseWire(Bridge.ParsePortName(port).Bridge, wireIf);
+            if (e is ArgumentException) return RegisterError(P.EINVAL);
             // All port areas in use, a port of that name on the bridge already, the domain ending.
             return RegisterError(e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
         }
-        catch (ArgumentException)
+        if (wireIf is not null)
         {
-            return RegisterError(P.EINVAL);
+            _wires[registered] = (Bridge.ParsePortName(port).Bridge, wireIf);
+            Log($"process domain '{d.Name}': netmap:{wireIf} is {port} (a private wire to the interface)");
         }
         // A persistent port's rings are in its own region, with its own mem_id (no spare buffers).
         var L = persistent?.Memory.Layout ?? d.Memory.Layout;
@@ -371,7 +405,8 @@ public sealed partial class ControlDaemon
         if (persistent is null && !string.IsNullOrEmpty(name))
         {
             var (port, errno) = ResolveNetmapName(name);
-            if (port is null)
+            if (port is null && errno == P.ENXIO && InterfaceName(name) is { } ifname && WireCheck(ifname) is not P.ENXIO) errno = 0;
+            if (port is null && errno != 0)
             {
                 BinaryPrimitives.WriteInt32LittleEndian(b, errno);
                 return msg;

@@ -1,5 +1,9 @@
+using System.Buffers.Binary;
 using System.Text.Json;
+using HyperNF.Control;
+using HyperNF.Ports;
 using HyperNF.Tests.Control;
+using HyperNF.Tests.Ports;
 using Xunit;
 
 namespace HyperNF.Tests.Processes;
@@ -7,7 +11,8 @@ namespace HyperNF.Tests.Processes;
 /// <summary>
 /// netmap's control requests beyond REGISTER, made by our own netmap program (nm_tool) through
 /// libhypernf-netmap.so against an in-process daemon: PORT_HDR_SET/GET (both APIs) with frames
-/// crossing ports of different virtio-net header lengths; VALE_NEWIF/DELIF persistent ports.
+/// crossing ports of different virtio-net header lengths; VALE_NEWIF/DELIF persistent ports;
+/// netmap:IFNAME on a veth pair in a namespace.
 /// </summary>
 public sealed class NetmapRequestTests
 {
@@ -143,5 +148,76 @@ public sealed class NetmapRequestTests
         Assert.Equal(ENXIO, Ctl(h, "delif", name).Long("errno"));
         var st = h.Host.Switch.FindBridge(br)!.GetStatistics();
         Assert.Equal(0, st.Unaccounted);
+    }
+
+    /// <summary>A frame in nm_tool's format (its check() accepts it) from <paramref name="src"/> to <paramref name="dst"/>.</summary>
+    private static byte[] ToolFrame(uint seq, byte src, byte dst, int size = 60)
+    {
+        var f = new byte[size];
+        byte[] mac = [0x02, 0, 0, 0, 0x0b, 0];
+        mac.CopyTo(f, 0);
+        f[5] = dst;
+        mac.CopyTo(f, 6);
+        f[11] = src;
+        f[12] = 0x88;
+        f[13] = 0xb5;
+        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(14), seq);
+        for (int i = 18; i < size; i++) f[i] = (byte)(seq + i);
+        return f;
+    }
+
+    [NetnsFact]
+    public void NetmapIfname_GivesTheProgramTheInterface_OnAPrivateWire_BothWays()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("nm", "10.236.7.1/24");
+        using var h = new NetmapHost();
+        h.Daemon.Attacher = new PhysicalPortAttacher(new PhysicalPorts(h.Host, new PhysicalPortOptions()));
+        using var wire = lab.Wire(a);
+
+        // Wire -> program: unicast both ways between two hosts behind the interface (a learning
+        // bridge would drop all but the first as hairpin once it learned both behind one port).
+        const int n = 60;
+        using (var rx = new NetmapProgram(h.Socket, "rx", $"netmap:{a.Outer}", $"{n}", "--only-test", "--timeout", "10000"))
+        {
+            rx.WaitReady();
+            var bridge = Assert.Single(h.Host.Switch.Bridges, b => b.Name.StartsWith("vale_nm", StringComparison.Ordinal));
+            Assert.False(bridge.Learning);
+            Assert.NotNull(bridge.FindPort(a.Outer));
+            // One program at a time per interface, as netmap's adapter.
+            using (var second = new NetmapProgram(h.Socket, "info", $"netmap:{a.Outer}"))
+            {
+                Assert.Equal(1, second.WaitExit());
+                Assert.Contains("Device or resource busy", second.Errors);
+            }
+            for (uint i = 0; i < n; i++) wire.Send(i % 2 == 0 ? ToolFrame(i, 0x0a, 0x0b) : ToolFrame(i, 0x0b, 0x0a));
+            Assert.True(rx.WaitExit(30_000) == 0, rx.ToString());
+            Assert.Equal(n, rx.Long("received"));
+            Assert.Equal(0, rx.Long("bad"));
+            Assert.Equal(0, bridge.GetStatistics().Drops[(int)HyperNF.Switch.DropReason.Hairpin]);
+        }
+        // The registration ended: the wire is gone, the interface left as it was.
+        Assert.True(NetmapHost.Eventually(() => !h.Host.Switch.Bridges.Any(b => b.Name.StartsWith("vale_nm", StringComparison.Ordinal))), h.LogText);
+        Assert.DoesNotContain("PROMISC", NetLab.Must("ip", "link", "show", "dev", a.Outer));
+
+        // Program -> wire: the raw socket on the peer gets every frame, intact.
+        var tx = NetmapProgram.Run(h.Socket, "tx", $"netmap:{a.Outer}", $"{n}", "60", "--batch", "8");
+        Assert.Equal(n, tx.Long("sent"));
+        int got = 0, bad = 0;
+        var until = Environment.TickCount64 + 10_000;
+        while (got < n && Environment.TickCount64 < until)
+        {
+            var f = wire.Receive(500);
+            if (f is null || f.Length < 18 || f[12] != 0x88 || f[13] != 0xb5) continue;
+            uint seq = BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(14));
+            for (int i = 18; i < 60; i++) if (f[i] != (byte)(seq + i)) { bad++; break; }
+            got++;
+        }
+        Assert.Equal(n, got);
+        Assert.Equal(0, bad);
+        // netmap's errno for an interface that does not exist.
+        using var none = new NetmapProgram(h.Socket, "info", "netmap:hnfnosuch0");
+        Assert.Equal(1, none.WaitExit());
+        Assert.Contains("No such device or address", none.Errors);
     }
 }
