@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using HyperNF.Control;
+using HyperNF.Hypervisor;
 using HyperNF.Ports;
 using HyperNF.Tests.Control;
 using HyperNF.Tests.Ports;
@@ -75,11 +76,13 @@ public sealed class NetmapRequestTests
     private static string? Str(JsonElement e, string key) =>
         e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
-    [Fact]
-    public void PersistentPort_OutlivesItsPrograms_KeepsFramesForTheNext_AndIsDeletedOnlyWhenIdle()
+    [Theory]
+    [InlineData(IoModel.Hypercall)]
+    [InlineData(IoModel.Split)]
+    public void PersistentPort_OutlivesItsPrograms_KeepsFramesForTheNext_AndIsDeletedOnlyWhenIdle(IoModel model)
     {
-        using var h = new NetmapHost();
-        string br = Bridge("per"), name = $"hnfp{Environment.ProcessId % 10000}";
+        using var h = new NetmapHost(model);
+        string br = Bridge($"per{(int)model}"), name = $"hnfp{(int)model}{Environment.ProcessId % 10000}";
         // VALE_NEWIF (nmreq API) and its answers; netmap's errnos for bad names.
         var made = Ctl(h, "newif", name);
         Assert.Equal(0, made.Long("errno"));
@@ -133,7 +136,9 @@ public sealed class NetmapRequestTests
                 Assert.Contains("Device or resource busy", second.Errors);
             }
             Assert.Equal(EBUSY, Ctl(h, "detach", $"{br}:{name}").Long("errno"));
-        }
+        } // SIGKILL: the daemon releases the port when the connection hangs up
+        Assert.True(NetmapHost.Eventually(() => h.ProcessDomains.Length == 0), h.LogText);
+        Assert.Null(Str(PersistentEntry(ValeList(h), name)!.Value, "user"));
         var late = NetmapProgram.Run(h.Socket, "rx", $"netmap:{name}", "20", "--timeout", "3000");
         Assert.Equal(20, late.Long("received"));
         Assert.Equal(0, late.Long("bad"));
