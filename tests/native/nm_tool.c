@@ -23,6 +23,7 @@
  *   nm_tool vnet PORTA PORTB             PORT_HDR_SET/GET (both APIs): A with a virtio-net header,
  *                                        B without; frames both ways, checksum completion
  *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
+ *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
  * Output: "key=value" lines on stdout; exit 0 on success.
  */
 #define _GNU_SOURCE
@@ -694,6 +695,42 @@ static int cmd_vnet(const char *a, const char *b)
 }
 
 /* vale-ctl's requests: newif|delif|attach|detach NAME through NIOCCTRL, or with --legacy nr_cmd. */
+static int cmd_ctl(const char *op, const char *name);
+
+/* newif PREFIX0 .. PREFIX(N-1), then delif them all: how many the daemon made, its errno after. */
+static int cmd_many(const char *prefix, int n)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int made = 0, last = 0, deleted = 0;
+    char name[32];
+    for (int i = 0; i < n; i++) {
+        struct nmreq_header h;
+        struct nmreq_vale_newif v;
+        memset(&h, 0, sizeof h);
+        memset(&v, 0, sizeof v);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_VALE_NEWIF;
+        h.nr_body = (uintptr_t)&v;
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (ioctl(fd, NIOCCTRL, &h) < 0) last = errno;
+        else made++;
+    }
+    for (int i = 0; i < n; i++) {
+        struct nmreq_header h;
+        memset(&h, 0, sizeof h);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_VALE_DELIF;
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (ioctl(fd, NIOCCTRL, &h) == 0) deleted++;
+    }
+    printf("made=%d\nlast_errno=%d\ndeleted=%d\n", made, last, deleted);
+    close(fd);
+    return 0;
+}
+
 static int cmd_ctl(const char *op, const char *name)
 {
     int fd = open("/dev/netmap", O_RDWR);
@@ -762,6 +799,7 @@ int main(int argc, char **argv)
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
-    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl ... (see the file's comment)\n");
+    if (npos >= 3 && !strcmp(pos[0], "many")) return cmd_many(pos[1], atoi(pos[2]));
+    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl|many ... (see the file's comment)\n");
     return 2;
 }

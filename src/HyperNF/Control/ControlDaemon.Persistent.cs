@@ -15,6 +15,9 @@ public sealed partial class ControlDaemon
     private readonly Dictionary<string, PersistentPort> _persistent = new(StringComparer.Ordinal); // under _netmapGate
     private int _nextPersistentMemId;
 
+    /// <summary>Persistent ports the daemon keeps at most (VALE_NEWIF beyond: ENOMEM).</summary>
+    public const int MaxPersistentPorts = 64;
+
     /// <summary>The persistent ports (name, bridge or null, user domain or null).</summary>
     public IReadOnlyList<PersistentPort> PersistentPorts { get { lock (_netmapGate) return _persistent.Values.ToArray(); } }
 
@@ -28,6 +31,8 @@ public sealed partial class ControlDaemon
         lock (_netmapGate)
         {
             if (_persistent.ContainsKey(name) || LinuxInterfaceExists(name)) return (null, P.EEXIST);
+            // Each holds a region: a bound, so no program can make the daemon map memory without end.
+            if (_persistent.Count >= MaxPersistentPorts) return (null, P.ENOMEM);
             ushort memId = (ushort)(0x8000 | (++_nextPersistentMemId & 0x7fff));
             PersistentPort pp;
             try { pp = new PersistentPort(name, memId); }

@@ -155,6 +155,18 @@ public sealed class NetmapRequestTests
         Assert.Equal(0, st.Unaccounted);
     }
 
+    [Fact]
+    public void PersistentPorts_AreBounded_SoNoProgramMapsMemoryWithoutEnd()
+    {
+        using var h = new NetmapHost();
+        int max = HyperNF.Control.ControlDaemon.MaxPersistentPorts;
+        var p = NetmapProgram.Run(h.Socket, "many", $"hnfm{Environment.ProcessId % 1000}x", $"{max + 3}");
+        Assert.Equal(max, p.Long("made"));
+        Assert.Equal(12, p.Long("last_errno")); // ENOMEM
+        Assert.Equal(max, p.Long("deleted"));
+        Assert.Empty(h.Daemon.PersistentPorts);
+    }
+
     /// <summary>A frame in nm_tool's format (its check() accepts it) from <paramref name="src"/> to <paramref name="dst"/>.</summary>
     private static byte[] ToolFrame(uint seq, byte src, byte dst, int size = 60)
     {
