@@ -43,9 +43,10 @@ hypernf ctl -o 1 -v 100
 # xl sched-credit2 -s -p Pool-0 -r 0   (no scheduler rate limit)
 hypernf sched-credit2 -s -p Pool-0 -r 0
 
-# The bridges of the example VM, and the NIC on valex when one is given.
-hypernf vale-ctl -n valex
-hypernf vale-ctl -n valey
+# The bridges of the example VM need no command: as in VALE, a bridge is created by its first
+# port (the NIC below, or the domain's vifs) and removed with its last. (netmap's vale-ctl -n
+# creates a persistent port, which HyperNF does not have: hypernf vale-ctl -n says so.)
+# The NIC on valex when one is given:
 if [ -n "$nic" ]; then
   hypernf vale-ctl -a "valex:$nic"
 fi

@@ -266,7 +266,8 @@ int hnf_rxsync(uint32_t port, uint32_t ring);
 
 /* POLL: flush TX of tx_mask ports, sync RX of rx_mask ports, block up to timeout_ns
  * until RX frames arrive. Returns the ready mask (bit k: port k has RX frames); *ret
- * gets the hypercall's ret when ret is not NULL. In split/merge the TX part is a kick. */
+ * gets the hypercall's ret when ret is not NULL. In split/merge the TX part is a kick,
+ * and POLL also returns once a tx_mask port's TX ring has room (the backend took frames). */
 uint32_t hnf_poll(uint64_t timeout_ns, uint32_t rx_mask, uint32_t tx_mask, int32_t *ret);
 
 /* Sleeps without spinning (a POLL with empty masks). */

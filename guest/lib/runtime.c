@@ -136,10 +136,9 @@ int hnf_rxsync(uint32_t port, uint32_t ring)
 
 uint32_t hnf_poll(uint64_t timeout_ns, uint32_t rx_mask, uint32_t tx_mask, int32_t *ret)
 {
-    if (tx_mask != 0 && split_model()) {
-        kick_backend();
-        tx_mask = 0;
-    }
+    /* Split/merge: the kick instead of a flush; the VMM does not flush tx_mask ports then,
+     * it also returns when their TX rings have room again (the backend took the frames). */
+    if (tx_mask != 0 && split_model()) kick_backend();
     _Alignas(8) volatile struct hnf_hc_poll p = { .timeout_ns = timeout_ns, .rx_mask = rx_mask, .tx_mask = tx_mask };
     hnf_hypercall(HNF_OP_POLL, &p);
     if (ret) *ret = p.ret;

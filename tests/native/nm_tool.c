@@ -305,7 +305,7 @@ static int cmd_fwd(const char *a, const char *b, long count)
         pb.nifp = NETMAP_IF(pa.mem, ofs);
         zerocopy = 1;
     }
-    printf("ready=1\nzerocopy=%d\n", zerocopy);
+    printf("zerocopy=%d\nready=1\n", zerocopy); /* ready last: a reader that saw it has read the rest */
     fflush(stdout);
     long moved = 0, swaps = 0;
     struct pollfd f[2] = { { pa.fd, POLLIN, 0 }, { pb.fd, POLLOUT, 0 } };

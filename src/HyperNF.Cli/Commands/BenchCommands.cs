@@ -71,37 +71,48 @@ internal static partial class BenchCommands
     private static Command CreateExperiment(string name, string what, Func<ExperimentOptions, ExperimentReport> run)
     {
         var quick = new Option<bool>("--quick") { Description = "Fewer points, shorter runs (under 2 minutes on 2 cores)" };
-        var json = new Option<string?>("--json") { Description = "JSON output path", DefaultValueFactory = _ => $"artifacts/bench/{name}.json" };
-        var plot = new Option<string?>("--plot") { Description = "PNG plot path", DefaultValueFactory = _ => $"artifacts/bench/{name}.png" };
-        var md = new Option<string?>("--md") { Description = "Markdown table path", DefaultValueFactory = _ => $"artifacts/bench/{name}.md" };
+        var domains = new Option<string>("--domains") { Description = "thread (built-in NFs on host threads) or vm (KVM VMs booted from the guest images; outputs get a -vm suffix and name the KVM kind)", DefaultValueFactory = _ => "thread" };
+        var json = new Option<string?>("--json") { Description = "JSON output path (default artifacts/bench/NAME[-vm].json)" };
+        var plot = new Option<string?>("--plot") { Description = "PNG plot path (default artifacts/bench/NAME[-vm].png)" };
+        var md = new Option<string?>("--md") { Description = "Markdown table path (default artifacts/bench/NAME[-vm].md)" };
         var models = new Option<string>("--models") { Description = "I/O models, comma-separated", DefaultValueFactory = _ => "hypercall,split,merge" };
         var noCg = new Option<bool>("--no-cgroups") { Description = "Do not enforce weights and caps with cgroups (accounting only)" };
-        var cmd = new Command(name, what) { quick, json, plot, md, models, noCg };
+        var cmd = new Command(name, what) { quick, domains, json, plot, md, models, noCg };
         cmd.SetAction(p =>
         {
             bool useCg = !p.GetValue(noCg);
+            BenchDomainKind kind;
+            try { kind = BenchDomains.ParseKind(p.GetValue(domains)!); }
+            catch (ArgumentException e) { Console.Error.WriteLine($"hypernf: {e.Message}"); return 1; }
+            var factory = BenchDomains.For(kind);
+            try { factory.Check(); }
+            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException) { Console.Error.WriteLine($"hypernf: bench {name} --domains vm: {e.Message}"); return 1; }
+            string stem = kind == BenchDomainKind.Vm ? $"artifacts/bench/{name}-vm" : $"artifacts/bench/{name}";
             var opts = new ExperimentOptions
             {
                 Quick = p.GetValue(quick),
                 Log = line => Console.WriteLine(line),
                 Models = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray(),
                 CpuPolicy = useCg ? () => HostCpuControl.Detect(out _) : null,
+                Domains = kind,
             };
+            if (factory.KvmDescription is { } kvm) Console.WriteLine($"VM domains on {kvm}");
             var started = DateTime.UtcNow;
             var report = run(opts);
             var elapsed = DateTime.UtcNow - started;
-            string header = $"## {name}\n\nMeasured {started:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} CPUs in {elapsed.TotalSeconds:F0} s: `./hypernf bench {name}{(opts.Quick ? " --quick" : "")}`\n\n";
+            string command = $"./hypernf bench {name}{(kind == BenchDomainKind.Vm ? " --domains vm" : "")}{(opts.Quick ? " --quick" : "")}";
+            string header = $"## {name}{(kind == BenchDomainKind.Vm ? $" (VM domains, KVM kind {factory.KvmKind})" : "")}\n\nMeasured {started:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} CPUs in {elapsed.TotalSeconds:F0} s: `{command}`\n\n";
             Console.WriteLine();
             Console.WriteLine(report.Markdown);
-            string? mdPath = p.GetValue(md);
+            string? mdPath = p.GetValue(md) ?? stem + ".md";
             if (!string.IsNullOrEmpty(mdPath))
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(mdPath))!);
                 File.WriteAllText(mdPath, header + report.Markdown);
                 Console.Error.WriteLine($"wrote {mdPath}");
             }
-            Json.Write(p.GetValue(json), report.ToJson(started, opts.Quick, elapsed.TotalSeconds));
-            string? plotPath = p.GetValue(plot);
+            Json.Write(p.GetValue(json) ?? stem + ".json", report.ToJson(started, opts.Quick, elapsed.TotalSeconds));
+            string? plotPath = p.GetValue(plot) ?? stem + ".png";
             if (!string.IsNullOrEmpty(plotPath) && report.Plots.Count > 0) Plotter.Save(report.Plots, plotPath);
             return 0;
         });
@@ -257,15 +268,22 @@ internal static partial class BenchCommands
         var sweep = new Option<bool>("--sweep") { Description = "Batch-size curve: 1, 2, 4 ... 1024 at the given frame size" };
         var compare = new Option<bool>("--compare") { Description = "Also run ../shared/tools/limit-ring.sh and anchor-memif.sh in the same run" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this path" };
+        var capture = new Option<string>("--capture") { Description = "Open a capture on the receiving port while measuring: none, in, out or both (in: the frames it receives)", DefaultValueFactory = _ => "none" };
+        capture.AcceptOnlyFromAmong("none", "in", "out", "both");
         var cmd = new Command("switch", "One sender to one receiver on the other core through one bridge: Mpps and Gbit/s.")
         {
-            frame, batch, ports, seconds, sweep, compare, json,
+            frame, batch, ports, seconds, sweep, compare, json, capture,
         };
         cmd.SetAction(p =>
         {
             var baseOpt = new SwitchBenchmarkOptions
             {
                 FrameSize = p.GetValue(frame), Batch = p.GetValue(batch), Ports = p.GetValue(ports), Seconds = p.GetValue(seconds),
+                Capture = p.GetValue(capture) switch
+                {
+                    "in" => HyperNF.Switch.CaptureDirection.In, "out" => HyperNF.Switch.CaptureDirection.Out,
+                    "both" => HyperNF.Switch.CaptureDirection.Both, _ => null,
+                },
             };
             if (Environment.ProcessorCount < 2)
                 AnsiConsole.MarkupLine("[yellow]only one CPU: sender and receiver share it; figures will be low[/]");
@@ -277,7 +295,8 @@ internal static partial class BenchCommands
             {
                 var r = SwitchBenchmark.Run(baseOpt with { Batch = b });
                 results.Add(r);
-                Console.WriteLine($"switch {r.FrameSize} B batch {r.Batch,4}: {r.Mpps,7:F2} Mpps {r.Gbps,7:F2} Gbit/s  sender {r.SenderNsPerPacket:F1} ns/pkt  drops {r.Dropped} (ring full {r.RingFull})  unaccounted {r.Unaccounted}");
+                Console.WriteLine($"switch {r.FrameSize} B batch {r.Batch,4}: {r.Mpps,7:F2} Mpps {r.Gbps,7:F2} Gbit/s  sender {r.SenderNsPerPacket:F1} ns/pkt  drops {r.Dropped} (ring full {r.RingFull})  unaccounted {r.Unaccounted}" +
+                                  (r.Capture == "none" ? "" : $"  capture {r.Capture}: {r.Captured} captured, {r.CaptureDropped} lost by the tap"));
             }
             var table = new Table().AddColumns("frame B", "batch", "Mpps", "Gbit/s", "sender CPU %", "receiver CPU %", "ns/pkt (sender)", "dropped", "unaccounted");
             foreach (var r in results)

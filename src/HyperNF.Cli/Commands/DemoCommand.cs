@@ -26,74 +26,85 @@ internal static class DemoCommand
         };
         cmd.SetAction(p =>
         {
-            string kind = p.GetValue(domains)!;
-            if (kind == "vm") return RunVm(p.GetValue(seconds), p.GetValue(frame), p.GetValue(json));
-            if (kind != "thread") { Console.Error.WriteLine($"hypernf: --domains must be thread or vm, not '{kind}'"); return 1; }
+            BenchDomainKind kind;
+            try { kind = BenchDomains.ParseKind(p.GetValue(domains)!); }
+            catch (ArgumentException e) { Console.Error.WriteLine($"hypernf: {e.Message}"); return 1; }
+            var factory = BenchDomains.For(kind);
             var list = p.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IoModels.Parse).ToArray();
             string nfName = p.GetValue(nf)!;
             string? args = p.GetValue(nfArgs) ?? ChainScenario.DefaultNfArgs(nfName);
+            if (!factory.Supports(nfName)) { Console.Error.WriteLine($"hypernf: VM domains have no nf '{nfName}' (guest images: l2fwd, cost, router)"); return 1; }
+            try { factory.Check(); }
+            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException) { Console.Error.WriteLine($"hypernf: demo --domains vm: {e.Message}"); return 1; }
             var place = Placement.For(Environment.ProcessorCount);
-            AnsiConsole.MarkupLine($"[bold]HyperNF demo[/]: pkt-gen tx (CPU {place.TxCpu}) -> valex -> [bold]{Markup.Escape(nfName)}[/] (CPU {string.Join(',', place.NfCpus)}) -> valey -> pkt-gen rx (CPU {place.RxCpu}); " +
+            string what = kind == BenchDomainKind.Vm ? " VM" : "";
+            AnsiConsole.MarkupLine($"[bold]HyperNF demo{(kind == BenchDomainKind.Vm ? ", VM domains" : "")}[/]{(factory.KvmDescription is { } kvm ? $" on {Markup.Escape(kvm)}" : "")}: " +
+                                   $"pkt-gen tx{what} (CPU {place.TxCpu}) -> valex -> [bold]{Markup.Escape(nfName)}{what}[/] (CPU {string.Join(',', place.NfCpus)}) -> valey -> pkt-gen rx{what} (CPU {place.RxCpu}); " +
                                    $"split backends on CPU {string.Join(',', place.BackendCpus)}, merge backends on the NF's CPU; {Environment.ProcessorCount} CPUs");
             var results = new List<ChainResult>();
-            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    foreach (var m in list)
+            double secs = p.GetValue(seconds);
+            ChainResult RunModel(IoModel m, Action<double> progress) => ChainScenario.Run(new ChainOptions
+            {
+                IoModel = m, Nf = nfName, NfArgs = args, FrameSize = p.GetValue(frame), Seconds = secs,
+                Placement = place, Progress = progress, Bridges = ["valex", "valey"], Domains = kind,
+            });
+            if (AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected)
+            {
+                AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
                     {
-                        var task = ctx.AddTask($"{m.Key(),-9}", maxValue: 1.0);
-                        results.Add(ChainScenario.Run(new ChainOptions
+                        foreach (var m in list)
                         {
-                            IoModel = m, Nf = nfName, NfArgs = args, FrameSize = p.GetValue(frame), Seconds = p.GetValue(seconds),
-                            Placement = place, Progress = f => task.Value = f, Bridges = ["valex", "valey"],
-                        }));
-                        task.Value = 1.0;
-                    }
-                });
-            Render(results);
-            Json.Write(p.GetValue(json), new { nf = nfName, frame_size = p.GetValue(frame), cpus = Environment.ProcessorCount, models = results });
+                            var task = ctx.AddTask($"{m.Key(),-9}", maxValue: 1.0);
+                            results.Add(RunModel(m, f => task.Value = f));
+                            task.Value = 1.0;
+                        }
+                    });
+            }
+            else
+            {
+                // Not a terminal (a log, a pipe): a text progress bar per model, redrawn at each quarter.
+                foreach (var m in list)
+                {
+                    int shown = -1;
+                    results.Add(RunModel(m, f =>
+                    {
+                        int q = (int)Math.Floor(f * 4);
+                        if (q == shown) return;
+                        shown = q;
+                        Console.WriteLine($"{m.Key(),-9} [{new string('#', q * 5)}{new string('.', 20 - q * 5)}] {f * secs:F1}/{secs:F1} s measured");
+                    }));
+                }
+            }
+            Render(results, factory);
+            if (factory.KvmDescription is { } k)
+                AnsiConsole.MarkupLine($"KVM: {Markup.Escape(k)}. hypercall: each TXSYNC is a VM exit to this process and the switch runs in it, on the sending VM's vCPU thread; " +
+                                       "split/merge: the guest kicks its backend through an ioeventfd (no exit to this process) only when the backend asked for it.");
+            Json.Write(p.GetValue(json), new { domains = factory.KindKey, kvm = factory.KvmDescription, kvm_kind = factory.KvmKind, nf = nfName, frame_size = p.GetValue(frame), cpus = Environment.ProcessorCount, models = results });
             return results.All(r => r.Unaccounted == 0) ? 0 : 2;
         });
         return cmd;
     }
 
-    private static int RunVm(double seconds, int frame, string? json)
-    {
-        var kvm = HyperNF.Vmm.KvmPlatform.Current;
-        if (!kvm.Available) { Console.Error.WriteLine($"hypernf: demo --domains vm needs KVM: {kvm.Unavailable}"); return 1; }
-        var place = Placement.For(Environment.ProcessorCount);
-        AnsiConsole.MarkupLine($"[bold]HyperNF demo, VM domains[/] on {Markup.Escape(kvm.Describe())}: pkt-gen tx VM (CPU {place.TxCpu}) -> valex -> [bold]l2fwd VM[/] (CPU {place.NfCpu(0)}) -> valey -> pkt-gen rx VM (CPU {place.RxCpu}); {Environment.ProcessorCount} CPUs");
-        ChainResult? result = null;
-        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx =>
-            {
-                var task = ctx.AddTask("hypercall", maxValue: 1.0);
-                result = VmDemo.Run(seconds, frame, place, f => task.Value = f);
-                task.Value = 1.0;
-            });
-        Render([result!]);
-        AnsiConsole.MarkupLine($"KVM: {Markup.Escape(kvm.Describe())}. Each hypercall is a VM exit to this process; the switch runs in it, on the sending VM's vCPU thread.");
-        Json.Write(json, new { domains = "vm", kvm = kvm.Describe(), kvm_kind = kvm.KindName, nf = "l2fwd", frame_size = frame, cpus = Environment.ProcessorCount, models = new[] { result } });
-        return result!.Unaccounted == 0 ? 0 : 2;
-    }
-
-    private static void Render(IReadOnlyList<ChainResult> results)
+    private static void Render(IReadOnlyList<ChainResult> results, BenchDomains kind)
     {
         var cpuNames = results.SelectMany(r => r.Cpu.Select(c => c.Domain)).Distinct().ToArray();
-        var t = new Table().Border(TableBorder.Rounded).Title("[bold]forwarding through one NF domain[/]");
+        double window = results.Count > 0 ? results[0].WindowSeconds : 0;
+        var t = new Table().Border(TableBorder.Rounded).Title($"[bold]forwarding through one NF domain ({Markup.Escape(kind.Label)} domains)[/] (rates, CPU and drops over the same {window:F1} s window, after warm-up)");
         t.AddColumn("model");
+        t.AddColumn(new TableColumn("offered Mpps").RightAligned());
         t.AddColumn(new TableColumn("Mpps").RightAligned());
         t.AddColumn(new TableColumn("Gbit/s").RightAligned());
         foreach (var n in cpuNames) t.AddColumn(new TableColumn($"CPU {n} %").RightAligned());
-        t.AddColumn(new TableColumn("host CPU %").RightAligned());
+        t.AddColumn(new TableColumn("backend CPU % (billed to the host)").RightAligned());
         t.AddColumn(new TableColumn("NF CPU%/Mpps").RightAligned());
         t.AddColumn("drops by reason");
-        t.AddColumn(new TableColumn("unaccounted").RightAligned());
+        t.AddColumn(new TableColumn("unaccounted (whole run)").RightAligned());
         t.AddColumn(new TableColumn("p50 µs").RightAligned());
         t.AddColumn(new TableColumn("p99 µs").RightAligned());
         foreach (var r in results)
         {
-            var row = new List<string> { r.IoModel, $"{r.Mpps:F2}", $"{r.Gbps:F2}" };
+            var row = new List<string> { r.IoModel, $"{r.OfferedMpps:F2}", r.Mpps < 1 ? $"{r.Mpps:F3}" : $"{r.Mpps:F2}", $"{r.Gbps:F2}" };
             foreach (var n in cpuNames)
             {
                 var c = r.Cpu.FirstOrDefault(x => x.Domain == n);
@@ -101,13 +112,15 @@ internal static class DemoCommand
             }
             row.Add($"{r.HostCpuPct:F0}");
             row.Add($"{r.NfCpuPerMpps:F1}");
-            row.Add(r.Drops.Count == 0 ? "none" : string.Join(", ", r.Drops.Select(kv => $"{kv.Key} {kv.Value}")));
+            row.Add(r.WindowDrops.Count == 0 ? "none" : string.Join(", ", r.WindowDrops.Select(kv => $"{kv.Key} {kv.Value}")));
             row.Add(r.Unaccounted == 0 ? "[green]0[/]" : $"[red]{r.Unaccounted}[/]");
             row.Add($"{r.LatencyP50Us:F1}");
             row.Add($"{r.LatencyP99Us:F1}");
             t.AddRow(row.Select(s => s.Contains('[') && !s.StartsWith("[green]") && !s.StartsWith("[red]") ? Markup.Escape(s) : s).ToArray());
         }
         AnsiConsole.Write(t);
-        AnsiConsole.MarkupLine("CPU: vCPU time is billed to the domain; [italic]backend[/] time (split/merge) is done for the domain but billed to the host.");
+        AnsiConsole.MarkupLine("offered: what the sender put on valex; Mpps: what reached the receiver. CPU: vCPU time is billed to the domain; " +
+                               "[italic]backend[/] time (split/merge) is done for the domain but billed to the host. Drops: the measured window; " +
+                               "the JSON also has the whole run's (warm-up and drain included), which the accounting check uses.");
     }
 }

@@ -14,7 +14,7 @@ namespace HyperNF.Cli.Commands;
 /// pkt-gen, xennet_ctrl's ctl, and set/get/stats/top/io-model). Protocol: docs/control-protocol.md.
 /// Exit codes: 0 success, 1 refused (one-line reason on stderr), 2 no daemon reachable.
 /// </summary>
-public static class ToolstackCommands
+public static partial class ToolstackCommands
 {
     /// <summary>
     /// Called by <c>hypernf daemon</c> after the host and daemon are built and before the socket
@@ -27,7 +27,9 @@ public static class ToolstackCommands
     [
         Daemon(), CreateDomain(), List(), DomainOp("destroy", "Destroy a domain (xl destroy): stop its vCPUs, detach its ports, free its memory."),
         DomainOp("pause", "Pause a domain's vCPUs (xl pause)."), DomainOp("unpause", "Resume a paused domain (xl unpause)."),
-        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), ConsoleCommand(),
+        VcpuPin(), SchedCredit2(), ValeCtl(), Ctl(), Set(), Get(), Stats(), Top(), PacketGen(), IoModelCommand(), ConsoleCommand(), Capture(),
+        Shutdown(), VcpuList(), Info(), Uptime(), NetworkList(),
+        Refusal("network-attach", "xl network-attach: refused here (vifs are fixed at create)"), Refusal("network-detach", "xl network-detach: refused here (vifs are fixed at create)"),
     ];
 
     private const int Refused = 1;
@@ -85,9 +87,14 @@ public static class ToolstackCommands
             Description = "I/O model of domains whose config sets no io_model: hypercall, split or merge (change later with hypernf io-model)",
             DefaultValueFactory = _ => "hypercall",
         };
+        var metrics = new Option<string?>("--metrics")
+        {
+            Description = "Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464): ports, drops by reason, bridges, domains",
+            HelpName = "ADDR:PORT",
+        };
         var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
         {
-            socket, ioModel, backend,
+            socket, ioModel, backend, metrics,
         };
         cmd.SetAction(p =>
         {
@@ -107,6 +114,13 @@ public static class ToolstackCommands
                 OnEvent = line => Console.Error.WriteLine($"hypernf daemon: {line}"),
             });
             ConfigureDaemon?.Invoke(host, daemon);
+            using var exporter = MetricsExporter.Start(p.GetValue(metrics), host, out string? metricsError);
+            if (metricsError is not null)
+            {
+                Console.Error.WriteLine($"hypernf daemon: {metricsError}");
+                daemon.Dispose();
+                return Refused;
+            }
             try
             {
                 daemon.Start();
@@ -116,6 +130,7 @@ public static class ToolstackCommands
                 Console.Error.WriteLine($"hypernf daemon: {ControlProtocol.OneLine(e.Message)}");
                 return Refused;
             }
+            if (exporter is not null) Console.Error.WriteLine($"hypernf daemon: metrics at {exporter.Url}");
             var signals = new List<PosixSignalRegistration>();
             foreach (var sig in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT, PosixSignal.SIGHUP })
                 signals.Add(PosixSignalRegistration.Create(sig, ctx =>
@@ -143,33 +158,58 @@ public static class ToolstackCommands
     /// <summary>Largest config sent: it travels JSON-escaped in one request line of at most 1 MiB.</summary>
     private const int MaxConfigBytes = 256 * 1024;
 
+    /// <summary>xl commands and flags that do something else here, and how (each refused with this).</summary>
+    internal static readonly Dictionary<string, string> XlDifferences = new(StringComparer.Ordinal)
+    {
+        ["create -c"] = "xl create -c attaches to the new domain's console at once; here create it, then run hypernf console D -f (VM domains have a console; thread domains, whose NF runs inside the daemon, do not)",
+        ["network-attach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again with the new vif list (hypernf create CFG 'vif=[...]')",
+        ["network-detach"] = "vifs are fixed when a domain is created here (its memory region holds exactly its vifs' rings); destroy it and create it again without that vif",
+    };
+
     private static Command CreateDomain()
     {
         var socket = SocketOption();
         var config = new Argument<string>("config") { Description = "xl domain config file (name, vcpus, cpus, vif=[\"type=nmif,bridge=valex:lx0\"], nf, ...)" };
-        var cmd = new Command("create", "Create a domain from an xl config (xl create). Settings without effect here are listed as notices.")
+        var overrides = new Argument<string[]>("KEY=VALUE") { Description = "Settings that replace the file's (xl's overrides), e.g. vcpus=2 'name=\"nf2\"'", Arity = ArgumentArity.ZeroOrMore };
+        var console = new Option<bool>("-c") { Description = "xl: attach to the console (refused: create, then hypernf console D -f)" };
+        var cmd = new Command("create", "Create a domain from an xl config (xl create CFG [KEY=VALUE ...]). Settings without effect here are listed as notices.")
         {
-            config, socket,
+            config, overrides, console, socket,
         };
         cmd.SetAction(p =>
         {
+            if (p.GetValue(console)) return Fail($"create -c: {XlDifferences["create -c"]}");
             string path = p.GetValue(config)!;
             string text;
+            if (Directory.Exists(path)) return Fail($"{path} is a directory; give the domain's config file");
             try
             {
                 var info = new FileInfo(path);
                 if (info.Exists && info.Length > MaxConfigBytes) return Fail($"{path}: {info.Length} bytes is too large for a domain config (at most {MaxConfigBytes})");
                 text = File.ReadAllText(path);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (FileNotFoundException)
+            {
+                return Fail($"{path}: no such file");
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return Fail($"{path}: no such file (its directory does not exist)");
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return Fail($"{path}: permission denied");
+            }
+            catch (IOException e)
             {
                 return Fail($"cannot read {path}: {e.Message}");
             }
+            var extra = p.GetValue(overrides) ?? [];
             return WithDaemon(p, socket, c =>
             {
                 // kernel= paths relative to the config are resolved by the daemon against its directory.
                 string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? Directory.GetCurrentDirectory();
-                var r = As<CreateResult>(c.Call("create", new { file = path, text, dir }));
+                var r = As<CreateResult>(c.Call("create", new { file = path, text, dir, overrides = extra }));
                 foreach (string n in r.Notices) Console.Error.WriteLine($"notice: {n}");
                 var d = r.Domain;
                 Console.WriteLine($"created {(d.Kind == "vm" ? $"VM domain ({d.Kvm})" : "domain")} {d.Name} (id {d.Id}): {d.Vcpus} vCPU(s) on CPUs {string.Join(" ", d.Cpus)}, {(d.Kind == "vm" ? "kernel" : "nf")} {d.Nf ?? "-"}, " +
@@ -184,19 +224,41 @@ public static class ToolstackCommands
     {
         var socket = SocketOption();
         var json = JsonOption();
-        var cmd = new Command("list", "List domains (xl list): state, vCPUs, CPU % over the last sample interval, weight, cap, ports.")
+        var domains = new Argument<string[]>("domain") { Description = "Only these domains (names or ids)", Arity = ArgumentArity.ZeroOrMore };
+        var longFormat = new Option<bool>("--long", "-l") { Description = "Everything about each domain, as JSON (xl list -l)" };
+        var cmd = new Command("list", "List domains (xl list [-l] [DOMAIN...]): state, vCPUs, CPU % over the last sample interval, weight, cap, ports.")
         {
-            socket, json,
+            domains, longFormat, socket, json,
         };
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
             var result = c.Call("list");
-            if (p.GetValue(json))
+            var r = As<ListResult>(result);
+            var only = p.GetValue(domains) ?? [];
+            if (only.Length > 0)
             {
-                PrintJson(result);
+                var picked = new List<DomainInfo>();
+                foreach (string name in only)
+                {
+                    var d = r.Domains.FirstOrDefault(x => x.Name == name || x.Id.ToString(CultureInfo.InvariantCulture) == name)
+                        ?? throw new ControlException(ControlErrorCodes.NotFound, r.Domains.Count == 0
+                            ? $"no domain '{name}': no domains exist"
+                            : $"no domain '{name}' (domains: {string.Join(", ", r.Domains.Select(x => x.Name))})");
+                    if (!picked.Contains(d)) picked.Add(d);
+                }
+                r = r with { Domains = picked };
+            }
+            if (p.GetValue(longFormat))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(r.Domains, ControlProtocol.JsonIndented));
                 return 0;
             }
-            var r = As<ListResult>(result);
+            if (p.GetValue(json))
+            {
+                if (only.Length == 0) PrintJson(result);
+                else Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
+                return 0;
+            }
             var t = new Table().Border(TableBorder.None).AddColumns("Name", "ID", "Kind", "State", "VCPUs", "CPUs", "CPU%", "Weight", "Cap", "I/O", "NF", "Ports");
             foreach (var col in new[] { 1, 4, 6, 7, 8 }) t.Columns[col].RightAligned();
             foreach (var d in r.Domains)
@@ -245,6 +307,8 @@ public static class ToolstackCommands
         var socket = SocketOption();
         var domain = new Argument<string>("domain") { Description = "Domain name or id" };
         var cmd = new Command(op, description) { domain, socket };
+        var force = new Option<bool>("-f") { Description = "Force (xl destroy -f): destroy is always immediate here, so this changes nothing" };
+        if (op == "destroy") cmd.Options.Add(force);
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
             var r = c.Call(op, new { domain = p.GetValue(domain) });
@@ -327,24 +391,52 @@ public static class ToolstackCommands
 
     // ---------------------------------------------------------------- switch
 
+    /// <summary>What netmap's vale-ctl flags do there, and why HyperNF does something else (each refused with this).</summary>
+    internal static readonly Dictionary<string, string> ValeCtlDifferences = new(StringComparer.Ordinal)
+    {
+        ["-n"] = "in netmap, vale-ctl -n NAME creates a persistent VALE port; HyperNF has no persistent ports (a port is a domain's vif or an interface attached with -a) and its bridges come and go with their ports, as VALE's do; nothing was done",
+        ["-r"] = "in netmap, vale-ctl -r NAME removes a persistent VALE port; HyperNF has none, and a bridge is removed when its last port leaves (destroy the domain or vale-ctl -d the interface); nothing was done",
+        ["-h"] = "in netmap, vale-ctl -h BRIDGE:IF attaches IF together with its host stack (the host rings); HyperNF attaches the NIC side only, with -a BRIDGE:IF (AF_PACKET or AF_XDP), and the host's own traffic keeps the kernel's path; nothing was done",
+        ["-p"] = "netmap's polling threads (-p) are not used: the switch runs in each sender's own context (the hypercall), and an interface port has its own driver thread; nothing was done",
+        ["-P"] = "netmap's polling threads (-P stops them) are not used: the switch runs in each sender's own context, so there is nothing to stop; nothing was done",
+        ["-C"] = "ring and slot counts (-C) belong to a domain's memory region here (set when the domain is created), not to a VALE port; nothing was changed",
+        ["-m"] = "memory allocators (-m) do not exist here: every domain has its own region and every interface port a host-owned one; nothing was changed",
+    };
+
     private static Command ValeCtl()
     {
         var socket = SocketOption();
         var json = JsonOption();
-        var create = new Option<string?>("-n") { Description = "Create bridge NAME (e.g. valex)", HelpName = "NAME" };
-        var attach = new Option<string?>("-a") { Description = "Attach host interface IF to BRIDGE", HelpName = "BRIDGE:IF" };
-        var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE", HelpName = "BRIDGE:PORT" };
-        var remove = new Option<string?>("-r") { Description = "Remove empty bridge NAME", HelpName = "NAME" };
-        var list = new Option<bool>("-l") { Description = "List bridges and their ports (the default)" };
+        var attach = new Option<string?>("-a") { Description = "Attach host interface IF to BRIDGE (the bridge is created if needed)", HelpName = "BRIDGE:IF" };
+        var detach = new Option<string?>("-d") { Description = "Detach interface port PORT from BRIDGE (the bridge goes with its last port)", HelpName = "BRIDGE:PORT" };
+        var list = new Option<string?>("-l") { Description = "List bridges and their ports (the default); with BRIDGE or BRIDGE:PORT, only that one", HelpName = "BRIDGE[:PORT]", Arity = ArgumentArity.ZeroOrOne };
         var hdr = new Option<string?>("-H") { Description = "Set the virtio-net header length of a port (netmap's PORT_HDR_SET): 0, 10 or 12", HelpName = "BRIDGE:PORT=LEN" };
-        var cmd = new Command("vale-ctl", "Manage VALE bridges (netmap's vale-ctl): -n create, -a attach an interface, -d detach, -r remove, -l list, -H header length.")
+        var refused = new (Option Option, string Help)[]
         {
-            create, attach, detach, remove, list, hdr, socket, json,
+            (new Option<string?>("-n") { HelpName = "NAME" }, "netmap: create a persistent VALE port (refused, see the message)"),
+            (new Option<string?>("-r") { HelpName = "NAME" }, "netmap: remove a persistent VALE port (refused)"),
+            (new Option<string?>("-h") { HelpName = "BRIDGE:IF" }, "netmap: attach IF with its host stack (refused; use -a)"),
+            (new Option<string?>("-p") { HelpName = "BRIDGE:PORT", Arity = ArgumentArity.ZeroOrOne }, "netmap: start a polling thread (refused)"),
+            (new Option<string?>("-P") { HelpName = "BRIDGE:PORT", Arity = ArgumentArity.ZeroOrOne }, "netmap: stop a polling thread (refused)"),
+            (new Option<string?>("-C") { HelpName = "SPEC" }, "netmap: ring and slot counts (refused)"),
+            (new Option<string?>("-m") { HelpName = "ID" }, "netmap: memory allocator (refused)"),
         };
+        var cmd = new Command("vale-ctl", "VALE bridges (netmap's vale-ctl): -a attach an interface, -d detach it, -l list, -H a port's virtio-net header length. Bridges are created by their first port and removed with their last. Flags of netmap's that do something else here are refused with the difference (docs/compatibility.md).")
+        {
+            attach, detach, list, hdr, socket, json,
+        };
+        foreach (var (o, help) in refused)
+        {
+            o.Description = help;
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(p =>
         {
-            int given = new[] { p.GetValue(create), p.GetValue(attach), p.GetValue(detach), p.GetValue(remove), p.GetValue(hdr) }.Count(v => v is not null) + (p.GetValue(list) ? 1 : 0);
-            if (given > 1) return Fail("vale-ctl: give one of -n, -a, -d, -r, -l, -H");
+            var given = refused.Where(x => p.GetResult(x.Option) is not null).Select(x => x.Option.Name).ToList();
+            if (given.Count > 0) return Fail($"vale-ctl {given[0]}: {ValeCtlDifferences[given[0]]}");
+            bool listing = p.GetResult(list) is not null;
+            int count = new[] { p.GetValue(attach), p.GetValue(detach), p.GetValue(hdr) }.Count(v => v is not null) + (listing ? 1 : 0);
+            if (count > 1) return Fail("vale-ctl: give one of -a, -d, -l, -H");
             return WithDaemon(p, socket, c =>
             {
                 if (p.GetValue(hdr) is { } h)
@@ -354,16 +446,6 @@ public static class ToolstackCommands
                         throw new ControlException(ControlErrorCodes.Invalid, $"vale-ctl -H {h}: write BRIDGE:PORT=LEN, e.g. valex:vtx=10");
                     var (b, port) = SplitPort(h[..eq], "-H", "valex:vtx=10");
                     Console.WriteLine(As<DoneResult>(c.Call("port-hdr-set", new { bridge = b, port, length = len })).Message);
-                    return 0;
-                }
-                if (p.GetValue(create) is { } n)
-                {
-                    Console.WriteLine(As<DoneResult>(c.Call("vale-create", new { bridge = n })).Message);
-                    return 0;
-                }
-                if (p.GetValue(remove) is { } rm)
-                {
-                    Console.WriteLine(As<DoneResult>(c.Call("vale-remove", new { bridge = rm })).Message);
                     return 0;
                 }
                 if (p.GetValue(attach) is { } a)
@@ -378,13 +460,29 @@ public static class ToolstackCommands
                     Console.WriteLine(As<DoneResult>(c.Call("vale-detach", new { bridge = b, port })).Message);
                     return 0;
                 }
+                string? only = p.GetValue(list);
                 var result = c.Call("vale-list");
+                var r = As<ValeListResult>(result);
+                if (only is not null)
+                {
+                    int colon = only.IndexOf(':');
+                    string bn = colon < 0 ? only : only[..colon];
+                    var bridge = r.Bridges.FirstOrDefault(x => x.Name == bn)
+                        ?? throw new ControlException(ControlErrorCodes.NotFound, r.Bridges.Count == 0 ? $"no bridge '{bn}': no bridges exist" : $"no bridge '{bn}' (bridges: {string.Join(", ", r.Bridges.Select(x => x.Name))})");
+                    if (colon >= 0)
+                    {
+                        string pn = only[(colon + 1)..];
+                        var port = bridge.Ports.FirstOrDefault(x => x.Port == pn)
+                            ?? throw new ControlException(ControlErrorCodes.NotFound, $"bridge {bn} has no port '{pn}'{(bridge.Ports.Count == 0 ? "" : $" (ports: {string.Join(", ", bridge.Ports.Select(x => x.Port))})")}");
+                        bridge = bridge with { Ports = [port] };
+                    }
+                    r = r with { Bridges = [bridge] };
+                }
                 if (p.GetValue(json))
                 {
-                    PrintJson(result);
+                    Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
                     return 0;
                 }
-                var r = As<ValeListResult>(result);
                 if (r.Persistent.Count > 0)
                 {
                     // netmap's persistent VALE ports (VALE_NEWIF by a netmap program's vale-ctl -n).
@@ -509,9 +607,17 @@ public static class ToolstackCommands
         var socket = SocketOption();
         var json = JsonOption();
         var port = new Argument<string?>("port") { Description = "BRIDGE:PORT or BRIDGE; every bridge when left out", Arity = ArgumentArity.ZeroOrOne };
-        var cmd = new Command("stats", "Per-port counters, drops by reason and the learning table.") { port, socket, json };
+        var clear = new Option<bool>("--clear") { Description = "Reset the counters shown from now on (testpmd's clear port stats); the switch's lifetime totals, the accounting check and /metrics are kept" };
+        var cmd = new Command("stats", "Per-port counters, drops by reason and the learning table.") { port, clear, socket, json };
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
+            if (p.GetValue(clear))
+            {
+                var cr = As<StatsResult>(c.Call("stats", new { port = p.GetValue(port), clear = true }));
+                var names = cr.Cleared ?? [];
+                Console.WriteLine(names.Count == 0 ? "no ports to clear" : $"statistics cleared for {names.Count} port(s): {string.Join(", ", names)}");
+                return 0;
+            }
             var result = c.Call("stats", new { port = p.GetValue(port) });
             if (p.GetValue(json))
             {
@@ -524,7 +630,7 @@ public static class ToolstackCommands
             foreach (var b in r.Bridges)
             {
                 AnsiConsole.MarkupLine($"[bold]{Esc(b.Name)}[/]: sent {b.Sent} delivered {b.Delivered} flood copies {b.FloodCopies} dropped {b.Dropped}" +
-                                       $"{DropText(b.Drops)}, unaccounted {b.Unaccounted}; learning table {b.TableEntries}/{b.TableCapacity}; bridge_batch {r.BridgeBatch}");
+                                       $"{DropText(b.Drops)}{(b.ClearedSAgo is { } ca ? $" (since cleared {F(ca)} s ago)" : "")}, unaccounted {b.Unaccounted} (lifetime); learning table {b.TableEntries}/{b.TableCapacity}; bridge_batch {r.BridgeBatch}");
                 var t = new Table().Border(TableBorder.Rounded).AddColumns("port", "owner", "tx pkts", "tx bytes", "rx pkts", "rx bytes", "flood", "dropped", "drops by reason", "ring resets");
                 for (int i = 2; i <= 7; i++) t.Columns[i].RightAligned();
                 foreach (var pc in b.Ports)
@@ -649,10 +755,10 @@ public static class ToolstackCommands
         var socket = SocketOption();
         var json = JsonOption();
         var port = new Option<string>("-i") { Description = "Port to open on a bridge of the daemon, e.g. valex:vtx (created for the run)", Required = true, HelpName = "BRIDGE:PORT" };
-        var function = new Option<string>("-f") { Description = "tx or rx", DefaultValueFactory = _ => "tx", HelpName = "tx|rx" };
+        var function = new Option<string>("-f") { Description = "tx, rx (the default, as in netmap), ping (round trips to a pong) or pong (echo)", DefaultValueFactory = _ => "rx", HelpName = "tx|rx|ping|pong" };
+        var length = new Option<string[]>("-l") { Description = "Frame length without CRC, 60..9014", HelpName = "LEN", AllowMultipleArgumentsPerToken = false };
         string[][] valued =
         [
-            ["-l", "Frame length without CRC, 60..9014", "LEN"],
             ["-n", "Frames to send or receive (0: no limit)", "COUNT"],
             ["-R", "Rate in frames/s (e.g. 1M)", "RATE"],
             ["-b", "Batch: frames per sync", "BATCH"],
@@ -663,21 +769,44 @@ public static class ToolstackCommands
             ["-t", "Stop after this many seconds", "SECONDS"],
             ["-T", "Report interval in ms (default 1000)", "MS"],
             ["-a", "Pin the generator's domain to this CPU", "CPU"],
+            ["-w", "Wait this many seconds for the link before starting (netmap's wait_link)", "SECONDS"],
+            ["-p", "netmap: threads (refused: one thread per run, see the message)", "THREADS"],
+            ["-c", "netmap: cores (refused: one vCPU per run, pin it with -a)", "CORES"],
+            ["-P", "netmap: replay a pcap file (refused)", "FILE"],
         ];
         var options = valued.Select(v => new Option<string?>(v[0]) { Description = v[1], HelpName = v[2] }).ToArray();
-        var busy = new Option<bool>("-w") { Description = "Busy-poll instead of sleeping" };
-        var cmd = new Command("pkt-gen", "netmap's pkt-gen on a port of the running daemon: a temporary domain (pktgen-N) sends or receives; Ctrl-C ends the run with its summary.")
+        string[][] flags =
+        [
+            ["-z", "Random source address and port (within -s) per frame"],
+            ["-Z", "Random destination address and port (within -d) per frame"],
+            ["-v", "Verbose: also print the run's details (domain, bridge, other ports)"],
+            ["--busy-poll", "Spin instead of sleeping when there is nothing to do (one full core)"],
+        ];
+        var switches = flags.Select(f => new Option<bool>(f[0]) { Description = f[1] }).ToArray();
+        var cmd = new Command("pkt-gen", "netmap's pkt-gen on a port of the running daemon: a temporary domain (pktgen-N) sends or receives; Ctrl-C ends the run with its summary. Flags of netmap's that are not offered are refused with the difference (docs/compatibility.md).")
         {
-            port, function, busy, socket, json,
+            port, function, length, socket, json,
         };
         foreach (var o in options) cmd.Options.Add(o);
+        foreach (var o in switches) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             var args = new List<string> { "-f", p.GetValue(function)! };
+            foreach (string l in p.GetValue(length) ?? []) args.AddRange(["-l", l]);
             foreach (var o in options)
                 if (p.GetValue(o) is { } v) args.AddRange([o.Name, v]);
-            if (p.GetValue(busy)) args.Add("-w");
+            foreach (var o in switches)
+                if (p.GetValue(o)) args.Add(o.Name);
             bool asJson = p.GetValue(json);
+            bool verbose = args.Contains("-v");
+            try
+            {
+                HyperNF.Tools.PacketGenArgs.Parse(args.Where((_, i) => !(args[i] == "-a" || (i > 0 && args[i - 1] == "-a"))).ToList(), out _);
+            }
+            catch (ArgumentException e)
+            {
+                return Fail(e.Message); // refused here, before a domain is made
+            }
             return WithDaemon(p, socket, c =>
             {
                 using var stop = new CancellationTokenSource();
@@ -689,6 +818,14 @@ public static class ToolstackCommands
                         {
                             var s = As<PacketGenStarted>(data);
                             Console.Error.WriteLine($"pkt-gen: {s.Function} on {s.Port} in domain {s.Domain} (id {s.Id}); Ctrl-C to stop");
+                            string bridge = s.Port.Split(':')[0];
+                            if (s.NewBridge)
+                                Console.Error.WriteLine($"pkt-gen: warning: bridge {bridge} did not exist; it was created for this run and goes away with it " +
+                                                        $"({(s.Bridges.Count == 0 ? "no other bridges exist" : "existing bridges: " + string.Join(", ", s.Bridges))})");
+                            if (s.OtherPorts == 0 && s.Function == "tx")
+                                Console.Error.WriteLine($"pkt-gen: warning: {bridge} has no other port: every frame sent is dropped (counted as no_destination)");
+                            if (verbose)
+                                Console.Error.WriteLine($"pkt-gen: {bridge} had {s.OtherPorts} other port(s) when the run started");
                         }
                         else if (kind == "interval" && !asJson)
                         {

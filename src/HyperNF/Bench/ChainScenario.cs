@@ -30,6 +30,8 @@ public sealed record ChainOptions
     public Action<double>? Progress { get; init; }
     /// <summary>Kernel CPU enforcement for the host (cgroups); null = accounting only.</summary>
     public Func<IDomainCpuPolicy?>? CpuPolicy { get; init; }
+    /// <summary>Thread domains (built-in NFs) or VM domains (the guest SDK's images).</summary>
+    public BenchDomainKind Domains { get; init; } = BenchDomainKind.Thread;
 }
 
 public sealed record DomainCpuResult(
@@ -40,6 +42,10 @@ public sealed record DomainCpuResult(
 public sealed record ChainResult
 {
     [JsonPropertyName("io_model")] public string IoModel { get; init; } = "";
+    /// <summary>"thread" or "vm".</summary>
+    [JsonPropertyName("domains")] public string Domains { get; init; } = "thread";
+    /// <summary>The KVM kind of VM domains ("pvm" or "hardware"); null for thread domains.</summary>
+    [JsonPropertyName("kvm_kind")] public string? KvmKind { get; init; }
     [JsonPropertyName("nf")] public string Nf { get; init; } = "";
     [JsonPropertyName("length")] public int Length { get; init; }
     /// <summary>The bridges the frames crossed, sender's first.</summary>
@@ -53,6 +59,10 @@ public sealed record ChainResult
     [JsonPropertyName("dropped")] public long Dropped { get; init; }
     [JsonPropertyName("drops")] public Dictionary<string, long> Drops { get; init; } = new();
     [JsonPropertyName("unaccounted")] public long Unaccounted { get; init; }
+    /// <summary>Drops by reason over the measured window only (the window of <see cref="Mpps"/>), where <see cref="Drops"/> covers the whole run with warm-up and drain.</summary>
+    [JsonPropertyName("window_drops")] public Dictionary<string, long> WindowDrops { get; init; } = new();
+    [JsonPropertyName("window_dropped")] public long WindowDropped { get; init; }
+    [JsonPropertyName("window_seconds")] public double WindowSeconds { get; init; }
     [JsonPropertyName("cpu")] public List<DomainCpuResult> Cpu { get; init; } = new();
     /// <summary>CPU of backend threads (split/merge), billed to the host, in % of one CPU.</summary>
     [JsonPropertyName("host_cpu_pct")] public double HostCpuPct { get; init; }
@@ -84,39 +94,43 @@ public static class ChainScenario
         _ => null,
     };
 
+    /// <summary>Drops by reason right now: the bridges' counters and the NFs' own drops ("nf").</summary>
+    private static Dictionary<string, long> DropsNow(ValeSwitch sw, IEnumerable<Domain> nfs)
+    {
+        var map = new Dictionary<string, long>();
+        foreach (var b in sw.Bridges)
+        {
+            var st = b.GetStatistics();
+            foreach (var r in DropReasons.All) map[r.Key()] = map.GetValueOrDefault(r.Key()) + st.Drops[(int)r];
+        }
+        long nf = 0;
+        foreach (var d in nfs)
+            if (d.Guest is { } g)
+                foreach (var kv in g.Counters)
+                    if (kv.Key is "nf_dropped" or "reflect_no_room") nf += kv.Value;
+        map["nf"] = nf;
+        return map;
+    }
+
     public static ChainResult Run(ChainOptions o)
     {
         if (o.Length < 1 || o.Length > 16) throw new ArgumentOutOfRangeException(nameof(o), o.Length, "chain length must be 1..16");
         if (o.Bridges is { } names && (names.Count != o.Length + 1 || names.Distinct(StringComparer.Ordinal).Count() != names.Count))
             throw new ArgumentException($"a chain of {o.Length} NF(s) needs {o.Length + 1} distinct bridge names, not [{string.Join(", ", names)}]", nameof(o));
+        var kind = BenchDomains.For(o.Domains);
+        kind.Check();
         var place = o.Placement ?? Placement.For(Environment.ProcessorCount, o.Length);
         var sw = new ValeSwitch { BridgeBatch = o.BridgeBatch };
         using var host = new Host(sw) { BackendCpus = place.BackendCpus, CpuPolicy = o.CpuPolicy?.Invoke() };
         string Bridge(int i) => o.Bridges?[i] ?? $"vale{i}";
-        var rxDom = host.Create(new DomainSpec
-        {
-            Name = "pktgen-rx", Vifs = [new VifSpec($"{Bridge(o.Length)}:rx")], Cpus = [[place.RxCpu]],
-            Guest = () => new PacketGenGuest(new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Batch = 512 }),
-            IoModel = IoModel.Hypercall,
-        });
+        // A VM sink stops by itself after the run (and prints its latency); the margin covers the drain.
+        var rxDom = host.Create(kind.Receiver("pktgen-rx", $"{Bridge(o.Length)}:rx", [place.RxCpu], o.WarmupSeconds + o.Seconds + 1.0));
         var nfs = new List<Domain>();
         for (int i = 0; i < o.Length; i++)
-        {
-            nfs.Add(host.Create(new DomainSpec
-            {
-                Name = $"nf{i + 1}", Vifs = [new VifSpec($"{Bridge(i)}:nf{i + 1}a"), new VifSpec($"{Bridge(i + 1)}:nf{i + 1}b")],
-                Cpus = [[place.NfCpu(i)]], Nf = o.Nf, NfArgs = o.NfArgs, IoModel = o.IoModel,
-            }));
-        }
-        var txGuest = new PacketGenGuest(new PacketGeneratorOptions
-        {
-            Function = PacketGenFunction.Tx, FrameLength = o.FrameSize, RatePps = o.RatePps, Batch = o.Batch,
-        });
-        var txDom = host.Create(new DomainSpec
-        {
-            Name = "pktgen-tx", Vifs = [new VifSpec($"{Bridge(0)}:tx")], Cpus = [[place.TxCpu]], Guest = () => txGuest, IoModel = IoModel.Hypercall,
-        });
-        var rxGuest = (PacketGenGuest)rxDom.Guest!;
+            nfs.Add(host.Create(kind.Nf($"nf{i + 1}", [$"{Bridge(i)}:nf{i + 1}a", $"{Bridge(i + 1)}:nf{i + 1}b"], [place.NfCpu(i)], o.Nf, o.NfArgs, o.IoModel)));
+        var txDom = host.Create(kind.Sender("pktgen-tx", $"{Bridge(0)}:tx", [place.TxCpu], o.FrameSize, o.RatePps, o.Batch));
+        var rx = kind.Endpoint(rxDom, sender: false);
+        var tx = kind.Endpoint(txDom, sender: true);
         // The measuring sink must never be the bottleneck: when it shares a core with the
         // sender (2-CPU machines) it gets priority, as dom0's receiver would on its own core.
         if (place.RxCpu == place.TxCpu)
@@ -128,7 +142,8 @@ public static class ChainScenario
         Thread.Sleep(TimeSpan.FromSeconds(o.WarmupSeconds));
         var domains = new[] { txDom }.Concat(nfs).Append(rxDom).ToArray();
         var cpu0 = CpuAccounting.Sample(domains);
-        long rx0 = rxGuest.Frames, tx0 = txGuest.Frames;
+        var drops0 = DropsNow(sw, nfs);
+        long rx0 = rx.Frames, tx0 = tx.Frames;
         var t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int steps = Math.Max(1, (int)(o.Seconds * 10));
         for (int s = 1; s <= steps; s++)
@@ -136,12 +151,18 @@ public static class ChainScenario
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds / steps));
             o.Progress?.Invoke((double)s / steps);
         }
-        long rx1 = rxGuest.Frames, tx1 = txGuest.Frames;
+        long rx1 = rx.Frames, tx1 = tx.Frames;
+        var drops1 = DropsNow(sw, nfs);
         var cpu1 = CpuAccounting.Sample(domains);
         double el = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        foreach (var d in domains)
+            if (d.State is not (DomainState.Running or DomainState.Exited))
+                throw new InvalidOperationException($"{kind.Label} domain {d.Name} ({o.IoModel.Key()}, {o.Nf}) is {d.State.ToString().ToLowerInvariant()}: {d.CrashReason}");
 
         // Quiesce: stop the sender, let the chain drain, then stop the rest.
+        long sentByTx = tx.Frames;
         host.Destroy(txDom);
+        sentByTx = Math.Max(sentByTx, tx.Frames);
         Thread.Sleep(300);
         var drops = new Dictionary<string, long>();
         long dropped = 0;
@@ -156,38 +177,40 @@ public static class ChainScenario
                 dropped += v;
             }
         }
-        long nfDrops = 0;
-        foreach (var d in nfs)
-            foreach (var kv in d.Guest!.Counters)
-                if (kv.Key is "nf_dropped" or "reflect_no_room") nfDrops += kv.Value;
+        long nfDrops = nfs.Sum(kind.NfDrops);
         if (nfDrops != 0) drops["nf"] = nfDrops;
         dropped += nfDrops;
-        var nfCounters = nfs.ToDictionary(d => d.Name, d => d.Guest!.Counters.ToDictionary(kv => kv.Key, kv => kv.Value));
+        var nfCounters = nfs.ToDictionary(d => d.Name, kind.NfCounters);
+        long receivedNow = rx.Frames;
         foreach (var d in nfs) host.Destroy(d);
+        kind.WaitStopped(rx, TimeSpan.FromSeconds(o.WarmupSeconds + o.Seconds + 4));
         host.Destroy(rxDom);
-        var rxSum = rxGuest.Summary;
-        var txSum = txGuest.Summary;
-        long sent = txSum?.Sent ?? tx1;
-        long received = rxSum?.Received ?? rxGuest.Frames;
+        var lat = kind.Latency(rx);
+        var txSum = tx.Summary;
+        long sent = txSum?.Sent ?? sentByTx;
+        long received = lat.Received is { } got && o.Domains == BenchDomainKind.Thread ? got : Math.Max(receivedNow, rx.Frames);
 
         var cpu = CpuAccounting.Between(cpu0, cpu1);
         double mpps = (rx1 - rx0) / el / 1e6;
         double nfCpu = cpu.Where(c => c.Domain.StartsWith("nf", StringComparison.Ordinal)).Sum(c => c.TotalPct);
         return new ChainResult
         {
-            IoModel = o.IoModel.Key(), Nf = o.Nf, Length = o.Length, FrameSize = o.FrameSize,
+            IoModel = o.IoModel.Key(), Domains = kind.KindKey, KvmKind = kind.KvmKind, Nf = o.Nf, Length = o.Length, FrameSize = o.FrameSize,
             Bridges = Enumerable.Range(0, o.Length + 1).Select(Bridge).ToList(),
-            Mpps = Math.Round(mpps, 3),
+            Mpps = Math.Round(mpps, 4),
             Gbps = Math.Round((rx1 - rx0) * (double)o.FrameSize * 8 / el / 1e9, 3),
-            OfferedMpps = Math.Round((tx1 - tx0) / el / 1e6, 3),
+            OfferedMpps = Math.Round((tx1 - tx0) / el / 1e6, 4),
             Sent = sent, Received = received, Dropped = dropped, Drops = drops,
             Unaccounted = sent - received - dropped,
+            WindowDrops = drops1.Select(kv => (kv.Key, V: kv.Value - drops0.GetValueOrDefault(kv.Key))).Where(x => x.V != 0).ToDictionary(x => x.Key, x => x.V),
+            WindowDropped = drops1.Sum(kv => kv.Value - drops0.GetValueOrDefault(kv.Key)),
+            WindowSeconds = Math.Round(el, 3),
             Cpu = cpu.Select(c => new DomainCpuResult(c.Domain, c.VCpuPct, c.BackendPct)).ToList(),
             HostCpuPct = Math.Round(cpu.Sum(c => c.BackendPct), 1),
             NfCpuPerMpps = mpps > 0 ? Math.Round(nfCpu / mpps, 1) : 0,
-            LatencyP50Us = rxSum?.Latency?.P50Us ?? 0,
-            LatencyP99Us = rxSum?.Latency?.P99Us ?? 0,
-            Lost = rxSum?.Lost ?? 0,
+            LatencyP50Us = lat.P50Us,
+            LatencyP99Us = lat.P99Us,
+            Lost = lat.Lost,
             NfCounters = nfCounters,
         };
     }

@@ -1,7 +1,6 @@
 using HyperNF.Hypervisor;
 using HyperNF.Linux;
 using HyperNF.Switch;
-using HyperNF.Tools;
 
 namespace HyperNF.Bench;
 
@@ -30,21 +29,27 @@ public sealed record Lane
 /// </summary>
 public sealed class LanesScenario : IDisposable
 {
-    public sealed record LaneDomains(Lane Lane, Domain Tx, Domain Nf, Domain Rx, PacketGenGuest TxGen, PacketGenGuest RxGen);
+    /// <summary>One lane's domains; <see cref="TxGen"/> and <see cref="RxGen"/> count its frames whatever the domains' kind.</summary>
+    public sealed record LaneDomains(Lane Lane, Domain Tx, Domain Nf, Domain Rx, TrafficEndpoint TxGen, TrafficEndpoint RxGen);
 
     public Host Host { get; }
     public IReadOnlyList<LaneDomains> Lanes { get; }
     public Placement Placement { get; }
+    public BenchDomains Kind { get; }
 
-    private LanesScenario(Host host, List<LaneDomains> lanes, Placement placement)
+    private LanesScenario(Host host, List<LaneDomains> lanes, Placement placement, BenchDomains kind)
     {
         Host = host;
         Lanes = lanes;
         Placement = placement;
+        Kind = kind;
     }
 
-    public static LanesScenario Start(IReadOnlyList<Lane> lanes, IoModel model, IDomainCpuPolicy? policy, Placement? placement = null)
+    public static LanesScenario Start(IReadOnlyList<Lane> lanes, IoModel model, IDomainCpuPolicy? policy, Placement? placement = null,
+        BenchDomainKind domains = BenchDomainKind.Thread)
     {
+        var kind = BenchDomains.For(domains);
+        kind.Check();
         var place = placement ?? Placement.For(Environment.ProcessorCount);
         var genCpus = Enumerable.Range(0, Environment.ProcessorCount).Where(c => !place.NfCpus.Contains(c)).DefaultIfEmpty(0).ToArray();
         var host = new Host(new ValeSwitch { BridgeBatch = 256 }) { BackendCpus = genCpus, CpuPolicy = policy };
@@ -54,18 +59,13 @@ public sealed class LanesScenario : IDisposable
             for (int i = 0; i < lanes.Count; i++)
             {
                 var l = lanes[i];
-                var rxg = new PacketGenGuest(new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Batch = 512 });
-                var rx = host.Create(new DomainSpec { Name = $"{l.Name}-rx", Vifs = [new VifSpec($"valeb{i}:rx")], Cpus = [genCpus], Guest = () => rxg });
-                var nf = host.Create(new DomainSpec
-                {
-                    Name = l.Name, Vifs = [new VifSpec($"valea{i}:in"), new VifSpec($"valeb{i}:out")], Cpus = [place.NfCpus.ToArray()],
-                    Nf = l.Nf, NfArgs = l.NfArgs, Weight = l.Weight, Cap = l.Cap, IoModel = model, SlotsPerRing = l.NfSlots,
-                });
-                var txg = new PacketGenGuest(new PacketGeneratorOptions { Function = PacketGenFunction.Tx, FrameLength = l.FrameSize, RatePps = l.RatePps, Batch = 256 });
-                var tx = host.Create(new DomainSpec { Name = $"{l.Name}-tx", Vifs = [new VifSpec($"valea{i}:tx")], Cpus = [genCpus], Guest = () => txg });
+                if (!kind.Supports(l.Nf)) throw new ArgumentException($"lane {l.Name}: {kind.Label} domains have no nf '{l.Nf}'");
+                var rx = host.Create(kind.Receiver($"{l.Name}-rx", $"valeb{i}:rx", genCpus));
+                var nf = host.Create(kind.Nf(l.Name, [$"valea{i}:in", $"valeb{i}:out"], place.NfCpus, l.Nf, l.NfArgs, model, l.Weight, l.Cap, l.NfSlots));
+                var tx = host.Create(kind.Sender($"{l.Name}-tx", $"valea{i}:tx", genCpus, l.FrameSize, l.RatePps, 256));
                 foreach (int tid in rx.VCpuTids) Native.SetNice(tid, -10);
                 foreach (int tid in tx.VCpuTids) Native.SetNice(tid, 5);
-                list.Add(new LaneDomains(l, tx, nf, rx, txg, rxg));
+                list.Add(new LaneDomains(l, tx, nf, rx, kind.Endpoint(tx, sender: true), kind.Endpoint(rx, sender: false)));
             }
         }
         catch
@@ -73,7 +73,7 @@ public sealed class LanesScenario : IDisposable
             host.Dispose();
             throw;
         }
-        return new LanesScenario(host, list, place);
+        return new LanesScenario(host, list, place, kind);
     }
 
     public void Dispose() => Host.Dispose();

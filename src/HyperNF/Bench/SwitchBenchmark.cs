@@ -17,6 +17,12 @@ public sealed record SwitchBenchmarkOptions
     public double Seconds { get; init; } = 5;
     public int SenderCpu { get; init; } = 0;
     public int ReceiverCpu { get; init; } = 1;
+    /// <summary>
+    /// A capture open on the receiving port while measuring (hypernf capture): its copies are
+    /// made by the sender, and a reader thread (not pinned) turns them into pcap records.
+    /// Null: no capture, the data path's only cost is the tap check.
+    /// </summary>
+    public CaptureDirection? Capture { get; init; }
 }
 
 public sealed record SwitchBenchmarkResult
@@ -35,6 +41,9 @@ public sealed record SwitchBenchmarkResult
     [JsonPropertyName("sender_cpu_pct")] public double SenderCpuPct { get; init; }
     [JsonPropertyName("receiver_cpu_pct")] public double ReceiverCpuPct { get; init; }
     [JsonPropertyName("ns_per_packet_sender")] public double SenderNsPerPacket { get; init; }
+    [JsonPropertyName("capture")] public string Capture { get; init; } = "none";
+    [JsonPropertyName("captured")] public long Captured { get; init; }
+    [JsonPropertyName("capture_dropped")] public long CaptureDropped { get; init; }
 }
 
 /// <summary>
@@ -81,7 +90,21 @@ public static class SwitchBenchmark
             rxRing0.Head = rxRing0.Cur = rxRing0.Tail;
             tx.RxSync();
 
+            var rxPort = ValeSwitch.HostPortOf(rx)!;
+            var tap = o.Capture is { } dir ? rxPort.OpenCapture(dir, snapLength: 262_144) : null;
             volatile_bool stop = new();
+            long pcapBytes = 0;
+            var reader = tap is null ? null : new Thread(() =>
+            {
+                // What the daemon does with a tap: pcap records into a buffer that is sent on.
+                var buf = new System.Buffers.ArrayBufferWriter<byte>(1 << 20);
+                while (!stop.Value)
+                {
+                    if (tap.Drain(f => { Tools.Pcap.AppendRecord(buf, f); return true; }, 4096) == 0) Thread.Sleep(1);
+                    pcapBytes += buf.WrittenCount;
+                    buf.ResetWrittenCount();
+                }
+            }) { IsBackground = true, Name = "bench-capture" };
             long received = 0;
             int rxTid = 0, txTid = 0;
             var ready = new CountdownEvent(2);
@@ -137,6 +160,7 @@ public static class SwitchBenchmark
             }) { IsBackground = true, Name = "bench-tx" };
             receiver.Start();
             sender.Start();
+            reader?.Start();
             ready.Wait();
             var before = sw.FindBridge("valebench")!.GetStatistics();
             long rxCpu0 = CpuTime.ThreadNs(rxTid), txCpu0 = CpuTime.ThreadNs(txTid);
@@ -154,6 +178,8 @@ public static class SwitchBenchmark
             stop.Value = true;
             sender.Join();
             receiver.Join();
+            reader?.Join();
+            if (tap is not null) rxPort.CloseCapture(tap);
             var end = sw.FindBridge("valebench")!.GetStatistics();
             double el = t1 - t0;
             long delivered = s1.Delivered - s0.Delivered;
@@ -170,6 +196,8 @@ public static class SwitchBenchmark
                 SenderCpuPct = Math.Round((cpuTx1 - cpuTx0) / el / 1e7, 1),
                 ReceiverCpuPct = Math.Round((cpuRx1 - cpuRx0) / el / 1e7, 1),
                 SenderNsPerPacket = sent > 0 ? Math.Round((cpuTx1 - cpuTx0) / (double)sent, 1) : 0,
+                Capture = o.Capture switch { null => "none", CaptureDirection.In => "in", CaptureDirection.Out => "out", _ => "both" },
+                Captured = tap?.Captured ?? 0, CaptureDropped = tap?.Dropped ?? 0,
             };
         }
         finally

@@ -671,7 +671,7 @@ public sealed partial class ControlDaemon : IDisposable
             if (!Ops.TryGetValue(req.Op, out var op))
             {
                 if (req.Op == "stop")
-                    throw ControlException.Conflict("nothing to stop: no top or pkt-gen runs on this connection");
+                    throw ControlException.Conflict("nothing to stop: no top, pkt-gen or capture runs on this connection");
                 throw new ControlException(ControlErrorCodes.UnknownOp,
                     $"unknown op '{ControlRequest.Short(req.Op)}'; ops: {string.Join(", ", OpNames)}");
             }

@@ -180,6 +180,8 @@ public sealed record PortCounters
     public IReadOnlyDictionary<string, long> Drops { get; init; } = new Dictionary<string, long>();
     public long CorruptRingIndex { get; init; }
     public long BusySkips { get; init; }
+    /// <summary>Seconds since <c>stats --clear</c> last reset this port's counters; null: never (lifetime counters).</summary>
+    public double? ClearedSAgo { get; init; }
     /// <summary>For a domain's port: "vm" when the domain is a VM domain (kernel=), else null.</summary>
     public string? DomainKind { get; init; }
 }
@@ -208,6 +210,8 @@ public sealed record BridgeCounters
     public long CorruptRingIndex { get; init; }
     public int TableEntries { get; init; }
     public int TableCapacity { get; init; }
+    /// <summary>Seconds since <c>stats --clear</c> last reset the bridge's totals; null: never. Unaccounted is always over the bridge's lifetime.</summary>
+    public double? ClearedSAgo { get; init; }
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
     public IReadOnlyList<LearnedMac> Learning { get; init; } = [];
 }
@@ -216,6 +220,8 @@ public sealed record StatsResult
 {
     public int BridgeBatch { get; init; }
     public IReadOnlyList<BridgeCounters> Bridges { get; init; } = [];
+    /// <summary>With clear: the ports whose counters were reset (the counters shown are those from before).</summary>
+    public IReadOnlyList<string>? Cleared { get; init; }
     /// <summary>The machine's KVM (hardware or PVM, the ring guests run at) when a VM domain owns a port; null otherwise.</summary>
     public string? Kvm { get; init; }
 }
@@ -324,4 +330,103 @@ public sealed record PacketGenStarted
     public int Id { get; init; }
     public string Port { get; init; } = "";
     public string Function { get; init; } = "";
+    /// <summary>The bridge did not exist before this run (a typo?): it was created for the run and goes with its last port.</summary>
+    public bool NewBridge { get; init; }
+    /// <summary>Other ports on the bridge when the run started.</summary>
+    public int OtherPorts { get; init; }
+    /// <summary>The bridges that existed before the run.</summary>
+    public IReadOnlyList<string> Bridges { get; init; } = [];
+}
+
+/// <summary>The first event of <c>capture</c> (event "started").</summary>
+public sealed record CaptureStarted
+{
+    public string Port { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public string? Owner { get; init; }
+    public string Direction { get; init; } = "";
+    public int Snaplen { get; init; }
+    public int BufferBytes { get; init; }
+}
+
+/// <summary>Captured frames (event "frames"): pcap records without the file header, base64 in JSON.</summary>
+public sealed record CaptureFrames
+{
+    public int Frames { get; init; }
+    public byte[] Pcap { get; init; } = [];
+    /// <summary>Frames the tap could not keep so far (its reader was behind).</summary>
+    public long Dropped { get; init; }
+}
+
+/// <summary>The answer of <c>capture</c>.</summary>
+public sealed record CaptureResult
+{
+    public string Port { get; init; } = "";
+    /// <summary>Frames sent to the client.</summary>
+    public long Captured { get; init; }
+    /// <summary>Frames the tap could not keep because the reader was behind: copies lost, never traffic.</summary>
+    public long Dropped { get; init; }
+    public bool Stopped { get; init; }
+    /// <summary>Why the capture ended: "count", "stopped", or "port detached".</summary>
+    public string Reason { get; init; } = "";
+}
+
+/// <summary>One vCPU in <c>vcpu-list</c> (xl vcpu-list).</summary>
+public sealed record VcpuListEntry
+{
+    public string Domain { get; init; } = "";
+    public int Id { get; init; }
+    public int Vcpu { get; init; }
+    /// <summary>The CPU the thread last ran on (-1: not running).</summary>
+    public int Cpu { get; init; }
+    /// <summary>r (running), b (blocked: waiting in poll or sleeping), p (paused), - (exited).</summary>
+    public string State { get; init; } = "";
+    public double TimeS { get; init; }
+    /// <summary>CPUs the vCPU may run on ("all" when not pinned).</summary>
+    public string Affinity { get; init; } = "";
+    public int Tid { get; init; }
+}
+
+public sealed record VcpuListResult
+{
+    public IReadOnlyList<VcpuListEntry> Vcpus { get; init; } = [];
+}
+
+/// <summary>The host, as xl info describes Xen's.</summary>
+public sealed record HostInfoResult
+{
+    public string Host { get; init; } = "";
+    public string Release { get; init; } = "";
+    public string Machine { get; init; } = "";
+    public int NrCpus { get; init; }
+    public long TotalMemoryMb { get; init; }
+    public long FreeMemoryMb { get; init; }
+    public string HypernfVersion { get; init; } = "";
+    public int Protocol { get; init; }
+    public string Runtime { get; init; } = "";
+    public string IoModel { get; init; } = "";
+    public int BridgeBatch { get; init; }
+    public string CpuControl { get; init; } = "";
+    public int Domains { get; init; }
+    public int Bridges { get; init; }
+    public double UptimeS { get; init; }
+}
+
+/// <summary>One vif of a domain in <c>network-list</c>.</summary>
+public sealed record VifInfo
+{
+    public int Idx { get; init; }
+    public string Port { get; init; } = "";
+    public string Mac { get; init; } = "";
+    /// <summary>attached, or detached (the domain crashed or is being destroyed).</summary>
+    public string State { get; init; } = "";
+    public long TxPackets { get; init; }
+    public long RxPackets { get; init; }
+}
+
+public sealed record NetworkListResult
+{
+    public string Domain { get; init; } = "";
+    public int Id { get; init; }
+    public IReadOnlyList<VifInfo> Vifs { get; init; } = [];
 }

@@ -47,9 +47,12 @@ public sealed partial class ControlDaemon
         ["io-model"] = Op.Changes((d, r) => d.IoModelOp(r)),
         ["stats"] = Op.Reads((d, r) => d.Stats(r)),
         ["console"] = Op.Reads((d, r) => d.ConsoleOp(r)),
+        ["vcpu-list"] = Op.Reads((d, r) => d.VcpuList(r)),
+        ["info"] = Op.Reads((d, r) => d.HostInfo(r)),
+        ["network-list"] = Op.Reads((d, r) => d.NetworkList(r)),
     };
 
-    private static readonly string[] StreamingOps = ["top", "pkt-gen"];
+    private static readonly string[] StreamingOps = ["top", "pkt-gen", "capture"];
 
     private static IEnumerable<string> OpNames => Ops.Keys.Concat(StreamingOps).Append("stop").Order(StringComparer.Ordinal);
 
@@ -91,6 +94,7 @@ public sealed partial class ControlDaemon
                     next[d.Id] = new CpuSample(v, b, vp, bp);
                 }
                 _cpu = next.ToImmutable();
+                PruneBridges(); // a crashed domain's ports have left
                 while (_host.TryDequeueEvent(out string? text))
                 {
                     if (text is null) continue;
@@ -231,7 +235,7 @@ public sealed partial class ControlDaemon
     /// <summary>Parses and checks the config where the request arrived; the change creates the domain.</summary>
     private Func<object?> Create(ControlRequest r)
     {
-        r.AllowOnly("file", "text", "dir");
+        r.AllowOnly("file", "text", "dir", "overrides");
         string text = r.String("text");
         string file = r.OptionalString("file") ?? "(config)";
         if (file.Length == 0) file = "(config)";
@@ -241,10 +245,11 @@ public sealed partial class ControlDaemon
         if (dir is not null && dir.Length > MaxFileNameChars)
             throw ControlException.Invalid($"create: args.dir is {dir.Length} characters long; a directory name is at most {MaxFileNameChars}");
         if (dir is not null && !Path.IsPathRooted(dir)) throw ControlException.Invalid($"dir: '{ControlRequest.Short(dir)}' is not an absolute path");
-        var config = XlConfig.Parse(text, file);
+        var config = XlConfig.Parse(text, file, r.StringList("overrides"));
         var spec = DomainSpecs.ForHost(config, _host, dir);
         return () =>
         {
+            foreach (var v in spec.Vifs) NoteBridgeOf(v.Port);
             Domain d;
             try
             {
@@ -252,10 +257,12 @@ public sealed partial class ControlDaemon
             }
             catch (ArgumentException e)
             {
+                PruneBridges();
                 throw ControlException.Invalid($"{file}: {StripParameter(e)}");
             }
             catch (InvalidOperationException e)
             {
+                PruneBridges();
                 throw ControlException.Conflict($"{file}: {e.Message}");
             }
             Log($"created domain '{d.Name}' (id {d.Id}) from {file}");
@@ -284,6 +291,7 @@ public sealed partial class ControlDaemon
             throw ControlException.Conflict($"domain '{d.Name}' (id {d.Id}) did not stop within {_host.DestroyTimeout.TotalSeconds:F0} s; " +
                                             "it is left crashed with its memory held until its vCPUs exit; try destroy again later");
         Log($"destroyed domain '{d.Name}' (id {d.Id})");
+        PruneBridges();
         return new DoneResult { Message = $"destroyed domain '{d.Name}' (id {d.Id})" };
     }
 
@@ -383,6 +391,38 @@ public sealed partial class ControlDaemon
 
     private const string NoAttacher = "attaching physical interfaces is not available in this build";
 
+    // Bridges come and go with their ports, as in VALE: a bridge that had a port (a domain's
+    // vif, an interface, a pkt-gen port) is removed when its last port has left.
+    private readonly ConcurrentDictionary<string, byte> _usedBridges = new(StringComparer.Ordinal);
+
+    private void NoteBridgeOf(string portName)
+    {
+        int colon = portName.IndexOf(':');
+        if (colon > 0) _usedBridges[portName[..colon]] = 0;
+    }
+
+    /// <summary>Removes the bridges whose last port has left; safe from any thread (the switch locks).</summary>
+    internal void PruneBridges()
+    {
+        foreach (var b in _host.Switch.Bridges)
+        {
+            if (b.Ports.Count != 0 || !_usedBridges.ContainsKey(b.Name)) continue;
+            if (_interfaces.Keys.Any(k => k.Bridge == b.Name)) continue; // an interface the daemon attached is still recorded there
+            try
+            {
+                if (_host.Switch.RemoveBridge(b.Name))
+                {
+                    _usedBridges.TryRemove(b.Name, out _);
+                    Log($"removed bridge {b.Name}: its last port left");
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // A port attached meanwhile: the bridge stays.
+            }
+        }
+    }
+
     private DoneResult ValeAttach(ControlRequest r)
     {
         r.AllowOnly("bridge", "interface");
@@ -390,6 +430,7 @@ public sealed partial class ControlDaemon
         Bridge.ParsePortName($"{bridge}:{ifname}");
         var attacher = Attacher ?? throw ControlException.Unsupported(NoAttacher);
         var b = _host.Switch.GetOrCreateBridge(bridge);
+        _usedBridges[b.Name] = 0;
         if (b.FindPort(ifname) is not null)
             throw ControlException.Conflict($"bridge {b.Name} already has a port named '{ifname}'");
         try
@@ -398,6 +439,7 @@ public sealed partial class ControlDaemon
         }
         catch (Exception e) when (e is not ControlException)
         {
+            PruneBridges();
             throw ControlException.Invalid($"cannot attach {ifname} to {b.Name}: {e.Message}");
         }
         _interfaces[(b.Name, ifname)] = ifname;
@@ -426,6 +468,7 @@ public sealed partial class ControlDaemon
         }
         _interfaces.TryRemove((b.Name, p.PortName), out _);
         Log($"detached interface {p.Name}");
+        PruneBridges();
         return new DoneResult { Message = $"detached {p.Name}" };
     }
 
@@ -608,21 +651,55 @@ public sealed partial class ControlDaemon
         return map;
     }
 
-    private static PortCounters Counters(ValePort p, (string Kind, string? Owner) owner)
+    // stats --clear (testpmd's "clear port stats"): a baseline per port (and per bridge when all of
+    // it is cleared) that stats subtracts. The live counters the switch writes are never touched,
+    // so the bridge's accounting invariant holds; "unaccounted" is always computed over the lifetime.
+    private sealed record Baseline(PortStatistics Stats, long At);
+    private sealed record BridgeBaseline(BridgeStatistics Stats, long At);
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<ValePort, Baseline> _portBaselines = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Bridge, BridgeBaseline> _bridgeBaselines = new();
+
+    private static long[] Minus(long[] a, long[] b) => a.Select((v, i) => v - b[i]).ToArray();
+
+    private PortCounters Counters(ValePort p, (string Kind, string? Owner) owner)
     {
         var s = p.GetStatistics();
+        double? ago = null;
+        if (_portBaselines.TryGetValue(p, out var b))
+        {
+            var z = b.Stats;
+            s = s with
+            {
+                TxPackets = s.TxPackets - z.TxPackets, TxBytes = s.TxBytes - z.TxBytes, RxPackets = s.RxPackets - z.RxPackets, RxBytes = s.RxBytes - z.RxBytes,
+                FloodCopies = s.FloodCopies - z.FloodCopies, Drops = Minus(s.Drops, z.Drops),
+                CorruptRingIndex = s.CorruptRingIndex - z.CorruptRingIndex, BusySkips = s.BusySkips - z.BusySkips,
+            };
+            ago = Math.Round(Stopwatch.GetElapsedTime(b.At).TotalSeconds, 1);
+        }
         return new PortCounters
         {
             Name = p.Name, Kind = owner.Kind, Owner = owner.Owner, Index = p.BridgeIndex,
             TxPackets = s.TxPackets, TxBytes = s.TxBytes, RxPackets = s.RxPackets, RxBytes = s.RxBytes,
             FloodCopies = s.FloodCopies, Dropped = s.TotalDrops, Drops = DropMap(s.Drops),
-            CorruptRingIndex = s.CorruptRingIndex, BusySkips = s.BusySkips,
+            CorruptRingIndex = s.CorruptRingIndex, BusySkips = s.BusySkips, ClearedSAgo = ago,
         };
     }
 
-    private static BridgeCounters BridgeStats(Bridge b, Dictionary<string, (string, string?)> owners, ValePort? only)
+    private BridgeCounters BridgeStats(Bridge b, Dictionary<string, (string, string?)> owners, ValePort? only)
     {
         var s = b.GetStatistics();
+        long unaccounted = s.Unaccounted;
+        double? ago = null;
+        if (_bridgeBaselines.TryGetValue(b, out var bb))
+        {
+            var z = bb.Stats;
+            s = s with
+            {
+                Sent = s.Sent - z.Sent, SentBytes = s.SentBytes - z.SentBytes, Delivered = s.Delivered - z.Delivered, DeliveredBytes = s.DeliveredBytes - z.DeliveredBytes,
+                FloodCopies = s.FloodCopies - z.FloodCopies, Drops = Minus(s.Drops, z.Drops), CorruptRingIndex = s.CorruptRingIndex - z.CorruptRingIndex,
+            };
+            ago = Math.Round(Stopwatch.GetElapsedTime(bb.At).TotalSeconds, 1);
+        }
         var ports = b.Ports;
         var byIndex = ports.ToDictionary(p => p.BridgeIndex, p => p.PortName);
         var learning = b.Forwarding.Entries()
@@ -638,8 +715,8 @@ public sealed partial class ControlDaemon
         return new BridgeCounters
         {
             Name = b.Name, Sent = s.Sent, SentBytes = s.SentBytes, Delivered = s.Delivered, DeliveredBytes = s.DeliveredBytes,
-            FloodCopies = s.FloodCopies, Dropped = s.Dropped, Drops = DropMap(s.Drops), Unaccounted = s.Unaccounted,
-            CorruptRingIndex = s.CorruptRingIndex, TableEntries = s.TableEntries, TableCapacity = s.TableCapacity,
+            FloodCopies = s.FloodCopies, Dropped = s.Dropped, Drops = DropMap(s.Drops), Unaccounted = unaccounted,
+            CorruptRingIndex = s.CorruptRingIndex, TableEntries = s.TableEntries, TableCapacity = s.TableCapacity, ClearedSAgo = ago,
             Ports = (only is null ? ports : [only]).Select(p => Counters(p, OwnerOf(owners, p.Name))).ToArray(),
             Learning = learning,
         };
@@ -647,19 +724,37 @@ public sealed partial class ControlDaemon
 
     private StatsResult Stats(ControlRequest r)
     {
-        r.AllowOnly("port");
+        r.AllowOnly("port", "clear");
         string? which = r.OptionalString("port");
+        bool clear = r.OptionalBool("clear") ?? false;
         var owners = PortOwners();
-        IEnumerable<BridgeCounters> bridges;
+        List<(Bridge Bridge, ValePort? Only)> scope;
         if (which is null)
-            bridges = _host.Switch.Bridges.Select(b => BridgeStats(b, owners, null));
+            scope = _host.Switch.Bridges.Select(b => (b, (ValePort?)null)).ToList();
         else if (which.IndexOf(':') is int colon and >= 0)
         {
             var b = FindBridge(which[..colon]);
-            bridges = [BridgeStats(b, owners, FindPort(b, which[(colon + 1)..]))];
+            scope = [(b, FindPort(b, which[(colon + 1)..]))];
         }
         else
-            bridges = [BridgeStats(FindBridge(which), owners, null)];
+            scope = [(FindBridge(which), null)];
+        var bridges = scope.Select(x => BridgeStats(x.Bridge, owners, x.Only)).ToArray();
+        List<string>? cleared = null;
+        if (clear)
+        {
+            cleared = [];
+            long now = Stopwatch.GetTimestamp();
+            foreach (var (b, only) in scope)
+            {
+                if (only is null) _bridgeBaselines.AddOrUpdate(b, new BridgeBaseline(b.GetStatistics(), now));
+                foreach (var p in only is null ? b.Ports : [only])
+                {
+                    _portBaselines.AddOrUpdate(p, new Baseline(p.GetStatistics(), now));
+                    cleared.Add(p.Name);
+                }
+            }
+            Log($"stats cleared for {(which is null ? "every port" : which)} ({cleared.Count} port(s))");
+        }
         var vms = _host.Domains.Where(d => d.Kind == DomainKind.Vm).Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
         var list = bridges.Select(b => vms.Count == 0 ? b : b with
         {
@@ -668,7 +763,7 @@ public sealed partial class ControlDaemon
         var kvm = Vmm.KvmPlatform.Current;
         return new StatsResult
         {
-            BridgeBatch = _host.Switch.BridgeBatch, Bridges = list,
+            BridgeBatch = _host.Switch.BridgeBatch, Bridges = list, Cleared = cleared,
             Kvm = vms.Count == 0 ? null : kvm.Describe(),
         };
     }

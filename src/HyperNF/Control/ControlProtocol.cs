@@ -343,6 +343,17 @@ public sealed class ControlRequest
         return (int)l;
     }
 
+    public bool? OptionalBool(string name)
+    {
+        if (!TryGet(name, out var v)) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ControlException.BadRequest($"{Op}: args.{name}: expected true or false, got {Describe(v)}"),
+        };
+    }
+
     public int Int(string name) => OptionalInt(name) ?? throw ControlException.BadRequest($"{Op}: args.{name} is missing");
 
     public IReadOnlyList<string> StringList(string name)

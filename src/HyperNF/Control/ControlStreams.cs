@@ -6,7 +6,7 @@ using HyperNF.Tools;
 
 namespace HyperNF.Control;
 
-/// <summary>The streaming ops: top and pkt-gen. Each sends events, then one answer.</summary>
+/// <summary>The streaming ops: top, pkt-gen and capture (ControlCapture.cs). Each sends events, then one answer.</summary>
 public sealed partial class ControlDaemon
 {
     private enum ClientSignal { None, Stop, Gone }
@@ -17,7 +17,12 @@ public sealed partial class ControlDaemon
         try
         {
             if (_stopping) throw new ControlException(ControlErrorCodes.ShuttingDown, "the daemon is shutting down");
-            return req.Op == "top" ? await TopAsync(req, c).ConfigureAwait(false) : await PacketGenAsync(req, c).ConfigureAwait(false);
+            return req.Op switch
+            {
+                "top" => await TopAsync(req, c).ConfigureAwait(false),
+                "capture" => await CaptureAsync(req, c).ConfigureAwait(false),
+                _ => await PacketGenAsync(req, c).ConfigureAwait(false),
+            };
         }
         catch (Exception e) when (e is ControlException or ArgumentException or FormatException or InvalidOperationException)
         {
@@ -231,8 +236,16 @@ public sealed partial class ControlDaemon
         var folder = new IntervalFolder(options.ReportInterval, lines.Writer);
         guest.Interval += folder.Add;
 
+        bool newBridge = false;
+        int otherPorts = 0;
+        string[] bridgesBefore = [];
         var domain = await RunChangeAsync(() =>
         {
+            var (bridgeName, _) = Bridge.ParsePortName(port);
+            bridgesBefore = _host.Switch.Bridges.Select(b => b.Name).ToArray();
+            var existing = _host.Switch.FindBridge(bridgeName);
+            newBridge = existing is null;
+            otherPorts = existing?.Ports.Count ?? 0;
             string name;
             do name = $"pktgen-{Interlocked.Increment(ref _pktgenSeq)}";
             while (_host.Find(name) is not null);
@@ -241,15 +254,16 @@ public sealed partial class ControlDaemon
                 Name = name, Vifs = [new VifSpec(port)], Guest = () => guest,
                 Cpus = cpus.IsEmpty ? [] : [cpus.ToArray()],
             };
+            NoteBridgeOf(port);
             return _host.Create(spec);
         }).ConfigureAwait(false);
-        string fn = options.Function == PacketGenFunction.Tx ? "tx" : "rx";
+        string fn = options.Function.ToString().ToLowerInvariant();
         Log($"pkt-gen {fn} on {port}: domain '{domain.Name}' (id {domain.Id})");
 
         bool destroyed = false;
         try
         {
-            await c.WriteAsync(ControlProtocol.Event(r.Id, "started", new PacketGenStarted { Domain = domain.Name, Id = domain.Id, Port = port, Function = fn }))
+            await c.WriteAsync(ControlProtocol.Event(r.Id, "started", new PacketGenStarted { Domain = domain.Name, Id = domain.Id, Port = port, Function = fn, NewBridge = newBridge, OtherPorts = otherPorts, Bridges = bridgesBefore }))
                 .ConfigureAwait(false);
             bool stopped = false;
             while (true)
@@ -307,7 +321,12 @@ public sealed partial class ControlDaemon
 
     private async Task DestroyAsync(Domain d)
     {
-        bool clean = await RunChangeAsync(() => _host.Destroy(d)).ConfigureAwait(false);
+        bool clean = await RunChangeAsync(() =>
+        {
+            bool ok = _host.Destroy(d);
+            PruneBridges(); // e.g. pkt-gen -i valez:p0 by mistake: valez goes with its port
+            return ok;
+        }).ConfigureAwait(false);
         if (!clean) Log($"pkt-gen domain '{d.Name}' did not stop in time; its memory is held until its vCPU exits");
     }
 

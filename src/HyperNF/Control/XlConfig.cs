@@ -109,6 +109,60 @@ public static partial class XlConfig
         return new Interpreter(fileName, seen).Build(settings);
     }
 
+    /// <summary>
+    /// Parses config <paramref name="text"/> with xl's command-line overrides applied
+    /// (<c>xl create vm.cfg vcpus=2 'name="b"'</c>): each KEY=VALUE replaces the file's setting of
+    /// that key or adds it. A bare word value is taken as a string (name=b).
+    /// </summary>
+    public static DomainConfig Parse(string text, string fileName, IReadOnlyList<string> overrides)
+    {
+        if (overrides is null || overrides.Count == 0) return Parse(text, fileName);
+        fileName ??= "(config)";
+        const string Where = "(command line)";
+        var settings = XlConfigReader.Read(text, fileName).ToList();
+        var overridden = new Dictionary<string, int>(StringComparer.Ordinal); // key -> its position on the command line
+        for (int n = 0; n < overrides.Count; n++)
+        {
+            string o = overrides[n];
+            int eq = o.IndexOf('=');
+            if (eq <= 0) throw new XlConfigException(Where, 1, o, "an override is KEY=VALUE, e.g. vcpus=2 or name=\"nf2\"");
+            IReadOnlyList<XlSetting> parsed;
+            try
+            {
+                parsed = XlConfigReader.Read(o, Where);
+            }
+            catch (XlConfigException)
+            {
+                string value = o[(eq + 1)..].Trim();
+                if (value.Length == 0 || value.IndexOfAny(['"', '\'', '[', ']', '\n']) >= 0) throw;
+                parsed = XlConfigReader.Read($"{o[..eq]}=\"{value}\"", Where);
+            }
+            foreach (var p in parsed)
+            {
+                overridden[p.Key] = n + 1;
+                int i = settings.FindIndex(x => x.Key == p.Key);
+                if (i >= 0) settings[i] = p with { Line = settings[i].Line };
+                else settings.Add(p);
+            }
+        }
+        var seen = new Dictionary<string, XlSetting>(StringComparer.Ordinal);
+        foreach (var st in settings)
+        {
+            if (seen.TryGetValue(st.Key, out var first))
+                throw new XlConfigException(fileName, st.Line, st.Key, $"set twice (first on line {first.Line}); keep one");
+            seen.Add(st.Key, st);
+        }
+        try
+        {
+            return new Interpreter(fileName, seen).Build(settings);
+        }
+        catch (XlConfigException e) when (e.Key is { } k && overridden.TryGetValue(k, out int position))
+        {
+            // The value came from the command line: say so, with its position there.
+            throw new XlConfigException(Where, position, k, e.Reason);
+        }
+    }
+
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     private static partial Regex DomainNameRegex();
 

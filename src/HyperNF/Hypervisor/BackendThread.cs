@@ -1,6 +1,7 @@
 using HyperNF.Linux;
 using HyperNF.Netmap;
 using HyperNF.Switch;
+using HyperNF.Vmm;
 
 namespace HyperNF.Hypervisor;
 
@@ -14,6 +15,12 @@ namespace HyperNF.Hypervisor;
 /// a full fence and makes the wake-up system call only if the backend sleeps. The backend
 /// clears <c>_pending</c> before each round, so a kick that lands during a round triggers
 /// another round.
+///
+/// For a VM domain the kick is the VM's <see cref="KickChannel"/> instead: the guest stores to
+/// an ioeventfd only when the needs-kick word in its RAM is set. The backend clears the word
+/// while it works, polls the rings (head != hwcur) for <see cref="SpinMicroseconds"/> after its
+/// last round, then sets the word with a full fence, re-checks the rings and only then blocks
+/// in poll(2) on the eventfd (and a stop eventfd; 200 ms timeout as a backstop).
 /// </summary>
 public sealed class BackendThread : IDisposable
 {
@@ -23,26 +30,43 @@ public sealed class BackendThread : IDisposable
     private readonly WakeWord _wake = new();
     private readonly ManualResetEventSlim _started = new();
     private readonly Func<bool> _hasWork;
+    private readonly KickChannel? _vmKick;
     private int _pending;
     private volatile bool _stop;
-    private long _rounds, _kicks;
+    private long _rounds, _kicks, _lateRounds;
 
     public string Name { get; }
     public IReadOnlyList<int> Cpus { get; private set; }
     public int Tid { get; private set; }
     public long Rounds => Interlocked.Read(ref _rounds);
     public long Kicks => Interlocked.Read(ref _kicks);
+    /// <summary>
+    /// VM backend: times it found work only after its backstop timeout, with no kick (a lost
+    /// kick would show here; it stays 0 when the handshake works).
+    /// </summary>
+    public long LateRounds => Interlocked.Read(ref _lateRounds);
     /// <summary>Wake-up system calls the guests made to reach this thread.</summary>
-    public long Notifications => _wake.Wakeups;
+    public long Notifications => _vmKick?.Wakeups ?? _wake.Wakeups;
+    /// <summary>A VM domain's backend: kicked through the VM's ioeventfd; null for thread and process domains.</summary>
+    public KickChannel? VmKick => _vmKick;
+    /// <summary>
+    /// A VM backend polls the rings this long after its last round before it asks for a kick
+    /// and sleeps (Solo5 spins 4096 pauses). 0 for merge: spinning on the vCPU's own core only
+    /// takes time from the vCPU that would produce the work.
+    /// </summary>
+    public int SpinMicroseconds { get; }
 
-    public BackendThread(string name, IReadOnlyList<ValePort> ports, WakeWord guestWake, IReadOnlyList<int> cpus)
+    public BackendThread(string name, IReadOnlyList<ValePort> ports, WakeWord guestWake, IReadOnlyList<int> cpus,
+        KickChannel? vmKick = null, int spinMicroseconds = 0)
     {
         Name = name;
         _ports = ports.ToArray();
         _guestWake = guestWake;
         Cpus = cpus;
+        _vmKick = vmKick;
+        SpinMicroseconds = Math.Max(0, spinMicroseconds);
         _hasWork = () => Volatile.Read(ref _pending) != 0 || _stop;
-        _thread = new Thread(Main) { IsBackground = true, Name = name };
+        _thread = new Thread(vmKick is null ? Main : VmMain) { IsBackground = true, Name = name };
         _thread.Start();
         _started.Wait();
     }
@@ -51,6 +75,11 @@ public sealed class BackendThread : IDisposable
     public void Kick()
     {
         Interlocked.Increment(ref _kicks);
+        if (_vmKick is { } vk)
+        {
+            vk.Kick();
+            return;
+        }
         // Exchange is a full fence: the guest's ring head stores are visible before the flag,
         // and the flag before the read of the sleeper count inside Notify.
         if (Interlocked.Exchange(ref _pending, 1) == 0) _wake.Notify();
@@ -82,9 +111,53 @@ public sealed class BackendThread : IDisposable
         }
     }
 
+    private void VmMain()
+    {
+        var kick = _vmKick!;
+        Tid = Native.GetTid();
+        try { if (Cpus.Count > 0) Native.SetAffinity(0, Cpus.ToArray()); }
+        catch (IOException) { /* stays unpinned; reported by Cpus vs. observed affinity */ }
+        _started.Set();
+        long spinTicks = SpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long lastWork = System.Diagnostics.Stopwatch.GetTimestamp();
+        kick.ClearNeedsKick();
+        while (!_stop)
+        {
+            if (AnyPending())
+            {
+                Interlocked.Increment(ref _rounds);
+                foreach (var p in _ports) p.TxSync();
+                // The guest may be blocked in POLL waiting for TX space: tails were plain stores, hence the fence.
+                _guestWake.FenceAndNotify();
+                lastWork = System.Diagnostics.Stopwatch.GetTimestamp();
+                continue;
+            }
+            if (System.Diagnostics.Stopwatch.GetTimestamp() - lastWork < spinTicks)
+            {
+                Thread.SpinWait(20);
+                continue;
+            }
+            kick.SetNeedsKick(); // full fence, then the re-check: the guest's mfence pairs with it
+            // Late: the backstop timeout found work and no kick follows within a millisecond
+            // (a kick store in flight when the timeout fired is not a lost one).
+            if (!AnyPending() && !_stop && !kick.Wait(200) && AnyPending() && !kick.Wait(1)) Interlocked.Increment(ref _lateRounds);
+            kick.ClearNeedsKick();
+            lastWork = System.Diagnostics.Stopwatch.GetTimestamp();
+        }
+    }
+
+    /// <summary>Some live port has TX frames the switch has not taken (advisory reads of the guest's head).</summary>
+    private bool AnyPending()
+    {
+        foreach (var p in _ports)
+            if (!p.Retired && p.AnyTxPending()) return true;
+        return false;
+    }
+
     public void Dispose()
     {
         _stop = true;
+        _vmKick?.Stop();
         _wake.WakeAll();
         _thread.Join(TimeSpan.FromSeconds(5));
     }

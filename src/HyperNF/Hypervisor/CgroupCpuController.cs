@@ -375,16 +375,42 @@ public sealed class CgroupCpuGroup : CpuGroup
                 try { _owner.FileSystem.Write(from, tid.ToString(CultureInfo.InvariantCulture)); }
                 catch (CpuControlException e) when (e.Errno == Native.ESRCH) { }
             }
+        var adopted = _adopted.Keys.ToHashSet();
         _adopted.Clear();
-        var live = _owner.LiveMembers(Path);
-        var foreign = live.Where(t => !_owner.FileSystem.IsOwnThread(t)).ToList();
-        if (foreign.Count > 0)
-            throw new CpuControlException($"cannot remove {Path}: threads {string.Join(',', foreign)} of another process are in it", Native.EBUSY, Path);
+        // A program killed with SIGKILL leaves its threads in the group as zombies until its
+        // parent reaps it (they cannot be moved any more): wait a little for that, but only for
+        // threads of the programs this group adopted.
+        var deadline = Environment.TickCount64 + 3000;
+        IReadOnlyList<int> live;
+        List<int> foreign;
+        while (true)
+        {
+            live = _owner.LiveMembers(Path);
+            foreign = live.Where(t => !_owner.FileSystem.IsOwnThread(t)).ToList();
+            if (foreign.Count == 0) break;
+            if (Environment.TickCount64 > deadline || !foreign.All(t => adopted.Contains(ThreadGroupOf(t) ?? -1) || ThreadGroupOf(t) is null))
+                throw new CpuControlException($"cannot remove {Path}: threads {string.Join(',', foreign)} of another process are in it", Native.EBUSY, Path);
+            Thread.Sleep(10);
+        }
         foreach (int tid in live) _owner.MoveHome(tid);
         _owner.RemoveDirectoryRetrying(Path);
     }
 
     protected override void OnRemoved() => _owner.Forget(this);
+
+    /// <summary>The process (thread group) a thread belongs to; null when the thread is gone or a zombie's status is unreadable.</summary>
+    private static int? ThreadGroupOf(int tid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{tid}/status"))
+                if (line.StartsWith("Tgid:", StringComparison.Ordinal))
+                    return int.Parse(line.AsSpan(5).Trim(), CultureInfo.InvariantCulture);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
 
     public override string Describe()
     {

@@ -95,6 +95,9 @@ public sealed class Domain
     }
 
     /// <summary>Opens the ports, wires the I/O model, creates the guest and starts the vCPUs.</summary>
+    /// <summary>How long a split VM backend polls the rings after its last round before it asks for a kick (merge: 0).</summary>
+    public static int VmBackendSpinMicroseconds { get; set; } = 20;
+
     internal void Start(IGuest guest, IReadOnlyList<int> backendCpus)
     {
         try
@@ -105,14 +108,18 @@ public sealed class Domain
                 ports.Add(_host.Switch.OpenPort(vif.Port, Memory, Wake));
                 _ports = ports.ToArray();
             }
+            _guest = guest;
+            // A VM boots first: in split/merge its backend is kicked through the VM's ioeventfd.
+            var vm = guest as VmGuest;
+            vm?.Boot(this);
             if (IoModel != IoModel.Hypercall && _ports.Length > 0)
             {
                 var vps = _ports.Select(p => (ValePort)p.Origin).ToList();
-                Backend = new BackendThread($"{Name}-backend", vps, Wake, backendCpus);
+                var kick = vm?.Machine?.Kick;
+                Backend = new BackendThread($"{Name}-backend", vps, Wake, backendCpus, kick,
+                    kick is not null && IoModel == IoModel.Split ? Spec.BackendSpinMicroseconds ?? VmBackendSpinMicroseconds : 0);
                 foreach (var p in _ports) p.Backend = new BackendPort((ValePort)p.Origin, Backend);
             }
-            _guest = guest;
-            (guest as VmGuest)?.Boot(this);
             _vcpus = Enumerable.Range(0, Spec.VCpus).Select(i => new VCpu(this, i, Spec.CpusOf(i))).ToArray();
             _nextVCpu = Spec.VCpus;
             _state = DomainState.Running;
@@ -390,9 +397,17 @@ public sealed class Domain
         // Process ports first: each stops its host thread before its port, backend and page go.
         var processPorts = ProcessPorts;
         foreach (var pp in processPorts) pp.Close();
+        if (backend is not null)
+        {
+            // split/merge: what the guest queued before it ended (a VM's EXIT right after its
+            // last kick) is still flushed, as a synchronous txsync would have done: stop the
+            // backend, then one last flush here, before the ports go.
+            backend.Dispose();
+            foreach (var p in ports)
+                if (p.Origin is ValePort vp && !vp.Retired) vp.TxSync();
+        }
         // A persistent port the program had registered stays the daemon's (pp.Close released it).
         foreach (var p in ports) if (!processPorts.Any(pp => pp.Persistent is not null && pp.Port == p)) p.Dispose();
-        backend?.Dispose();
     }
 
     // Called under _gate.

@@ -53,6 +53,11 @@ public sealed record DomainSpec
     public string? Kernel { get; init; }
     /// <summary>xl's <c>extra=</c> (or <c>cmdline=</c>): the VM guest's command line.</summary>
     public string? CommandLine { get; init; }
+    /// <summary>
+    /// A VM domain's split backend: microseconds it polls the rings after a round before it asks
+    /// for a kick and sleeps. Null: <see cref="Domain.VmBackendSpinMicroseconds"/>; merge never spins.
+    /// </summary>
+    public int? BackendSpinMicroseconds { get; init; }
 
     public IReadOnlyList<int> CpusOf(int vcpu) =>
         Cpus.Count == 0 ? [] : Cpus.Count == 1 ? Cpus[0] : vcpu < Cpus.Count ? Cpus[vcpu] : Cpus[^1];

@@ -33,7 +33,7 @@ public sealed class PacketGenGuest : IGuest
 
     public IReadOnlyList<KeyValuePair<string, long>> Counters =>
     [
-        new(_options.Function == PacketGenFunction.Tx ? "sent" : "received", Frames),
+        new(_options.Function is PacketGenFunction.Tx or PacketGenFunction.Ping ? "sent" : "received", Frames),
         new("last_interval_frames", Interlocked.Read(ref _lastIntervalFrames)),
     ];
 

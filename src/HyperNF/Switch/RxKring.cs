@@ -159,6 +159,10 @@ internal sealed unsafe class RxKring
     {
         uint j = start + used;
         if (j >= N) j -= N;
+        // Capture (monitor port): the leased slots are still ours and not yet visible to the
+        // receiver, so their contents are stable. One load and one branch when nobody captures.
+        if (Port.Taps is { } taps && used != 0)
+            CaptureTap.CaptureSlots(taps, CaptureDirection.In, Slots, N, start, j, BufferBase, RegionLayout.ReservedBuffers, BufferCount);
         Lock();
         S->RxPackets += packets;
         S->RxBytes += bytes;

@@ -153,6 +153,9 @@ internal sealed unsafe partial class TxKring
             }
             if (head != HwCur)
             {
+                // Capture (monitor port): one load and one branch when nobody captures.
+                if (Port.Taps is { } taps)
+                    CaptureTap.CaptureSlots(taps, CaptureDirection.Out, Slots, N, HwCur, head, _memory.BufferBase, Memory.RegionLayout.ReservedBuffers, _memory.BufferCount);
                 Preflush(head);
                 HwCur = head;
                 HwTail = RingRules.Prev(head, N);

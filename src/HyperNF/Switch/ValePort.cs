@@ -250,5 +250,41 @@ public sealed unsafe class ValePort : IPortBackend
         };
     }
 
+    // ---------------------------------------------------------------- capture (monitor ports)
+
+    private readonly object _tapGate = new();
+
+    /// <summary>
+    /// The captures open on this port, or null when there are none: the only thing the data
+    /// path reads for capture (once per TX sync that moved frames, once per RX lease completed).
+    /// </summary>
+    internal volatile CaptureTap[]? Taps;
+
+    /// <summary>Opens a capture of this port's traffic (netmap's monitor port); close it with <see cref="CloseCapture"/>.</summary>
+    public CaptureTap OpenCapture(CaptureDirection direction, int snapLength = CaptureTap.MaxSnapLength, int bufferBytes = CaptureTap.DefaultBufferBytes)
+    {
+        var tap = new CaptureTap(this, direction, snapLength, bufferBytes);
+        lock (_tapGate)
+        {
+            if (Retired) throw new InvalidOperationException($"port {Name} is detached; nothing to capture");
+            Taps = Taps is { } t ? [.. t, tap] : [tap];
+        }
+        return tap;
+    }
+
+    /// <summary>Stops a capture: after this returns, no sender writes into the tap any more.</summary>
+    public void CloseCapture(CaptureTap tap)
+    {
+        lock (_tapGate)
+        {
+            if (Taps is not { } t || Array.IndexOf(t, tap) < 0) return;
+            var rest = t.Where(x => x != tap).ToArray();
+            Taps = rest.Length == 0 ? null : rest;
+        }
+    }
+
+    /// <summary>Captures open on this port.</summary>
+    public int CaptureCount => Taps?.Length ?? 0;
+
     public override string ToString() => Name;
 }

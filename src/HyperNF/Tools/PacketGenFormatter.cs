@@ -33,7 +33,7 @@ public static class PacketGenFormatter
         long usec = (long)r.Length.TotalMicroseconds;
         string line = string.Create(CultureInfo.InvariantCulture,
             $"{r.Elapsed.TotalSeconds,9:F3} {Name(r.Function)} {Norm(r.Pps)}pps ({Norm(r.Frames)}pkts {Norm(r.Bps)}bps in {usec} usec) {r.AverageBatch:F2} avg_batch");
-        return r.Function == PacketGenFunction.Rx ? line + string.Create(CultureInfo.InvariantCulture, $" {r.Lost} lost") : line;
+        return r.Function is PacketGenFunction.Rx or PacketGenFunction.Ping ? line + string.Create(CultureInfo.InvariantCulture, $" {r.Lost} lost") : line;
     }
 
     /// <summary>The closing lines, as pkt-gen prints them, plus loss and latency for RX.</summary>
@@ -45,6 +45,18 @@ public static class PacketGenFormatter
         long frames = s.Frames;
         double seconds = s.ActiveTime.TotalSeconds;
         long each = frames > 0 ? s.Bytes / frames : 0;
+        if (s.Function == PacketGenFunction.Ping)
+        {
+            sb.Append(ci, $"Sent {s.Sent} pings, {s.Received} replies, {s.Lost} lost (no reply within 1 s), {s.Foreign} other frames, in {seconds:F2} seconds.");
+            if (s.Latency is { } rtt)
+                sb.Append(ci, $"\nRound trip (usec): min {rtt.MinUs:F1} avg {rtt.MeanUs:F1} p50 {rtt.P50Us:F1} p90 {rtt.P90Us:F1} p99 {rtt.P99Us:F1} max {rtt.MaxUs:F1}");
+            return sb.ToString();
+        }
+        if (s.Function == PacketGenFunction.Pong)
+        {
+            sb.Append(ci, $"Received {s.Received} packets, replied to {s.Sent}, {s.Received - s.Sent} not echoed (no TX room or longer than one buffer), in {seconds:F2} seconds.");
+            return sb.ToString();
+        }
         sb.Append(ci, $"{(s.Function == PacketGenFunction.Tx ? "Sent" : "Received")} {frames} packets {s.Bytes} bytes {s.Syncs} events {each} bytes each in {seconds:F2} seconds.\n");
         double pps = seconds > 0 ? frames / seconds : 0;
         double bps = seconds > 0 ? s.Bytes * 8 / seconds : 0;
@@ -60,5 +72,5 @@ public static class PacketGenFormatter
         return sb.ToString();
     }
 
-    private static string Name(PacketGenFunction f) => f == PacketGenFunction.Tx ? "tx" : "rx";
+    private static string Name(PacketGenFunction f) => f.ToString().ToLowerInvariant();
 }

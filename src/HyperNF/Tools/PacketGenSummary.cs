@@ -30,7 +30,7 @@ public sealed record PacketGenSummary
     /// <summary>RX: receive time minus send timestamp of the generator's frames; null when none arrived (and for TX).</summary>
     public LatencySummary? Latency { get; init; }
 
-    public long Frames => Function == PacketGenFunction.Tx ? Sent : Received;
+    public long Frames => Function is PacketGenFunction.Tx or PacketGenFunction.Ping ? Sent : Received;
     public double AverageMpps => ActiveTime > TimeSpan.Zero ? Frames / ActiveTime.TotalSeconds / 1e6 : 0;
     /// <summary>Gbit/s of frame bytes.</summary>
     public double AverageGbps => ActiveTime > TimeSpan.Zero ? Bytes * 8 / ActiveTime.TotalSeconds / 1e9 : 0;

@@ -13,7 +13,7 @@ public sealed partial class PacketGenerator
         long sent = 0, syncs = 0;
         long frameLength = _o.FrameLength;
         ulong seq = 0;
-        var endpoints = new EndpointCursor(_o.Source, _o.Destination);
+        var endpoints = new EndpointCursor(_o.Source, _o.Destination) { RandomSource = _o.RandomSource, RandomDestination = _o.RandomDestination };
         bool paced = _o.RatePps > 0;
         var pacer = paced ? new RatePacer(_o.RatePps, _batch, _start) : default;
         _txRing = 0;

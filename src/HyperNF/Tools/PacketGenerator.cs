@@ -56,7 +56,7 @@ public sealed partial class PacketGenerator
         // A batch must fit in a ring: netmap keeps one slot empty to tell full from empty.
         int ringFrames = (int)Math.Min(port.TxRing(0).NumSlots, port.RxRing(0).NumSlots) - 1;
         _batch = Math.Max(1, Math.Min(options.Batch, ringFrames / _fragments));
-        _varyEndpoints = !options.Source.IsSingle || !options.Destination.IsSingle;
+        _varyEndpoints = !options.Source.IsSingle || !options.Destination.IsSingle || options.RandomSource || options.RandomDestination;
 
         _template = new byte[_firstFragmentLength];
         PacketFormat.WriteFrame(_template, options.FrameLength, DestinationMac, SourceMac,
@@ -91,6 +91,8 @@ public sealed partial class PacketGenerator
             throw new InvalidOperationException($"the generator on {_port.Name} is already running; use one generator per thread");
         try
         {
+            // pkt-gen -w: wait for the link before starting (a VALE port is up at once).
+            if (_o.WaitLink > TimeSpan.Zero) cancellationToken.WaitHandle.WaitOne(_o.WaitLink);
             long now = Stopwatch.GetTimestamp();
             _start = _lastReport = now;
             _nextReport = now + _reportTicks;
@@ -99,7 +101,13 @@ public sealed partial class PacketGenerator
             Volatile.Write(ref _frames, 0);
             _latency.Reset();
             _sequence.Reset();
-            return _o.Function == PacketGenFunction.Tx ? RunTx(cancellationToken) : RunRx(cancellationToken);
+            return _o.Function switch
+            {
+                PacketGenFunction.Tx => RunTx(cancellationToken),
+                PacketGenFunction.Ping => RunPing(cancellationToken),
+                PacketGenFunction.Pong => RunPong(cancellationToken),
+                _ => RunRx(cancellationToken),
+            };
         }
         finally
         {

@@ -52,15 +52,26 @@ public sealed record PacketGeneratorOptions
     /// </summary>
     public bool BusyPoll { get; init; }
 
+    /// <summary><c>-w</c>: seconds to wait for the link before starting, as pkt-gen's wait_link (a VALE port is up at once; the wait is honoured all the same).</summary>
+    public TimeSpan WaitLink { get; init; }
+
+    /// <summary><c>-z</c>: a random source address and port (within <see cref="Source"/>) per frame instead of walking the range.</summary>
+    public bool RandomSource { get; init; }
+
+    /// <summary><c>-Z</c>: a random destination address and port (within <see cref="Destination"/>) per frame.</summary>
+    public bool RandomDestination { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option and what it accepts.</summary>
     public void Validate(int bufferSize = Memory.RegionLayout.DefaultBufferSize)
     {
         if (!Enum.IsDefined(Function))
-            throw new ArgumentException($"function {(int)Function} is not tx or rx (-f)", nameof(Function));
+            throw new ArgumentException($"function {(int)Function} is not tx, rx, ping or pong (-f)", nameof(Function));
         if (FrameLength is < MinFrameLength or > MaxFrameLength)
             throw new ArgumentException($"frame length {FrameLength} is out of range: use {MinFrameLength}..{MaxFrameLength} bytes (-l)", nameof(FrameLength));
         if ((FrameLength + bufferSize - 1) / bufferSize > TxKring.MaxFragments)
             throw new ArgumentException($"frame length {FrameLength} needs more than {TxKring.MaxFragments} buffers of {bufferSize} bytes (-l)", nameof(FrameLength));
+        if (Function is PacketGenFunction.Ping or PacketGenFunction.Pong && FrameLength > bufferSize)
+            throw new ArgumentException($"frame length {FrameLength}: ping and pong frames must fit one buffer, {MinFrameLength}..{bufferSize} bytes (-l)", nameof(FrameLength));
         if (Count < 0)
             throw new ArgumentException($"count {Count} is negative: use 0 for no limit or a number of frames (-n)", nameof(Count));
         if (RatePps < 0)
@@ -69,6 +80,8 @@ public sealed record PacketGeneratorOptions
             throw new ArgumentException($"batch {Batch} is out of range: use 1..{MaxBatch} frames (-b)", nameof(Batch));
         if (Duration is { } d && d <= TimeSpan.Zero)
             throw new ArgumentException($"duration {d} is not positive: leave it unset for no limit", nameof(Duration));
+        if (WaitLink < TimeSpan.Zero || WaitLink > TimeSpan.FromHours(1))
+            throw new ArgumentException($"link wait {WaitLink.TotalSeconds} s is out of range: use 0..3600 seconds (-w)", nameof(WaitLink));
         if (ReportInterval < TimeSpan.FromMilliseconds(10))
             throw new ArgumentException($"report interval {ReportInterval.TotalMilliseconds} ms is too short: use at least 10 ms (-T)", nameof(ReportInterval));
         if (Source.LastAddress < Source.FirstAddress || Source.LastPort < Source.FirstPort)

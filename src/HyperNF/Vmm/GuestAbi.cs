@@ -12,6 +12,8 @@ public static class GuestAbi
     // guest-physical memory map
     public const ulong GdtGpa = 0x1000, Pml4Gpa = 0x2000, PdptGpa = 0x3000, PdGpa = 0x4000;
     public const ulong BootInfoGpa = 0x8000, CmdlineGpa = 0x9000;
+    /// <summary>The VMM-owned page holding the split/merge backend's needs-kick word (u32 at its start).</summary>
+    public const ulong NeedsKickGpa = 0xB000;
     public const int CmdlineMax = 4095;
     public const ulong ImageBase = 0x100000;
     public const ulong RegionGpa = 0x4000_0000;

@@ -22,7 +22,7 @@ internal static unsafe partial class Kvm
         SET_SREGS = 0x4138AE84, SET_CPUID2 = 0x4008AE90, GET_TSC_KHZ = 0xAEA3;
 
     public const int ApiVersion = 12;
-    public const int CAP_IMMEDIATE_EXIT = 136, CAP_GET_TSC_KHZ = 61, CAP_HALT_POLL = 182;
+    public const int CAP_IMMEDIATE_EXIT = 136, CAP_GET_TSC_KHZ = 61, CAP_HALT_POLL = 182, CAP_IOEVENTFD_ANY_LENGTH = 122;
 
     // exit reasons
     public const uint EXIT_UNKNOWN = 0, EXIT_EXCEPTION = 1, EXIT_IO = 2, EXIT_HYPERCALL = 3, EXIT_DEBUG = 4,

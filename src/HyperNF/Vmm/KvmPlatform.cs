@@ -35,6 +35,8 @@ public sealed unsafe class KvmPlatform
     internal int VCpuMmapSize { get; private init; }
     internal byte[] Cpuid { get; private init; } = [];
     internal bool ImmediateExit { get; private init; }
+    /// <summary>KVM_CAP_IOEVENTFD_ANY_LENGTH: a length-0 ioeventfd (any store size, the fast MMIO path).</summary>
+    internal bool IoEventFdAnyLength { get; private init; }
 
     /// <summary>"PVM (kvm_pvm), guests at ring 3, MMIO doorbell" or "hardware KVM, ring 0, PIO"; what every output with figures names.</summary>
     public string Describe() => Kind switch
@@ -80,6 +82,7 @@ public sealed unsafe class KvmPlatform
                 VCpuMmapSize = mmap,
                 Cpuid = SupportedCpuid(fd),
                 ImmediateExit = Kvm.Ioctl(fd, Kvm.CHECK_EXTENSION, Kvm.CAP_IMMEDIATE_EXIT) > 0,
+                IoEventFdAnyLength = Kvm.Ioctl(fd, Kvm.CHECK_EXTENSION, Kvm.CAP_IOEVENTFD_ANY_LENGTH) > 0,
             };
         }
         finally

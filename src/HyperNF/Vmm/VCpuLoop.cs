@@ -36,7 +36,7 @@ public sealed unsafe class VCpuLoop
     private readonly long[] _opCounts = new long[GuestAbi.MaxOps];
     private readonly Func<bool> _pollReady;
     private Func<bool> _attention = static () => false;
-    private uint _pollMask;
+    private uint _pollMask, _pollTxMask;
     private bool _exited;
 
     public KvmVCpu VCpu => _vcpu;
@@ -53,7 +53,7 @@ public sealed unsafe class VCpuLoop
         _ports = ports;
         _wake = wake;
         _console = console;
-        _pollReady = () => _attention() || AnyPublished(_pollMask);
+        _pollReady = () => _attention() || AnyPublished(_pollMask) || AnyTxSpace(_pollTxMask);
     }
 
     /// <summary>Hypercalls of op <paramref name="op"/> handled so far.</summary>
@@ -124,7 +124,9 @@ public sealed unsafe class VCpuLoop
         }
         string what = addr >= GuestAbi.RegionGpa && addr < GuestAbi.RegionGpa + GuestAbi.RegionMaxBytes
             ? $"past the end of the domain's region (0x{GuestAbi.RegionGpa:x} + 0x{_vm.RegionBytes:x})"
-            : addr - GuestAbi.KickGpa < GuestAbi.PageSize ? "on the kick page, which this domain's I/O model does not use"
+            : addr - GuestAbi.KickGpa < GuestAbi.PageSize
+                ? _vm.Kick is null ? "on the kick page, which this domain's I/O model does not use"
+                : $"on the kick page (a kick is a store to 0x{GuestAbi.KickGpa:x} itself{(_vm.Kick.Length == 0 ? "" : $", {_vm.Kick.Length} bytes")})"
             : "outside the guest's memory";
         throw Fault($"{(write ? "write" : "read")} of {len} bytes at GPA 0x{addr:x}, {what}");
     }
@@ -209,6 +211,10 @@ public sealed unsafe class VCpuLoop
             if ((txMask & (1u << k)) != 0) _ports[k].TxSync();
         long deadline = timeoutNs == 0 ? 0
             : Environment.TickCount64 + (long)Math.Min((timeoutNs + 999_999) / 1_000_000, int.MaxValue);
+        // Split/merge: the backend frees TX slots later, on its own thread; a tx_mask port is
+        // also ready (POLLOUT) once its TX ring has room again. (Hypercall: the flush above
+        // handed every slot back already.)
+        uint txWait = _vm.Kick is not null ? txMask : 0;
         uint ready;
         while (true)
         {
@@ -219,15 +225,25 @@ public sealed unsafe class VCpuLoop
                 // The sync decides readiness (ring memory is read only inside it: ValePort, "Port state changes").
                 if (_ports[k].Origin is ValePort vp && vp.RxSyncReady()) ready |= 1u << k;
             }
-            if (ready != 0 || timeoutNs == 0 || _attention()) break;
+            if (ready != 0 || AnyTxSpace(txWait) || timeoutNs == 0 || _attention()) break;
             long left = deadline - Environment.TickCount64;
             if (left <= 0) break;
             _pollMask = rxMask;
+            _pollTxMask = txWait;
             PollSleeps++;
             _wake.Wait(_pollReady, (int)Math.Min(left, int.MaxValue));
         }
         *(uint*)(b + 16) = ready;
         *(int*)(b + 20) = System.Numerics.BitOperations.PopCount(ready);
+    }
+
+    /// <summary>Some port of <paramref name="mask"/> has TX room (advisory reads of the guest's own ring), or is gone.</summary>
+    private bool AnyTxSpace(uint mask)
+    {
+        if (mask == 0) return false;
+        for (int k = 0; k < _ports.Count; k++)
+            if ((mask & (1u << k)) != 0 && _ports[k].Origin is ValePort vp && (vp.Retired || vp.AnyTxSpace())) return true;
+        return false;
     }
 
     private bool AnyPublished(uint mask)

@@ -52,6 +52,8 @@ public sealed unsafe class VirtualMachine : IDisposable
     public ulong RegionBytes { get; }
     public IReadOnlyList<KvmVCpu> VCpus => _vcpus;
     public VmConfig Config { get; }
+    /// <summary>The split/merge kick (ioeventfd + needs-kick word); null in the hypercall model.</summary>
+    public KickChannel? Kick { get; private set; }
     internal byte* Ram => _ram;
     internal byte* RegionBase { get; }
 
@@ -80,6 +82,8 @@ public sealed unsafe class VirtualMachine : IDisposable
         {
             CreateRam();
             CreateVm();
+            if (config.IoModel != 0)
+                Kick = new KickChannel(_vmFd, (uint*)(_ram + GuestAbi.NeedsKickGpa), Platform.IoEventFdAnyLength);
             WriteTables();
             config.Image.CopyTo(new Span<byte>(_ram, checked((int)RamBytes)), stackFloor);
             WriteCommandLine();
@@ -189,6 +193,11 @@ public sealed unsafe class VirtualMachine : IDisposable
         *(uint*)(b + GuestAbi.BiIoModel) = Config.IoModel;
         for (int k = 0; k < Config.PortAreas.Count; k++)
             *(ulong*)(b + GuestAbi.BiNifp + 8 * k) = GuestAbi.RegionGpa + (ulong)Config.Region!.Layout.PortAreaOffset(Config.PortAreas[k]);
+        if (Kick is not null)
+        {
+            *(ulong*)(b + GuestAbi.BiKickGpa) = GuestAbi.KickGpa;
+            *(ulong*)(b + GuestAbi.BiNeedsKickGpa) = GuestAbi.NeedsKickGpa;
+        }
         *(uint*)(b + GuestAbi.BiDomid) = (uint)Config.DomainId;
         *(uint*)(b + GuestAbi.BiVcpu) = (uint)vcpu;
     }
@@ -247,6 +256,7 @@ public sealed unsafe class VirtualMachine : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var v in _vcpus) v?.Dispose();
         if (_vmFd >= 0) { Native.Close(_vmFd); _vmFd = -1; }
+        Kick?.Dispose();
         if (_ram != null) { Native.Munmap((nint)_ram, (nuint)RamBytes); _ram = null; }
         if (_ramFd >= 0) { Native.Close(_ramFd); _ramFd = -1; }
     }

@@ -94,7 +94,7 @@ public sealed class ControlDaemonTests : IDisposable
         Assert.Equal("bridge valex has no port 'zz' (ports: a10)", Error(Handle("{\"op\":\"vale-detach\",\"args\":{\"bridge\":\"valex\",\"port\":\"zz\"}}")));
         Assert.Contains("belongs to domain 'a1'", Error(Handle("{\"op\":\"vale-detach\",\"args\":{\"bridge\":\"valex\",\"port\":\"a10\"}}")));
         Assert.Contains("still has 1 port", Error(Handle("{\"op\":\"vale-remove\",\"args\":{\"bridge\":\"valex\"}}")));
-        Assert.StartsWith("unknown op 'nope'; ops: console, create, ctl, destroy", Error(Handle("{\"op\":\"nope\"}")));
+        Assert.StartsWith("unknown op 'nope'; ops: capture, console, create, ctl, destroy", Error(Handle("{\"op\":\"nope\"}")));
         Assert.StartsWith("unknown setting 'colour'; settings: bridge_batch", Error(Handle("{\"op\":\"get\",\"args\":{\"key\":\"colour\"}}")));
         Assert.Contains("unknown ctl op 0", Error(Handle("{\"op\":\"ctl\",\"args\":{\"op\":0,\"value\":1}}")));
         foreach (int op in new[] { 2, 3, 4 })
@@ -378,7 +378,7 @@ public sealed class ControlDaemonTests : IDisposable
             Assert.Single(_host.Domains);
         }
         WaitFor(() => _host.Domains.Count == 0, "the pkt-gen domain of a gone client is destroyed");
-        Assert.Empty(_host.Switch.FindBridge("valex")!.Ports);
+        Assert.Null(_host.Switch.FindBridge("valex")); // the bridge went with its last port, as in VALE
 
         using var d = new RawClient(Sock);
         d.SendLine("{\"id\":2,\"op\":\"pkt-gen\",\"args\":{\"port\":\"valex:tx0\",\"args\":[\"-f\",\"tx\",\"-R\",\"1000\",\"-T\",\"100\"]}}");

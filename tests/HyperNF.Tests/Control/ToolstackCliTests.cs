@@ -120,10 +120,10 @@ public class ToolstackCliTests
 
         var vale = Json(Ok(sock, "vale-ctl", "-l", "--json"));
         Assert.Equal(["valex", "valey"], vale.GetProperty("bridges").EnumerateArray().Select(b => b.GetProperty("name").GetString()!).ToArray());
-        Assert.Contains("created bridge valez", Ok(sock, "vale-ctl", "-n", "valez").Out);
+        Refused(sock, "creates a persistent VALE port", "vale-ctl", "-n", "valez"); // netmap's -n makes a port, not a bridge: refused with the difference
         Refused(sock, "does not exist", "vale-ctl", "-a", "valex:eth9");
         Refused(sock, "belongs to domain 'nf1'", "vale-ctl", "-d", "valex:lx0");
-        Ok(sock, "vale-ctl", "-r", "valez");
+        Refused(sock, "removes a persistent VALE port", "vale-ctl", "-r", "valez");
 
         var top = Ok(sock, "top", "--iterations", "2", "--interval", "0.2");
         Assert.Contains("frame 2", top.Out);
@@ -163,7 +163,7 @@ public class ToolstackCliTests
         Refused(sock, $"{bad}:3: weight: 'heavy' is not an integer", "create", bad);
         File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:lx0\" ]\nnf = \"nosuchnf\"\n");
         Refused(sock, "unknown nf 'nosuchnf'", "create", bad);
-        Refused(sock, "cannot read", "create", tmp.File("missing.cfg"));
+        Refused(sock, "missing.cfg: no such file", "create", tmp.File("missing.cfg"));
         Refused(sock, "no domain 'ghost'", "destroy", "ghost");
         Refused(sock, "no domain 'ghost'", "pause", "ghost");
         Refused(sock, "no domain 'ghost'", "sched-credit2", "-d", "ghost", "-w", "10");
@@ -203,7 +203,7 @@ public class ToolstackCliTests
         File.WriteAllText(bad, "name = \"b\"\nvif = [ \"type=nmif,bridge=valex:b0\" ]\nnf = \"pkt-gen\"\nnf_args = \"-f sideways\"\n");
         r = Cli.Run(tmp.File("unused.sock"), "run", "--seconds", "1", bad);
         Assert.True(r.Exit == 1, r.ToString());
-        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx or rx", r.Err);
+        Assert.Contains($"hypernf run: {bad}:4: nf_args: pkt-gen: -f sideways: use tx, rx, ping or pong", r.Err);
         Assert.DoesNotContain("Unhandled", r.Err);
         Assert.DoesNotContain("created domain", r.Out);
     }
@@ -303,7 +303,7 @@ public class ToolstackCliTests
             Assert.Equal(1, second.WaitExit());
             Assert.Contains($"another hypernf daemon (pid {first.Process.Id}) is already running on {sock}", second.Log);
         }
-        Ok(sock, "vale-ctl", "-n", "valex"); // the first one is unharmed
+        Ok(sock, "vale-ctl", "-l"); // the first one is unharmed
 
         // A killed daemon leaves its socket file behind; the next one detects and replaces it.
         Cli.Signal(first.Process, Cli.SIGKILL);

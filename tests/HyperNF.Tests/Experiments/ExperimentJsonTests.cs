@@ -15,7 +15,7 @@ public class ExperimentJsonTests
     {
         var data = new ThroughputData(
             [new ThroughputPoint("hypercall", "l2fwd", 14.66, 60, 0, 4.1, 200, 50, 170, 0), new ThroughputPoint("split", "l2fwd", 6.39, 30, 40, 10.9, 190, 80, 3000, 0)],
-            [new ThroughputGain("l2fwd", 129.4, 0)], 2, 1.0);
+            [new ThroughputGain("l2fwd", 129.4, 0)], 2, 1.0, "vm", "pvm");
         var doc = Parse(new ExperimentReport("throughput", data, "", []));
         Assert.Equal("throughput", doc.GetProperty("experiment").GetString());
         Assert.True(doc.GetProperty("quick").GetBoolean());
@@ -29,6 +29,8 @@ public class ExperimentJsonTests
         Assert.Equal(6.39, points[1].GetProperty("mpps").GetDouble());
         Assert.Equal(129.4, doc.GetProperty("gains")[0].GetProperty("vs_split_pct").GetDouble());
         Assert.Equal(1.0, doc.GetProperty("seconds_per_point").GetDouble());
+        Assert.Equal("vm", doc.GetProperty("domains").GetString());
+        Assert.Equal("pvm", doc.GetProperty("kvm_kind").GetString());
     }
 
     [Fact]

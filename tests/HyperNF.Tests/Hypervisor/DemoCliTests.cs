@@ -23,6 +23,12 @@ public class DemoCliTests
         Assert.Contains("valex", r.Out);
         Assert.Contains("valey", r.Out);
         Assert.Contains("unaccounted", r.Out);
+        // The table explains itself: offered rate, where backend CPU is billed, a progress bar.
+        Assert.Contains("offered Mpps", r.Out);
+        Assert.Contains("billed to the host", r.Out);
+        Assert.DoesNotContain("host CPU %", r.Out);
+        Assert.Matches(@"(hypercall|split|merge) +\[#{20}\]", r.Out);
+        Assert.DoesNotMatch(@"(?m)^(hypercall|split|merge): \d+%$", r.Out);
         return JsonDocument.Parse(File.ReadAllText(json)).RootElement.Clone();
     }
 
@@ -38,6 +44,14 @@ public class DemoCliTests
         Assert.Equal(sent, received + dropped);
         long byReason = m.GetProperty("drops").EnumerateObject().Sum(p => p.Value.GetInt64());
         Assert.Equal(dropped, byReason);
+        // Window drops cover the measured window only: never more than the whole run's.
+        long windowDropped = m.GetProperty("window_dropped").GetInt64();
+        Assert.Equal(windowDropped, m.GetProperty("window_drops").EnumerateObject().Sum(p => p.Value.GetInt64()));
+        Assert.InRange(windowDropped, 0, dropped);
+        foreach (var d in m.GetProperty("window_drops").EnumerateObject())
+            Assert.InRange(d.Value.GetInt64(), 1, m.GetProperty("drops").GetProperty(d.Name).GetInt64());
+        Assert.True(m.GetProperty("window_seconds").GetDouble() > 0);
+        Assert.True(m.GetProperty("offered_mpps").GetDouble() > 0, m.GetRawText());
         var cpu = m.GetProperty("cpu").EnumerateArray().ToDictionary(c => c.GetProperty("domain").GetString()!, c => c);
         Assert.Equal(["nf1", "pktgen-rx", "pktgen-tx"], cpu.Keys.Order(StringComparer.Ordinal).ToArray());
         Assert.True(cpu["pktgen-tx"].GetProperty("vcpu_pct").GetDouble() > 0);

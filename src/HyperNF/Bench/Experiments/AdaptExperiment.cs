@@ -34,10 +34,11 @@ public static class AdaptExperiment
         double phaseSecs = o.Quick ? 1.5 : 4;
         string[] pattern = ["A", "B", "AB", "A"];
         Lane[] lanes = [new Lane { Name = "nfA", NfArgs = "cycles=300" }, new Lane { Name = "nfB", NfArgs = "cycles=300" }];
+        var kind = o.Kind;
         var models = new List<AdaptModel>();
         foreach (var m in o.Models)
         {
-            using var sc = LanesScenario.Start(lanes, m, o.CpuPolicy?.Invoke());
+            using var sc = LanesScenario.Start(lanes, m, o.CpuPolicy?.Invoke(), domains: o.Domains);
             var a = sc.Lanes[0];
             var b = sc.Lanes[1];
             b.Tx.Pause();
@@ -73,14 +74,15 @@ public static class AdaptExperiment
             }
             double follow = phases.Max(x => x.Total) > 0 ? Math.Round(phases.Min(x => x.Total) / phases.Max(x => x.Total), 3) : 0;
             models.Add(new AdaptModel(m.Key(), follow, phases, ts.ToArray(), sa.ToArray(), sb.ToArray()));
-            o.Log?.Invoke($"adapt {m.Key(),-9} follow {follow:F2}  " + string.Join("  ", phases.Select(x => $"[{x.Active}] A {x.A:F2} B {x.B:F2} = {x.Total:F2}")));
+            o.Log?.Invoke($"adapt {kind.Label} {m.Key(),-9} follow {follow:F2}  " + string.Join("  ", phases.Select(x => $"[{x.Active}] A {x.A:F2} B {x.B:F2} = {x.Total:F2}")));
         }
         var md = Md.Table(["model", "follow ratio", .. pattern.Select((x, i) => $"phase {i + 1} ({x}) A / B / total Mpps")],
             models.Select(mm => (IReadOnlyList<string>)[mm.IoModel, Md.F(mm.FollowRatio), .. mm.Phases.Select(x => $"{x.A:F2} / {x.B:F2} / {x.Total:F2}")]));
-        var plots = models.Select(mm => new PlotSpec($"Load shifting between two NFs ({mm.IoModel})", "seconds", "Mpps",
+        md = Md.DomainsLine(kind) + md;
+        var plots = models.Select(mm => new PlotSpec($"Load shifting between two NFs ({mm.IoModel}, {kind.Label} domains)", "seconds", "Mpps",
             [new PlotSeries("nfA", mm.T, mm.SeriesA), new PlotSeries("nfB", mm.T, mm.SeriesB),
              new PlotSeries("total", mm.T, mm.SeriesA.Zip(mm.SeriesB, (x, y) => x + y).ToArray())])).ToList();
-        return new ExperimentReport("adapt", new { models, phase_seconds = phaseSecs, pattern }, md, plots);
+        return new ExperimentReport("adapt", new { models, phase_seconds = phaseSecs, pattern, domains = kind.KindKey, kvm_kind = kind.KvmKind }, md, plots);
     }
 
     private static void SetActive(Domain tx, bool active)

@@ -57,6 +57,9 @@ public sealed record ExperimentOptions
     /// <summary>Installs kernel CPU enforcement on each host the experiment creates (cgroups); null = accounting only.</summary>
     public Func<Hypervisor.IDomainCpuPolicy?>? CpuPolicy { get; init; }
     public IReadOnlyList<Hypervisor.IoModel> Models { get; init; } = [Hypervisor.IoModel.Hypercall, Hypervisor.IoModel.Split, Hypervisor.IoModel.Merge];
+    /// <summary>Thread domains (built-in NFs) or VM domains (guest images; the KVM kind goes into every output).</summary>
+    public BenchDomainKind Domains { get; init; } = BenchDomainKind.Thread;
+    public BenchDomains Kind => BenchDomains.For(Domains);
 }
 
 internal static class Md
@@ -69,6 +72,10 @@ internal static class Md
         foreach (var r in rows) sb.Append("| ").Append(string.Join(" | ", r)).Append(" |\n");
         return sb.ToString();
     }
+
+    /// <summary>The first line of every experiment's table: which domains, and the KVM for VMs.</summary>
+    public static string DomainsLine(BenchDomains k) =>
+        k.KvmDescription is { } kvm ? $"Domains: VM ({kvm}; KVM kind {k.KvmKind}).\n\n" : "Domains: threads of the host process.\n\n";
 
     public static string F(double v, int digits = 2) => v.ToString("F" + digits, System.Globalization.CultureInfo.InvariantCulture);
 }
