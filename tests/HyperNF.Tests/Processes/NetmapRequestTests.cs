@@ -146,13 +146,12 @@ public sealed class NetmapRequestTests
         // Delete: refused while attached (EBUSY), then detach and delete (legacy API: its names
         // are IFNAMSIZ long, too short for BRIDGE:NAME here).
         Assert.Equal(EBUSY, Ctl(h, "delif", name).Long("errno"));
+        Assert.Equal(0, h.Host.Switch.FindBridge(br)!.GetStatistics().Unaccounted);
         Assert.Equal(0, Ctl(h, "detach", $"{br}:{name}").Long("errno"));
-        Assert.Null(h.Host.Switch.FindBridge(br)!.FindPort(name));
+        Assert.Null(h.Host.Switch.FindBridge(br)?.FindPort(name)); // (the bridge may go with its last port)
         Assert.Equal(0, Ctl(h, "delif", name, legacy: true).Long("errno"));
         Assert.Null(PersistentEntry(ValeList(h), name));
         Assert.Equal(ENXIO, Ctl(h, "delif", name).Long("errno"));
-        var st = h.Host.Switch.FindBridge(br)!.GetStatistics();
-        Assert.Equal(0, st.Unaccounted);
     }
 
     [Fact]
