@@ -71,7 +71,7 @@ public partial class MetricsCliTests
         File.WriteAllText(cfg, "name = \"mnf\"\nvif = [\"type=nmif,bridge=valex:lx0\", \"type=nmif,bridge=valey:ly0\"]\nnf = \"l2fwd\"\n");
         Assert.Equal(0, Cli.Run(sock, "create", cfg).Exit);
         Assert.Equal(0, Cli.Run(sock, "sched-credit2", "-d", "mnf", "-w", "512", "-c", "50").Exit);
-        var gen = Cli.Run(sock, "pkt-gen", "-i", "valex:tx", "-f", "tx", "-n", "3000", "-l", "128");
+        var gen = Cli.Run(sock, "pkt-gen", "-i", "valex:tx", "-f", "tx", "-n", "3000", "-l", "128", "-R", "20000"); // paced: the capped NF's ring never fills
         Assert.True(gen.Exit == 0, gen.ToString());
         Thread.Sleep(500); // the NF forwards what it received; let it finish
 
