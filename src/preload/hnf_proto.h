@@ -90,10 +90,10 @@ struct hnf_vale_req {               /* 80 bytes */
 
 struct hnf_vale_rep {               /* 80 bytes */
     int32_t  error;
-    uint16_t bridge_idx;
+    uint16_t bridge_idx;            /* VALE_NEWIF: the new port's nr_mem_id */
     uint16_t pad;
-    uint32_t port_idx;
-    uint32_t hdr_len;
+    uint32_t port_idx;              /* VALE_NEWIF: slots per ring */
+    uint32_t hdr_len;               /* PORT_HDR_GET/SET; VALE_NEWIF: rings per direction */
     char     name[64];
 };
 

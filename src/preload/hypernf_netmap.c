@@ -1006,6 +1006,14 @@ static int nm_ctrl(int fd, struct nmfd *n, struct nmreq_header *h)
         case NETMAP_REQ_VALE_ATTACH: ((struct nmreq_vale_attach *)body)->port_index = rep.port_idx; break;
         case NETMAP_REQ_VALE_DETACH: ((struct nmreq_vale_detach *)body)->port_index = rep.port_idx; break;
         case NETMAP_REQ_PORT_HDR_GET: ((struct nmreq_port_hdr *)body)->nr_hdr_len = rep.hdr_len; break;
+        case NETMAP_REQ_VALE_NEWIF: {
+            /* the new port's layout: mem_id in bridge_idx, slots in port_idx, rings in hdr_len */
+            struct nmreq_vale_newif *v = body;
+            v->nr_tx_slots = v->nr_rx_slots = rep.port_idx;
+            v->nr_tx_rings = v->nr_rx_rings = (uint16_t)rep.hdr_len;
+            v->nr_mem_id = rep.bridge_idx;
+            break;
+        }
         default: break;
         }
         return 0;
@@ -1043,10 +1051,18 @@ static int nm_legacy(int fd, struct nmfd *n, unsigned long cmd, struct nmreq *q)
         case NETMAP_BDG_LIST: t = NETMAP_REQ_VALE_LIST; break;
         case NETMAP_BDG_NEWIF: t = NETMAP_REQ_VALE_NEWIF; break;
         case NETMAP_BDG_DELIF: t = NETMAP_REQ_VALE_DELIF; break;
+        case NETMAP_BDG_VNET_HDR: t = NETMAP_REQ_PORT_HDR_SET; break;
+        case NETMAP_VNET_HDR_GET: t = NETMAP_REQ_PORT_HDR_GET; break;
         default: errno = EINVAL; return -1;
         }
         struct hnf_vale_rep rep;
-        if (nm_vale(n, t, name, &rep, q->nr_arg1, q->nr_arg2, 0) < 0) return -1;
+        if (nm_vale(n, t, name, &rep, q->nr_arg1, q->nr_arg2, q->nr_arg1) < 0) return -1;
+        if (t == NETMAP_REQ_PORT_HDR_GET) q->nr_arg1 = (uint16_t)rep.hdr_len;
+        if (t == NETMAP_REQ_VALE_NEWIF) {
+            q->nr_tx_slots = q->nr_rx_slots = rep.port_idx;
+            q->nr_tx_rings = q->nr_rx_rings = (uint16_t)rep.hdr_len;
+            q->nr_arg2 = rep.bridge_idx;
+        }
         if (t == NETMAP_REQ_VALE_LIST) {
             memcpy(q->nr_name, rep.name, NM_IFNAMSZ);
             q->nr_name[NM_IFNAMSZ - 1] = 0;

@@ -202,8 +202,10 @@ struct nmreq {                           /* 60 bytes */
 #define NETMAP_BDG_ATTACH   1
 #define NETMAP_BDG_DETACH   2
 #define NETMAP_BDG_LIST     4
+#define NETMAP_BDG_VNET_HDR 5   /* legacy PORT_HDR_SET, length in nr_arg1 */
 #define NETMAP_BDG_NEWIF    6
 #define NETMAP_BDG_DELIF    7
+#define NETMAP_VNET_HDR_GET 12  /* legacy PORT_HDR_GET, length back in nr_arg1 */
 
 /* ---- ioctl numbers ---- */
 

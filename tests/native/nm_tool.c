@@ -10,7 +10,8 @@
  *   nm_tool offsets                      field offsets of every netmap structure (name=offset)
  *   nm_tool info PORT [--legacy]         register, check the region through netmap's macros
  *   nm_tool tx PORT COUNT [SIZE] [--legacy] [--busy] [--batch N]
- *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select]
+ *   nm_tool rx PORT COUNT [--timeout MS] [--legacy] [--busy] [--select] [--only-test]
+ *                                        (--only-test: skip frames not in nm_tool's format, count them as others=)
  *   nm_tool fwd PORTA PORTB COUNT [--timeout MS]   zero-copy A->B forwarder (one process, two ports)
  *   nm_tool wait PORT [--timeout MS]     blocks in poll for one frame; prints the wait's CPU time
  *   nm_tool epoll PORT COUNT [--timeout MS]  the program's own epoll loop (with a pipe in the
@@ -19,6 +20,10 @@
  *                                        closes /dev/netmap after MS, prints closed=1 and lives on
  *   nm_tool hostile PORT [SECONDS]       garbage ring indices, slot fields, ioctls, mmaps
  *   nm_tool errors                       netmap's errno answers (unregistered sync, bad mmap ...)
+ *   nm_tool vnet PORTA PORTB             PORT_HDR_SET/GET (both APIs): A with a virtio-net header,
+ *                                        B without; frames both ways, checksum completion
+ *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
+ *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
  * Output: "key=value" lines on stdout; exit 0 on success.
  */
 #define _GNU_SOURCE
@@ -42,7 +47,7 @@
 #define ETH_TYPE 0x88b5
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 
-static int legacy, busy, use_select, batch = 256, timeout_ms = 5000, close_after_ms = -1;
+static int legacy, busy, use_select, only_test, batch = 256, timeout_ms = 5000, close_after_ms = -1;
 
 struct port {
     int fd;
@@ -248,7 +253,7 @@ static int cmd_rx(const char *name, long count)
     open_port(&p, name, 0);
     printf("ready=1\n");
     fflush(stdout);
-    long got = 0, bad = 0, order = 0;
+    long got = 0, bad = 0, order = 0, others = 0;
     uint32_t last = 0;
     int first = 1;
     double t0 = 0, t1 = 0;
@@ -260,6 +265,12 @@ static int cmd_rx(const char *name, long count)
             while (!nm_ring_empty(rr)) {
                 uint32_t cur = rr->cur, seq;
                 struct netmap_slot *s = &rr->slot[cur];
+                if (only_test && !check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) {
+                    /* a frame of the wire's own (an interface's neighbour discovery ...): not ours */
+                    others++;
+                    rr->head = rr->cur = nm_ring_next(rr, cur);
+                    continue;
+                }
                 if (!check(NETMAP_BUF(rr, s->buf_idx), s->len, &seq)) bad++;
                 else {
                     if (!first && seq <= last) order++;
@@ -274,7 +285,7 @@ static int cmd_rx(const char *name, long count)
         }
     }
     double dt = t0 ? t1 - t0 : 0;
-    printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0);
+    printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\nothers=%ld\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0, others);
     close(p.fd);
     return bad || order ? 1 : 0;
 }
@@ -526,6 +537,239 @@ static int cmd_errors(const char *name)
     return 0;
 }
 
+/* PORT_HDR_SET/GET through NIOCCTRL and the legacy nr_cmd forms; errno answers. */
+static int hdr_ctl(int fd, const char *name, uint16_t type, uint32_t *len)
+{
+    struct nmreq_header h;
+    struct nmreq_port_hdr b;
+    memset(&h, 0, sizeof h);
+    memset(&b, 0, sizeof b);
+    h.nr_version = NETMAP_API;
+    h.nr_reqtype = type;
+    strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+    h.nr_body = (uintptr_t)&b;
+    b.nr_hdr_len = *len;
+    if (ioctl(fd, NIOCCTRL, &h) < 0) return errno;
+    *len = b.nr_hdr_len;
+    return 0;
+}
+
+static int hdr_legacy(int fd, const char *name, uint16_t cmd, uint16_t *len)
+{
+    struct nmreq q;
+    memset(&q, 0, sizeof q);
+    strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+    q.nr_version = NETMAP_API;
+    q.nr_cmd = cmd;
+    q.nr_arg1 = *len;
+    if (ioctl(fd, NIOCREGIF, &q) < 0) return errno;
+    *len = q.nr_arg1;
+    return 0;
+}
+
+static uint32_t sum16(const unsigned char *p, int n, uint32_t s)
+{
+    for (int i = 0; i + 1 < n; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (n & 1) s += (uint32_t)(p[n - 1] << 8);
+    return s;
+}
+
+static uint16_t fold16(uint32_t s)
+{
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+/* An IPv4/UDP frame from SRC (last MAC byte) to broadcast with PAY payload bytes; its UDP
+ * checksum is the pseudo-header's partial sum (a NEEDS_CSUM frame) or the full one. */
+static int udp_frame(unsigned char *f, unsigned char src, int pay, int partial)
+{
+    int len = 14 + 20 + 8 + pay;
+    memset(f, 0xff, 6);
+    unsigned char mac[6] = { 0x02, 0, 0, 0, 0x77, src };
+    memcpy(f + 6, mac, 6);
+    f[12] = 0x08; f[13] = 0x00;
+    unsigned char *ip = f + 14, *udp = ip + 20;
+    memset(ip, 0, 20);
+    ip[0] = 0x45; ip[2] = (uint8_t)((20 + 8 + pay) >> 8); ip[3] = (uint8_t)(20 + 8 + pay); ip[8] = 64; ip[9] = 17;
+    ip[12] = 10; ip[15] = src; ip[16] = 10; ip[19] = 200;
+    uint16_t ic = (uint16_t)~fold16(sum16(ip, 20, 0));
+    ip[10] = (uint8_t)(ic >> 8); ip[11] = (uint8_t)ic;
+    udp[0] = 0x30; udp[1] = 0x39; udp[2] = 0x1f; udp[3] = 0x90;
+    udp[4] = (uint8_t)((8 + pay) >> 8); udp[5] = (uint8_t)(8 + pay); udp[6] = 0; udp[7] = 0;
+    for (int i = 0; i < pay; i++) udp[8 + i] = (unsigned char)(i * 7 + src);
+    uint32_t pseudo = sum16(ip + 12, 8, 0) + 17 + (uint32_t)(8 + pay);
+    uint16_t c = partial ? fold16(pseudo) : (uint16_t)~fold16(sum16(udp, 8 + pay, pseudo));
+    if (!partial && c == 0) c = 0xffff;
+    udp[6] = (uint8_t)(c >> 8); udp[7] = (uint8_t)c;
+    return len;
+}
+
+static void send_one(struct port *p, const unsigned char *data, int len)
+{
+    struct netmap_ring *t = NETMAP_TXRING(p->nifp, 0);
+    if (nm_ring_space(t) == 0) { errno = ENOSPC; die("tx ring full"); }
+    struct netmap_slot *s = &t->slot[t->cur];
+    memcpy(NETMAP_BUF(t, s->buf_idx), data, (size_t)len);
+    s->len = (uint16_t)len;
+    s->flags = 0;
+    t->head = t->cur = nm_ring_next(t, t->cur);
+    if (ioctl(p->fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+}
+
+/* Waits for one frame; copies it out and returns its length (-1: none). */
+static int recv_one(struct port *p, unsigned char *out)
+{
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        if (ioctl(p->fd, NIOCRXSYNC) < 0) die("NIOCRXSYNC");
+        struct netmap_ring *r = NETMAP_RXRING(p->nifp, 0);
+        if (!nm_ring_empty(r)) {
+            struct netmap_slot *s = &r->slot[r->cur];
+            int len = s->len;
+            memcpy(out, NETMAP_BUF(r, s->buf_idx), (size_t)len);
+            r->head = r->cur = nm_ring_next(r, r->cur);
+            return len;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+/*
+ * vnet A B: A's port gets a 10-byte virtio-net header (PORT_HDR_SET), B's none. A sends a
+ * UDP frame with NEEDS_CSUM and a plain one; B must get both without the header, the first
+ * with its checksum completed. B sends a frame; A must get it behind a zeroed header.
+ */
+static int cmd_vnet(const char *a, const char *b)
+{
+    struct port pa, pb;
+    open_port(&pa, a, 0);
+    open_port(&pb, b, 0);
+    uint32_t len = 7;
+    char other[64];
+    snprintf(other, sizeof other, "%.*s:hnfnoport", (int)(strchr(a, ':') ? strchr(a, ':') - a : 4), a);
+    printf("set_bad_len=%d\n", hdr_ctl(pa.fd, a, NETMAP_REQ_PORT_HDR_SET, &len));
+    len = 10;
+    printf("set_no_port=%d\n", hdr_ctl(pa.fd, other, NETMAP_REQ_PORT_HDR_SET, &len));
+    printf("get_no_port=%d\n", hdr_ctl(pa.fd, other, NETMAP_REQ_PORT_HDR_GET, &len));
+    uint16_t l16 = 12;
+    printf("legacy_set=%d\n", hdr_legacy(pb.fd, b, NETMAP_BDG_VNET_HDR, &l16));
+    l16 = 0;
+    int e = hdr_legacy(pb.fd, b, NETMAP_VNET_HDR_GET, &l16);
+    printf("legacy_get=%d\nlegacy_len=%u\n", e, l16);
+    len = 0;
+    printf("set_b=%d\n", hdr_ctl(pb.fd, b, NETMAP_REQ_PORT_HDR_SET, &len));
+    len = 10;
+    printf("set_a=%d\n", hdr_ctl(pa.fd, a, NETMAP_REQ_PORT_HDR_SET, &len));
+    uint32_t ga = 99, gb = 99;
+    hdr_ctl(pa.fd, a, NETMAP_REQ_PORT_HDR_GET, &ga);
+    hdr_ctl(pb.fd, b, NETMAP_REQ_PORT_HDR_GET, &gb);
+    printf("hdr_a=%u\nhdr_b=%u\n", ga, gb);
+
+    unsigned char f[2048], want[2048], got[2048];
+    /* A -> B, NEEDS_CSUM: csum_start 34 (UDP header), csum_offset 6. */
+    memset(f, 0, 10);
+    f[0] = 1; /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+    f[6] = 34; f[8] = 6;
+    int n = udp_frame(f + 10, 1, 100, 1);
+    udp_frame(want, 1, 100, 0);
+    send_one(&pa, f, 10 + n);
+    int g = recv_one(&pb, got);
+    printf("a2b_csum_len=%d\na2b_csum_ok=%d\n", g, g == n && !memcmp(got, want, (size_t)n));
+    /* A -> B, no offload: the header is stripped, the frame untouched. */
+    memset(f, 0, 10);
+    n = udp_frame(f + 10, 1, 40, 0);
+    send_one(&pa, f, 10 + n);
+    g = recv_one(&pb, got);
+    printf("a2b_len=%d\na2b_ok=%d\n", g, g == n && !memcmp(got, f + 10, (size_t)n));
+    /* B -> A: a zeroed 10-byte header in front of B's frame. */
+    n = udp_frame(f, 2, 60, 0);
+    send_one(&pb, f, n);
+    g = recv_one(&pa, got);
+    static const unsigned char zero[12];
+    printf("b2a_len=%d\nb2a_ok=%d\n", g, g == 10 + n && !memcmp(got, zero, 10) && !memcmp(got + 10, f, (size_t)n));
+    printf("sent_len=%d\n", n);
+    close(pa.fd);
+    close(pb.fd);
+    return 0;
+}
+
+/* vale-ctl's requests: newif|delif|attach|detach NAME through NIOCCTRL, or with --legacy nr_cmd. */
+static int cmd_ctl(const char *op, const char *name);
+
+/* newif PREFIX0 .. PREFIX(N-1), then delif them all: how many the daemon made, its errno after. */
+static int cmd_many(const char *prefix, int n)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int made = 0, last = 0, deleted = 0;
+    char name[32];
+    for (int i = 0; i < n; i++) {
+        struct nmreq_header h;
+        struct nmreq_vale_newif v;
+        memset(&h, 0, sizeof h);
+        memset(&v, 0, sizeof v);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_VALE_NEWIF;
+        h.nr_body = (uintptr_t)&v;
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (ioctl(fd, NIOCCTRL, &h) < 0) last = errno;
+        else made++;
+    }
+    for (int i = 0; i < n; i++) {
+        struct nmreq_header h;
+        memset(&h, 0, sizeof h);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_VALE_DELIF;
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (ioctl(fd, NIOCCTRL, &h) == 0) deleted++;
+    }
+    printf("made=%d\nlast_errno=%d\ndeleted=%d\n", made, last, deleted);
+    close(fd);
+    return 0;
+}
+
+static int cmd_ctl(const char *op, const char *name)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int e = 0;
+    if (legacy) {
+        struct nmreq q;
+        memset(&q, 0, sizeof q);
+        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+        q.nr_version = NETMAP_API;
+        q.nr_cmd = !strcmp(op, "newif") ? NETMAP_BDG_NEWIF : !strcmp(op, "delif") ? NETMAP_BDG_DELIF
+                 : !strcmp(op, "attach") ? NETMAP_BDG_ATTACH : NETMAP_BDG_DETACH;
+        if (ioctl(fd, NIOCREGIF, &q) < 0) e = errno;
+        else if (q.nr_cmd == NETMAP_BDG_NEWIF)
+            printf("mem_id=%u\nslots=%u\nrings=%u\n", q.nr_arg2, q.nr_tx_slots, q.nr_tx_rings);
+    } else {
+        struct nmreq_header h;
+        struct nmreq_vale_newif n;
+        struct nmreq_vale_attach a;
+        struct nmreq_vale_detach d;
+        memset(&h, 0, sizeof h);
+        memset(&n, 0, sizeof n);
+        memset(&a, 0, sizeof a);
+        memset(&d, 0, sizeof d);
+        h.nr_version = NETMAP_API;
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        if (!strcmp(op, "newif")) { h.nr_reqtype = NETMAP_REQ_VALE_NEWIF; h.nr_body = (uintptr_t)&n; }
+        else if (!strcmp(op, "delif")) h.nr_reqtype = NETMAP_REQ_VALE_DELIF; /* no body, as vale-ctl */
+        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = NR_REG_ALL_NIC; }
+        else { h.nr_reqtype = NETMAP_REQ_VALE_DETACH; h.nr_body = (uintptr_t)&d; }
+        if (ioctl(fd, NIOCCTRL, &h) < 0) e = errno;
+        else if (h.nr_reqtype == NETMAP_REQ_VALE_NEWIF)
+            printf("mem_id=%u\nslots=%u\nrings=%u\n", n.nr_mem_id, n.nr_tx_slots, n.nr_tx_rings);
+    }
+    printf("errno=%d\n", e);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -536,6 +780,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--legacy")) legacy = 1;
         else if (!strcmp(argv[i], "--busy")) busy = 1;
         else if (!strcmp(argv[i], "--select")) use_select = 1;
+        else if (!strcmp(argv[i], "--only-test")) only_test = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);
@@ -552,6 +797,9 @@ int main(int argc, char **argv)
     if (npos >= 3 && !strcmp(pos[0], "epoll")) return cmd_epoll(pos[1], atol(pos[2]));
     if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
-    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors ... (see the file's comment)\n");
+    if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);
+    if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
+    if (npos >= 3 && !strcmp(pos[0], "many")) return cmd_many(pos[1], atoi(pos[2]));
+    fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl|many ... (see the file's comment)\n");
     return 2;
 }

@@ -483,6 +483,14 @@ public static partial class ToolstackCommands
                     Console.WriteLine(JsonSerializer.Serialize(r, ControlProtocol.JsonIndented));
                     return 0;
                 }
+                if (r.Persistent.Count > 0)
+                {
+                    // netmap's persistent VALE ports (VALE_NEWIF by a netmap program's vale-ctl -n).
+                    var pt = new Table().Border(TableBorder.Rounded).AddColumns("persistent port", "bridge", "registered by", "mem_id", "vnet hdr");
+                    foreach (var pp in r.Persistent)
+                        pt.AddRow(Esc(pp.Name), Esc(pp.Bridge ?? "-"), Esc(pp.User ?? "-"), $"{pp.MemId}", $"{pp.VirtioHeaderLength}");
+                    AnsiConsole.Write(pt);
+                }
                 if (r.Bridges.Count == 0)
                 {
                     Console.WriteLine("no bridges");

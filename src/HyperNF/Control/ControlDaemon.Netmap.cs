@@ -192,6 +192,7 @@ public sealed partial class ControlDaemon
         lock (_netmapGate) owner = entry.Domain;
         // Outside the lock: closing waits for the port's host thread.
         if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
+        EndWire(registered);
         lock (_netmapGate)
         {
             if (--entry.Connections == 0)
@@ -214,6 +215,17 @@ public sealed partial class ControlDaemon
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
         BinaryPrimitives.WriteInt32LittleEndian(b, errno);
         return msg;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_.-]{1,15}$")]
+    private static partial Regex InterfaceNameRegex();
+
+    /// <summary>IFNAME of <c>netmap:IFNAME</c> (or a bare IFNAME), or null when the name cannot be a Linux interface.</summary>
+    private static string? InterfaceName(string? name)
+    {
+        if (name is null) return null;
+        string n = name.StartsWith("netmap:", StringComparison.Ordinal) ? name[7..] : name;
+        return !n.StartsWith("vale", StringComparison.Ordinal) && InterfaceNameRegex().IsMatch(n) ? n : null;
     }
 
     /// <summary>The port a netmap name stands for: (VALE port name, null) or (null, errno).</summary>
@@ -246,7 +258,20 @@ public sealed partial class ControlDaemon
         if (registered is not null) return RegisterError(P.EBUSY);
         if (fds.Count != 1) return RegisterError(P.EINVAL);
         if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
-        var (port, errno) = ResolveNetmapName(name);
+        // A persistent port (VALE_NEWIF) first: netmap:NAME, or valeX:NAME which attaches it.
+        var (isPersistent, persistent, perrno) = PersistentFor(name, attach: true);
+        if (isPersistent && persistent is null) return RegisterError(perrno);
+        string? port;
+        int errno;
+        if (persistent is not null) (port, errno) = (persistent.Attached?.Name, persistent.Attached is null ? P.ENXIO : 0);
+        else (port, errno) = ResolveNetmapName(name);
+        string? wireIf = null;
+        if (port is null && errno == P.ENXIO && InterfaceName(name) is { } ifname)
+        {
+            // netmap:IFNAME: the interface through our port backends, on a private wire (made below).
+            errno = WireCheck(ifname);
+            if (errno == 0) (wireIf, port) = (ifname, ifname);
+        }
         if (port is null) return RegisterError(errno);
         int rings = 1;
         switch (mode)
@@ -286,25 +311,41 @@ public sealed partial class ControlDaemon
             }
             d = entry.Domain;
         }
+        if (wireIf is not null)
+        {
+            try
+            {
+                port = OpenWire(wireIf);
+            }
+            catch (ControlException e)
+            {
+                Log($"netmap: pid {pid}: netmap:{wireIf}: {e.Message}");
+                return RegisterError(e.Code == ControlErrorCodes.Conflict ? P.EBUSY : P.ENXIO);
+            }
+        }
         int efd = fds[0];
         fds.Clear(); // the port owns the eventfd now (closed on failure too)
         try
         {
-            registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd);
+            registered = _host.OpenProcessPort(d, port, (int)Math.Min(extra, (uint)ProcessExtraBuffers), efd, persistent);
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
             Log($"netmap: pid {pid}: cannot register {port}: {e.Message}");
+            if (wireIf is not null) CloseWire(Bridge.ParsePortName(port).Bridge, wireIf);
+            if (e is ArgumentException) return RegisterError(P.EINVAL);
             // All port areas in use, a port of that name on the bridge already, the domain ending.
             return RegisterError(e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
         }
-        catch (ArgumentException)
+        if (wireIf is not null)
         {
-            return RegisterError(P.EINVAL);
+            _wires[registered] = (Bridge.ParsePortName(port).Bridge, wireIf);
+            Log($"process domain '{d.Name}': netmap:{wireIf} is {port} (a private wire to the interface)");
         }
-        var L = d.Memory.Layout;
+        // A persistent port's rings are in its own region, with its own mem_id (no spare buffers).
+        var L = persistent?.Memory.Layout ?? d.Memory.Layout;
         long offset = L.PortAreaOffset(registered.Port.Area);
-        uint granted = Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
+        uint granted = persistent is not null ? 0 : Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
         BinaryPrimitives.WriteInt32LittleEndian(b, 0);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], granted);
@@ -314,7 +355,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
         BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
         BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], persistent?.MemId ?? MemId(d));
         BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
@@ -324,7 +365,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? 1u : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? 0u : last);
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
-        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
+        passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
 
@@ -355,18 +396,25 @@ public sealed partial class ControlDaemon
         string? name = P.ReadName(body.AsSpan(0, 64));
         Domain? d;
         lock (_netmapGate) d = _processes.TryGetValue(pid, out var e) ? e.Domain : null;
-        if (!string.IsNullOrEmpty(name))
+        var (isPersistent, persistent, perrno) = PersistentFor(name, attach: false);
+        if (isPersistent && persistent is null)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(b, perrno);
+            return msg;
+        }
+        if (persistent is null && !string.IsNullOrEmpty(name))
         {
             var (port, errno) = ResolveNetmapName(name);
-            if (port is null)
+            if (port is null && errno == P.ENXIO && InterfaceName(name) is { } ifname && WireCheck(ifname) is not P.ENXIO) errno = 0;
+            if (port is null && errno != 0)
             {
                 BinaryPrimitives.WriteInt32LittleEndian(b, errno);
                 return msg;
             }
         }
-        var L = d?.Memory.Layout ?? Domain.LayoutFor(new DomainSpec { Name = "info", ProcessId = pid, ExtraBuffersPerPort = ProcessExtraBuffers });
+        var L = persistent?.Memory.Layout ?? d?.Memory.Layout ?? Domain.LayoutFor(new DomainSpec { Name = "info", ProcessId = pid, ExtraBuffersPerPort = ProcessExtraBuffers });
         BinaryPrimitives.WriteInt32LittleEndian(b, 0);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], d is null ? (ushort)0 : MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], persistent?.MemId ?? (d is null ? (ushort)0 : MemId(d)));
         BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.TotalBytes);
         BinaryPrimitives.WriteUInt32LittleEndian(b[16..], (uint)L.SlotsPerRing);
         BinaryPrimitives.WriteUInt32LittleEndian(b[20..], (uint)L.SlotsPerRing);
@@ -400,6 +448,7 @@ public sealed partial class ControlDaemon
         uint portIdx = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4));
         string? name = P.ReadName(body.AsSpan(8, 64));
         uint hdrLen = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(72));
+        if (PersistentRequest(reqtype, name) is { } persistent) return persistent;
         switch (reqtype)
         {
             case P.ReqValeList:
@@ -432,26 +481,30 @@ public sealed partial class ControlDaemon
                 BinaryPrimitives.WriteUInt32LittleEndian(b[8..], (uint)Math.Max(0, port?.BridgeIndex ?? 0));
                 return msg;
             }
-            case P.ReqPortHdrGet:
+            case P.ReqPortHdrGet or P.ReqPortHdrSet:
             {
+                // netmap checks the length before it looks the port up: 0, 10 or 12, else EINVAL.
+                if (reqtype == P.ReqPortHdrSet && hdrLen is not (0 or 10 or 12))
+                    return ValeError(P.EINVAL);
                 var (port, errno) = ResolveNetmapName(name);
                 if (port is null) return ValeError(errno);
                 var (bn, pn) = Bridge.ParsePortName(port);
-                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
-                return P.Reply(P.MsgVale, P.ValeRepBytes, out _); // no virtio-net headers: length 0
-            }
-            case P.ReqPortHdrSet:
-            {
-                var (port, errno) = ResolveNetmapName(name);
-                if (port is null) return ValeError(errno);
-                var (bn, pn) = Bridge.ParsePortName(port);
-                if (_host.Switch.FindBridge(bn)?.FindPort(pn) is null) return ValeError(P.ENXIO);
-                if (hdrLen == 0) return P.Reply(P.MsgVale, P.ValeRepBytes, out _);
-                return ValeError(hdrLen is 10 or 12 ? P.EOPNOTSUPP : P.EINVAL);
+                var vp = _host.Switch.FindBridge(bn)?.FindPort(pn);
+                if (vp is null) return ValeError(P.ENXIO); // netmap: no such VALE port
+                if (reqtype == P.ReqPortHdrSet)
+                {
+                    // An interface's port has its backend's length (AF_PACKET 10, AF_XDP 0).
+                    if (_interfaces.ContainsKey((bn, pn))) return ValeError(P.EOPNOTSUPP);
+                    int old = vp.VirtioHeaderLength;
+                    vp.VirtioHeaderLength = (int)hdrLen;
+                    if (old != (int)hdrLen) Log($"port {vp.Name}: virtio-net header length {old} -> {hdrLen} (PORT_HDR_SET)");
+                }
+                var msg = P.Reply(P.MsgVale, P.ValeRepBytes, out var b);
+                BinaryPrimitives.WriteUInt32LittleEndian(b[12..], (uint)vp.VirtioHeaderLength);
+                return msg;
             }
             default:
-                // VALE_NEWIF/DELIF create netmap's persistent virtual interfaces (kernel netdevs); not served.
-                return ValeError(P.EOPNOTSUPP);
+                return ValeError(P.EINVAL);
         }
     }
 

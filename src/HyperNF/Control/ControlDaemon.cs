@@ -314,6 +314,7 @@ public sealed partial class ControlDaemon : IDisposable
                 Log($"destroying domain '{d.Name}': {e.Message}");
             }
         }
+        DisposePersistentPorts(); // their users were destroyed above
         int detached = 0;
         foreach (var ((bridge, port), _) in _interfaces.ToArray())
         {

@@ -147,6 +147,20 @@ public sealed record ValeListResult
     public IReadOnlyList<BridgeInfo> Bridges { get; init; } = [];
     /// <summary>False when no interface attacher is installed (vale-ctl -a/-d are refused).</summary>
     public bool InterfacesAvailable { get; init; }
+    /// <summary>netmap's persistent VALE ports (VALE_NEWIF), attached or not.</summary>
+    public IReadOnlyList<PersistentPortInfo> Persistent { get; init; } = [];
+}
+
+/// <summary>A persistent VALE port (netmap's VALE_NEWIF): where it is attached and who has it registered.</summary>
+public sealed record PersistentPortInfo
+{
+    public string Name { get; init; } = "";
+    /// <summary>The bridge it is attached to, or null.</summary>
+    public string? Bridge { get; init; }
+    /// <summary>The process domain whose program has it registered, or null.</summary>
+    public string? User { get; init; }
+    public int MemId { get; init; }
+    public int VirtioHeaderLength { get; init; }
 }
 
 /// <summary>Counters of one port (<c>stats</c>).</summary>

@@ -148,6 +148,8 @@ public sealed partial class ControlDaemon
                 if (live || !map.ContainsKey(port)) map[port] = ("domain", d.Name);
         }
         foreach (var ((bridge, port), ifname) in _interfaces) map[$"{bridge}:{port}"] = ("interface", ifname);
+        foreach (var pp in PersistentPorts)
+            if (pp.Attached is { } a) map[a.Name] = ("persistent", pp.User);
         return map;
     }
 
@@ -491,6 +493,10 @@ public sealed partial class ControlDaemon
         return new ValeListResult
         {
             InterfacesAvailable = Attacher is not null,
+            Persistent = PersistentPorts.OrderBy(p => p.Name, StringComparer.Ordinal).Select(p => new PersistentPortInfo
+            {
+                Name = p.Name, Bridge = p.BridgeName, User = p.User, MemId = p.MemId, VirtioHeaderLength = p.SwitchPort?.VirtioHeaderLength ?? 0,
+            }).ToArray(),
             Bridges = _host.Switch.Bridges.Select(b => new BridgeInfo
             {
                 Name = b.Name,

@@ -151,7 +151,7 @@ public sealed class Domain
     /// of the domain) on the control page. <paramref name="eventFd"/> (the program's eventfd)
     /// belongs to the returned port from now on, and is closed on failure.
     /// </summary>
-    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus)
+    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null)
     {
         if (Kind != DomainKind.Process) throw new InvalidOperationException($"domain '{Name}' is not a process domain");
         SyncChannel channel;
@@ -163,20 +163,34 @@ public sealed class Domain
         }
         NetmapPort? port = null;
         BackendThread? backend = null;
+        PersistentPort? borrowed = null;
         try
         {
             lock (_gate)
                 if (_state is not (DomainState.Running or DomainState.Paused))
                     throw new InvalidOperationException($"domain '{Name}' is {_state.ToString().ToLowerInvariant()}");
-            var wake = new WakeWord { External = channel.Signal };
-            port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
+            WakeWord wake;
+            if (persistent is not null)
+            {
+                // The daemon's persistent port: used, not owned (closing releases it, it stays on its bridge).
+                if (!persistent.TryAcquire(Name, channel.Signal))
+                    throw new InvalidOperationException($"persistent port {persistent.Name} is in use by '{persistent.User}' or not attached");
+                borrowed = persistent;
+                port = persistent.Attached!;
+                wake = ((ValePort)port.Origin).Wake;
+            }
+            else
+            {
+                wake = new WakeWord { External = channel.Signal };
+                port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
+            }
             var vp = (ValePort)port.Origin;
             if (IoModel != IoModel.Hypercall)
             {
                 backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
                 port.Backend = new BackendPort(vp, backend);
             }
-            var pp = new ProcessPort(this, port, channel, backend);
+            var pp = new ProcessPort(this, port, channel, backend, persistent);
             VCpu v;
             lock (_gate)
             {
@@ -193,8 +207,13 @@ public sealed class Domain
         }
         catch
         {
-            port?.Dispose();
             backend?.Dispose();
+            if (borrowed is not null)
+            {
+                port!.Backend = port.Origin;
+                borrowed.Release();
+            }
+            else port?.Dispose();
             channel.Dispose();
             throw;
         }
@@ -376,7 +395,8 @@ public sealed class Domain
             backend = Backend;
         }
         // Process ports first: each stops its host thread before its port, backend and page go.
-        foreach (var pp in ProcessPorts) pp.Close();
+        var processPorts = ProcessPorts;
+        foreach (var pp in processPorts) pp.Close();
         if (backend is not null)
         {
             // split/merge: what the guest queued before it ended (a VM's EXIT right after its
@@ -386,7 +406,8 @@ public sealed class Domain
             foreach (var p in ports)
                 if (p.Origin is ValePort vp && !vp.Retired) vp.TxSync();
         }
-        foreach (var p in ports) p.Dispose();
+        // A persistent port the program had registered stays the daemon's (pp.Close released it).
+        foreach (var p in ports) if (!processPorts.Any(pp => pp.Persistent is not null && pp.Port == p)) p.Dispose();
     }
 
     // Called under _gate.

@@ -134,7 +134,8 @@ public sealed class Host : IDisposable
     }
 
     /// <summary>Registers a port for a process domain's program and puts its host thread in the domain's CPU group.</summary>
-    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd)
+    /// <param name="persistent">A persistent port to use instead of opening <paramref name="name"/> in the domain's region.</param>
+    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd, PersistentPort? persistent = null)
     {
         IReadOnlyList<int> backendCpus;
         lock (_gate)
@@ -146,7 +147,7 @@ public sealed class Host : IDisposable
                 _ => [],
             };
         }
-        var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus);
+        var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus, persistent);
         try { CpuPolicy?.Apply(d); }
         catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
         if (pp.Backend is { Tid: > 0 } b && CpuPolicy is HostCpuControl hc)

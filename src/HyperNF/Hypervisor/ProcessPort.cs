@@ -24,9 +24,13 @@ public sealed class ProcessPort
     /// <summary>The CPU the host thread last moved to (the caller's), -1 before the first sync.</summary>
     public int LastCpu { get; private set; } = -1;
 
-    internal ProcessPort(Domain domain, NetmapPort port, SyncChannel channel, BackendThread? backend)
+    /// <summary>The daemon's persistent port this registration uses (not owns), or null.</summary>
+    public PersistentPort? Persistent { get; }
+
+    internal ProcessPort(Domain domain, NetmapPort port, SyncChannel channel, BackendThread? backend, PersistentPort? persistent = null)
     {
         _domain = domain;
+        Persistent = persistent;
         Port = port;
         Channel = channel;
         Backend = backend;
@@ -91,7 +95,13 @@ public sealed class ProcessPort
             Backend.Dispose();
             if (Port.Origin is ValePort vp && !vp.Retired) vp.TxSync();
         }
-        Port.Dispose();
+        if (Persistent is not null)
+        {
+            // Not ours: it stays on its bridge. No sender signals this page after Release.
+            Port.Backend = Port.Origin;
+            Persistent.Release();
+        }
+        else Port.Dispose();
         if (ended) Channel.Dispose(); // else the stuck thread may still touch the page: keep it mapped
     }
 }

@@ -62,6 +62,15 @@ public sealed partial class Bridge
         }
     }
 
+    private volatile bool _learning = true;
+
+    /// <summary>
+    /// False makes the bridge a plain wire: nothing is learned and every frame floods to every
+    /// other port (no hairpin drop for traffic between two hosts behind one port). Used for the
+    /// private two-port bridge behind a program's <c>netmap:IFNAME</c>. Set it before traffic flows.
+    /// </summary>
+    public bool Learning { get => _learning; set => _learning = value; }
+
     internal Bridge(ValeSwitch sw, string name, int tableSize, int agingSeconds)
     {
         Switch = sw;

@@ -130,6 +130,7 @@ internal sealed unsafe partial class TxKring
         long hairpin = 0, portDown = 0;
         int touched = 0;
         DestQueue* bq = q + BroadcastQueue;
+        bool wire = !port.Bridge.Learning; // a plain wire: every frame floods, nothing is learned
 
         // ---- pass 1: learn, look up, bucket
         for (int i = 0; i < count; i += ft[i].Frags)
@@ -137,7 +138,8 @@ internal sealed unsafe partial class TxKring
             byte* buf = ft[i].Buf + _hdr;
             ulong dmac = *(ulong*)buf & MacMask;          // bytes 0..5
             ulong smac = *(ulong*)(buf + 6) & MacMask;    // bytes 6..11
-            if ((smac & 1) == 0 && (smac != port.LastSmac || now != port.LastLearn))
+            if (wire) dmac |= 1;                          // treated as multicast: flooded, source not learned
+            else if ((smac & 1) == 0 && (smac != port.LastSmac || now != port.LastLearn))
             {
                 fwd.Learn(smac, me, now);
                 port.LastSmac = smac;
