@@ -25,27 +25,6 @@ internal static unsafe partial class Native
     /// <summary>setpriority(PRIO_PROCESS, tid, nice): the nice value of one thread (Linux). Returns 0 or the errno.</summary>
     public static int SetThreadNice(int tid, int nice) => SetPriority(0, (uint)tid, nice) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
-    private const long SYS_sched_setattr = 314; // x86_64
-
-    /// <summary>
-    /// sched_setattr(tid, SCHED_OTHER, nice, slice): the nice value and the EEVDF time slice of
-    /// one thread (Linux 6.12 and later take sched_runtime as the slice of a fair-class thread,
-    /// clamped by the kernel to 0.1..100 ms; a shorter slice lets the thread preempt the running
-    /// one when it wakes, instead of waiting for the end of that one's slice or the next tick;
-    /// earlier kernels ignore it). Returns 0 or the errno.
-    /// </summary>
-    public static int SetThreadNiceAndSlice(int tid, int nice, long sliceNs)
-    {
-        // struct sched_attr, SCHED_ATTR_SIZE_VER0 (48 bytes): size, policy, flags, nice, priority, runtime, deadline, period
-        byte* attr = stackalloc byte[48];
-        new Span<byte>(attr, 48).Clear();
-        *(uint*)attr = 48;
-        *(uint*)(attr + 4) = 0;           // SCHED_OTHER
-        *(int*)(attr + 16) = nice;
-        *(ulong*)(attr + 24) = (ulong)sliceNs;
-        return Syscall6(SYS_sched_setattr, tid, (nint)attr, 0, 0, 0, 0) == 0 ? 0 : Marshal.GetLastPInvokeError();
-    }
-
     [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
     private static partial int SetPriority(int which, uint who, int prio);
 

@@ -132,16 +132,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     {
         DriverTid = Native.GetTid();
         t_driverDepth = 1;
-        int nice = _options.DriverNice;
-        if (nice != 0 && Native.SetThreadNice(DriverTid, nice) is int niceErr and not 0)
-        {
-            _lastError = $"the driver thread of port '{Name}' stays at nice 0 (setpriority {nice}: errno {niceErr}; needs CAP_SYS_NICE)";
-            nice = 0;
-        }
-        // sched_setattr sets the nice value too: the one the thread has now.
-        if (_options.DriverSliceMicroseconds > 0
-            && Native.SetThreadNiceAndSlice(DriverTid, nice, _options.DriverSliceMicroseconds * 1000L) is int sliceErr and not 0)
-            _lastError = $"the driver thread of port '{Name}' keeps the kernel's time slice (sched_setattr slice {_options.DriverSliceMicroseconds} us: errno {sliceErr})";
+        if (_options.DriverNice != 0 && Native.SetThreadNice(DriverTid, _options.DriverNice) is int niceErr and not 0)
+            _lastError = $"the driver thread of port '{Name}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
         try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
         catch (IOException) { /* stays unpinned */ }
         _started.Set();

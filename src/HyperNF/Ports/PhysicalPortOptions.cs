@@ -52,14 +52,6 @@ public sealed record PhysicalPortOptions
     /// sleeps after this long and uses no CPU.
     /// </summary>
     public int DriverSpinMicroseconds { get; init; } = 50;
-    /// <summary>
-    /// EEVDF time slice of the driver threads in microseconds (Linux 6.12+; 0: the kernel's
-    /// default, about 3 ms). A driver thread that wakes for a frame preempts the running thread
-    /// at once when its slice is shorter than that one's; with the default it may wait for the
-    /// end of the other's slice or for the next tick (the 4 ms tails of ping on a busy machine).
-    /// The kernel clamps it to 100..100000 us.
-    /// </summary>
-    public int DriverSliceMicroseconds { get; init; } = 100;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
@@ -105,7 +97,6 @@ public sealed record PhysicalPortOptions
         if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
         if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
         if (DriverSpinMicroseconds is < 0 or > 10_000) throw new ArgumentOutOfRangeException(nameof(DriverSpinMicroseconds), DriverSpinMicroseconds, "driver spin: 0..10000 us");
-        if (DriverSliceMicroseconds is < 0 or > 100_000) throw new ArgumentOutOfRangeException(nameof(DriverSliceMicroseconds), DriverSliceMicroseconds, "driver slice: 0..100000 us (0: the kernel's default)");
         if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }
