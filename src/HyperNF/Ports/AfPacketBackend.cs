@@ -16,7 +16,7 @@ namespace HyperNF.Ports;
 /// in its place in the sequence. Promiscuous membership, a forced large receive buffer,
 /// PACKET_IGNORE_OUTGOING so frames the host itself sends on the interface do not come back
 /// into the bridge.</item>
-/// <item>Both sockets carry a virtio-net header (PACKET_VNET_HDR, 10 bytes) in front of every
+/// <item>All sockets carry a virtio-net header (PACKET_VNET_HDR, 10 bytes) in front of every
 /// frame: what the kernel knows about GSO and partial checksums crosses the bridge with the
 /// frame, as it does through a Linux bridge, so TCP works with the peers' offloads on.</item>
 /// <item>TX: a TPACKET_V2 ring (V3 has no fixed-size TX frames) of MTU-sized frames with
@@ -25,7 +25,7 @@ namespace HyperNF.Ports;
 /// the kernel rejects is skipped instead of blocking the ring. A frame larger than a ring frame
 /// (a GSO super-frame) goes through a third socket with one send() of its own, after the ring's
 /// queued frames (the order is kept). Ring frames of 128 KiB, large enough for super-frames,
-/// cost about 25% more CPU per small frame (a page and a TLB entry each; docs/ports.md).</item>
+/// took a page per small frame and carried about a quarter less TCP (docs/performance.md).</item>
 /// </list>
 /// Separate sockets because a socket has one TPACKET version (and one with a TX ring sends only
 /// from it), and the TX sockets are bound with protocol 0 so they receive nothing.
@@ -40,7 +40,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private byte* _bigBuf;       // a frame the ring could not hold (TP_STATUS_COPY), read with recvmsg
     private const int BigBufBytes = 65536 + 64;
     private readonly bool _wantVnet;
-    private int _vnetHdr;        // 10 with PACKET_VNET_HDR on both sockets, else 0
+    private int _vnetHdr;        // 10 with PACKET_VNET_HDR on the sockets, else 0
     private bool _rxVnet, _txVnet;
     private readonly int _txFrameSize, _txBlockSize, _txBlocks, _txFrames;
     // Frames over a ring frame (GSO super-frames): one send() each on their own socket.
