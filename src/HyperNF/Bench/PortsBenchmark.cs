@@ -346,7 +346,7 @@ public static class PortsBenchmark
                         int n = 0;
                         for (; n < _batch; n++)
                         {
-                            var frame = tx.BeginTransmit();
+                            var frame = tx.BeginTransmit(_frameSize);
                             if (frame.IsEmpty) break;
                             Frames.WriteUdp(frame, DstMac, SrcMac, _frameSize, seq++);
                             tx.CommitTransmit(_frameSize);

@@ -16,16 +16,19 @@ namespace HyperNF.Ports;
 /// in its place in the sequence. Promiscuous membership, a forced large receive buffer,
 /// PACKET_IGNORE_OUTGOING so frames the host itself sends on the interface do not come back
 /// into the bridge.</item>
-/// <item>Both sockets carry a virtio-net header (PACKET_VNET_HDR, 10 bytes) in front of every
+/// <item>All sockets carry a virtio-net header (PACKET_VNET_HDR, 10 bytes) in front of every
 /// frame: what the kernel knows about GSO and partial checksums crosses the bridge with the
 /// frame, as it does through a Linux bridge, so TCP works with the peers' offloads on.</item>
-/// <item>TX: a TPACKET_V2 ring (V3 has no fixed-size TX frames) with PACKET_QDISC_BYPASS,
-/// so one <c>send()</c> pushes every queued frame straight to the driver in the caller's
-/// context (the doorbell of HyperNF's NIC txsync), and PACKET_LOSS, so a frame the kernel
-/// rejects is skipped instead of blocking the ring.</item>
+/// <item>TX: a TPACKET_V2 ring (V3 has no fixed-size TX frames) of MTU-sized frames with
+/// PACKET_QDISC_BYPASS, so one <c>send()</c> pushes every queued frame straight to the driver
+/// in the caller's context (the doorbell of HyperNF's NIC txsync), and PACKET_LOSS, so a frame
+/// the kernel rejects is skipped instead of blocking the ring. A frame larger than a ring frame
+/// (a GSO super-frame) goes through a third socket with one send() of its own, after the ring's
+/// queued frames (the order is kept). Ring frames of 128 KiB, large enough for super-frames,
+/// took a page per small frame and carried about a quarter less TCP (docs/performance.md).</item>
 /// </list>
-/// Separate sockets because a socket has one TPACKET version, and the TX socket is bound with
-/// protocol 0 so it receives nothing.
+/// Separate sockets because a socket has one TPACKET version (and one with a TX ring sends only
+/// from it), and the TX sockets are bound with protocol 0 so they receive nothing.
 /// </summary>
 public sealed unsafe class AfPacketBackend : IInterfaceBackend
 {
@@ -37,9 +40,15 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private byte* _bigBuf;       // a frame the ring could not hold (TP_STATUS_COPY), read with recvmsg
     private const int BigBufBytes = 65536 + 64;
     private readonly bool _wantVnet;
-    private int _vnetHdr;        // 10 with PACKET_VNET_HDR on both sockets, else 0
+    private int _vnetHdr;        // 10 with PACKET_VNET_HDR on the sockets, else 0
     private bool _rxVnet, _txVnet;
     private readonly int _txFrameSize, _txBlockSize, _txBlocks, _txFrames;
+    // Frames over a ring frame (GSO super-frames): one send() each on their own socket.
+    private int _bigFd = -1;
+    private byte* _bigTxBuf;
+    private bool _bigActive;    // BeginTransmit handed out _bigTxBuf
+    private int _carryUnsent, _carryErrno; // failures of super-frame sends, reported by the next Flush
+    private long _carryBytes;
     private int _txHead;        // next TX frame we fill
     private int _txFirstQueued; // first frame committed since the last flush
     private int _txQueued;      // frames committed since the last flush
@@ -56,10 +65,11 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public string InterfaceName { get; }
     public int InterfaceIndex { get; }
     public int Mtu => _mtu;
-    public int TxCapacity => _txFrameSize - T2TxDataOffset;
+    private int RingTxCapacity => _txFrameSize - T2TxDataOffset;
+    public int TxCapacity => _bigTxBuf != null ? MaxOffloadFrame : RingTxCapacity;
     public int VirtioHeaderLength => _vnetHdr;
     public string Description =>
-        $"af_packet rx v2 {_rxFrames} x {_rxFrameSize} B, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B" +
+        $"af_packet rx v2 {_rxFrames} x {_rxFrameSize} B, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B{(_bigTxBuf != null ? " + send() for super-frames" : "")}" +
         $"{(_vnetHdr > 0 ? ", vnet hdr" : _wantVnet ? ", no vnet hdr (kernel refused PACKET_VNET_HDR)" : "")}{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
 
     /// <summary>Bytes of the virtio-net header the backend asks the kernel for.</summary>
@@ -80,14 +90,14 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         _rxBlockCount = Math.Max(2, (int)((long)o.RxBlockBytes * o.RxBlockCount / _rxBlockSize));
         _rxFramesPerBlock = _rxBlockSize / _rxFrameSize;
         _rxFrames = _rxFramesPerBlock * _rxBlockCount;
-        // A TX frame holds the largest frame the MTU allows (plus a VLAN tag) after its header,
-        // and with offload metadata a whole GSO super-frame.
-        int txMax = _wantVnet ? MaxOffloadFrame : mtu + 18;
+        // A TX ring frame holds the largest frame the MTU allows (plus two VLAN tags) after its
+        // headers; larger ones (GSO super-frames) take the send() path.
+        int txMax = (_wantVnet ? VnetHeaderBytes : 0) + mtu + 22;
         _txFrameSize = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(2048, T2TxDataOffset + txMax));
-        // Frames may not straddle blocks; blocks are whole pages. Keep at least 256 frames (128 of 128 KiB).
+        // Frames may not straddle blocks; blocks are whole pages. Keep at least 256 frames.
         _txBlockSize = Math.Max(_txFrameSize, 64 * 1024);
         int perBlock = _txBlockSize / _txFrameSize;
-        int frames = Math.Max(_txFrameSize >= 65536 ? 128 : 256, o.TxRingBytes / _txFrameSize);
+        int frames = Math.Max(256, o.TxRingBytes / _txFrameSize);
         _txBlocks = (frames + perBlock - 1) / perBlock;
         _txFrames = _txBlocks * perBlock;
         _txViaRing = o.TxRing;
@@ -242,6 +252,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         Check(SetInt(_txFd, SOL_PACKET, PACKET_LOSS, 1), "PACKET_LOSS");
         _txVnet = TryVnetHeader(_txFd);
         if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
+        if (_txVnet) OpenBigTx(o);
         // In-flight frames are charged to the send buffer; make it hold the whole ring so that a
         // kick never stops half-way for lack of socket memory.
         long sndbuf = Math.Min(int.MaxValue / 2, 2L * _txFrameSize * _txFrames);
@@ -258,6 +269,19 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         _txRing = (byte*)p;
         var sll = new SockaddrLl { Family = AF_PACKET, Protocol = 0, IfIndex = InterfaceIndex };
         Check(Bind(_txFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the TX socket");
+    }
+
+    /// <summary>The socket for frames larger than a TX ring frame: GSO super-frames with their virtio-net header.</summary>
+    private void OpenBigTx(PhysicalPortOptions o)
+    {
+        _bigFd = NewSocket();
+        if (!TryVnetHeader(_bigFd)) Check(-1, "PACKET_VNET_HDR on the super-frame socket");
+        if (o.QdiscBypass) Check(SetInt(_bigFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
+        const int sndbuf = 4 * MaxOffloadFrame;
+        if (SetInt(_bigFd, SOL_SOCKET, SO_SNDBUFFORCE, sndbuf) != 0) SetInt(_bigFd, SOL_SOCKET, SO_SNDBUF, sndbuf);
+        var sll = new SockaddrLl { Family = AF_PACKET, Protocol = 0, IfIndex = InterfaceIndex };
+        Check(Bind(_bigFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the super-frame socket");
+        _bigTxBuf = (byte*)NativeMemory.AlignedAlloc((nuint)MaxOffloadFrame, 64);
     }
 
     // ------------------------------------------------------------------ RX
@@ -364,6 +388,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         _txFd = NewSocket();
         _txVnet = TryVnetHeader(_txFd);
         if (o.QdiscBypass) Check(SetInt(_txFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1), "PACKET_QDISC_BYPASS");
+        if (_txVnet) OpenBigTx(o);
         long sndbuf = Math.Min(int.MaxValue / 2, 4L * _txFrameSize * _txFrames);
         if (SetInt(_txFd, SOL_SOCKET, SO_SNDBUFFORCE, (int)sndbuf) != 0) SetInt(_txFd, SOL_SOCKET, SO_SNDBUF, (int)sndbuf);
         _txBuf = (byte*)NativeMemory.AlignedAlloc((nuint)_txFrames * (nuint)_txFrameSize, 64);
@@ -399,20 +424,56 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     private byte* TxFrame(int i) => _txRing + (nuint)i * (nuint)_txFrameSize;
 
-    public Span<byte> BeginTransmit()
+    public Span<byte> BeginTransmit(int length)
     {
+        _bigActive = false;
+        if (length > RingTxCapacity && _bigTxBuf != null)
+        {
+            // A super-frame: the frames queued before it go first, so the order on the wire is kept.
+            if (_txQueued > 0) Carry(_txViaRing ? FlushRing() : FlushBatch());
+            _bigActive = true;
+            return new Span<byte>(_bigTxBuf, MaxOffloadFrame);
+        }
         if (!_txViaRing)
-            return _txQueued < _txFrames ? new Span<byte>(_txIov[_txQueued].Base, TxCapacity) : default;
+            return _txQueued < _txFrames ? new Span<byte>(_txIov[_txQueued].Base, RingTxCapacity) : default;
         byte* f = TxFrame(_txHead);
         // Acquire: the kernel's last use of the frame (AVAILABLE set by the skb destructor).
         uint st = Volatile.Read(ref *(uint*)(f + T2Status));
         if (st is TP_STATUS_SEND_REQUEST or TP_STATUS_SENDING) return default;
-        return new Span<byte>(f + T2TxDataOffset, TxCapacity);
+        return new Span<byte>(f + T2TxDataOffset, RingTxCapacity);
+    }
+
+    private void Carry(TransmitResult r)
+    {
+        if (!r.Failed) return;
+        _carryUnsent += r.Unsent;
+        _carryBytes += r.UnsentBytes;
+        _carryErrno = r.Errno;
+    }
+
+    /// <summary>Sends the super-frame in <see cref="_bigTxBuf"/> at once; a failure is reported by the next <see cref="Flush"/>.</summary>
+    private void SendBig(int length)
+    {
+        int errno = 0;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            if (Send(_bigFd, _bigTxBuf, (nuint)length, MSG_DONTWAIT) >= 0) return;
+            errno = LastErrno;
+            if (errno is not (EINTR or EAGAIN or ENOBUFS)) break;
+        }
+        Carry(new TransmitResult(errno, 1, length));
     }
 
     public void CommitTransmit(int length)
     {
         if ((uint)length > (uint)TxCapacity) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {TxCapacity} bytes");
+        if (_bigActive)
+        {
+            _bigActive = false;
+            SendBig(length);
+            return;
+        }
+        if (length > RingTxCapacity) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {RingTxCapacity} bytes");
         if (!_txViaRing)
         {
             _txIov[_txQueued++].Len = (nuint)length;
@@ -428,8 +489,15 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     public TransmitResult Flush()
     {
-        if (_txQueued == 0) return TransmitResult.Ok;
-        if (!_txViaRing) return FlushBatch();
+        var r = _txQueued == 0 ? TransmitResult.Ok : _txViaRing ? FlushRing() : FlushBatch();
+        if (_carryUnsent == 0) return r;
+        var all = new TransmitResult(r.Failed ? r.Errno : _carryErrno, r.Unsent + _carryUnsent, r.UnsentBytes + _carryBytes);
+        _carryUnsent = 0; _carryBytes = 0; _carryErrno = 0;
+        return all;
+    }
+
+    private TransmitResult FlushRing()
+    {
         int errno = 0;
         // MSG_DONTWAIT: the kernel transmits every requested frame in this call but does not
         // wait for their completion.
@@ -513,11 +581,14 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         if (_bigBuf != null) NativeMemory.AlignedFree(_bigBuf);
         _bigBuf = null;
         if (_txBuf != null) NativeMemory.AlignedFree(_txBuf);
+        if (_bigTxBuf != null) NativeMemory.AlignedFree(_bigTxBuf);
+        _bigTxBuf = null;
         if (_txMsgs != null) NativeMemory.Free(_txMsgs);
         if (_txIov != null) NativeMemory.Free(_txIov);
         _txBuf = null; _txMsgs = null; _txIov = null;
         if (_rxFd >= 0) Native.Close(_rxFd);
         if (_txFd >= 0) Native.Close(_txFd);
-        _rxFd = _txFd = -1;
+        if (_bigFd >= 0) Native.Close(_bigFd);
+        _rxFd = _txFd = _bigFd = -1;
     }
 }

@@ -360,7 +360,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         Volatile.Write(ref *c.Consumer, cons);
     }
 
-    public Span<byte> BeginTransmit()
+    public Span<byte> BeginTransmit(int length)
     {
         if (_txFreeCount == 0)
         {

@@ -29,7 +29,7 @@ public interface IInterfaceBackend : IDisposable
     int InterfaceIndex { get; }
     /// <summary>The MTU read at open time or by the last <see cref="QueryLink"/>.</summary>
     int Mtu { get; }
-    /// <summary>The largest frame the transmit ring can hold (its frame size less the header).</summary>
+    /// <summary>The largest frame the backend can transmit (with its virtio-net header).</summary>
     int TxCapacity { get; }
     /// <summary>
     /// Bytes of virtio-net header in front of every frame the backend receives and transmits
@@ -49,8 +49,11 @@ public interface IInterfaceBackend : IDisposable
     /// </summary>
     bool Wait(int wakeFd, int timeoutMs);
 
-    /// <summary>A free transmit frame of <see cref="TxCapacity"/> bytes, or an empty span when the kernel still owns them all.</summary>
-    Span<byte> BeginTransmit();
+    /// <summary>
+    /// A free transmit frame of at least <paramref name="length"/> bytes (at most
+    /// <see cref="TxCapacity"/>), or an empty span when the kernel still owns them all.
+    /// </summary>
+    Span<byte> BeginTransmit(int length);
 
     /// <summary>Queues the frame returned by <see cref="BeginTransmit"/> with <paramref name="length"/> bytes.</summary>
     void CommitTransmit(int length);

@@ -542,13 +542,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             else if (CheckFrame(rx, cur, total, hdr, mtu) is { } bad) drop = bad;
             else
             {
-                dst = backend.BeginTransmit();
+                dst = backend.BeginTransmit(total);
                 if (dst.IsEmpty && queued > 0)
                 {
                     // The kernel's ring is full of our own unsent requests: kick it and retry once.
                     Account(backend.Flush(), queued, queuedBytes, hdr);
                     queued = 0; queuedBytes = 0;
-                    dst = backend.BeginTransmit();
+                    dst = backend.BeginTransmit(total);
                 }
                 if (dst.IsEmpty) drop = PortDropReason.KernelRingFull;
                 else if (total > dst.Length) drop = PortDropReason.Oversize; // the MTU grew past the ring's frame size

@@ -71,7 +71,12 @@ public class OffloadPathTests(ITestOutputHelper output)
         Assert.True(back > MinTcpBytes, $"TCP b->a moved {back} bytes");
         AssertNoUserDrops(ports);
         if (backend == "af_packet")
+        {
             Assert.True(pa.GetStatistics().RxBytes / Math.Max(1, pa.GetStatistics().RxPackets) > 1514, "GSO super-frames crossed whole");
+            // and left b's port whole: larger than a TX ring frame, they take the super-frame socket
+            Assert.Contains("send() for super-frames", pb.Backend.Description);
+            Assert.True(pb.GetStatistics().TxBytes / Math.Max(1, pb.GetStatistics().TxPackets) > 1514, "GSO super-frames left whole");
+        }
         Assert.Equal(0, host.Switch.FindBridge("valex")!.GetStatistics().Unaccounted);
     }
 
