@@ -88,6 +88,17 @@ public sealed class PortLifecycleTests(ITestOutputHelper output)
         return t;
     }
 
+    /// <summary>One broadcast frame from <paramref name="mac"/>, so the bridge learns where it is.</summary>
+    private static void Announce(NetmapPort port, byte[] mac)
+    {
+        var ring = port.TxRing(0);
+        ref var slot = ref ring.Slot(ring.Cur);
+        TestFrames.Make(Macs.Broadcast, mac, 60, 1).CopyTo(ring.Buffer(slot));
+        slot.Len = 60;
+        ring.Head = ring.Cur = ring.Next(ring.Cur);
+        port.TxSync();
+    }
+
     private static void WriteCanaries(NetmapPort closed)
     {
         for (int r = 0; r < closed.TxRingCount; r++) SetRing(closed.TxRing(r), Canary + (uint)r);
@@ -155,12 +166,7 @@ public sealed class PortLifecycleTests(ITestOutputHelper output)
                 Thread.SpinWait(rnd.Next(100, 5_000)); // the previous handle is still being synced
                 if (NotPristine(port) is { } why) { reusedDamage++; firstReused ??= why; }
                 // Announce the churned MAC so unicast finds it, then let the stale-handle thread at it.
-                var ring = port.TxRing(0);
-                ref var slot = ref ring.Slot(ring.Cur);
-                TestFrames.Make(Macs.Broadcast, churnMac, 60, 1).CopyTo(ring.Buffer(slot));
-                slot.Len = 60;
-                ring.Head = ring.Cur = ring.Next(ring.Cur);
-                port.TxSync();
+                Announce(port, churnMac);
                 Volatile.Write(ref current, port);
                 Thread.SpinWait(rnd.Next(100, 20_000));
                 port.Dispose(); // the drainer thread may be inside any of its syncs right now
@@ -228,12 +234,7 @@ public sealed class PortLifecycleTests(ITestOutputHelper output)
             while (DateTime.UtcNow < until && failure is null)
             {
                 var port = sw.OpenPort("valelf:c", mem);
-                var ring = port.TxRing(0);
-                ref var slot = ref ring.Slot(ring.Cur);
-                TestFrames.Make(Macs.Broadcast, churnMac, 60, 1).CopyTo(ring.Buffer(slot));
-                slot.Len = 60;
-                ring.Head = ring.Cur = ring.Next(ring.Cur);
-                port.TxSync();
+                Announce(port, churnMac);
                 Volatile.Write(ref current, port);
                 Thread.SpinWait(r.Next(1000, 50_000));
                 port.Dispose();
