@@ -7,6 +7,61 @@ using HyperNF.Switch;
 namespace HyperNF.Benchmarks;
 
 /// <summary>
+/// A sender port and a receiver port on one bridge, on one thread: the frames are written
+/// once at setup, each invocation queues a batch, syncs it and releases the receiver's ring.
+/// </summary>
+internal sealed class SenderReceiverPair : IDisposable
+{
+    private readonly DomainMemory _m1, _m2;
+    public NetmapPort Tx { get; }
+    public NetmapPort Rx { get; }
+    private readonly ushort _len;
+
+    public SenderReceiverPair(int batch, int frameSize)
+    {
+        var sw = new ValeSwitch { BridgeBatch = Math.Max(1, batch) };
+        _m1 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
+        _m2 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
+        Tx = sw.OpenPort("valeb:tx", _m1);
+        Rx = sw.OpenPort("valeb:rx", _m2);
+        byte[] a = [2, 0, 0, 0, 0, 1], b = [2, 0, 0, 0, 0, 2];
+        Frames.SendOne(Rx, a, b, 64);
+        var ring = Tx.TxRing(0);
+        for (uint s = 0; s < ring.NumSlots; s++) Frames.WriteUdp(ring.Buffer(ring.Slot(s)), b, a, frameSize, s);
+        _len = (ushort)frameSize;
+        Drain();
+    }
+
+    /// <summary>Queues <paramref name="batch"/> frames, TxSync (the flush), then the receiver releases them.</summary>
+    public void SendBatch(int batch)
+    {
+        var ring = Tx.TxRing(0);
+        uint cur = ring.Cur;
+        for (int i = 0; i < batch; i++)
+        {
+            ring.Slot(cur).Len = _len;
+            cur = ring.Next(cur);
+        }
+        ring.Head = ring.Cur = cur;
+        Tx.TxSync();
+        Drain();
+    }
+
+    private void Drain()
+    {
+        Rx.RxSync();
+        var r = Rx.RxRing(0);
+        r.Head = r.Cur = r.Tail;
+        Rx.RxSync();
+    }
+
+    public void Dispose()
+    {
+        Tx.Dispose(); Rx.Dispose(); _m1.Dispose(); _m2.Dispose();
+    }
+}
+
+/// <summary>
 /// TxSync of one batch into a receiver that releases its ring every time, on one thread:
 /// the cost of validation, lookup, lease, copy and publish without cross-core traffic.
 /// N frames per invocation (Garnet style); divide the reported time by Batch for ns/frame.
@@ -14,9 +69,7 @@ namespace HyperNF.Benchmarks;
 [MemoryDiagnoser]
 public class FlushBenchmarks
 {
-    private ValeSwitch _sw = null!;
-    private DomainMemory _m1 = null!, _m2 = null!;
-    private NetmapPort _tx = null!, _rx = null!;
+    private SenderReceiverPair _pair = null!;
 
     [Params(1, 32, 256)]
     public int Batch { get; set; }
@@ -25,49 +78,13 @@ public class FlushBenchmarks
     public int FrameSize { get; set; }
 
     [GlobalSetup]
-    public void Setup()
-    {
-        _sw = new ValeSwitch { BridgeBatch = Math.Max(1, Batch) };
-        _m1 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
-        _m2 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
-        _tx = _sw.OpenPort("valeb:tx", _m1);
-        _rx = _sw.OpenPort("valeb:rx", _m2);
-        byte[] a = [2, 0, 0, 0, 0, 1], b = [2, 0, 0, 0, 0, 2];
-        Frames.SendOne(_rx, a, b, 64);
-        var ring = _tx.TxRing(0);
-        for (uint s = 0; s < ring.NumSlots; s++) Frames.WriteUdp(ring.Buffer(ring.Slot(s)), b, a, FrameSize, s);
-        Drain();
-    }
-
-    private void Drain()
-    {
-        _rx.RxSync();
-        var r = _rx.RxRing(0);
-        r.Head = r.Cur = r.Tail;
-        _rx.RxSync();
-    }
+    public void Setup() => _pair = new SenderReceiverPair(Batch, FrameSize);
 
     [Benchmark]
-    public void TxSyncBatch()
-    {
-        var ring = _tx.TxRing(0);
-        uint cur = ring.Cur;
-        ushort len = (ushort)FrameSize;
-        for (int i = 0; i < Batch; i++)
-        {
-            ring.Slot(cur).Len = len;
-            cur = ring.Next(cur);
-        }
-        ring.Head = ring.Cur = cur;
-        _tx.TxSync();
-        Drain();
-    }
+    public void TxSyncBatch() => _pair.SendBatch(Batch);
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _tx.Dispose(); _rx.Dispose(); _m1.Dispose(); _m2.Dispose();
-    }
+    public void Cleanup() => _pair.Dispose();
 }
 
 /// <summary>The learning table alone: hash + lookup per frame.</summary>
@@ -107,9 +124,7 @@ public class ForwardingTableBenchmarks
 [MemoryDiagnoser]
 public class CaptureBenchmarks
 {
-    private ValeSwitch _sw = null!;
-    private DomainMemory _m1 = null!, _m2 = null!;
-    private NetmapPort _tx = null!, _rx = null!;
+    private SenderReceiverPair _pair = null!;
     private CaptureTap? _tap;
     private static readonly Func<CapturedFrame, bool> Keep = _ => true;
 
@@ -124,48 +139,21 @@ public class CaptureBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _sw = new ValeSwitch { BridgeBatch = Batch };
-        _m1 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
-        _m2 = new DomainMemory(new RegionLayout { MaxPorts = 1 });
-        _tx = _sw.OpenPort("valeb:tx", _m1);
-        _rx = _sw.OpenPort("valeb:rx", _m2);
-        byte[] a = [2, 0, 0, 0, 0, 1], b = [2, 0, 0, 0, 0, 2];
-        Frames.SendOne(_rx, a, b, 64);
-        var ring = _tx.TxRing(0);
-        for (uint s = 0; s < ring.NumSlots; s++) Frames.WriteUdp(ring.Buffer(ring.Slot(s)), b, a, FrameSize, s);
-        Drain();
-        if (Capture == "in") _tap = ValeSwitch.HostPortOf(_rx)!.OpenCapture(CaptureDirection.In);
-    }
-
-    private void Drain()
-    {
-        _rx.RxSync();
-        var r = _rx.RxRing(0);
-        r.Head = r.Cur = r.Tail;
-        _rx.RxSync();
+        _pair = new SenderReceiverPair(Batch, FrameSize);
+        if (Capture == "in") _tap = ValeSwitch.HostPortOf(_pair.Rx)!.OpenCapture(CaptureDirection.In);
     }
 
     [Benchmark]
     public void TxSyncBatch()
     {
-        var ring = _tx.TxRing(0);
-        uint cur = ring.Cur;
-        ushort len = (ushort)FrameSize;
-        for (int i = 0; i < Batch; i++)
-        {
-            ring.Slot(cur).Len = len;
-            cur = ring.Next(cur);
-        }
-        ring.Head = ring.Cur = cur;
-        _tx.TxSync();
-        Drain();
+        _pair.SendBatch(Batch);
         _tap?.Drain(Keep);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        if (_tap is not null) ValeSwitch.HostPortOf(_rx)!.CloseCapture(_tap);
-        _tx.Dispose(); _rx.Dispose(); _m1.Dispose(); _m2.Dispose();
+        if (_tap is not null) ValeSwitch.HostPortOf(_pair.Rx)!.CloseCapture(_tap);
+        _pair.Dispose();
     }
 }
