@@ -176,6 +176,18 @@ internal static class StatsAssert
         return s;
     }
 
+    /// <summary>
+    /// <see cref="Balanced"/> once the bridge is quiescent: after real traffic (TCP's last
+    /// segments, retransmits) a driver thread's flush may still be running, and a flush counts
+    /// its sent frames at its end. Waits up to <paramref name="seconds"/> for that, then asserts.
+    /// </summary>
+    public static BridgeStatistics BalancedWhenQuiet(ValeSwitch sw, string bridge, double seconds = 5)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
+        while (sw.FindBridge(bridge)!.GetStatistics().Unaccounted != 0 && DateTime.UtcNow < until) Thread.Sleep(50);
+        return Balanced(sw, bridge);
+    }
+
     /// <summary>Every drop counter of <paramref name="s"/> is zero except the ones listed.</summary>
     public static void OnlyDrops(long[] drops, params (DropReason Reason, long Count)[] expected)
     {

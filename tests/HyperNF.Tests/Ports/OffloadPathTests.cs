@@ -77,7 +77,7 @@ public class OffloadPathTests(ITestOutputHelper output)
             Assert.Contains("send() for super-frames", pb.Backend.Description);
             Assert.True(pb.GetStatistics().TxBytes / Math.Max(1, pb.GetStatistics().TxPackets) > 1514, "GSO super-frames left whole");
         }
-        Assert.Equal(0, host.Switch.FindBridge("valex")!.GetStatistics().Unaccounted);
+        StatsAssert.BalancedWhenQuiet(host.Switch, "valex"); // TCP's last segments may still be in a flush
     }
 
     /// <summary>
@@ -167,7 +167,7 @@ public class OffloadPathTests(ITestOutputHelper output)
         Assert.True(there > MinTcpBytes && back > MinTcpBytes, $"TCP between a port with a header and one without moved {there} and {back} bytes");
         AssertNoUserDrops(portsA);
         AssertNoUserDrops(portsB);
-        var bs = StatsAssert.Balanced(host.Switch, "valex");
+        var bs = StatsAssert.BalancedWhenQuiet(host.Switch, "valex");
         Assert.True(bs.SegmentCopies > 0, "super-frames from the af_packet port were segmented for the af_xdp port");
     }
 
