@@ -73,6 +73,8 @@ public sealed record ChainResult
     [JsonPropertyName("lost")] public long Lost { get; init; }
     /// <summary>Counters of each NF domain's guest (forwarded, NF drops, NF-specific).</summary>
     [JsonPropertyName("nf_counters")] public Dictionary<string, Dictionary<string, long>> NfCounters { get; init; } = new();
+    /// <summary>What the harness saw around the measured window (frame counts at its edges, times since the sink's creation, domain states).</summary>
+    [JsonPropertyName("window")] public Dictionary<string, string> Window { get; init; } = new();
 }
 
 /// <summary>
@@ -123,8 +125,8 @@ public static class ChainScenario
         var sw = new ValeSwitch { BridgeBatch = o.BridgeBatch };
         using var host = new Host(sw) { BackendCpus = place.BackendCpus, CpuPolicy = o.CpuPolicy?.Invoke() };
         string Bridge(int i) => o.Bridges?[i] ?? $"vale{i}";
-        // A VM sink stops by itself after the run (and prints its latency); the margin covers the drain.
-        var rxDom = host.Create(kind.Receiver("pktgen-rx", $"{Bridge(o.Length)}:rx", [place.RxCpu], o.WarmupSeconds + o.Seconds + 1.0));
+        var created = System.Diagnostics.Stopwatch.GetTimestamp();
+        var rxDom = host.Create(kind.Receiver("pktgen-rx", $"{Bridge(o.Length)}:rx", [place.RxCpu]));
         var nfs = new List<Domain>();
         for (int i = 0; i < o.Length; i++)
             nfs.Add(host.Create(kind.Nf($"nf{i + 1}", [$"{Bridge(i)}:nf{i + 1}a", $"{Bridge(i + 1)}:nf{i + 1}b"], [place.NfCpu(i)], o.Nf, o.NfArgs, o.IoModel)));
@@ -155,6 +157,18 @@ public static class ChainScenario
         var drops1 = DropsNow(sw, nfs);
         var cpu1 = CpuAccounting.Sample(domains);
         double el = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        var window = new Dictionary<string, string>
+        {
+            ["rx0"] = $"{rx0}", ["rx1"] = $"{rx1}", ["tx0"] = $"{tx0}", ["tx1"] = $"{tx1}",
+            ["start_s_after_sink"] = (System.Diagnostics.Stopwatch.GetElapsedTime(created, t0).TotalSeconds).ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
+            ["end_s_after_sink"] = (System.Diagnostics.Stopwatch.GetElapsedTime(created).TotalSeconds).ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
+            ["states"] = string.Join(",", domains.Select(d => $"{d.Name}={d.State}")),
+            ["cpu0"] = string.Join(",", cpu0.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
+            ["cpu1"] = string.Join(",", cpu1.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
+        };
+        if (rx1 == rx0) Console.Error.WriteLine($"chain: nothing reached the sink in the window: {string.Join(" ", window.Select(kv => $"{kv.Key}={kv.Value}"))}");
+        if (rxDom.State != DomainState.Running)
+            throw new InvalidOperationException($"the sink {rxDom.Name} is {rxDom.State.ToString().ToLowerInvariant()} at the end of the window ({o.IoModel.Key()}, {o.Nf}); the window's figures would be wrong");
         foreach (var d in domains)
             if (d.State is not (DomainState.Running or DomainState.Exited))
                 throw new InvalidOperationException($"{kind.Label} domain {d.Name} ({o.IoModel.Key()}, {o.Nf}) is {d.State.ToString().ToLowerInvariant()}: {d.CrashReason}");
@@ -183,7 +197,7 @@ public static class ChainScenario
         var nfCounters = nfs.ToDictionary(d => d.Name, kind.NfCounters);
         long receivedNow = rx.Frames;
         foreach (var d in nfs) host.Destroy(d);
-        kind.WaitStopped(rx, TimeSpan.FromSeconds(o.WarmupSeconds + o.Seconds + 4));
+        kind.StopSink(rx, TimeSpan.FromSeconds(5));
         host.Destroy(rxDom);
         var lat = kind.Latency(rx);
         var txSum = tx.Summary;
@@ -212,6 +226,7 @@ public static class ChainScenario
             LatencyP99Us = lat.P99Us,
             Lost = lat.Lost,
             NfCounters = nfCounters,
+            Window = window,
         };
     }
 }

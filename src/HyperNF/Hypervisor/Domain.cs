@@ -285,6 +285,28 @@ public sealed class Domain
         finally { vcpu.SetPaused(false); }
     }
 
+    /// <summary>
+    /// xl shutdown: asks a VM domain's guest to stop (the shutdown word of the guest ABI; vCPUs
+    /// blocked in POLL are woken to see it). The guest finishes, returns from main and its
+    /// vCPUs exit: the domain shows exited. False when there is no guest kernel to ask (thread
+    /// and process domains, whose shutdown is destroy) or the domain is not running or paused.
+    /// </summary>
+    public bool RequestShutdown()
+    {
+        if (_guest is not VmGuest { Machine: { } vm }) return false;
+        lock (_gate)
+        {
+            if (_state is not (DomainState.Running or DomainState.Paused)) return false;
+            ShutdownRequested = true;
+        }
+        vm.RequestShutdown();
+        Wake.WakeAll();
+        return true;
+    }
+
+    /// <summary>A shutdown was asked of this domain's guest (<see cref="RequestShutdown"/>).</summary>
+    public bool ShutdownRequested { get; private set; }
+
     /// <summary>A vCPU's guest threw: the domain crashes, nothing else does.</summary>
     internal void OnVCpuFault(VCpu vcpu, string reason) => Crash(reason);
 

@@ -200,7 +200,18 @@ public sealed unsafe class VirtualMachine : IDisposable
         }
         *(uint*)(b + GuestAbi.BiDomid) = (uint)Config.DomainId;
         *(uint*)(b + GuestAbi.BiVcpu) = (uint)vcpu;
+        *(ulong*)(b + GuestAbi.BiShutdownGpa) = GuestAbi.ShutdownGpa;
     }
+
+    /// <summary>
+    /// Asks the guest to stop (xl shutdown): sets the shutdown word in the VMM page. The guest
+    /// sees it at its next check or POLL; the caller wakes vCPUs blocked in POLL. Whether the
+    /// guest obeys is the guest's business: destroy is the forced path.
+    /// </summary>
+    public void RequestShutdown() => Interlocked.Exchange(ref *(int*)(_ram + GuestAbi.ShutdownGpa), 1);
+
+    /// <summary>The shutdown word is set (the guest's page: only ever read as a hint).</summary>
+    public bool ShutdownRequested => Volatile.Read(ref *(int*)(_ram + GuestAbi.ShutdownGpa)) != 0;
 
     private void SetupVCpu(KvmVCpu v, int index)
     {
