@@ -114,6 +114,12 @@ public static class ChainScenario
         return map;
     }
 
+    /// <summary>Every vCPU and backend thread of <paramref name="domains"/>, as /proc shows it now, plus what the backends counted.</summary>
+    private static string Probe(IEnumerable<Domain> domains) => string.Join(" | ", domains.Select(d =>
+        $"{d.Name} ({d.State}): " + string.Join("; ", d.VCpuTids.Select(t => "vcpu " + ThreadProbe.Describe(t))) +
+        (d.Backend is { } b ? $"; backend rounds {b.Rounds} kicks {b.VmKick?.Kicks ?? b.Kicks} wakeups {b.Notifications} late {b.LateRounds} needs_kick {b.VmKick?.NeedsKick} {ThreadProbe.Describe(b.Tid)}" : "") +
+        string.Concat(d.Ports.Select(p => p.Origin is ValePort vp ? $"; {vp.Name} tx_pending {vp.AnyTxPending()} tx_space {vp.AnyTxSpace()} rx_published {vp.AnyRxPublished()}" : ""))));
+
     public static ChainResult Run(ChainOptions o)
     {
         if (o.Length < 1 || o.Length > 16) throw new ArgumentOutOfRangeException(nameof(o), o.Length, "chain length must be 1..16");
@@ -148,10 +154,16 @@ public static class ChainScenario
         long rx0 = rx.Frames, tx0 = tx.Frames;
         var t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int steps = Math.Max(1, (int)(o.Seconds * 10));
+        long rxPrev = rx0;
+        string? probe = null;
         for (int s = 1; s <= steps; s++)
         {
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds / steps));
             o.Progress?.Invoke((double)s / steps);
+            // Nothing reached the sink for a whole step: record what every thread is doing (once).
+            long rxNow = rx.Frames;
+            if (rxNow == rxPrev && probe is null) probe = Probe(domains);
+            rxPrev = rxNow;
         }
         long rx1 = rx.Frames, tx1 = tx.Frames;
         var drops1 = DropsNow(sw, nfs);
@@ -166,7 +178,8 @@ public static class ChainScenario
             ["cpu0"] = string.Join(",", cpu0.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
             ["cpu1"] = string.Join(",", cpu1.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
         };
-        if (rx1 == rx0) Console.Error.WriteLine($"chain: nothing reached the sink in the window: {string.Join(" ", window.Select(kv => $"{kv.Key}={kv.Value}"))}");
+        if (probe is not null) window["stalled_step_probe"] = probe;
+        if (rx1 == rx0 || probe is not null) Console.Error.WriteLine($"chain: the sink got nothing for {(rx1 == rx0 ? "the whole window" : "at least one 100 ms step")}: {string.Join(" ", window.Select(kv => $"{kv.Key}={kv.Value}"))}");
         if (rxDom.State != DomainState.Running)
             throw new InvalidOperationException($"the sink {rxDom.Name} is {rxDom.State.ToString().ToLowerInvariant()} at the end of the window ({o.IoModel.Key()}, {o.Nf}); the window's figures would be wrong");
         foreach (var d in domains)
