@@ -45,6 +45,7 @@ public sealed unsafe class DomainMemory : IDisposable
             nint p = Native.Mmap(0, (nuint)layout.TotalBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _fd, 0);
             if (p == Native.MAP_FAILED) Native.ThrowLastError($"mmap({name}, {layout.TotalBytes} bytes)");
             _base = (byte*)p;
+            HugePages.Advise(p, layout.TotalBytes); // 2 MiB pages where the kernel grants them (Linux/HugePages.cs)
         }
         catch
         {

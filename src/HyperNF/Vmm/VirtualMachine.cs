@@ -108,6 +108,7 @@ public sealed unsafe class VirtualMachine : IDisposable
         if (Native.Ftruncate(_ramFd, (long)RamBytes) != 0) Native.ThrowLastError($"ftruncate(guest RAM, {RamBytes})");
         nint p = Native.Mmap(0, (nuint)RamBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _ramFd, 0);
         if (p == Native.MAP_FAILED) Native.ThrowLastError($"mmap(guest RAM, {RamBytes})");
+        HugePages.Advise(p, (long)RamBytes); // the guest's 2 MiB pages then sit on 2 MiB host pages
         _ram = (byte*)p;
     }
 
