@@ -149,7 +149,7 @@ public sealed partial class ControlDaemon
                 switch (type)
                 {
                     case P.MsgRegister:
-                        reply = Register(pid, entry, body, fds, ref registered, out passFds);
+                        reply = Register(pid, entry, body, fds, socket, ref registered, out passFds);
                         break;
                     case P.MsgPortInfo:
                         reply = PortInfo(pid, body);
@@ -192,6 +192,7 @@ public sealed partial class ControlDaemon
         lock (_netmapGate) owner = entry.Domain;
         // Outside the lock: closing waits for the port's host thread.
         if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
+        if (registered is not null) _pipeRegistrations.TryRemove(registered, out _);
         EndWire(registered);
         lock (_netmapGate)
         {
@@ -203,6 +204,7 @@ public sealed partial class ControlDaemon
         }
         if (destroy is not null)
         {
+            EndPipesOf(destroy, pid);
             bool clean = _host.Destroy(destroy);
             Log($"process domain '{destroy.Name}' (id {destroy.Id}, pid {pid}) destroyed: its program closed its last /dev/netmap{(clean ? "" : " (a host thread did not stop in time)")}");
         }
@@ -246,7 +248,7 @@ public sealed partial class ControlDaemon
         }
     }
 
-    private byte[] Register(int pid, ProcessEntry entry, byte[] body, List<int> fds, ref ProcessPort? registered, out int[] passFds)
+    private byte[] Register(int pid, ProcessEntry entry, byte[] body, List<int> fds, Socket socket, ref ProcessPort? registered, out int[] passFds)
     {
         passFds = [];
         // Every field read once, from our copy of the message.
@@ -258,6 +260,9 @@ public sealed partial class ControlDaemon
         if (registered is not null) return RegisterError(P.EBUSY);
         if (fds.Count != 1) return RegisterError(P.EINVAL);
         if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
+        // A netmap pipe: NAME{ID / NAME}ID, or the legacy NR_REG_PIPE_MASTER/SLAVE with the id in nr_ringid.
+        var pipe = ParsePipe(name, mode, ringid);
+        if (pipe.IsPipe) return RegisterPipe(pid, entry, pipe, flags, fds, socket, ref registered, out passFds);
         // A persistent port (VALE_NEWIF) first: netmap:NAME, or valeX:NAME which attaches it.
         var (isPersistent, persistent, perrno) = PersistentFor(name, attach: true);
         if (isPersistent && persistent is null) return RegisterError(perrno);
@@ -286,31 +291,8 @@ public sealed partial class ControlDaemon
         }
         if (_stopping) return RegisterError(P.ENXIO);
 
-        Domain d;
-        lock (_netmapGate)
-        {
-            if (entry.Domain is null || entry.Domain.State is DomainState.Crashed or DomainState.Destroyed)
-            {
-                var o = entry.Options;
-                string domainName = o.Name ?? $"{ProcessName(pid)}-{pid}";
-                var spec = new DomainSpec
-                {
-                    Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
-                    Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
-                };
-                try
-                {
-                    entry.Domain = _host.CreateProcessDomain(spec);
-                }
-                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-                {
-                    Log($"netmap: pid {pid}: cannot create its domain: {e.Message}");
-                    return RegisterError(P.EINVAL);
-                }
-                Log($"process domain '{entry.Domain.Name}' (id {entry.Domain.Id}, pid {pid}, {entry.Domain.IoModel.Key()}) created");
-            }
-            d = entry.Domain;
-        }
+        var d = EnsureProcessDomain(pid, entry);
+        if (d is null) return RegisterError(P.EINVAL);
         if (wireIf is not null)
         {
             try
@@ -367,6 +349,35 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
         passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
+    }
+
+    /// <summary>The process's domain, created on its first registration; null when it cannot be.</summary>
+    private Domain? EnsureProcessDomain(int pid, ProcessEntry entry)
+    {
+        lock (_netmapGate)
+        {
+            if (entry.Domain is null || entry.Domain.State is DomainState.Crashed or DomainState.Destroyed)
+            {
+                var o = entry.Options;
+                string domainName = o.Name ?? $"{ProcessName(pid)}-{pid}";
+                var spec = new DomainSpec
+                {
+                    Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
+                    Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
+                };
+                try
+                {
+                    entry.Domain = _host.CreateProcessDomain(spec);
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                {
+                    Log($"netmap: pid {pid}: cannot create its domain: {e.Message}");
+                    return null;
+                }
+                Log($"process domain '{entry.Domain.Name}' (id {entry.Domain.Id}, pid {pid}, {entry.Domain.IoModel.Key()}) created");
+            }
+            return entry.Domain;
+        }
     }
 
     /// <summary>Spare buffers a process port may ask for (nr_extra_bufs); their pages are touched only when granted.</summary>

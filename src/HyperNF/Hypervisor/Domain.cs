@@ -151,7 +151,8 @@ public sealed class Domain
     /// of the domain) on the control page. <paramref name="eventFd"/> (the program's eventfd)
     /// belongs to the returned port from now on, and is closed on failure.
     /// </summary>
-    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null)
+    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null,
+        NetmapPipe.End? pipeEnd = null)
     {
         if (Kind != DomainKind.Process) throw new InvalidOperationException($"domain '{Name}' is not a process domain");
         SyncChannel channel;
@@ -179,13 +180,19 @@ public sealed class Domain
                 port = persistent.Attached!;
                 wake = ((ValePort)port.Origin).Wake;
             }
+            else if (pipeEnd is not null)
+            {
+                // One end of a netmap pipe, in the region of its parent port (maybe another domain's).
+                wake = new WakeWord { External = channel.Signal };
+                port = pipeEnd.Bind(wake);
+            }
             else
             {
                 wake = new WakeWord { External = channel.Signal };
                 port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
             }
-            var vp = (ValePort)port.Origin;
-            if (IoModel != IoModel.Hypercall)
+            // A pipe's syncs only swap slots (no switch work to defer): always synchronous.
+            if (IoModel != IoModel.Hypercall && port.Origin is ValePort vp)
             {
                 backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
                 port.Backend = new BackendPort(vp, backend);
