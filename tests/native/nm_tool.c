@@ -24,6 +24,10 @@
  *                                        B without; frames both ways, checksum completion
  *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
  *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
+ *   nm_tool regerr NAME [--legacy] [--mode M] [--ringid K]   one REGISTER; prints errno= (0: it
+ *                                        registered) and mem_id=, then closes
+ * --mode M / --ringid K set nr_mode (nr_flags in the legacy API) and nr_ringid of every
+ * registration, e.g. a netmap pipe the legacy way: --mode 5 (NR_REG_PIPE_MASTER) --ringid 3.
  * Output: "key=value" lines on stdout; exit 0 on success.
  */
 #define _GNU_SOURCE
@@ -48,6 +52,7 @@
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 
 static int legacy, busy, use_select, only_test, batch = 256, timeout_ms = 5000, close_after_ms = -1;
+static uint32_t reg_mode = NR_REG_ALL_NIC, reg_ringid; /* --mode, --ringid: e.g. NR_REG_PIPE_MASTER (5) and a pipe id */
 
 struct port {
     int fd;
@@ -88,7 +93,8 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         memset(&q, 0, sizeof q);
         strncpy(q.nr_name, name, sizeof q.nr_name - 1);
         q.nr_version = NETMAP_API;
-        q.nr_flags = NR_REG_ALL_NIC;
+        q.nr_flags = reg_mode;
+        q.nr_ringid = (uint16_t)reg_ringid;
         q.nr_arg3 = extra;
         if (ioctl(p->fd, NIOCREGIF, &q) < 0) die("NIOCREGIF");
         p->memsize = q.nr_memsize;
@@ -106,7 +112,8 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         h.nr_reqtype = NETMAP_REQ_REGISTER;
         strncpy(h.nr_name, name, sizeof h.nr_name - 1);
         h.nr_body = (uintptr_t)&r;
-        r.nr_mode = NR_REG_ALL_NIC;
+        r.nr_mode = reg_mode;
+        r.nr_ringid = (uint16_t)reg_ringid;
         r.nr_extra_bufs = extra;
         if (ioctl(p->fd, NIOCCTRL, &h) < 0) die("NIOCCTRL REGISTER");
         p->memsize = r.nr_memsize;
@@ -410,7 +417,7 @@ static int cmd_hold(const char *name)
 {
     struct port p;
     open_port(&p, name, 0);
-    printf("ready=1\n");
+    printf("mem_id=%u\nready=1\n", p.mem_id);
     fflush(stdout);
     double until = close_after_ms >= 0 ? now_s() + close_after_ms / 1e3 : 1e300;
     while (now_s() < until) {
@@ -483,6 +490,40 @@ static int cmd_hostile(const char *name, int seconds)
         }
     }
     printf("rounds=%ld\nrefused=%ld\n", rounds, refused);
+    return 0;
+}
+
+/* One registration and its errno (pipes' and rings' refusals). */
+static int cmd_regerr(const char *name)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int rc, mem_id = 0;
+    if (legacy) {
+        struct nmreq q;
+        memset(&q, 0, sizeof q);
+        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+        q.nr_version = NETMAP_API;
+        q.nr_flags = reg_mode;
+        q.nr_ringid = (uint16_t)reg_ringid;
+        rc = ioctl(fd, NIOCREGIF, &q);
+        mem_id = q.nr_arg2;
+    } else {
+        struct nmreq_header h;
+        struct nmreq_register r;
+        memset(&h, 0, sizeof h);
+        memset(&r, 0, sizeof r);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_REGISTER;
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        h.nr_body = (uintptr_t)&r;
+        r.nr_mode = reg_mode;
+        r.nr_ringid = (uint16_t)reg_ringid;
+        rc = ioctl(fd, NIOCCTRL, &h);
+        mem_id = r.nr_mem_id;
+    }
+    printf("errno=%d\nmem_id=%d\n", rc < 0 ? errno : 0, rc < 0 ? 0 : mem_id);
+    close(fd);
     return 0;
 }
 
@@ -785,6 +826,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--close-after") && i + 1 < argc) close_after_ms = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) reg_mode = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ringid") && i + 1 < argc) reg_ringid = (uint32_t)atoi(argv[++i]);
         else if (npos < 8) pos[npos++] = argv[i];
     }
     if (npos >= 1 && !strcmp(pos[0], "offsets")) return cmd_offsets();
@@ -800,6 +843,7 @@ int main(int argc, char **argv)
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "many")) return cmd_many(pos[1], atoi(pos[2]));
+    if (npos >= 2 && !strcmp(pos[0], "regerr")) return cmd_regerr(pos[1]);
     fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl|many ... (see the file's comment)\n");
     return 2;
 }

@@ -79,7 +79,7 @@ public sealed unsafe class NetmapPipe
                 {
                     ref var ts = ref d.Tx.Slot(d.TxHwcur);
                     NetmapSlot t = ts; // read once
-                    if (t.BufIdx >= bufferCount || t.Len > bufferSize)
+                    if (t.BufIdx - RegionLayout.ReservedBuffers >= bufferCount - RegionLayout.ReservedBuffers || t.Len > bufferSize)
                     {
                         Interlocked.Increment(ref _pipe._badSlots); // returned to the sender unmoved
                     }
@@ -112,7 +112,7 @@ public sealed unsafe class NetmapPipe
                 uint n = d.Rx.NumSlots;
                 uint head = d.Rx.Head, cur = d.Rx.Cur; // read once
                 // The window the receiver may move in: [hwcur, hwtail] (what it was given so far).
-                if (!RingRules.IsLegalMove(head, cur, d.RxHwcur, RingRules.Prev(d.RxHwtail, n), n) && !(head == d.RxHwtail && cur == d.RxHwtail))
+                if (!RingRules.IsLegalMove(head, cur, d.RxHwcur, d.RxHwtail, n))
                 {
                     Interlocked.Increment(ref _pipe._corrupt);
                     d.Rx.Head = d.Rx.Cur = d.RxHwcur;
