@@ -191,7 +191,10 @@ if vc -g vale4:hnfacc0 && grep -q 'tx_rings' "$work/vc.log"; then vc_out+="-g ok
 if vc -d vale4:hnfacc0; then vc_out+="-d ok; "; else vc_ok=0; vc_out+="-d failed ($(cat "$work/vc.log")); "; fi
 vc; if ! grep -q 'vale4:hnfacc0' "$work/vc.log"; then vc_out+="gone from list; "; else vc_ok=0; vc_out+="still listed; "; fi
 if vc -r hnfacc0; then vc_out+="-r ok; "; else vc_ok=0; vc_out+="-r failed ($(cat "$work/vc.log")); "; fi
-if vc -r hnfacc0; then vc_ok=0; vc_out+="second -r succeeded; "; else vc_out+="second -r: $(tr '\n' ' ' <"$work/vc.log")"; fi
+if vc -r hnfacc0; then vc_ok=0; vc_out+="second -r succeeded; "; else vc_out+="second -r: $(tr '\n' ' ' <"$work/vc.log"); "; fi
+if vc -a vale4:hnfnoif0; then vc_ok=0; vc_out+="-a of a missing interface succeeded"
+elif grep -q 'No such device' "$work/vc.log"; then vc_out+="-a of a missing interface: $(tr '\n' ' ' <"$work/vc.log")"
+else vc_ok=0; vc_out+="-a of a missing interface: not ENXIO ($(cat "$work/vc.log"))"; fi
 if [ $vc_ok = 1 ]; then pass vale-ctl "$vc_out"; else fail vale-ctl "$vc_out"; fi
 
 # ---------------------------------------------------------------- lb (netmap pipes)

@@ -470,6 +470,8 @@ public sealed partial class ControlDaemon
                 string bridge, ifname;
                 try { (bridge, ifname) = Bridge.ParsePortName(name); }
                 catch (ArgumentException) { return ValeError(P.EINVAL); }
+                // netmap answers ENXIO for an interface that does not exist (vale-ctl -a valeX:nosuch).
+                if (reqtype == P.ReqValeAttach && !Directory.Exists($"/sys/class/net/{ifname}")) return ValeError(P.ENXIO);
                 try
                 {
                     var req = ControlRequest.Parse(ControlProtocol.Request(reqtype == P.ReqValeAttach ? "vale-attach" : "vale-detach",

@@ -55,6 +55,18 @@ public sealed class NetmapRequestTests
         Assert.Contains("virtio-net header length 0 -> 10 (PORT_HDR_SET)", h.LogText);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ValeAttach_OfAnInterfaceThatDoesNotExist_IsEnxio_AsNetmapAnswers(bool legacy)
+    {
+        // netmap's vale-ctl -a valeX:nosuch fails with ENXIO ("No such device or address");
+        // it was EINVAL here until the acceptance run with netmap's own vale-ctl showed it.
+        using var h = new NetmapHost();
+        Assert.Equal(ENXIO, Ctl(h, "attach", $"{Bridge("nx")}:hnfnoif{Environment.ProcessId % 1000}", legacy).Long("errno"));
+        Assert.Null(h.Host.Switch.FindBridge(Bridge("nx")));
+    }
+
     private static NetmapProgram Ctl(NetmapHost h, string op, string name, bool legacy = false) =>
         legacy ? NetmapProgram.Run(h.Socket, "ctl", op, name, "--legacy") : NetmapProgram.Run(h.Socket, "ctl", op, name);
 
