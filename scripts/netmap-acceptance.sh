@@ -195,6 +195,9 @@ if vc -r hnfacc0; then vc_ok=0; vc_out+="second -r succeeded; "; else vc_out+="s
 if vc -a vale4:hnfnoif0; then vc_ok=0; vc_out+="-a of a missing interface succeeded"
 elif grep -q 'No such device' "$work/vc.log"; then vc_out+="-a of a missing interface: $(tr '\n' ' ' <"$work/vc.log")"
 else vc_ok=0; vc_out+="-a of a missing interface: not ENXIO ($(cat "$work/vc.log"))"; fi
+if vc -h vale4:lo; then vc_ok=0; vc_out+="; -h (host stack) succeeded"
+elif grep -q 'not supported' "$work/vc.log"; then vc_out+="; -h (host rings, not served): $(tr '\n' ' ' <"$work/vc.log")"
+else vc_ok=0; vc_out+="; -h: not EOPNOTSUPP ($(cat "$work/vc.log"))"; fi
 if [ $vc_ok = 1 ]; then pass vale-ctl "$vc_out"; else fail vale-ctl "$vc_out"; fi
 
 # ---------------------------------------------------------------- lb (netmap pipes)

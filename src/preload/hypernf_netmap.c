@@ -1007,6 +1007,11 @@ static int nm_ctrl(int fd, struct nmfd *n, struct nmreq_header *h)
             errno = EINVAL;
             return -1;
         }
+        if (h->nr_reqtype == NETMAP_REQ_VALE_ATTACH) {
+            /* vale-ctl -h: the interface together with its host stack (host rings): not served */
+            uint32_t m = ((struct nmreq_vale_attach *)body)->reg.nr_mode;
+            if (m == NR_REG_SW || m == NR_REG_NIC_SW || m == NR_REG_ONE_SW) { errno = EOPNOTSUPP; return -1; }
+        }
         struct hnf_vale_rep rep;
         if (nm_vale(n, h->nr_reqtype, h->nr_name, &rep, bidx, pidx, hlen) < 0) return -1;
         switch (h->nr_reqtype) {
@@ -1061,7 +1066,14 @@ static int nm_legacy(int fd, struct nmfd *n, unsigned long cmd, struct nmreq *q)
     if (q->nr_cmd != 0) {
         uint16_t t;
         switch (q->nr_cmd) {
-        case NETMAP_BDG_ATTACH: t = NETMAP_REQ_VALE_ATTACH; break;
+        case NETMAP_BDG_ATTACH:
+            /* the host stack too (nr_arg1 NETMAP_BDG_HOST, or a host-ring mode): no host rings here */
+            if (q->nr_arg1 == NETMAP_BDG_HOST || (q->nr_flags & NR_REG_MASK) == NR_REG_SW || (q->nr_flags & NR_REG_MASK) == NR_REG_NIC_SW) {
+                errno = EOPNOTSUPP;
+                return -1;
+            }
+            t = NETMAP_REQ_VALE_ATTACH;
+            break;
         case NETMAP_BDG_DETACH: t = NETMAP_REQ_VALE_DETACH; break;
         case NETMAP_BDG_LIST: t = NETMAP_REQ_VALE_LIST; break;
         case NETMAP_BDG_NEWIF: t = NETMAP_REQ_VALE_NEWIF; break;

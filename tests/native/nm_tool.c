@@ -784,6 +784,7 @@ static int cmd_ctl(const char *op, const char *name)
         q.nr_version = NETMAP_API;
         q.nr_cmd = !strcmp(op, "newif") ? NETMAP_BDG_NEWIF : !strcmp(op, "delif") ? NETMAP_BDG_DELIF
                  : !strcmp(op, "attach") ? NETMAP_BDG_ATTACH : NETMAP_BDG_DETACH;
+        q.nr_flags = reg_mode; /* --mode 3 (NR_REG_NIC_SW): vale-ctl -h's attach with the host stack */
         if (ioctl(fd, NIOCREGIF, &q) < 0) e = errno;
         else if (q.nr_cmd == NETMAP_BDG_NEWIF)
             printf("mem_id=%u\nslots=%u\nrings=%u\n", q.nr_arg2, q.nr_tx_slots, q.nr_tx_rings);
@@ -800,7 +801,7 @@ static int cmd_ctl(const char *op, const char *name)
         strncpy(h.nr_name, name, sizeof h.nr_name - 1);
         if (!strcmp(op, "newif")) { h.nr_reqtype = NETMAP_REQ_VALE_NEWIF; h.nr_body = (uintptr_t)&n; }
         else if (!strcmp(op, "delif")) h.nr_reqtype = NETMAP_REQ_VALE_DELIF; /* no body, as vale-ctl */
-        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = NR_REG_ALL_NIC; }
+        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = reg_mode; }
         else { h.nr_reqtype = NETMAP_REQ_VALE_DETACH; h.nr_body = (uintptr_t)&d; }
         if (ioctl(fd, NIOCCTRL, &h) < 0) e = errno;
         else if (h.nr_reqtype == NETMAP_REQ_VALE_NEWIF)

@@ -67,6 +67,19 @@ public sealed class NetmapRequestTests
         Assert.Null(h.Host.Switch.FindBridge(Bridge("nx")));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ValeAttach_WithTheHostStack_IsRefused_NotServedAsAPlainAttach(bool legacy)
+    {
+        // netmap's vale-ctl -h asks for the interface and its host rings (NR_REG_NIC_SW); we have
+        // no host rings, so it is refused (EOPNOTSUPP) instead of quietly attaching the NIC only.
+        using var h = new NetmapHost();
+        string[] args = ["ctl", "attach", $"{Bridge("hs")}:lo", "--mode", "3", .. (legacy ? new[] { "--legacy" } : [])];
+        Assert.Equal(95, NetmapProgram.Run(h.Socket, args).Long("errno"));
+        Assert.Null(h.Host.Switch.FindBridge(Bridge("hs")));
+    }
+
     private static NetmapProgram Ctl(NetmapHost h, string op, string name, bool legacy = false) =>
         legacy ? NetmapProgram.Run(h.Socket, "ctl", op, name, "--legacy") : NetmapProgram.Run(h.Socket, "ctl", op, name);
 
