@@ -248,6 +248,16 @@ static int cmd_tx(const char *name, long count, int size)
         }
     }
     if (ioctl(p.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    /* As pkt-gen: wait until the TX rings are drained before closing (a switch port always is;
+     * a pipe end is not while its peer's RX ring is full). */
+    double drain_until = now_s() + timeout_ms / 1e3;
+    for (uint32_t i = 0; i < p.nifp->ni_tx_rings; i++) {
+        struct netmap_ring *t = NETMAP_TXRING(p.nifp, i);
+        while (nm_tx_pending(t) && now_s() < drain_until) {
+            usleep(200); /* the peer frees room at its own pace (pkt-gen: ioctl, usleep(1)) */
+            if (ioctl(p.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+        }
+    }
     double dt = now_s() - t0;
     printf("sent=%ld\nseconds=%.3f\nmpps=%.3f\n", sent, dt, dt > 0 ? sent / dt / 1e6 : 0);
     close(p.fd);

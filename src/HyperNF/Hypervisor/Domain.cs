@@ -424,7 +424,8 @@ public sealed class Domain
         if (_vcpus.Any(v => !v.Exited)) return;
         _memoryReleased = true;
         (_guest as IDisposable)?.Dispose(); // a VM: its fds and guest RAM, before the region its memory slot maps
-        Memory.Dispose();
+        // A pipe end another program registered (in this region) keeps it mapped until that end closes.
+        Memory.DisposeWhenIdle();
     }
 
     public bool MemoryReleased { get { lock (_gate) return _memoryReleased; } }

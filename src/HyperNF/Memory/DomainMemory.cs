@@ -107,8 +107,33 @@ public sealed unsafe class DomainMemory : IDisposable
             _portNames[area] = null;
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = 0;
             new Span<byte>(_base + Layout.PortAreaOffset(area), (int)Layout.PortAreaBytes).Clear();
+            if (_disposeWhenIdle && Array.TrueForAll(_portNames, n => n is null)) Dispose();
         }
     }
+
+    private bool _disposeWhenIdle;
+
+    /// <summary>
+    /// Unmaps the region now if none of its port areas is in use, else as soon as the last one is
+    /// released: a netmap pipe's end that another domain's program has registered lives in this
+    /// region (docs/process-domains.md, "Pipes") and keeps it mapped until it is closed.
+    /// </summary>
+    internal void DisposeWhenIdle()
+    {
+        lock (_gate)
+        {
+            if (_base == null) return;
+            if (!Array.TrueForAll(_portNames, n => n is null))
+            {
+                _disposeWhenIdle = true;
+                return;
+            }
+            Dispose();
+        }
+    }
+
+    /// <summary>True once the region is unmapped.</summary>
+    public bool IsDisposed { get { lock (_gate) return _base == null; } }
 
     internal byte* InterfaceAddress(int area) => _base + Layout.PortAreaOffset(area);
 

@@ -113,4 +113,24 @@ public sealed class NetmapPipeProcessTests
         Assert.True(NetmapHost.Eventually(() => h.Daemon.PipeCount == 0 && h.ProcessDomains.Length == 0), h.LogText);
         Assert.Contains("closing", h.LogText);
     }
+
+    [Fact]
+    public void DestroyingTheParentsDomain_KeepsItsRegionMappedForAnotherProgramsEnd_UntilThatEndCloses()
+    {
+        using var h = new NetmapHost();
+        string parent = $"{Br("pd")}:par";
+        using var holder = Hold(h, parent);
+        var owner = h.ProcessDomains.Single();
+        var end = new NetmapProgram(h.Socket, "hold", $"{parent}}}6"); // syncs its end all the time
+        end.WaitReady();
+        Assert.Equal(1, h.Daemon.PipeCount);
+        // The toolstack's destroy: the other program's end lives in this region, so the region
+        // stays mapped (it used to throw here, refusing to unmap under an open port).
+        Assert.True(h.Host.Destroy(owner));
+        Assert.False(owner.Memory.IsDisposed);
+        Thread.Sleep(200); // the end keeps syncing on the still-mapped rings
+        Assert.False(end.Process.HasExited, end.ToString());
+        end.Dispose(); // SIGKILL: its end closes, the pipe goes, and with it the region
+        Assert.True(NetmapHost.Eventually(() => h.Daemon.PipeCount == 0 && owner.Memory.IsDisposed), h.LogText);
+    }
 }
