@@ -26,6 +26,7 @@
  *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
  *   nm_tool regerr NAME [--legacy] [--mode M] [--ringid K]   one REGISTER; prints errno= (0: it
  *                                        registered) and mem_id=, then closes
+ * --rings N asks for N ring pairs (nr_tx_rings/nr_rx_rings) at every registration.
  * --mode M / --ringid K set nr_mode (nr_flags in the legacy API) and nr_ringid of every
  * registration, e.g. a netmap pipe the legacy way: --mode 5 (NR_REG_PIPE_MASTER) --ringid 3.
  * Output: "key=value" lines on stdout; exit 0 on success.
@@ -53,6 +54,7 @@
 
 static int legacy, busy, use_select, only_test, batch = 256, timeout_ms = 5000, close_after_ms = -1;
 static uint32_t reg_mode = NR_REG_ALL_NIC, reg_ringid; /* --mode, --ringid: e.g. NR_REG_PIPE_MASTER (5) and a pipe id */
+static uint16_t reg_rings;                               /* --rings N: nr_tx_rings = nr_rx_rings = N (0: default) */
 
 struct port {
     int fd;
@@ -95,6 +97,7 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         q.nr_version = NETMAP_API;
         q.nr_flags = reg_mode;
         q.nr_ringid = (uint16_t)reg_ringid;
+        q.nr_tx_rings = q.nr_rx_rings = reg_rings;
         q.nr_arg3 = extra;
         if (ioctl(p->fd, NIOCREGIF, &q) < 0) die("NIOCREGIF");
         p->memsize = q.nr_memsize;
@@ -114,6 +117,7 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         h.nr_body = (uintptr_t)&r;
         r.nr_mode = reg_mode;
         r.nr_ringid = (uint16_t)reg_ringid;
+        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
         r.nr_extra_bufs = extra;
         if (ioctl(p->fd, NIOCCTRL, &h) < 0) die("NIOCCTRL REGISTER");
         p->memsize = r.nr_memsize;
@@ -270,7 +274,7 @@ static int cmd_rx(const char *name, long count)
     open_port(&p, name, 0);
     printf("ready=1\n");
     fflush(stdout);
-    long got = 0, bad = 0, order = 0, others = 0;
+    long got = 0, bad = 0, order = 0, others = 0, per_ring[64] = { 0 };
     uint32_t last = 0;
     int first = 1;
     double t0 = 0, t1 = 0;
@@ -296,6 +300,7 @@ static int cmd_rx(const char *name, long count)
                     first = 0;
                 }
                 got++;
+                if (i < 64) per_ring[i]++;
                 t1 = now_s();
                 rr->head = rr->cur = nm_ring_next(rr, cur);
             }
@@ -303,6 +308,9 @@ static int cmd_rx(const char *name, long count)
     }
     double dt = t0 ? t1 - t0 : 0;
     printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\nothers=%ld\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0, others);
+    int used = 0;
+    for (int i = 0; i < 64; i++) used += per_ring[i] > 0;
+    printf("rx_rings=%u\nrx_rings_used=%d\n", p.nifp->ni_rx_rings, used);
     close(p.fd);
     return bad || order ? 1 : 0;
 }
@@ -529,8 +537,20 @@ static int cmd_regerr(const char *name)
         h.nr_body = (uintptr_t)&r;
         r.nr_mode = reg_mode;
         r.nr_ringid = (uint16_t)reg_ringid;
+        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
         rc = ioctl(fd, NIOCCTRL, &h);
         mem_id = r.nr_mem_id;
+        if (rc == 0) {
+            /* the rings this registration's netmap_if lists (libnetmap's nmport_mmap scans ring_ofs) */
+            char *mem = mmap(NULL, r.nr_memsize, PROT_READ, MAP_SHARED, fd, 0);
+            if (mem == MAP_FAILED) die("mmap");
+            struct netmap_if *nifp = NETMAP_IF(mem, r.nr_offset);
+            printf("tx_rings=%u\nlisted=", nifp->ni_tx_rings);
+            for (uint32_t i = 0; i < nifp->ni_tx_rings + nifp->ni_rx_rings; i++)
+                if (nifp->ring_ofs[i]) printf("%s%u", i < nifp->ni_tx_rings ? "t" : "r", i < nifp->ni_tx_rings ? i : i - nifp->ni_tx_rings);
+            printf("\n");
+            munmap(mem, r.nr_memsize);
+        }
     }
     printf("errno=%d\nmem_id=%d\n", rc < 0 ? errno : 0, rc < 0 ? 0 : mem_id);
     close(fd);
@@ -839,6 +859,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--close-after") && i + 1 < argc) close_after_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) reg_mode = (uint32_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ringid") && i + 1 < argc) reg_ringid = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rings") && i + 1 < argc) reg_rings = (uint16_t)atoi(argv[++i]);
         else if (npos < 8) pos[npos++] = argv[i];
     }
     if (npos >= 1 && !strcmp(pos[0], "offsets")) return cmd_offsets();

@@ -257,6 +257,7 @@ public sealed partial class ControlDaemon
         uint ringid = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(68));
         ulong flags = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(72));
         uint extra = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(80));
+        int wantRings = Math.Max(BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(92)), BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(94)));
         if (registered is not null) return RegisterError(P.EBUSY);
         if (fds.Count != 1) return RegisterError(P.EINVAL);
         if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
@@ -278,7 +279,9 @@ public sealed partial class ControlDaemon
             if (errno == 0) (wireIf, port) = (ifname, ifname);
         }
         if (port is null) return RegisterError(errno);
-        int rings = 1;
+        // A VALE port of the program's region has the region's ring pairs (set by its first
+        // registration's nr_tx_rings/nr_rx_rings); persistent ports and wires have one.
+        int rings = persistent is not null || wireIf is not null ? 1 : RegionRings(entry, wantRings);
         switch (mode)
         {
             case P.RegDefault or P.RegAllNic:
@@ -291,7 +294,7 @@ public sealed partial class ControlDaemon
         }
         if (_stopping) return RegisterError(P.ENXIO);
 
-        var d = EnsureProcessDomain(pid, entry);
+        var d = EnsureProcessDomain(pid, entry, wantRings);
         if (d is null) return RegisterError(P.EINVAL);
         if (wireIf is not null)
         {
@@ -341,6 +344,10 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
+        // netmap's netmap_if lists only the registration's rings (libnetmap finds them by their
+        // non-zero ring_ofs): the others' offsets are zeroed in this port's own netmap_if.
+        if (persistent is null && mode == P.RegOneNic && rings > 1)
+            (persistent?.Memory ?? d.Memory).KeepRingOffsets(registered.Port.Area, (int)ringid, (int)ringid);
         // An empty range (first > last) for the direction not bound.
         BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? 1u : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[44..], rxOnly ? 0u : last);
@@ -351,8 +358,17 @@ public sealed partial class ControlDaemon
         return msg;
     }
 
+    /// <summary>Ring pairs of the ports of the process's region: its domain's, or what its first registration will make.</summary>
+    private int RegionRings(ProcessEntry entry, int wanted)
+    {
+        lock (_netmapGate)
+            return entry.Domain is { State: not (DomainState.Crashed or DomainState.Destroyed) } d
+                ? d.Memory.Layout.RingsPerPort
+                : Math.Clamp(wanted, 1, DomainSpec.MaxProcessRings);
+    }
+
     /// <summary>The process's domain, created on its first registration; null when it cannot be.</summary>
-    private Domain? EnsureProcessDomain(int pid, ProcessEntry entry)
+    private Domain? EnsureProcessDomain(int pid, ProcessEntry entry, int rings = 1)
     {
         lock (_netmapGate)
         {
@@ -364,6 +380,7 @@ public sealed partial class ControlDaemon
                 {
                     Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
                     Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
+                    ProcessRingsPerPort = Math.Clamp(rings, 1, DomainSpec.MaxProcessRings),
                 };
                 try
                 {

@@ -75,7 +75,7 @@ public sealed class Domain
     public static RegionLayout LayoutFor(DomainSpec spec) => new()
     {
         MaxPorts = spec.ProcessId is null ? Math.Max(1, spec.Vifs.Count) : spec.ProcessPorts,
-        RingsPerPort = 1,
+        RingsPerPort = spec.ProcessId is null ? 1 : Math.Clamp(spec.ProcessRingsPerPort, 1, DomainSpec.MaxProcessRings),
         SlotsPerRing = spec.SlotsPerRing,
         ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
     };
