@@ -135,6 +135,29 @@ else
   stop "$rx_pid"; fail "pkt-gen tx/rx" "the receiver never registered vale0:b: $(tail -3 "$work/rx.log")"
 fi
 
+# ---------------------------------------------------------------- pkt-gen -p 2 (a thread per ring)
+# two ring pairs per port (@conf:rings=2); each thread registers its ring with NR_REG_ONE_NIC
+start "$work/mrx.log" "$bin/pkt-gen" -i 'vale6:b@conf:rings=2' -f rx -p 2
+mrx_pid=$last_pid
+if wait_port vale6:b; then
+  n4=100000
+  run "$bin/pkt-gen" -i 'vale6:a@conf:rings=2' -f tx -n $n4 -p 2 >"$work/mtx.log" 2>&1
+  sleep 0.5
+  stats=$(bridge_json vale6)
+  stop "$mrx_pid"
+  sent=$(num "Sent" <"$work/mtx.log"); recv=$(num "Received" <"$work/mrx.log")
+  b_sent=$(echo "$stats" | jget '.bridges[0].sent'); b_del=$(echo "$stats" | jget '.bridges[0].delivered')
+  b_un=$(echo "$stats" | jget '.bridges[0].unaccounted')
+  if [ "${sent:-x}" = "$n4" ] && [ "${b_sent:-x}" = "$n4" ] && [ "${recv:-x}" = "${b_del:-y}" ] && [ "$b_un" = 0 ] &&
+     grep -q '2 queues, 2 threads' "$work/mtx.log"; then
+    pass "pkt-gen -p 2" "two threads on two rings each side: tx sent $sent, rx received $recv; switch: sent $b_sent delivered $b_del unaccounted $b_un"
+  else
+    fail "pkt-gen -p 2" "tx sent '${sent:-}' rx received '${recv:-}'; switch sent '$b_sent' delivered '$b_del' unaccounted '$b_un': $(grep -m2 -iE 'error|busy|invalid' "$work/mtx.log" "$work/mrx.log" | tr '\n' ' ')"
+  fi
+else
+  stop "$mrx_pid"; fail "pkt-gen -p 2" "the receiver never registered vale6:b: $(tail -3 "$work/mrx.log")"
+fi
+
 # ---------------------------------------------------------------- pkt-gen -f ping / -f pong
 start "$work/pong.log" "$bin/pkt-gen" -i vale1:pong -f pong
 pong_pid=$last_pid

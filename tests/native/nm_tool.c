@@ -24,6 +24,8 @@
  *                                        B without; frames both ways, checksum completion
  *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
  *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
+ *   nm_tool onenic PORT COUNT --rings 2   rings 0 and 1 registered on two descriptors (pkt-gen -p 2),
+ *                                        COUNT frames on ring 1 before and after ring 0's is closed
  *   nm_tool regerr NAME [--legacy] [--mode M] [--ringid K]   one REGISTER; prints errno= (0: it
  *                                        registered) and mem_id=, then closes
  * --rings N asks for N ring pairs (nr_tx_rings/nr_rx_rings) at every registration.
@@ -557,6 +559,69 @@ static int cmd_regerr(const char *name)
     return 0;
 }
 
+/* pkt-gen -p 2's registrations: rings 0 and 1 of one port on two descriptors (NR_REG_ONE_NIC),
+ * a third registration of ring 1 (EBUSY), COUNT frames on ring 1; then ring 0's descriptor is
+ * closed and COUNT more go on ring 1 (the port stays while a ring is registered). */
+static void send_ring(struct port *p, uint32_t ring, long count, long *sent)
+{
+    struct netmap_ring *t = NETMAP_TXRING(p->nifp, ring);
+    long done = 0;
+    double end = now_s() + timeout_ms / 1e3;
+    while (done < count && now_s() < end) {
+        uint32_t cur = t->cur, n = nm_ring_space(t);
+        for (; n > 0 && done < count; n--, done++) {
+            struct netmap_slot *s = &t->slot[cur];
+            fill(NETMAP_BUF(t, s->buf_idx), (uint32_t)(*sent + done), 60);
+            s->len = 60;
+            s->flags = 0;
+            cur = nm_ring_next(t, cur);
+        }
+        t->head = t->cur = cur;
+        if (ioctl(p->fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    }
+    *sent += done;
+}
+
+static int cmd_onenic(const char *name, long count)
+{
+    struct port p0, p1;
+    reg_mode = NR_REG_ONE_NIC;
+    reg_ringid = 0;
+    open_port(&p0, name, 0);
+    reg_ringid = 1;
+    open_port(&p1, name, 0);
+    for (int k = 0; k < 2; k++) {
+        struct netmap_if *nifp = k ? p1.nifp : p0.nifp;
+        printf("listed%d=", k);
+        for (uint32_t i = 0; i < nifp->ni_tx_rings + nifp->ni_rx_rings; i++)
+            if (nifp->ring_ofs[i]) printf("%s%u", i < nifp->ni_tx_rings ? "t" : "r", i < nifp->ni_tx_rings ? i : i - nifp->ni_tx_rings);
+        printf("\n");
+    }
+    printf("same_mem=%d\n", p0.mem_id == p1.mem_id);
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    struct nmreq_header h;
+    struct nmreq_register r;
+    memset(&h, 0, sizeof h);
+    memset(&r, 0, sizeof r);
+    h.nr_version = NETMAP_API;
+    h.nr_reqtype = NETMAP_REQ_REGISTER;
+    strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+    h.nr_body = (uintptr_t)&r;
+    r.nr_mode = NR_REG_ONE_NIC;
+    r.nr_ringid = 1;
+    r.nr_tx_rings = r.nr_rx_rings = reg_rings;
+    printf("again_errno=%d\n", ioctl(fd, NIOCCTRL, &h) < 0 ? errno : 0);
+    close(fd);
+    long sent = 0;
+    send_ring(&p1, 1, count, &sent);
+    close(p0.fd);
+    send_ring(&p1, 1, count, &sent);
+    printf("sent=%ld\n", sent);
+    close(p1.fd);
+    return sent == 2 * count ? 0 : 1;
+}
+
 /* netmap's answers to misuse, as netmap gives them. */
 static int cmd_errors(const char *name)
 {
@@ -876,6 +941,7 @@ int main(int argc, char **argv)
     if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "many")) return cmd_many(pos[1], atoi(pos[2]));
     if (npos >= 2 && !strcmp(pos[0], "regerr")) return cmd_regerr(pos[1]);
+    if (npos >= 3 && !strcmp(pos[0], "onenic")) return cmd_onenic(pos[1], atol(pos[2]));
     fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl|many ... (see the file's comment)\n");
     return 2;
 }

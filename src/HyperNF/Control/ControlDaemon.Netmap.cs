@@ -308,6 +308,10 @@ public sealed partial class ControlDaemon
                 return RegisterError(e.Code == ControlErrorCodes.Conflict ? P.EBUSY : P.ENXIO);
             }
         }
+        // One ring of a port with several (NR_REG_ONE_NIC): the port is shared by the program's
+        // registrations of its rings (pkt-gen -p N), each with a netmap_if listing only its ring.
+        if (mode == P.RegOneNic && rings > 1 && persistent is null && wireIf is null)
+            return RegisterRing(pid, d, port, (int)ringid, flags, fds, ref registered, out passFds);
         int efd = fds[0];
         fds.Clear(); // the port owns the eventfd now (closed on failure too)
         try
@@ -344,10 +348,6 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
-        // netmap's netmap_if lists only the registration's rings (libnetmap finds them by their
-        // non-zero ring_ofs): the others' offsets are zeroed in this port's own netmap_if.
-        if (persistent is null && mode == P.RegOneNic && rings > 1)
-            (persistent?.Memory ?? d.Memory).KeepRingOffsets(registered.Port.Area, (int)ringid, (int)ringid);
         // An empty range (first > last) for the direction not bound.
         BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? 1u : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[44..], rxOnly ? 0u : last);
@@ -355,6 +355,83 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? 0u : last);
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
         passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
+        return msg;
+    }
+
+    private readonly Dictionary<(int Domain, string Port), SharedRingPort> _sharedPorts = new(); // under _netmapGate
+
+    private byte[] RegisterRing(int pid, Domain d, string port, int ring, ulong flags, List<int> fds, ref ProcessPort? registered, out int[] passFds)
+    {
+        passFds = [];
+        var key = (d.Id, port);
+        SharedRingPort.View view;
+        lock (_netmapGate)
+        {
+            bool made = false;
+            if (!_sharedPorts.TryGetValue(key, out var shared))
+            {
+                try
+                {
+                    shared = new SharedRingPort(_host.Switch, port, d.Memory);
+                }
+                catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+                {
+                    Log($"netmap: pid {pid}: cannot register {port}: {e.Message}");
+                    if (e is ArgumentException) return RegisterError(P.EINVAL);
+                    return RegisterError(e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
+                }
+                var s = shared;
+                shared.OnEmpty = () =>
+                {
+                    lock (_netmapGate)
+                        if (_sharedPorts.TryGetValue(key, out var cur) && cur == s) _sharedPorts.Remove(key);
+                };
+                _sharedPorts[key] = shared;
+                made = true;
+            }
+            try
+            {
+                view = shared.Acquire(ring);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentOutOfRangeException)
+            {
+                Log($"netmap: pid {pid}: {port} ring {ring}: {e.Message}");
+                if (made) shared.CloseIfUnused();
+                return RegisterError(e is ArgumentOutOfRangeException ? P.EINVAL : e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
+            }
+        }
+        int efd = fds[0];
+        fds.Clear(); // the port owns the eventfd now (closed on failure too)
+        try
+        {
+            registered = _host.OpenProcessPort(d, port, 0, efd, null, view);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            Log($"netmap: pid {pid}: cannot register {port} ring {ring}: {e.Message}");
+            view.Abandon();
+            return RegisterError(P.EBUSY);
+        }
+        var L = d.Memory.Layout;
+        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.PortAreaOffset(view.Area));
+        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
+        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
+        uint r = (uint)ring;
+        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? r + 1 : r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? r + 1 : r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, view.Port.SwitchPort.BridgeIndex));
+        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
 

@@ -152,7 +152,7 @@ public sealed class Domain
     /// belongs to the returned port from now on, and is closed on failure.
     /// </summary>
     internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null,
-        NetmapPipe.End? pipeEnd = null)
+        IProcessPortSource? pipeEnd = null)
     {
         if (Kind != DomainKind.Process) throw new InvalidOperationException($"domain '{Name}' is not a process domain");
         SyncChannel channel;
@@ -182,7 +182,7 @@ public sealed class Domain
             }
             else if (pipeEnd is not null)
             {
-                // One end of a netmap pipe, in the region of its parent port (maybe another domain's).
+                // A pipe's end (in its parent's region, maybe another domain's) or one ring of a shared port.
                 wake = new WakeWord { External = channel.Signal };
                 port = pipeEnd.Bind(wake);
             }

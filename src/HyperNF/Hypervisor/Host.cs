@@ -136,8 +136,8 @@ public sealed class Host : IDisposable
 
     /// <summary>Registers a port for a process domain's program and puts its host thread in the domain's CPU group.</summary>
     /// <param name="persistent">A persistent port to use instead of opening <paramref name="name"/> in the domain's region.</param>
-    /// <param name="pipeEnd">One end of a netmap pipe to register instead (its rings are in its parent's region).</param>
-    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd, PersistentPort? persistent = null, NetmapPipe.End? pipeEnd = null)
+    /// <param name="pipeEnd">What to register instead of a port of its own: a netmap pipe's end (its rings are in its parent's region) or one ring of a shared port.</param>
+    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd, PersistentPort? persistent = null, IProcessPortSource? pipeEnd = null)
     {
         IReadOnlyList<int> backendCpus;
         lock (_gate)

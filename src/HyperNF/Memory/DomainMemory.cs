@@ -132,6 +132,27 @@ public sealed unsafe class DomainMemory : IDisposable
         }
     }
 
+    /// <summary>
+    /// Makes area <paramref name="view"/>'s netmap_if a registration's view of port area
+    /// <paramref name="port"/> bound to ring pair <paramref name="ring"/> only (netmap's
+    /// NR_REG_ONE_NIC): same name and ring counts, the offsets (relative to this netmap_if) of that
+    /// ring's TX and RX rings, 0 for the others, no spare buffers.
+    /// </summary>
+    internal void FormatRingView(int view, int port, int ring)
+    {
+        lock (_gate)
+        {
+            if (_base == null || !_portUsed[view] || !_portUsed[port]) throw new InvalidOperationException("port area not in use");
+            byte* vif = InterfaceAddress(view), pif = InterfaceAddress(port);
+            int k = Layout.RingsPerPort;
+            new Span<byte>(vif, NetmapAbi.IfRingOffsets + 16 * k).Clear();
+            new Span<byte>(pif, NetmapAbi.IfRingOffsets).CopyTo(new Span<byte>(vif, NetmapAbi.IfRingOffsets));
+            *(uint*)(vif + NetmapAbi.IfBufsHead) = 0;
+            *(long*)(vif + NetmapAbi.IfRingOffsets + 8 * ring) = RingAddress(port, ring) - vif;
+            *(long*)(vif + NetmapAbi.IfRingOffsets + 8 * (k + ring)) = RingAddress(port, k + ring) - vif;
+        }
+    }
+
     private bool _disposeWhenIdle;
 
     /// <summary>

@@ -29,7 +29,7 @@ public sealed unsafe class NetmapPipe
     }
 
     /// <summary>One side of the pipe; the backend of the port a registration of that side gets.</summary>
-    public sealed class End : IPortBackend
+    public sealed class End : IPortBackend, IProcessPortSource
     {
         private readonly NetmapPipe _pipe;
         private readonly Direction _out, _in;

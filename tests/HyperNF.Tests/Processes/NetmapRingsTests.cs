@@ -11,7 +11,7 @@ namespace HyperNF.Tests.Processes;
 public sealed class NetmapRingsTests
 {
     private static string Br(string tag) => $"vale{tag}{Environment.ProcessId % 1000}";
-    private const int EINVAL = 22;
+    private const int EINVAL = 22, EBUSY = 16;
 
     [Fact]
     public void APortWithTwoRingPairs_CarriesTrafficOnBothRings_AndEveryFrameIsAccounted()
@@ -50,5 +50,29 @@ public sealed class NetmapRingsTests
         Assert.Equal(4, Reg($"{br}:c", "--rings", "9").Long("tx_rings")); // at most 4 ring pairs
         Assert.Equal("t0r0", Reg($"{br}:c").Value("listed"));             // netmap's default: one
         Assert.Equal(EINVAL, Reg($"{br}:c", "--mode", "4", "--ringid", "1").Long("errno"));
+    }
+
+    [Fact]
+    public void TwoRegistrationsOfOnePort_EachHoldOneRing_ThePortStaysUntilTheLastCloses()
+    {
+        // What pkt-gen -p 2 does: a thread per ring, each registering the port with NR_REG_ONE_NIC.
+        using var h = new NetmapHost();
+        string br = Br("r2");
+        const int count = 3000;
+        using var rx = new NetmapProgram(h.Socket, "rx", $"{br}:b", $"{2 * count}", "--rings", "2", "--timeout", "3000");
+        rx.WaitReady();
+        var p = NetmapProgram.Run(h.Socket, "onenic", $"{br}:a", $"{count}", "--rings", "2");
+        Assert.Equal("t0r0", p.Value("listed0"));          // each descriptor's netmap_if lists its ring only
+        Assert.Equal("t1r1", p.Value("listed1"));
+        Assert.Equal(1, p.Long("same_mem"));
+        Assert.Equal(EBUSY, p.Long("again_errno"));          // ring 1 is held
+        Assert.Equal(2 * count, p.Long("sent"));             // ring 0's descriptor closed halfway: the port stayed
+        rx.WaitExit();
+        Assert.Equal(1, rx.Long("rx_rings_used"));           // TX ring 1 -> RX ring 1 only
+        var s = h.Host.Switch.FindBridge(br)!.GetStatistics();
+        Assert.Equal(2 * count, s.Sent);
+        Assert.Equal(rx.Long("received"), s.Delivered);
+        Assert.Equal(0, s.Unaccounted);
+        Assert.True(NetmapHost.Eventually(() => h.Host.Switch.FindBridge(br)!.FindPort("a") is null), "port a is detached after its last ring's registration closed");
     }
 }
