@@ -468,7 +468,8 @@ static int cmd_hostile(const char *name, int seconds)
     fflush(stdout);
     long rounds = 0, refused = 0;
     double end = now_s() + seconds;
-    struct netmap_ring *t = NETMAP_TXRING(p.nifp, 0), *r = NETMAP_RXRING(p.nifp, 0);
+    uint32_t ring = reg_mode == NR_REG_ONE_NIC ? reg_ringid : 0; /* the ring its netmap_if lists */
+    struct netmap_ring *t = NETMAP_TXRING(p.nifp, ring), *r = NETMAP_RXRING(p.nifp, ring);
     while (now_s() < end) {
         rounds++;
         uint32_t n = t->num_slots;

@@ -75,4 +75,28 @@ public sealed class NetmapRingsTests
         Assert.Equal(0, s.Unaccounted);
         Assert.True(NetmapHost.Eventually(() => h.Host.Switch.FindBridge(br)!.FindPort("a") is null), "port a is detached after its last ring's registration closed");
     }
+
+    [Fact]
+    public void AHostileRingRegistration_NeverHurtsTheDaemonOrAnotherPort()
+    {
+        using var h = new NetmapHost();
+        string br = Br("rh");
+        // garbage ring indices, slot fields, ioctls on ring 1 of a two-ring port (its netmap_if lists ring 1 only)
+        using var hostile = new NetmapProgram(h.Socket, "hostile", $"{br}:x", "2", "--rings", "2", "--mode", "4", "--ringid", "1");
+        hostile.WaitReady();
+        const int n = 5000;
+        // the receiver skips the hostile program's garbage frames (--only-test) and counts ours
+        using var rx = new NetmapProgram(h.Socket, "rx", $"{br}:b", $"{n}", "--rings", "2", "--only-test", "--timeout", "3000");
+        rx.WaitReady();
+        var tx = NetmapProgram.Run(h.Socket, "tx", $"{br}:a", $"{n}", "--rings", "2", "--batch", "64");
+        Assert.Equal(n, tx.Long("sent"));
+        rx.WaitExit();
+        Assert.Equal(0, rx.Long("bad"));
+        Assert.True(rx.Long("received") > 0, rx.ToString());
+        Assert.Equal(0, hostile.WaitExit());
+        var s = h.Host.Switch.FindBridge(br)!.GetStatistics();
+        Assert.True(s.Sent >= n);
+        Assert.Equal(0, s.Unaccounted);
+        Assert.True(NetmapHost.Eventually(() => h.ProcessDomains.Length == 0), h.LogText); // every program gone, nothing left
+    }
 }
