@@ -112,27 +112,6 @@ public sealed unsafe class DomainMemory : IDisposable
     }
 
     /// <summary>
-    /// Zeroes the netmap_if ring offsets of a port area except those of rings
-    /// <paramref name="first"/>..<paramref name="last"/> (TX and RX): what netmap's netmap_if of a
-    /// registration bound to some rings (NR_REG_ONE_NIC) shows. The host never reads them.
-    /// </summary>
-    internal void KeepRingOffsets(int area, int first, int last)
-    {
-        lock (_gate)
-        {
-            if (_base == null || !_portUsed[area]) return;
-            byte* nif = InterfaceAddress(area);
-            int k = Layout.RingsPerPort;
-            for (int r = 0; r < k; r++)
-            {
-                if (r >= first && r <= last) continue;
-                *(long*)(nif + NetmapAbi.IfRingOffsets + 8 * r) = 0;
-                *(long*)(nif + NetmapAbi.IfRingOffsets + 8 * (k + r)) = 0;
-            }
-        }
-    }
-
-    /// <summary>
     /// Makes area <paramref name="view"/>'s netmap_if a registration's view of port area
     /// <paramref name="port"/> bound to ring pair <paramref name="ring"/> only (netmap's
     /// NR_REG_ONE_NIC): same name and ring counts, the offsets (relative to this netmap_if) of that
