@@ -96,6 +96,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         try
         {
             _memory = new DomainMemory(new RegionLayout { MaxPorts = 1 }, $"hypernf-nic-{ifName}");
+            // Every buffer's page now, not at its first frame: a page fault per new buffer cost
+            // a ping 50-100 us per port until the rings had wrapped (docs/ports.md, Latency).
+            _memory.Populate();
             try
             {
                 _port = sw.OpenPort(Name, _memory);
