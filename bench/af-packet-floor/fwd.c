@@ -5,13 +5,17 @@
  * mode 2: every frame waits for poll() to wake this thread (two wake-ups per round trip);
  * mode 1: after a send(), the other ring is read again at once, as HyperNF's PollReceive does
  *         (the kernel often ran the receiver's stack inside send(): one wake-up per round trip);
- * mode 0: never sleeps (poll timeout 0): a core burnt, no wake-up at all.
+ * mode 0: never sleeps (poll timeout 0): a core burnt, no wake-up at all;
+ * mode 3: a thread per interface, each sleeping in poll() on its own socket; after a send()
+ *         the sending thread reads the other ring if its thread is not reading it (a try-lock),
+ *         as HyperNF's driver threads do (the kernel still wakes the other thread).
  * Build: gcc -O2 -o fwd fwd.c.  Stops on SIGINT/SIGTERM and prints what it forwarded. */
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +25,7 @@
 #define FRAME 2048
 #define FRAMES 256
 
-struct port { int fd; unsigned char *ring; unsigned next; };
+struct port { int fd; unsigned char *ring; unsigned next; int lock; };
 static volatile sig_atomic_t stop;
 static void on_signal(int s) { (void)s; stop = 1; }
 
@@ -60,6 +64,27 @@ static long drain(struct port *from, struct port *to)
     }
 }
 
+static struct port ports[2];
+
+static int try_lock(struct port *p) { return !__atomic_exchange_n(&p->lock, 1, __ATOMIC_ACQUIRE); }
+static void unlock(struct port *p) { __atomic_store_n(&p->lock, 0, __ATOMIC_RELEASE); }
+
+/* mode 3: the thread of port i */
+static void *port_thread(void *arg)
+{
+    long i = (long)arg, n = 0;
+    struct port *me = &ports[i], *other = &ports[!i];
+    struct pollfd pfd = { .fd = me->fd, .events = POLLIN };
+    while (!stop) {
+        if (poll(&pfd, 1, 200) <= 0 || !try_lock(me)) continue;
+        long k = drain(me, other);
+        unlock(me);
+        n += k;
+        if (k && try_lock(other)) { n += drain(other, me); unlock(other); }
+    }
+    return (void *)n;
+}
+
 int main(int argc, char **argv)
 {
     struct port p[2] = { 0 };
@@ -70,6 +95,15 @@ int main(int argc, char **argv)
     open_port(&p[1], argv[2]);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    if (mode == 3) {
+        pthread_t t[2];
+        void *r[2];
+        ports[0] = p[0]; ports[1] = p[1];
+        for (long i = 0; i < 2; i++) pthread_create(&t[i], NULL, port_thread, (void *)i);
+        for (int i = 0; i < 2; i++) pthread_join(t[i], &r[i]);
+        printf("forwarded %ld frames\n", (long)r[0] + (long)r[1]);
+        return 0;
+    }
     struct pollfd pfd[2] = { { .fd = p[0].fd, .events = POLLIN }, { .fd = p[1].fd, .events = POLLIN } };
     while (!stop) {
         if (poll(pfd, 2, mode == 0 ? 0 : 200) < 0) continue;

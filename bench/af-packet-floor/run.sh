@@ -2,12 +2,13 @@
 # Ping round trips through fwd.c (see there) between two namespaces on veths, as
 # `hypernf bench ports` sets them up. Needs root.  run.sh MODE [PINGS] [taskset-cpus]
 #   MODE: 0, 1, 2 (fwd.c's modes), bridge (a Linux bridge on the same veths) or a directory
-#   holding a hypernf checkout (its `hypernf run --attach` on the same veths)
+#   holding a hypernf checkout (its `hypernf run --attach` on the same veths; HNF_ARGS adds
+#   options, e.g. HNF_ARGS="--driver-threads port")
 set -euo pipefail
 mode=${1:-1}; pings=${2:-200}; cpus=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${FWD_BIN:-/tmp/af-packet-floor-fwd}
-[ -x "$bin" ] && [ "$bin" -nt "$here/fwd.c" ] || gcc -O2 -Wall -o "$bin" "$here/fwd.c"
+[ -x "$bin" ] && [ "$bin" -nt "$here/fwd.c" ] || gcc -O2 -Wall -pthread -o "$bin" "$here/fwd.c"
 t=fl$$; a=${t}a; b=${t}b
 cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
@@ -25,7 +26,7 @@ done
 if [ "$mode" = bridge ]; then
   ip link add ${t}br type bridge; ip link set $a master ${t}br; ip link set $b master ${t}br; ip link set ${t}br up
 elif [ -d "$mode" ]; then
-  "$mode/hypernf" run --interval 0 --attach valep3:$a --attach valep3:$b >${HNF_OUT:-/dev/null} & pid=$!
+  "$mode/hypernf" run --interval 0 ${HNF_ARGS:-} --attach valep3:$a --attach valep3:$b >${HNF_OUT:-/dev/null} & pid=$!
   for i in $(seq 100); do [ -n "$(ls /sys/class/net/$a/ 2>/dev/null)" ] && ip link show $a | grep -q PROMISC && break; sleep 0.1; done
   sleep 1
 else
@@ -34,5 +35,5 @@ fi
 for i in $(seq 30); do ip netns exec ${t}na ping -c1 -W1 10.239.0.2 >/dev/null 2>&1 && break; sleep 0.1; done
 ip netns exec ${t}na ping -c 50 -i 0.01 -q 10.239.0.2 >/dev/null
 ip netns exec ${t}na ping -c "$pings" -i 0.01 -W 1 10.239.0.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
-  awk -v m="$mode" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{v[NR]=$1*1000} END {p50=v[int(NR*0.5+0.999)]; p99=v[int(NR*0.99+0.999)];
-    printf "floor mode %-6s pings %d  p50 %4.0f us  p99 %5.0f us  min %3.0f us  (load %s)\n", m, NR, p50, p99, v[1], l}'
+  awk -v m="$mode" -v a="${HNF_ARGS:-}" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{v[NR]=$1*1000} END {p50=v[int(NR*0.5+0.999)]; p99=v[int(NR*0.99+0.999)];
+    printf "floor mode %-6s %s pings %d  p50 %4.0f us  p99 %5.0f us  min %3.0f us  (load %s)\n", m, a, NR, p50, p99, v[1], l}'

@@ -52,6 +52,15 @@ public sealed record PhysicalPortOptions
     /// sleeps after this long and uses no CPU.
     /// </summary>
     public int DriverSpinMicroseconds { get; init; } = 50;
+    /// <summary>
+    /// One driver thread per bridge (true, the default) serving all of the bridge's interface
+    /// ports with one poll(), or one thread per port (false). With one thread, a frame it
+    /// transmits to another port and the reply the kernel produces inside that send() are
+    /// handled by the same running thread; with a thread per port the kernel also wakes the
+    /// other port's thread and the two race for the reply (docs/ports.md, Latency). A thread
+    /// per port spreads a heavy load of several interfaces over more cores.
+    /// </summary>
+    public bool DriverPerBridge { get; init; } = true;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
