@@ -17,6 +17,39 @@ public unsafe class DomainMemoryTests
         from extra in Gen.Int[0, 65536]
         select new RegionLayout { MaxPorts = ports, RingsPerPort = rings, SlotsPerRing = 1 << slotsLog, ExtraBuffersPerPort = extra };
 
+    /// <summary>Minor page faults of the calling thread so far (/proc/thread-self/stat, field 10).</summary>
+    private static long ThreadMinorFaults()
+    {
+        string stat = File.ReadAllText("/proc/thread-self/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture); // minflt is field 10; fields[0] is field 3
+    }
+
+    private static long FaultsWritingEveryBuffer(DomainMemory m)
+    {
+        long before = ThreadMinorFaults();
+        for (uint b = RegionLayout.ReservedBuffers; b < m.BufferCount; b++) *m.BufferAddress(b) = 1;
+        return ThreadMinorFaults() - before;
+    }
+
+    [Fact]
+    public void Populate_allocates_every_page_so_the_first_frame_in_a_buffer_takes_no_page_fault()
+    {
+        var layout = new RegionLayout { MaxPorts = 1 };
+        long pages = (long)(layout.BufferCount - RegionLayout.ReservedBuffers) * layout.BufferSize / RegionLayout.PageSize;
+        using (var lazy = new DomainMemory(layout, "test-lazy"))
+        {
+            long faults = FaultsWritingEveryBuffer(lazy);
+            Assert.True(faults >= pages / 2, $"a fresh memfd region should fault on first writes: {faults} faults for {pages} pages");
+        }
+        using (var populated = new DomainMemory(layout, "test-populated"))
+        {
+            populated.Populate();
+            long faults = FaultsWritingEveryBuffer(populated);
+            Assert.True(faults <= pages / 20, $"after Populate the buffers' pages must be there: {faults} faults for {pages} pages");
+        }
+    }
+
     [Fact]
     public void Layout_parts_never_overlap_and_stay_inside_the_region()
     {
