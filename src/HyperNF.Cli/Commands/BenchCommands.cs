@@ -136,9 +136,10 @@ internal static partial class BenchCommands
         var pings = new Option<int>("--pings") { Description = "Pings per path for the round-trip percentiles (10 ms apart)", DefaultValueFactory = _ => 300 };
         var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: one port driver thread per bridge or per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
+        var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads, rtPriority,
         };
         cmd.SetAction(p =>
         {
@@ -165,6 +166,7 @@ internal static partial class BenchCommands
                 SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom), XdpMode = p.GetValue(xdpMode)!,
                 TxRing = p.GetValue(txMode) == "ring",
                 DriverPerBridge = p.GetValue(driverThreads) == "bridge",
+                DriverRealtimePriority = p.GetValue(rtPriority),
             };
             IReadOnlyList<PortsBenchmarkResult> results = [];
             if (!p.GetValue(noPps))
@@ -179,7 +181,7 @@ internal static partial class BenchCommands
             IReadOnlyList<PortsTrafficResult> traffic = [];
             if (!p.GetValue(noTraffic))
             {
-                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, o.DriverPerBridge);
+                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, o.DriverPerBridge, o.DriverRealtimePriority);
                 var bridge = traffic.FirstOrDefault(t => t.Path == "linux-bridge" && t.Error is null);
                 var tt = new Table().AddColumns("path (offloads on)", "TCP Gbit/s", "vs bridge", "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "mean us", "lost");
                 foreach (var t in traffic)

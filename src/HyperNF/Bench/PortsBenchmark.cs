@@ -46,6 +46,8 @@ public sealed record PortsBenchmarkOptions
     public bool TxRing { get; init; } = new PhysicalPortOptions().TxRing;
     /// <summary>One driver thread per bridge (default) or per port (<see cref="PhysicalPortOptions.DriverPerBridge"/>).</summary>
     public bool DriverPerBridge { get; init; } = new PhysicalPortOptions().DriverPerBridge;
+    /// <summary>SCHED_FIFO priority of the driver threads (0: none; <see cref="PhysicalPortOptions.DriverRealtimePriority"/>).</summary>
+    public int DriverRealtimePriority { get; init; }
 }
 
 public sealed record PortsBenchmarkResult
@@ -150,6 +152,7 @@ public static class PortsBenchmark
                     XdpMode = o.XdpMode,
                     TxRing = o.TxRing,
                     DriverPerBridge = o.DriverPerBridge,
+                    DriverRealtimePriority = o.DriverRealtimePriority,
                 })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,

@@ -58,6 +58,22 @@ internal static unsafe partial class Native
     /// <summary>Sets the nice value of one thread (Linux applies PRIO_PROCESS to a single tid). Returns false if not permitted.</summary>
     public static bool SetNice(int tid, int nice) => SetPriority(0 /* PRIO_PROCESS */, tid, nice) == 0;
 
+    public const int SCHED_OTHER = 0, SCHED_FIFO = 1;
+
+    [LibraryImport(Libc, EntryPoint = "sched_setscheduler", SetLastError = true)]
+    private static partial int SchedSetScheduler(int pid, int policy, ref int param);
+
+    [LibraryImport(Libc, EntryPoint = "sched_getscheduler", SetLastError = true)]
+    public static partial int SchedGetScheduler(int pid);
+
+    /// <summary>
+    /// sched_setscheduler for thread <paramref name="tid"/> (0: the caller): SCHED_FIFO with
+    /// <paramref name="priority"/> 1..99, or SCHED_OTHER with 0 (the thread's nice value is kept).
+    /// Returns 0 or the errno (EPERM without CAP_SYS_NICE).
+    /// </summary>
+    public static int SetScheduler(int tid, int policy, int priority) =>
+        SchedSetScheduler(tid, policy, ref priority) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
     [LibraryImport(Libc, EntryPoint = "sched_getcpu")]
     public static partial int SchedGetCpu();
 

@@ -40,6 +40,11 @@ internal sealed class DriverGroup
     /// <summary>True while the thread sleeps in poll() (or is about to): a sender must write the eventfd to wake it.</summary>
     public bool Sleeping => Volatile.Read(ref _sleeping) != 0;
     public int MemberCount => _members.Length;
+    /// <summary>Times the thread used up its real-time budget and dropped to ordinary scheduling.</summary>
+    public long RealtimeDemotions => Interlocked.Read(ref _demotions);
+
+    private long _demotions;
+    private bool _realtime; // the thread runs SCHED_FIFO now
 
     public DriverGroup(string key, PhysicalPortOptions options)
     {
@@ -87,11 +92,28 @@ internal sealed class DriverGroup
             SchedulingError = $"the driver thread '{Key}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
         try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
         catch (IOException) { /* stays unpinned */ }
+        bool wantRealtime = _options.DriverRealtimePriority > 0;
+        if (wantRealtime && Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) is int rtErr and not 0)
+        {
+            SchedulingError = $"the driver thread '{Key}' stays at ordinary scheduling (SCHED_FIFO {_options.DriverRealtimePriority}: errno {rtErr}; needs CAP_SYS_NICE)";
+            wantRealtime = false;
+        }
+        _realtime = wantRealtime;
         _started.Set();
         long lastBusy = 0;
         long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long budgetTicks = _options.DriverRealtimeBudgetMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
         while (!_stop)
         {
+            // Real time only in short stretches: awake longer than the budget (a flood keeps the
+            // thread polling), it runs as an ordinary thread until it sleeps again.
+            if (_realtime && System.Diagnostics.Stopwatch.GetTimestamp() - awakeSince > budgetTicks
+                && Native.SetScheduler(0, Native.SCHED_OTHER, 0) == 0)
+            {
+                _realtime = false;
+                Interlocked.Increment(ref _demotions);
+            }
             bool busy = false;
             lock (_roundGate)
             {
@@ -116,7 +138,12 @@ internal sealed class DriverGroup
             try
             {
                 var members = _members;
-                if (!_stop && !members.Any(p => p.TransmitPending)) Sleep(members);
+                if (!_stop && !members.Any(p => p.TransmitPending))
+                {
+                    Sleep(members);
+                    if (wantRealtime && !_realtime) _realtime = Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) == 0;
+                    awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

@@ -80,6 +80,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     public string? LastError => _lastError;
     /// <summary>Kernel thread id of the driver thread (shared by the ports of a bridge unless <see cref="PhysicalPortOptions.DriverPerBridge"/> is off).</summary>
     public int DriverTid => _driver.Tid;
+    internal DriverGroup Driver => _driver;
     public bool IsDetached => Volatile.Read(ref _detached) != 0;
 
     internal PhysicalPort(PhysicalPorts owner, ValeSwitch sw, string bridgeName, string ifName, PhysicalPortOptions options, DriverGroup driver)

@@ -95,4 +95,60 @@ public class DriverThreadTests
         Assert.True(Alive(pc.DriverTid) && Alive(pd.DriverTid));
         Assert.Equal(0, host.Switch.FindBridge("valey")!.GetStatistics().Unaccounted);
     }
+
+    [NetnsFact]
+    public void ARealtimeDriverThreadSleepsWhenIdleAndRunsAsAnOrdinaryThreadWhileAFloodKeepsItAwake()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.23.1/24");
+        var b = lab.Add("b", "10.231.23.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { DriverRealtimePriority = 1, DriverRealtimeBudgetMicroseconds = 2000 });
+        var pa = ports.Attach("valex", a.Outer);
+        ports.Attach("valex", b.Outer);
+        Assert.True(pa.LastError is null, $"the test runs as root, so SCHED_FIFO must be granted: {pa.LastError}");
+        Ping(lab, a, b);
+        int tid = pa.DriverTid;
+        var driver = pa.Driver;
+
+        // Idle: real-time, and asleep.
+        Thread.Sleep(300);
+        Assert.Equal(Native.SCHED_FIFO, Native.SchedGetScheduler(tid));
+        long before = CpuTime.ThreadNs(tid);
+        Thread.Sleep(1000);
+        double share = (CpuTime.ThreadNs(tid) - before) / 1e9;
+        _out.WriteLine($"idle real-time driver: {share:P2} of a core");
+        Assert.True(share < 0.10, $"an idle real-time driver thread must sleep: it used {share:P1} of a core");
+        long demotionsIdle = driver.RealtimeDemotions;
+
+        // A TCP stream keeps the thread awake for seconds: past its budget it must not stay real-time.
+        var server = lab.Start(b, "iperf3", "-s", "-1", "-B", b.Ip);
+        bool sawOrdinary = false;
+        var client = Task.Run(() =>
+        {
+            for (int attempt = 0; attempt < 20; attempt++)
+            {
+                if (lab.Exec(a, ["iperf3", "-c", b.Ip, "-t", "3", "--connect-timeout", "1000"], 20_000, out string o) == 0) return o;
+                Thread.Sleep(200);
+            }
+            return "iperf3 failed";
+        });
+        while (!client.IsCompleted)
+        {
+            if (Native.SchedGetScheduler(tid) == Native.SCHED_OTHER) sawOrdinary = true;
+            Thread.Sleep(5);
+        }
+        _out.WriteLine(client.Result);
+        _out.WriteLine($"demotions: {driver.RealtimeDemotions - demotionsIdle}");
+        Assert.DoesNotContain("iperf3 failed", client.Result);
+        Assert.True(driver.RealtimeDemotions > demotionsIdle, "a flood must use up the real-time budget");
+        Assert.True(sawOrdinary, "while the flood keeps it awake the driver thread runs as SCHED_OTHER");
+
+        // Idle again: back to real time after its next sleep.
+        var until = Environment.TickCount64 + 3000;
+        while (Native.SchedGetScheduler(tid) != Native.SCHED_FIFO && Environment.TickCount64 < until) Thread.Sleep(10);
+        Assert.Equal(Native.SCHED_FIFO, Native.SchedGetScheduler(tid));
+        Ping(lab, a, b);
+        server.WaitForExit(5000);
+    }
 }
