@@ -38,7 +38,7 @@ char *strchr(const char *s, int c);
 /* ------------------------------------------------------------------------------------ */
 
 #define HNF_BOOT_MAGIC 0x42464E48u /* "HNFB" */
-#define HNF_ABI_VERSION 1u
+#define HNF_ABI_VERSION 2u
 #define HNF_TRANSPORT_PIO 0u  /* outl to 0x500 + op: ring 0 only */
 #define HNF_TRANSPORT_MMIO 1u /* 32-bit store to 0xFEB00000 + op * 8: any ring */
 #define HNF_IO_HYPERCALL 0u
@@ -65,6 +65,7 @@ struct hnf_boot_info {
     uint64_t needs_kick_gpa; /* 144 */
     uint32_t domid;          /* 152 */
     uint32_t vcpu;           /* 156 */
+    uint64_t shutdown_gpa;   /* 160: u32 the VMM sets to ask the guest to stop (version 2) */
 };
 _Static_assert(offsetof(struct hnf_boot_info, transport) == 8, "boot_info.transport");
 _Static_assert(offsetof(struct hnf_boot_info, mem_size) == 16, "boot_info.mem_size");
@@ -75,7 +76,8 @@ _Static_assert(offsetof(struct hnf_boot_info, nifp) == 72, "boot_info.nifp");
 _Static_assert(offsetof(struct hnf_boot_info, kick_gpa) == 136, "boot_info.kick_gpa");
 _Static_assert(offsetof(struct hnf_boot_info, needs_kick_gpa) == 144, "boot_info.needs_kick_gpa");
 _Static_assert(offsetof(struct hnf_boot_info, vcpu) == 156, "boot_info.vcpu");
-_Static_assert(sizeof(struct hnf_boot_info) == 160, "boot_info size");
+_Static_assert(offsetof(struct hnf_boot_info, shutdown_gpa) == 160, "boot_info.shutdown_gpa");
+_Static_assert(sizeof(struct hnf_boot_info) == 168, "boot_info size");
 
 /* ------------------------------------------------------------------------------------ */
 /* netmap structures (netmap API 14 layout; docs/abi.md)                                  */
@@ -272,6 +274,13 @@ uint32_t hnf_poll(uint64_t timeout_ns, uint32_t rx_mask, uint32_t tx_mask, int32
 
 /* Sleeps without spinning (a POLL with empty masks). */
 void hnf_sleep_ns(uint64_t ns);
+
+/* The toolstack asked this domain to stop (xl shutdown): finish, print what you report,
+ * return from main. One load, no exit; a POLL returns early once it is set. */
+static inline int hnf_shutdown_requested(void)
+{
+    return *(volatile uint32_t *)(uintptr_t)hnf_boot->shutdown_gpa != 0;
+}
 
 /* EXIT: the vCPU stops; the domain shows exited(status). Never returns. */
 __attribute__((noreturn)) void hnf_exit(int status);

@@ -121,6 +121,7 @@ int hnf_bump_run(hnf_nf_fn fn, void *ctx, const struct hnf_bump_opts *o, struct 
         /* One exit flushes what we queued and syncs both RX rings; block only when idle. */
         hnf_poll(a + b == 0 ? IDLE_WAIT_NS : 0, rxmask, txmask, 0);
         if (o->count != 0 && st->frames >= o->count) break;
+        if (hnf_shutdown_requested()) break;
         if (o->report_ns && (a + b == 0 || (st->batches & 63) == 0)) {
             uint64_t now = hnf_now_ns();
             if (now >= next_report) {

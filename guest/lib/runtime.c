@@ -37,14 +37,20 @@ __attribute__((noreturn, used)) void hnf_start0(const struct hnf_boot_info *bi)
 }
 
 /* vCPUs other than 0: the NFs are single-threaded (one ring pair per port), so these
- * sleep until the domain is destroyed. Only the boot info and this stack are used. */
+ * sleep until the domain is destroyed (a shutdown request stops vCPU 0's main; the domain
+ * has exited once every vCPU has, so these leave too). Only the boot info and this stack
+ * are used. */
 __attribute__((noreturn, used)) void hnf_start_secondary(const struct hnf_boot_info *bi)
 {
     start_checks(bi);
-    for (;;) {
-        _Alignas(8) volatile struct hnf_hc_poll p = { .timeout_ns = 1000000000ull };
+    while (*(volatile uint32_t *)(uintptr_t)bi->shutdown_gpa == 0) {
+        /* An hour: the VMM wakes a POLL when it sets the shutdown word. */
+        _Alignas(8) volatile struct hnf_hc_poll p = { .timeout_ns = 3600ull * 1000000000ull };
         hnf_hypercall_on(bi->transport, HNF_OP_POLL, &p);
     }
+    _Alignas(8) volatile struct hnf_hc_exit e = { .status = 0 };
+    hnf_hypercall_on(bi->transport, HNF_OP_EXIT, &e);
+    for (;;) __builtin_trap();
 }
 
 void hnf_puts(const char *s, size_t len)

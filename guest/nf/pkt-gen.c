@@ -260,7 +260,7 @@ static int run_tx(void)
 
     while (sent < limit) {
         uint64_t now = hnf_now_ns();
-        if (now >= deadline) break;
+        if (now >= deadline || hnf_shutdown_requested()) break;
         if (now >= next_report) {
             interval("tx", start, now, &last_report, sent, &last_frames, 0);
             next_report = now + o.report_ns;
@@ -349,7 +349,7 @@ static int run_rx(void)
     hnf_printf("pktgen-rx: port=%u name=%.16s count=%lu\n", o.port, nifp->ni_name, o.count);
     while (received < limit) {
         uint64_t now = hnf_now_ns();
-        if (now >= deadline) break;
+        if (now >= deadline || hnf_shutdown_requested()) break;
         if (now >= next_report) {
             interval("rx", start, now, &last_report, received, &last_frames, hnf_seq_lost(&seq));
             next_report = now + o.report_ns;

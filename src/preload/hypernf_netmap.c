@@ -65,6 +65,7 @@ struct nmfd {
     uint64_t flags;                 /* NR_* of the registration */
     uint32_t first_tx, last_tx, first_rx, last_rx;
     uint16_t mem_id;
+    int dead;                       /* S hung up: the daemon (or our port's region) is gone */
     pthread_mutex_t lock;           /* one socket request at a time */
 };
 
@@ -371,6 +372,7 @@ static int daemon_gone(struct nmfd *n)
 /* Hands op to the domain's host thread and waits for it (the hypercall). 0 or -1/errno. */
 static int nm_sync(struct nmfd *n, uint32_t op)
 {
+    if (__atomic_load_n(&n->dead, __ATOMIC_RELAXED)) { errno = EIO; return -1; }
     struct hnf_ctl *c = n->ctl;
     uint32_t seq = ++n->seq;
     if (seq == 0) seq = ++n->seq;
@@ -386,6 +388,7 @@ static int nm_sync(struct nmfd *n, uint32_t op)
         while ((done = __atomic_load_n(&c->done_seq, __ATOMIC_ACQUIRE)) != seq) {
             struct timespec ts = { 1, 0 };
             if (futex(&c->done_seq, FUTEX_WAIT, done, &ts) < 0 && errno == ETIMEDOUT && daemon_gone(n)) {
+                __atomic_store_n(&n->dead, 1, __ATOMIC_RELAXED);
                 __atomic_store_n(&c->caller_waiting, 0, __ATOMIC_RELAXED);
                 errno = EIO;
                 return -1;
@@ -431,7 +434,7 @@ static int tx_ready(struct nmfd *n)
  */
 static short nm_poll_one(struct nmfd *n, short events, int arm)
 {
-    if (!n->registered) return POLLERR;
+    if (!n->registered || __atomic_load_n(&n->dead, __ATOMIC_RELAXED)) return POLLERR;
     uint32_t op = 0;
     if ((events & POLLOUT) || !(n->flags & NR_NO_TX_POLL)) op |= HNF_OP_TXSYNC;
     if ((events & (POLLIN | POLLRDNORM)) || (n->flags & NR_DO_RX_POLL)) op |= HNF_OP_RXSYNC;
@@ -464,8 +467,12 @@ static long long now_ns(void)
  */
 static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const sigset_t *mask)
 {
+    /* tmp: a copy of fds, then one entry per netmap descriptor for its connection S (a hang-up
+     * there wakes the wait: the daemon, or the region our port lives in, is gone) */
     struct pollfd local[64];
-    struct pollfd *tmp = nfds <= 64 ? local : malloc(nfds * sizeof *tmp);
+    nfds_t nnm = 0;
+    for (nfds_t i = 0; i < nfds; i++) if (lookup(fds[i].fd)) nnm++;
+    struct pollfd *tmp = nfds + nnm <= 64 ? local : malloc((nfds + nnm) * sizeof *tmp);
     if (!tmp) { errno = ENOMEM; return -1; }
     long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
     int result;
@@ -493,17 +500,25 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
         }
         long long left = deadline < 0 ? -1 : deadline - now_ns();
         if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) { result = ready; break; }
+        nfds_t k = nfds;
         for (nfds_t i = 0; i < nfds; i++) {
             tmp[i] = fds[i];
-            if (lookup(fds[i].fd)) tmp[i].events = POLLIN;
+            struct nmfd *n = lookup(fds[i].fd);
+            if (n) {
+                tmp[i].events = POLLIN;
+                if (k < nfds + nnm) tmp[k++] = (struct pollfd){ n->sock, POLLIN | POLLRDHUP, 0 };
+            }
         }
         struct timespec ts, *tsp = NULL;
         if (left >= 0) { ts.tv_sec = left / 1000000000LL; ts.tv_nsec = left % 1000000000LL; tsp = &ts; }
-        int r = real_ppoll(tmp, nfds, tsp, mask);
+        int r = real_ppoll(tmp, k, tsp, mask);
         if (r < 0) { result = -1; break; }
+        k = nfds;
         for (nfds_t i = 0; i < nfds; i++) {
             struct nmfd *n = lookup(fds[i].fd);
-            if (n && (tmp[i].revents & POLLIN)) drain(fds[i].fd);
+            if (!n) continue;
+            if (tmp[i].revents & POLLIN) drain(fds[i].fd);
+            if (k < nfds + nnm && tmp[k++].revents && daemon_gone(n)) __atomic_store_n(&n->dead, 1, __ATOMIC_RELAXED);
         }
         /* Loop: the netmap descriptors are re-synced and everything re-checked. */
     }
@@ -992,6 +1007,11 @@ static int nm_ctrl(int fd, struct nmfd *n, struct nmreq_header *h)
             errno = EINVAL;
             return -1;
         }
+        if (h->nr_reqtype == NETMAP_REQ_VALE_ATTACH) {
+            /* vale-ctl -h: the interface together with its host stack (host rings): not served */
+            uint32_t m = ((struct nmreq_vale_attach *)body)->reg.nr_mode;
+            if (m == NR_REG_SW || m == NR_REG_NIC_SW || m == NR_REG_ONE_SW) { errno = EOPNOTSUPP; return -1; }
+        }
         struct hnf_vale_rep rep;
         if (nm_vale(n, h->nr_reqtype, h->nr_name, &rep, bidx, pidx, hlen) < 0) return -1;
         switch (h->nr_reqtype) {
@@ -1046,7 +1066,14 @@ static int nm_legacy(int fd, struct nmfd *n, unsigned long cmd, struct nmreq *q)
     if (q->nr_cmd != 0) {
         uint16_t t;
         switch (q->nr_cmd) {
-        case NETMAP_BDG_ATTACH: t = NETMAP_REQ_VALE_ATTACH; break;
+        case NETMAP_BDG_ATTACH:
+            /* the host stack too (nr_arg1 NETMAP_BDG_HOST, or a host-ring mode): no host rings here */
+            if (q->nr_arg1 == NETMAP_BDG_HOST || (q->nr_flags & NR_REG_MASK) == NR_REG_SW || (q->nr_flags & NR_REG_MASK) == NR_REG_NIC_SW) {
+                errno = EOPNOTSUPP;
+                return -1;
+            }
+            t = NETMAP_REQ_VALE_ATTACH;
+            break;
         case NETMAP_BDG_DETACH: t = NETMAP_REQ_VALE_DETACH; break;
         case NETMAP_BDG_LIST: t = NETMAP_REQ_VALE_LIST; break;
         case NETMAP_BDG_NEWIF: t = NETMAP_REQ_VALE_NEWIF; break;

@@ -200,6 +200,7 @@ struct nmreq {                           /* 60 bytes */
 #define NETMAP_DO_RX_POLL   0x8000
 #define NR_REG_MASK         0xf
 #define NETMAP_BDG_ATTACH   1
+#define NETMAP_BDG_HOST 1 /* nr_arg1 of NETMAP_BDG_ATTACH: the host stack too (vale-ctl -h) */
 #define NETMAP_BDG_DETACH   2
 #define NETMAP_BDG_LIST     4
 #define NETMAP_BDG_VNET_HDR 5   /* legacy PORT_HDR_SET, length in nr_arg1 */

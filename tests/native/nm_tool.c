@@ -24,6 +24,13 @@
  *                                        B without; frames both ways, checksum completion
  *   nm_tool ctl newif|delif|attach|detach NAME [--legacy]   vale-ctl's requests; prints errno=
  *   nm_tool many PREFIX N                VALE_NEWIF PREFIX0..PREFIX(N-1), then DELIF them all
+ *   nm_tool onenic PORT COUNT --rings 2   rings 0 and 1 registered on two descriptors (pkt-gen -p 2),
+ *                                        COUNT frames on ring 1 before and after ring 0's is closed
+ *   nm_tool regerr NAME [--legacy] [--mode M] [--ringid K]   one REGISTER; prints errno= (0: it
+ *                                        registered) and mem_id=, then closes
+ * --rings N asks for N ring pairs (nr_tx_rings/nr_rx_rings) at every registration.
+ * --mode M / --ringid K set nr_mode (nr_flags in the legacy API) and nr_ringid of every
+ * registration, e.g. a netmap pipe the legacy way: --mode 5 (NR_REG_PIPE_MASTER) --ringid 3.
  * Output: "key=value" lines on stdout; exit 0 on success.
  */
 #define _GNU_SOURCE
@@ -48,6 +55,8 @@
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 
 static int legacy, busy, use_select, only_test, batch = 256, timeout_ms = 5000, close_after_ms = -1;
+static uint32_t reg_mode = NR_REG_ALL_NIC, reg_ringid; /* --mode, --ringid: e.g. NR_REG_PIPE_MASTER (5) and a pipe id */
+static uint16_t reg_rings;                               /* --rings N: nr_tx_rings = nr_rx_rings = N (0: default) */
 
 struct port {
     int fd;
@@ -88,7 +97,9 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         memset(&q, 0, sizeof q);
         strncpy(q.nr_name, name, sizeof q.nr_name - 1);
         q.nr_version = NETMAP_API;
-        q.nr_flags = NR_REG_ALL_NIC;
+        q.nr_flags = reg_mode;
+        q.nr_ringid = (uint16_t)reg_ringid;
+        q.nr_tx_rings = q.nr_rx_rings = reg_rings;
         q.nr_arg3 = extra;
         if (ioctl(p->fd, NIOCREGIF, &q) < 0) die("NIOCREGIF");
         p->memsize = q.nr_memsize;
@@ -106,7 +117,9 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
         h.nr_reqtype = NETMAP_REQ_REGISTER;
         strncpy(h.nr_name, name, sizeof h.nr_name - 1);
         h.nr_body = (uintptr_t)&r;
-        r.nr_mode = NR_REG_ALL_NIC;
+        r.nr_mode = reg_mode;
+        r.nr_ringid = (uint16_t)reg_ringid;
+        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
         r.nr_extra_bufs = extra;
         if (ioctl(p->fd, NIOCCTRL, &h) < 0) die("NIOCCTRL REGISTER");
         p->memsize = r.nr_memsize;
@@ -241,6 +254,16 @@ static int cmd_tx(const char *name, long count, int size)
         }
     }
     if (ioctl(p.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    /* As pkt-gen: wait until the TX rings are drained before closing (a switch port always is;
+     * a pipe end is not while its peer's RX ring is full). */
+    double drain_until = now_s() + timeout_ms / 1e3;
+    for (uint32_t i = 0; i < p.nifp->ni_tx_rings; i++) {
+        struct netmap_ring *t = NETMAP_TXRING(p.nifp, i);
+        while (nm_tx_pending(t) && now_s() < drain_until) {
+            usleep(200); /* the peer frees room at its own pace (pkt-gen: ioctl, usleep(1)) */
+            if (ioctl(p.fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+        }
+    }
     double dt = now_s() - t0;
     printf("sent=%ld\nseconds=%.3f\nmpps=%.3f\n", sent, dt, dt > 0 ? sent / dt / 1e6 : 0);
     close(p.fd);
@@ -253,7 +276,7 @@ static int cmd_rx(const char *name, long count)
     open_port(&p, name, 0);
     printf("ready=1\n");
     fflush(stdout);
-    long got = 0, bad = 0, order = 0, others = 0;
+    long got = 0, bad = 0, order = 0, others = 0, per_ring[64] = { 0 };
     uint32_t last = 0;
     int first = 1;
     double t0 = 0, t1 = 0;
@@ -279,6 +302,7 @@ static int cmd_rx(const char *name, long count)
                     first = 0;
                 }
                 got++;
+                if (i < 64) per_ring[i]++;
                 t1 = now_s();
                 rr->head = rr->cur = nm_ring_next(rr, cur);
             }
@@ -286,6 +310,9 @@ static int cmd_rx(const char *name, long count)
     }
     double dt = t0 ? t1 - t0 : 0;
     printf("received=%ld\nbad=%ld\nout_of_order=%ld\nlast_seq=%u\nmpps=%.3f\nothers=%ld\n", got, bad, order, last, dt > 0 ? got / dt / 1e6 : 0, others);
+    int used = 0;
+    for (int i = 0; i < 64; i++) used += per_ring[i] > 0;
+    printf("rx_rings=%u\nrx_rings_used=%d\n", p.nifp->ni_rx_rings, used);
     close(p.fd);
     return bad || order ? 1 : 0;
 }
@@ -410,7 +437,7 @@ static int cmd_hold(const char *name)
 {
     struct port p;
     open_port(&p, name, 0);
-    printf("ready=1\n");
+    printf("mem_id=%u\nready=1\n", p.mem_id);
     fflush(stdout);
     double until = close_after_ms >= 0 ? now_s() + close_after_ms / 1e3 : 1e300;
     while (now_s() < until) {
@@ -441,7 +468,8 @@ static int cmd_hostile(const char *name, int seconds)
     fflush(stdout);
     long rounds = 0, refused = 0;
     double end = now_s() + seconds;
-    struct netmap_ring *t = NETMAP_TXRING(p.nifp, 0), *r = NETMAP_RXRING(p.nifp, 0);
+    uint32_t ring = reg_mode == NR_REG_ONE_NIC ? reg_ringid : 0; /* the ring its netmap_if lists */
+    struct netmap_ring *t = NETMAP_TXRING(p.nifp, ring), *r = NETMAP_RXRING(p.nifp, ring);
     while (now_s() < end) {
         rounds++;
         uint32_t n = t->num_slots;
@@ -484,6 +512,115 @@ static int cmd_hostile(const char *name, int seconds)
     }
     printf("rounds=%ld\nrefused=%ld\n", rounds, refused);
     return 0;
+}
+
+/* One registration and its errno (pipes' and rings' refusals). */
+static int cmd_regerr(const char *name)
+{
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    int rc, mem_id = 0;
+    if (legacy) {
+        struct nmreq q;
+        memset(&q, 0, sizeof q);
+        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
+        q.nr_version = NETMAP_API;
+        q.nr_flags = reg_mode;
+        q.nr_ringid = (uint16_t)reg_ringid;
+        rc = ioctl(fd, NIOCREGIF, &q);
+        mem_id = q.nr_arg2;
+    } else {
+        struct nmreq_header h;
+        struct nmreq_register r;
+        memset(&h, 0, sizeof h);
+        memset(&r, 0, sizeof r);
+        h.nr_version = NETMAP_API;
+        h.nr_reqtype = NETMAP_REQ_REGISTER;
+        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+        h.nr_body = (uintptr_t)&r;
+        r.nr_mode = reg_mode;
+        r.nr_ringid = (uint16_t)reg_ringid;
+        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
+        rc = ioctl(fd, NIOCCTRL, &h);
+        mem_id = r.nr_mem_id;
+        if (rc == 0) {
+            /* the rings this registration's netmap_if lists (libnetmap's nmport_mmap scans ring_ofs) */
+            char *mem = mmap(NULL, r.nr_memsize, PROT_READ, MAP_SHARED, fd, 0);
+            if (mem == MAP_FAILED) die("mmap");
+            struct netmap_if *nifp = NETMAP_IF(mem, r.nr_offset);
+            printf("tx_rings=%u\nlisted=", nifp->ni_tx_rings);
+            for (uint32_t i = 0; i < nifp->ni_tx_rings + nifp->ni_rx_rings; i++)
+                if (nifp->ring_ofs[i]) printf("%s%u", i < nifp->ni_tx_rings ? "t" : "r", i < nifp->ni_tx_rings ? i : i - nifp->ni_tx_rings);
+            printf("\n");
+            munmap(mem, r.nr_memsize);
+        }
+    }
+    printf("errno=%d\nmem_id=%d\n", rc < 0 ? errno : 0, rc < 0 ? 0 : mem_id);
+    close(fd);
+    return 0;
+}
+
+/* pkt-gen -p 2's registrations: rings 0 and 1 of one port on two descriptors (NR_REG_ONE_NIC),
+ * a third registration of ring 1 (EBUSY), COUNT frames on ring 1; then ring 0's descriptor is
+ * closed and COUNT more go on ring 1 (the port stays while a ring is registered). */
+static void send_ring(struct port *p, uint32_t ring, long count, long *sent)
+{
+    struct netmap_ring *t = NETMAP_TXRING(p->nifp, ring);
+    long done = 0;
+    double end = now_s() + timeout_ms / 1e3;
+    while (done < count && now_s() < end) {
+        uint32_t cur = t->cur, n = nm_ring_space(t);
+        for (; n > 0 && done < count; n--, done++) {
+            struct netmap_slot *s = &t->slot[cur];
+            fill(NETMAP_BUF(t, s->buf_idx), (uint32_t)(*sent + done), 60);
+            s->len = 60;
+            s->flags = 0;
+            cur = nm_ring_next(t, cur);
+        }
+        t->head = t->cur = cur;
+        if (ioctl(p->fd, NIOCTXSYNC) < 0) die("NIOCTXSYNC");
+    }
+    *sent += done;
+}
+
+static int cmd_onenic(const char *name, long count)
+{
+    struct port p0, p1;
+    reg_mode = NR_REG_ONE_NIC;
+    reg_ringid = 0;
+    open_port(&p0, name, 0);
+    reg_ringid = 1;
+    open_port(&p1, name, 0);
+    for (int k = 0; k < 2; k++) {
+        struct netmap_if *nifp = k ? p1.nifp : p0.nifp;
+        printf("listed%d=", k);
+        for (uint32_t i = 0; i < nifp->ni_tx_rings + nifp->ni_rx_rings; i++)
+            if (nifp->ring_ofs[i]) printf("%s%u", i < nifp->ni_tx_rings ? "t" : "r", i < nifp->ni_tx_rings ? i : i - nifp->ni_tx_rings);
+        printf("\n");
+    }
+    printf("same_mem=%d\n", p0.mem_id == p1.mem_id);
+    int fd = open("/dev/netmap", O_RDWR);
+    if (fd < 0) die("open /dev/netmap");
+    struct nmreq_header h;
+    struct nmreq_register r;
+    memset(&h, 0, sizeof h);
+    memset(&r, 0, sizeof r);
+    h.nr_version = NETMAP_API;
+    h.nr_reqtype = NETMAP_REQ_REGISTER;
+    strncpy(h.nr_name, name, sizeof h.nr_name - 1);
+    h.nr_body = (uintptr_t)&r;
+    r.nr_mode = NR_REG_ONE_NIC;
+    r.nr_ringid = 1;
+    r.nr_tx_rings = r.nr_rx_rings = reg_rings;
+    printf("again_errno=%d\n", ioctl(fd, NIOCCTRL, &h) < 0 ? errno : 0);
+    close(fd);
+    long sent = 0;
+    send_ring(&p1, 1, count, &sent);
+    close(p0.fd);
+    send_ring(&p1, 1, count, &sent);
+    printf("sent=%ld\n", sent);
+    close(p1.fd);
+    return sent == 2 * count ? 0 : 1;
 }
 
 /* netmap's answers to misuse, as netmap gives them. */
@@ -743,6 +880,7 @@ static int cmd_ctl(const char *op, const char *name)
         q.nr_version = NETMAP_API;
         q.nr_cmd = !strcmp(op, "newif") ? NETMAP_BDG_NEWIF : !strcmp(op, "delif") ? NETMAP_BDG_DELIF
                  : !strcmp(op, "attach") ? NETMAP_BDG_ATTACH : NETMAP_BDG_DETACH;
+        q.nr_flags = reg_mode; /* --mode 3 (NR_REG_NIC_SW): vale-ctl -h's attach with the host stack */
         if (ioctl(fd, NIOCREGIF, &q) < 0) e = errno;
         else if (q.nr_cmd == NETMAP_BDG_NEWIF)
             printf("mem_id=%u\nslots=%u\nrings=%u\n", q.nr_arg2, q.nr_tx_slots, q.nr_tx_rings);
@@ -759,7 +897,7 @@ static int cmd_ctl(const char *op, const char *name)
         strncpy(h.nr_name, name, sizeof h.nr_name - 1);
         if (!strcmp(op, "newif")) { h.nr_reqtype = NETMAP_REQ_VALE_NEWIF; h.nr_body = (uintptr_t)&n; }
         else if (!strcmp(op, "delif")) h.nr_reqtype = NETMAP_REQ_VALE_DELIF; /* no body, as vale-ctl */
-        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = NR_REG_ALL_NIC; }
+        else if (!strcmp(op, "attach")) { h.nr_reqtype = NETMAP_REQ_VALE_ATTACH; h.nr_body = (uintptr_t)&a; a.reg.nr_mode = reg_mode; }
         else { h.nr_reqtype = NETMAP_REQ_VALE_DETACH; h.nr_body = (uintptr_t)&d; }
         if (ioctl(fd, NIOCCTRL, &h) < 0) e = errno;
         else if (h.nr_reqtype == NETMAP_REQ_VALE_NEWIF)
@@ -785,6 +923,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--close-after") && i + 1 < argc) close_after_ms = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) reg_mode = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ringid") && i + 1 < argc) reg_ringid = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rings") && i + 1 < argc) reg_rings = (uint16_t)atoi(argv[++i]);
         else if (npos < 8) pos[npos++] = argv[i];
     }
     if (npos >= 1 && !strcmp(pos[0], "offsets")) return cmd_offsets();
@@ -800,6 +941,8 @@ int main(int argc, char **argv)
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "ctl")) return cmd_ctl(pos[1], pos[2]);
     if (npos >= 3 && !strcmp(pos[0], "many")) return cmd_many(pos[1], atoi(pos[2]));
+    if (npos >= 2 && !strcmp(pos[0], "regerr")) return cmd_regerr(pos[1]);
+    if (npos >= 3 && !strcmp(pos[0], "onenic")) return cmd_onenic(pos[1], atol(pos[2]));
     fprintf(stderr, "usage: nm_tool offsets|info|tx|rx|fwd|wait|hold|hostile|errors|vnet|ctl|many ... (see the file's comment)\n");
     return 2;
 }

@@ -23,14 +23,17 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var domain = new Argument<string>("domain") { Description = "Domain name or id" };
         var wait = new Option<bool>("-w") { Description = "Wait for the domain to be gone (always the case here)" };
-        var cmd = new Command("shutdown", "Stop a domain in order (xl shutdown): its guest is asked to stop, returns from its last sync, its vCPUs exit, then its ports leave and its memory is freed. There is no kernel inside to shut down, so this is destroy's path; the command returns when the domain is gone.")
+        var timeout = new Option<double>("--timeout") { Description = "Seconds the guest gets to stop before the command gives up (the domain then keeps running; destroy stops it)", DefaultValueFactory = _ => 30 };
+        var cmd = new Command("shutdown", "Stop a domain in order (xl shutdown). A VM domain's guest is asked to stop (the shutdown word of docs/guest-abi.md): it finishes, prints its summary and exits, then the domain is destroyed (xl's on_poweroff=\"destroy\"). Thread and process domains have no kernel to ask: their shutdown is destroy. Returns when the domain is gone.")
         {
-            domain, wait, socket,
+            domain, wait, timeout, socket,
         };
         cmd.SetAction(p => WithDaemon(p, socket, c =>
         {
-            var r = As<DoneResult>(c.Call("destroy", new { domain = p.GetValue(domain) }));
-            Console.WriteLine(r.Message.Replace("destroyed domain", "shut down domain", StringComparison.Ordinal));
+            double t = p.GetValue(timeout);
+            if (!(t >= 0 && t * 1000 <= ControlDaemon.MaxShutdownWaitMs)) return Fail($"shutdown: --timeout must be 0..{ControlDaemon.MaxShutdownWaitMs / 1000} seconds, not {t}");
+            var r = As<DoneResult>(c.Call("shutdown", new { domain = p.GetValue(domain), timeout_ms = (long)(t * 1000) }, TimeSpan.FromSeconds(t + 60)));
+            Console.WriteLine(r.Message);
             return 0;
         }));
         return cmd;

@@ -61,8 +61,8 @@ public abstract class BenchDomains
 
     public abstract DomainSpec Sender(string name, string vif, IReadOnlyList<int> cpus, int frameSize, long ratePps, int batch);
 
-    /// <summary>A sink; <paramref name="runSeconds"/>: a VM sink stops by itself after that long and reports its latency (null: runs until destroyed).</summary>
-    public abstract DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus, double? runSeconds = null);
+    /// <summary>A sink: it runs until <see cref="StopSink"/> (then a VM sink prints its latency) or until destroyed.</summary>
+    public abstract DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus);
 
     public abstract DomainSpec Nf(string name, IReadOnlyList<string> vifs, IReadOnlyList<int> cpus, string nf, string? nfArgs, IoModel model,
         int weight = 256, int cap = 0, int slots = Memory.RegionLayout.DefaultSlots);
@@ -80,8 +80,13 @@ public abstract class BenchDomains
     /// <summary>Counters of an NF domain for the JSON.</summary>
     public virtual Dictionary<string, long> NfCounters(Domain nf) => nf.Guest!.Counters.ToDictionary(kv => kv.Key, kv => kv.Value);
 
-    /// <summary>Waits until a sink created with a run time has stopped by itself (VMs; threads stop when destroyed).</summary>
-    public virtual void WaitStopped(TrafficEndpoint rx, TimeSpan wait) { }
+    /// <summary>
+    /// Stops a sink in order once the traffic has drained, so it reports what it received: a VM
+    /// sink is asked to shut down (the guest ABI's shutdown word) and waited for; a thread
+    /// sink's summary is read as it is. Never on a timer started at creation: how long the
+    /// other domains take to start must not cut the sink's run short.
+    /// </summary>
+    public virtual void StopSink(TrafficEndpoint rx, TimeSpan wait) { }
 
     /// <summary>Latency p50/p99 (µs), lost and received frames of a stopped sink.</summary>
     public abstract (double P50Us, double P99Us, long Lost, long? Received) Latency(TrafficEndpoint rx);
@@ -97,7 +102,7 @@ public abstract class BenchDomains
             return new DomainSpec { Name = name, Vifs = [new VifSpec(vif)], Cpus = [cpus], Guest = () => g, IoModel = IoModel.Hypercall };
         }
 
-        public override DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus, double? runSeconds = null)
+        public override DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus)
         {
             var g = new PacketGenGuest(new PacketGeneratorOptions { Function = PacketGenFunction.Rx, Batch = 512 });
             return new DomainSpec { Name = name, Vifs = [new VifSpec(vif)], Cpus = [cpus], Guest = () => g, IoModel = IoModel.Hypercall };
@@ -149,8 +154,8 @@ public abstract class BenchDomains
         public override DomainSpec Sender(string name, string vif, IReadOnlyList<int> cpus, int frameSize, long ratePps, int batch) =>
             Vm(name, "pkt-gen", $"-f tx -l {frameSize} -b {batch}{(ratePps > 0 ? $" -R {ratePps}" : "")}", [vif], cpus, IoModel.Hypercall);
 
-        public override DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus, double? runSeconds = null) =>
-            Vm(name, "pkt-gen", $"-f rx -b 512{(runSeconds is { } s ? string.Create(CultureInfo.InvariantCulture, $" -t {s:F1}") : "")}", [vif], cpus, IoModel.Hypercall);
+        public override DomainSpec Receiver(string name, string vif, IReadOnlyList<int> cpus) =>
+            Vm(name, "pkt-gen", "-f rx -b 512", [vif], cpus, IoModel.Hypercall);
 
         public override DomainSpec Nf(string name, IReadOnlyList<string> vifs, IReadOnlyList<int> cpus, string nf, string? nfArgs, IoModel model,
             int weight = 256, int cap = 0, int slots = Memory.RegionLayout.DefaultSlots)
@@ -185,10 +190,11 @@ public abstract class BenchDomains
             return c;
         }
 
-        public override void WaitStopped(TrafficEndpoint rx, TimeSpan wait)
+        public override void StopSink(TrafficEndpoint rx, TimeSpan wait)
         {
+            if (!rx.Domain.RequestShutdown()) return;
             var until = DateTime.UtcNow + wait;
-            while (rx.Domain.State == DomainState.Running && DateTime.UtcNow < until) Thread.Sleep(20);
+            while (rx.Domain.State is DomainState.Running or DomainState.Paused && DateTime.UtcNow < until) Thread.Sleep(5);
         }
 
         public override (double P50Us, double P99Us, long Lost, long? Received) Latency(TrafficEndpoint rx)

@@ -73,6 +73,8 @@ public sealed record ChainResult
     [JsonPropertyName("lost")] public long Lost { get; init; }
     /// <summary>Counters of each NF domain's guest (forwarded, NF drops, NF-specific).</summary>
     [JsonPropertyName("nf_counters")] public Dictionary<string, Dictionary<string, long>> NfCounters { get; init; } = new();
+    /// <summary>What the harness saw around the measured window (frame counts at its edges, times since the sink's creation, domain states).</summary>
+    [JsonPropertyName("window")] public Dictionary<string, string> Window { get; init; } = new();
 }
 
 /// <summary>
@@ -112,6 +114,12 @@ public static class ChainScenario
         return map;
     }
 
+    /// <summary>Every vCPU and backend thread of <paramref name="domains"/>, as /proc shows it now, plus what the backends counted.</summary>
+    private static string Probe(IEnumerable<Domain> domains) => string.Join(" | ", domains.Select(d =>
+        $"{d.Name} ({d.State}): " + string.Join("; ", d.VCpuTids.Select(t => "vcpu " + ThreadProbe.Describe(t))) +
+        (d.Backend is { } b ? $"; backend rounds {b.Rounds} kicks {b.VmKick?.Kicks ?? b.Kicks} wakeups {b.Notifications} late {b.LateRounds} needs_kick {b.VmKick?.NeedsKick} {ThreadProbe.Describe(b.Tid)}" : "") +
+        string.Concat(d.Ports.Select(p => p.Origin is ValePort vp ? $"; {vp.Name} tx_pending {vp.AnyTxPending()} tx_space {vp.AnyTxSpace()} rx_published {vp.AnyRxPublished()}" : ""))));
+
     public static ChainResult Run(ChainOptions o)
     {
         if (o.Length < 1 || o.Length > 16) throw new ArgumentOutOfRangeException(nameof(o), o.Length, "chain length must be 1..16");
@@ -123,8 +131,8 @@ public static class ChainScenario
         var sw = new ValeSwitch { BridgeBatch = o.BridgeBatch };
         using var host = new Host(sw) { BackendCpus = place.BackendCpus, CpuPolicy = o.CpuPolicy?.Invoke() };
         string Bridge(int i) => o.Bridges?[i] ?? $"vale{i}";
-        // A VM sink stops by itself after the run (and prints its latency); the margin covers the drain.
-        var rxDom = host.Create(kind.Receiver("pktgen-rx", $"{Bridge(o.Length)}:rx", [place.RxCpu], o.WarmupSeconds + o.Seconds + 1.0));
+        var created = System.Diagnostics.Stopwatch.GetTimestamp();
+        var rxDom = host.Create(kind.Receiver("pktgen-rx", $"{Bridge(o.Length)}:rx", [place.RxCpu]));
         var nfs = new List<Domain>();
         for (int i = 0; i < o.Length; i++)
             nfs.Add(host.Create(kind.Nf($"nf{i + 1}", [$"{Bridge(i)}:nf{i + 1}a", $"{Bridge(i + 1)}:nf{i + 1}b"], [place.NfCpu(i)], o.Nf, o.NfArgs, o.IoModel)));
@@ -146,15 +154,34 @@ public static class ChainScenario
         long rx0 = rx.Frames, tx0 = tx.Frames;
         var t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int steps = Math.Max(1, (int)(o.Seconds * 10));
+        long rxPrev = rx0;
+        string? probe = null;
         for (int s = 1; s <= steps; s++)
         {
             Thread.Sleep(TimeSpan.FromSeconds(o.Seconds / steps));
             o.Progress?.Invoke((double)s / steps);
+            // Nothing reached the sink for a whole step: record what every thread is doing (once).
+            long rxNow = rx.Frames;
+            if (rxNow == rxPrev && probe is null) probe = Probe(domains);
+            rxPrev = rxNow;
         }
         long rx1 = rx.Frames, tx1 = tx.Frames;
         var drops1 = DropsNow(sw, nfs);
         var cpu1 = CpuAccounting.Sample(domains);
         double el = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        var window = new Dictionary<string, string>
+        {
+            ["rx0"] = $"{rx0}", ["rx1"] = $"{rx1}", ["tx0"] = $"{tx0}", ["tx1"] = $"{tx1}",
+            ["start_s_after_sink"] = (System.Diagnostics.Stopwatch.GetElapsedTime(created, t0).TotalSeconds).ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
+            ["end_s_after_sink"] = (System.Diagnostics.Stopwatch.GetElapsedTime(created).TotalSeconds).ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
+            ["states"] = string.Join(",", domains.Select(d => $"{d.Name}={d.State}")),
+            ["cpu0"] = string.Join(",", cpu0.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
+            ["cpu1"] = string.Join(",", cpu1.Domains.Values.Select(v => $"{v.Name}={v.VCpuNs / 1000000}+{v.BackendNs / 1000000}ms")),
+        };
+        if (probe is not null) window["stalled_step_probe"] = probe;
+        if (rx1 == rx0 || probe is not null) Console.Error.WriteLine($"chain: the sink got nothing for {(rx1 == rx0 ? "the whole window" : "at least one 100 ms step")}: {string.Join(" ", window.Select(kv => $"{kv.Key}={kv.Value}"))}");
+        if (rxDom.State != DomainState.Running)
+            throw new InvalidOperationException($"the sink {rxDom.Name} is {rxDom.State.ToString().ToLowerInvariant()} at the end of the window ({o.IoModel.Key()}, {o.Nf}); the window's figures would be wrong");
         foreach (var d in domains)
             if (d.State is not (DomainState.Running or DomainState.Exited))
                 throw new InvalidOperationException($"{kind.Label} domain {d.Name} ({o.IoModel.Key()}, {o.Nf}) is {d.State.ToString().ToLowerInvariant()}: {d.CrashReason}");
@@ -183,7 +210,7 @@ public static class ChainScenario
         var nfCounters = nfs.ToDictionary(d => d.Name, kind.NfCounters);
         long receivedNow = rx.Frames;
         foreach (var d in nfs) host.Destroy(d);
-        kind.WaitStopped(rx, TimeSpan.FromSeconds(o.WarmupSeconds + o.Seconds + 4));
+        kind.StopSink(rx, TimeSpan.FromSeconds(5));
         host.Destroy(rxDom);
         var lat = kind.Latency(rx);
         var txSum = tx.Summary;
@@ -212,6 +239,7 @@ public static class ChainScenario
             LatencyP99Us = lat.P99Us,
             Lost = lat.Lost,
             NfCounters = nfCounters,
+            Window = window,
         };
     }
 }

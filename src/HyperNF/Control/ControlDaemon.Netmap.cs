@@ -149,7 +149,7 @@ public sealed partial class ControlDaemon
                 switch (type)
                 {
                     case P.MsgRegister:
-                        reply = Register(pid, entry, body, fds, ref registered, out passFds);
+                        reply = Register(pid, entry, body, fds, socket, ref registered, out passFds);
                         break;
                     case P.MsgPortInfo:
                         reply = PortInfo(pid, body);
@@ -192,6 +192,7 @@ public sealed partial class ControlDaemon
         lock (_netmapGate) owner = entry.Domain;
         // Outside the lock: closing waits for the port's host thread.
         if (registered is not null && owner is not null) owner.CloseProcessPort(registered);
+        if (registered is not null) _pipeRegistrations.TryRemove(registered, out _);
         EndWire(registered);
         lock (_netmapGate)
         {
@@ -203,6 +204,7 @@ public sealed partial class ControlDaemon
         }
         if (destroy is not null)
         {
+            EndPipesOf(destroy, pid);
             bool clean = _host.Destroy(destroy);
             Log($"process domain '{destroy.Name}' (id {destroy.Id}, pid {pid}) destroyed: its program closed its last /dev/netmap{(clean ? "" : " (a host thread did not stop in time)")}");
         }
@@ -246,7 +248,7 @@ public sealed partial class ControlDaemon
         }
     }
 
-    private byte[] Register(int pid, ProcessEntry entry, byte[] body, List<int> fds, ref ProcessPort? registered, out int[] passFds)
+    private byte[] Register(int pid, ProcessEntry entry, byte[] body, List<int> fds, Socket socket, ref ProcessPort? registered, out int[] passFds)
     {
         passFds = [];
         // Every field read once, from our copy of the message.
@@ -255,9 +257,13 @@ public sealed partial class ControlDaemon
         uint ringid = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(68));
         ulong flags = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(72));
         uint extra = BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(80));
+        int wantRings = Math.Max(BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(92)), BinaryPrimitives.ReadUInt16LittleEndian(body.AsSpan(94)));
         if (registered is not null) return RegisterError(P.EBUSY);
         if (fds.Count != 1) return RegisterError(P.EINVAL);
         if ((flags & (P.FlagMonitorTx | P.FlagMonitorRx | P.FlagZcopyMon)) != 0) return RegisterError(P.EOPNOTSUPP); // no monitor ports
+        // A netmap pipe: NAME{ID / NAME}ID, or the legacy NR_REG_PIPE_MASTER/SLAVE with the id in nr_ringid.
+        var pipe = ParsePipe(name, mode, ringid);
+        if (pipe.IsPipe) return RegisterPipe(pid, entry, pipe, flags, fds, socket, ref registered, out passFds);
         // A persistent port (VALE_NEWIF) first: netmap:NAME, or valeX:NAME which attaches it.
         var (isPersistent, persistent, perrno) = PersistentFor(name, attach: true);
         if (isPersistent && persistent is null) return RegisterError(perrno);
@@ -273,7 +279,9 @@ public sealed partial class ControlDaemon
             if (errno == 0) (wireIf, port) = (ifname, ifname);
         }
         if (port is null) return RegisterError(errno);
-        int rings = 1;
+        // A VALE port of the program's region has the region's ring pairs (set by its first
+        // registration's nr_tx_rings/nr_rx_rings); persistent ports and wires have one.
+        int rings = persistent is not null || wireIf is not null ? 1 : RegionRings(entry, wantRings);
         switch (mode)
         {
             case P.RegDefault or P.RegAllNic:
@@ -286,31 +294,8 @@ public sealed partial class ControlDaemon
         }
         if (_stopping) return RegisterError(P.ENXIO);
 
-        Domain d;
-        lock (_netmapGate)
-        {
-            if (entry.Domain is null || entry.Domain.State is DomainState.Crashed or DomainState.Destroyed)
-            {
-                var o = entry.Options;
-                string domainName = o.Name ?? $"{ProcessName(pid)}-{pid}";
-                var spec = new DomainSpec
-                {
-                    Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
-                    Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
-                };
-                try
-                {
-                    entry.Domain = _host.CreateProcessDomain(spec);
-                }
-                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-                {
-                    Log($"netmap: pid {pid}: cannot create its domain: {e.Message}");
-                    return RegisterError(P.EINVAL);
-                }
-                Log($"process domain '{entry.Domain.Name}' (id {entry.Domain.Id}, pid {pid}, {entry.Domain.IoModel.Key()}) created");
-            }
-            d = entry.Domain;
-        }
+        var d = EnsureProcessDomain(pid, entry, wantRings);
+        if (d is null) return RegisterError(P.EINVAL);
         if (wireIf is not null)
         {
             try
@@ -323,6 +308,10 @@ public sealed partial class ControlDaemon
                 return RegisterError(e.Code == ControlErrorCodes.Conflict ? P.EBUSY : P.ENXIO);
             }
         }
+        // One ring of a port with several (NR_REG_ONE_NIC): the port is shared by the program's
+        // registrations of its rings (pkt-gen -p N), each with a netmap_if listing only its ring.
+        if (mode == P.RegOneNic && rings > 1 && persistent is null && wireIf is null)
+            return RegisterRing(pid, d, port, (int)ringid, flags, fds, ref registered, out passFds);
         int efd = fds[0];
         fds.Clear(); // the port owns the eventfd now (closed on failure too)
         try
@@ -367,6 +356,122 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
         passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
+    }
+
+    private readonly Dictionary<(int Domain, string Port), SharedRingPort> _sharedPorts = new(); // under _netmapGate
+
+    private byte[] RegisterRing(int pid, Domain d, string port, int ring, ulong flags, List<int> fds, ref ProcessPort? registered, out int[] passFds)
+    {
+        passFds = [];
+        var key = (d.Id, port);
+        SharedRingPort.View view;
+        lock (_netmapGate)
+        {
+            bool made = false;
+            if (!_sharedPorts.TryGetValue(key, out var shared))
+            {
+                try
+                {
+                    shared = new SharedRingPort(_host.Switch, port, d.Memory);
+                }
+                catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+                {
+                    Log($"netmap: pid {pid}: cannot register {port}: {e.Message}");
+                    if (e is ArgumentException) return RegisterError(P.EINVAL);
+                    return RegisterError(e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
+                }
+                var s = shared;
+                shared.OnEmpty = () =>
+                {
+                    lock (_netmapGate)
+                        if (_sharedPorts.TryGetValue(key, out var cur) && cur == s) _sharedPorts.Remove(key);
+                };
+                _sharedPorts[key] = shared;
+                made = true;
+            }
+            try
+            {
+                view = shared.Acquire(ring);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentOutOfRangeException)
+            {
+                Log($"netmap: pid {pid}: {port} ring {ring}: {e.Message}");
+                if (made) shared.CloseIfUnused();
+                return RegisterError(e is ArgumentOutOfRangeException ? P.EINVAL : e.Message.Contains("all in use", StringComparison.Ordinal) ? P.ENOMEM : P.EBUSY);
+            }
+        }
+        int efd = fds[0];
+        fds.Clear(); // the port owns the eventfd now (closed on failure too)
+        try
+        {
+            registered = _host.OpenProcessPort(d, port, 0, efd, null, view);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            Log($"netmap: pid {pid}: cannot register {port} ring {ring}: {e.Message}");
+            view.Abandon();
+            return RegisterError(P.EBUSY);
+        }
+        var L = d.Memory.Layout;
+        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.PortAreaOffset(view.Area));
+        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
+        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
+        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
+        uint r = (uint)ring;
+        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? r + 1 : r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? r + 1 : r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], r);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, view.Port.SwitchPort.BridgeIndex));
+        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
+        return msg;
+    }
+
+    /// <summary>Ring pairs of the ports of the process's region: its domain's, or what its first registration will make.</summary>
+    private int RegionRings(ProcessEntry entry, int wanted)
+    {
+        lock (_netmapGate)
+            return entry.Domain is { State: not (DomainState.Crashed or DomainState.Destroyed) } d
+                ? d.Memory.Layout.RingsPerPort
+                : Math.Clamp(wanted, 1, DomainSpec.MaxProcessRings);
+    }
+
+    /// <summary>The process's domain, created on its first registration; null when it cannot be.</summary>
+    private Domain? EnsureProcessDomain(int pid, ProcessEntry entry, int rings = 1)
+    {
+        lock (_netmapGate)
+        {
+            if (entry.Domain is null || entry.Domain.State is DomainState.Crashed or DomainState.Destroyed)
+            {
+                var o = entry.Options;
+                string domainName = o.Name ?? $"{ProcessName(pid)}-{pid}";
+                var spec = new DomainSpec
+                {
+                    Name = domainName, ProcessId = pid, Weight = o.Weight, Cap = o.Cap, IoModel = o.IoModel,
+                    Cpus = o.Cpus.Count > 0 ? [o.Cpus] : [], ExtraBuffersPerPort = ProcessExtraBuffers,
+                    ProcessRingsPerPort = Math.Clamp(rings, 1, DomainSpec.MaxProcessRings),
+                };
+                try
+                {
+                    entry.Domain = _host.CreateProcessDomain(spec);
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                {
+                    Log($"netmap: pid {pid}: cannot create its domain: {e.Message}");
+                    return null;
+                }
+                Log($"process domain '{entry.Domain.Name}' (id {entry.Domain.Id}, pid {pid}, {entry.Domain.IoModel.Key()}) created");
+            }
+            return entry.Domain;
+        }
     }
 
     /// <summary>Spare buffers a process port may ask for (nr_extra_bufs); their pages are touched only when granted.</summary>
@@ -459,6 +564,8 @@ public sealed partial class ControlDaemon
                 string bridge, ifname;
                 try { (bridge, ifname) = Bridge.ParsePortName(name); }
                 catch (ArgumentException) { return ValeError(P.EINVAL); }
+                // netmap answers ENXIO for an interface that does not exist (vale-ctl -a valeX:nosuch).
+                if (reqtype == P.ReqValeAttach && !Directory.Exists($"/sys/class/net/{ifname}")) return ValeError(P.ENXIO);
                 try
                 {
                     var req = ControlRequest.Parse(ControlProtocol.Request(reqtype == P.ReqValeAttach ? "vale-attach" : "vale-detach",

@@ -678,6 +678,7 @@ public sealed partial class ControlDaemon : IDisposable
             if (_stopping) throw new ControlException(ControlErrorCodes.ShuttingDown, "the daemon is shutting down");
             object? result = op.Change is { } prepare
                 ? await RunChangeAsync(prepare(this, req)).ConfigureAwait(false)
+                : op.Async is { } wait ? await wait(this, req).ConfigureAwait(false)
                 : op.Read!(this, req);
             return ControlProtocol.Ok(req.Id, result);
         }

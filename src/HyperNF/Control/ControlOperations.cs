@@ -17,8 +17,11 @@ public sealed partial class ControlDaemon
     /// returns the second, which runs on the change thread, one at a time. So no request can
     /// hold the change thread with parsing, whatever its size.
     /// </summary>
-    private sealed record Op(Func<ControlDaemon, ControlRequest, object?>? Read, Func<ControlDaemon, ControlRequest, Func<object?>>? Change = null)
+    private sealed record Op(Func<ControlDaemon, ControlRequest, object?>? Read, Func<ControlDaemon, ControlRequest, Func<object?>>? Change = null,
+        Func<ControlDaemon, ControlRequest, Task<object?>>? Async = null)
     {
+        /// <summary>An op that waits (for a guest, say) between changes: it runs where it arrived and queues its changes itself.</summary>
+        public static Op Waits(Func<ControlDaemon, ControlRequest, Task<object?>> run) => new(null, null, run);
         public static Op Reads(Func<ControlDaemon, ControlRequest, object?> run) => new(run);
         public static Op Changes(Func<ControlDaemon, ControlRequest, Func<object?>> prepare) => new(null, prepare);
         /// <summary>A change whose arguments are a few scalars: all of it on the change thread.</summary>
@@ -31,6 +34,7 @@ public sealed partial class ControlDaemon
         ["list"] = Op.Reads((d, r) => d.List(r)),
         ["create"] = Op.Changes((d, r) => d.Create(r)),
         ["destroy"] = Op.Changes((d, r) => d.DestroyOp(r)),
+        ["shutdown"] = Op.Waits((d, r) => d.ShutdownOpAsync(r)),
         ["pause"] = Op.Changes((d, r) => d.PauseOp(r, pause: true)),
         ["unpause"] = Op.Changes((d, r) => d.PauseOp(r, pause: false)),
         ["vcpu-pin"] = Op.Changes((d, r) => d.VcpuPin(r)),
@@ -286,7 +290,49 @@ public sealed partial class ControlDaemon
     private DoneResult DestroyOp(ControlRequest r)
     {
         r.AllowOnly("domain");
-        var d = FindDomain(r.String("domain"));
+        return DestroyDomain(FindDomain(r.String("domain")));
+    }
+
+    /// <summary>Longest a shutdown waits for its guest (args.timeout_ms).</summary>
+    public const long MaxShutdownWaitMs = 600_000;
+
+    /// <summary>
+    /// xl shutdown: a VM domain's guest is asked to stop and given args.timeout_ms (default
+    /// 30 s) to exit; then the domain is destroyed (xl's on_poweroff="destroy"). A guest that
+    /// does not exit in time is left running and the answer says so (destroy is the forced
+    /// path). Thread and process domains have no guest kernel to ask: their shutdown is destroy.
+    /// The wait happens here, off the change thread; the request and the destroy are changes.
+    /// </summary>
+    private async Task<object?> ShutdownOpAsync(ControlRequest r)
+    {
+        r.AllowOnly("domain", "timeout_ms");
+        string name = r.String("domain");
+        long timeoutMs = r.OptionalLong("timeout_ms") ?? 30_000;
+        if (timeoutMs < 0 || timeoutMs > MaxShutdownWaitMs)
+            throw ControlException.Invalid($"shutdown: timeout_ms must be 0..{MaxShutdownWaitMs}, not {timeoutMs}");
+        var (d, asked) = await RunChangeAsync(() =>
+        {
+            var dom = FindDomain(name);
+            return (dom, dom.RequestShutdown());
+        }).ConfigureAwait(false);
+        if (asked)
+        {
+            Log($"asked domain '{d.Name}' (id {d.Id}) to shut down");
+            var until = Stopwatch.GetTimestamp() + timeoutMs * Stopwatch.Frequency / 1000;
+            while (d.State is DomainState.Running or DomainState.Paused && Stopwatch.GetTimestamp() < until)
+                await Task.Delay(10).ConfigureAwait(false);
+            if (d.State is DomainState.Running or DomainState.Paused)
+                throw ControlException.Conflict($"domain '{d.Name}' (id {d.Id}) did not shut down within {timeoutMs / 1000.0:0.###} s " +
+                                                $"(it is {d.State.ToString().ToLowerInvariant()}: its guest has not acted on the request); 'destroy {d.Name}' stops it");
+        }
+        _ = await RunChangeAsync(() => DestroyDomain(d)).ConfigureAwait(false);
+        string how = !asked ? "no guest kernel to ask: destroyed"
+            : d.ExitStatus is { } st ? $"its guest exited with status {st}" : $"its guest {d.State.ToString().ToLowerInvariant()}";
+        return new DoneResult { Message = $"shut down domain '{d.Name}' (id {d.Id}): {how}" };
+    }
+
+    private DoneResult DestroyDomain(Domain d)
+    {
         if (!_host.Destroy(d))
             throw ControlException.Conflict($"domain '{d.Name}' (id {d.Id}) did not stop within {_host.DestroyTimeout.TotalSeconds:F0} s; " +
                                             "it is left crashed with its memory held until its vCPUs exit; try destroy again later");

@@ -75,7 +75,7 @@ public sealed class Domain
     public static RegionLayout LayoutFor(DomainSpec spec) => new()
     {
         MaxPorts = spec.ProcessId is null ? Math.Max(1, spec.Vifs.Count) : spec.ProcessPorts,
-        RingsPerPort = 1,
+        RingsPerPort = spec.ProcessId is null ? 1 : Math.Clamp(spec.ProcessRingsPerPort, 1, DomainSpec.MaxProcessRings),
         SlotsPerRing = spec.SlotsPerRing,
         ExtraBuffersPerPort = spec.ExtraBuffersPerPort,
     };
@@ -151,7 +151,8 @@ public sealed class Domain
     /// of the domain) on the control page. <paramref name="eventFd"/> (the program's eventfd)
     /// belongs to the returned port from now on, and is closed on failure.
     /// </summary>
-    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null)
+    internal ProcessPort OpenProcessPort(string name, int extraBuffers, int eventFd, IReadOnlyList<int> backendCpus, PersistentPort? persistent = null,
+        IProcessPortSource? pipeEnd = null)
     {
         if (Kind != DomainKind.Process) throw new InvalidOperationException($"domain '{Name}' is not a process domain");
         SyncChannel channel;
@@ -179,13 +180,19 @@ public sealed class Domain
                 port = persistent.Attached!;
                 wake = ((ValePort)port.Origin).Wake;
             }
+            else if (pipeEnd is not null)
+            {
+                // A pipe's end (in its parent's region, maybe another domain's) or one ring of a shared port.
+                wake = new WakeWord { External = channel.Signal };
+                port = pipeEnd.Bind(wake);
+            }
             else
             {
                 wake = new WakeWord { External = channel.Signal };
                 port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
             }
-            var vp = (ValePort)port.Origin;
-            if (IoModel != IoModel.Hypercall)
+            // A pipe's syncs only swap slots (no switch work to defer): always synchronous.
+            if (IoModel != IoModel.Hypercall && port.Origin is ValePort vp)
             {
                 backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
                 port.Backend = new BackendPort(vp, backend);
@@ -284,6 +291,28 @@ public sealed class Domain
         catch (OperationCanceledException) { }
         finally { vcpu.SetPaused(false); }
     }
+
+    /// <summary>
+    /// xl shutdown: asks a VM domain's guest to stop (the shutdown word of the guest ABI; vCPUs
+    /// blocked in POLL are woken to see it). The guest finishes, returns from main and its
+    /// vCPUs exit: the domain shows exited. False when there is no guest kernel to ask (thread
+    /// and process domains, whose shutdown is destroy) or the domain is not running or paused.
+    /// </summary>
+    public bool RequestShutdown()
+    {
+        if (_guest is not VmGuest { Machine: { } vm }) return false;
+        lock (_gate)
+        {
+            if (_state is not (DomainState.Running or DomainState.Paused)) return false;
+            ShutdownRequested = true;
+        }
+        vm.RequestShutdown();
+        Wake.WakeAll();
+        return true;
+    }
+
+    /// <summary>A shutdown was asked of this domain's guest (<see cref="RequestShutdown"/>).</summary>
+    public bool ShutdownRequested { get; private set; }
 
     /// <summary>A vCPU's guest threw: the domain crashes, nothing else does.</summary>
     internal void OnVCpuFault(VCpu vcpu, string reason) => Crash(reason);
@@ -417,7 +446,8 @@ public sealed class Domain
         if (_vcpus.Any(v => !v.Exited)) return;
         _memoryReleased = true;
         (_guest as IDisposable)?.Dispose(); // a VM: its fds and guest RAM, before the region its memory slot maps
-        Memory.Dispose();
+        // A pipe end another program registered (in this region) keeps it mapped until that end closes.
+        Memory.DisposeWhenIdle();
     }
 
     public bool MemoryReleased { get { lock (_gate) return _memoryReleased; } }

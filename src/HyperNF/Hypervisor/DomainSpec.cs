@@ -46,6 +46,16 @@ public sealed record DomainSpec
     public int ProcessPorts { get; init; } = 8;
 
     /// <summary>
+    /// Ring pairs of every port of a process domain (1..<see cref="MaxProcessRings"/>): what the
+    /// program's first registration asked for (netmap's nr_tx_rings/nr_rx_rings, e.g. pkt-gen's
+    /// <c>@conf:rings=N</c>); the counts are a request in netmap, later registrations get these.
+    /// </summary>
+    public int ProcessRingsPerPort { get; init; } = 1;
+
+    /// <summary>The most ring pairs a process domain's port has.</summary>
+    public const int MaxProcessRings = 4;
+
+    /// <summary>
     /// xl's <c>kernel=</c>: boot this guest image (an ELF built with the guest SDK) in a KVM
     /// virtual machine; the domain is then a VM domain and <see cref="MemoryMb"/> is its guest
     /// RAM (default 16). Null: a thread domain running <see cref="Nf"/>.

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using HyperNF.Netmap;
 using HyperNF.Switch;
 
 namespace HyperNF.Hypervisor;
@@ -135,7 +136,8 @@ public sealed class Host : IDisposable
 
     /// <summary>Registers a port for a process domain's program and puts its host thread in the domain's CPU group.</summary>
     /// <param name="persistent">A persistent port to use instead of opening <paramref name="name"/> in the domain's region.</param>
-    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd, PersistentPort? persistent = null)
+    /// <param name="pipeEnd">What to register instead of a port of its own: a netmap pipe's end (its rings are in its parent's region) or one ring of a shared port.</param>
+    public ProcessPort OpenProcessPort(Domain d, string name, int extraBuffers, int eventFd, PersistentPort? persistent = null, IProcessPortSource? pipeEnd = null)
     {
         IReadOnlyList<int> backendCpus;
         lock (_gate)
@@ -147,7 +149,7 @@ public sealed class Host : IDisposable
                 _ => [],
             };
         }
-        var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus, persistent);
+        var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus, persistent, pipeEnd);
         try { CpuPolicy?.Apply(d); }
         catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
         if (pp.Backend is { Tid: > 0 } b && CpuPolicy is HostCpuControl hc)

@@ -45,6 +45,7 @@ public sealed unsafe class DomainMemory : IDisposable
             nint p = Native.Mmap(0, (nuint)layout.TotalBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _fd, 0);
             if (p == Native.MAP_FAILED) Native.ThrowLastError($"mmap({name}, {layout.TotalBytes} bytes)");
             _base = (byte*)p;
+            HugePages.Advise(p, layout.TotalBytes); // 2 MiB pages where the kernel grants them (Linux/HugePages.cs)
         }
         catch
         {
@@ -127,8 +128,54 @@ public sealed unsafe class DomainMemory : IDisposable
             _portNames[area] = null;
             *(long*)(_base + NetmapAbi.RegPortOffsets + 8 * area) = 0;
             new Span<byte>(_base + Layout.PortAreaOffset(area), (int)Layout.PortAreaBytes).Clear();
+            if (_disposeWhenIdle && Array.TrueForAll(_portNames, n => n is null)) Dispose();
         }
     }
+
+    /// <summary>
+    /// Makes area <paramref name="view"/>'s netmap_if a registration's view of port area
+    /// <paramref name="port"/> bound to ring pair <paramref name="ring"/> only (netmap's
+    /// NR_REG_ONE_NIC): same name and ring counts, the offsets (relative to this netmap_if) of that
+    /// ring's TX and RX rings, 0 for the others, no spare buffers.
+    /// </summary>
+    internal void FormatRingView(int view, int port, int ring)
+    {
+        lock (_gate)
+        {
+            if (_base == null || !_portUsed[view] || !_portUsed[port]) throw new InvalidOperationException("port area not in use");
+            byte* vif = InterfaceAddress(view), pif = InterfaceAddress(port);
+            int k = Layout.RingsPerPort;
+            new Span<byte>(vif, NetmapAbi.IfRingOffsets + 16 * k).Clear();
+            new Span<byte>(pif, NetmapAbi.IfRingOffsets).CopyTo(new Span<byte>(vif, NetmapAbi.IfRingOffsets));
+            *(uint*)(vif + NetmapAbi.IfBufsHead) = 0;
+            *(long*)(vif + NetmapAbi.IfRingOffsets + 8 * ring) = RingAddress(port, ring) - vif;
+            *(long*)(vif + NetmapAbi.IfRingOffsets + 8 * (k + ring)) = RingAddress(port, k + ring) - vif;
+        }
+    }
+
+    private bool _disposeWhenIdle;
+
+    /// <summary>
+    /// Unmaps the region now if none of its port areas is in use, else as soon as the last one is
+    /// released: a netmap pipe's end that another domain's program has registered lives in this
+    /// region (docs/process-domains.md, "Pipes") and keeps it mapped until it is closed.
+    /// </summary>
+    internal void DisposeWhenIdle()
+    {
+        lock (_gate)
+        {
+            if (_base == null) return;
+            if (!Array.TrueForAll(_portNames, n => n is null))
+            {
+                _disposeWhenIdle = true;
+                return;
+            }
+            Dispose();
+        }
+    }
+
+    /// <summary>True once the region is unmapped.</summary>
+    public bool IsDisposed { get { lock (_gate) return _base == null; } }
 
     internal byte* InterfaceAddress(int area) => _base + Layout.PortAreaOffset(area);
 

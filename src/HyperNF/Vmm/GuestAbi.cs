@@ -7,13 +7,18 @@ namespace HyperNF.Vmm;
 public static class GuestAbi
 {
     public const uint BootMagic = 0x42464E48; // "HNFB"
-    public const uint Version = 1;
+    public const uint Version = 2;
 
     // guest-physical memory map
     public const ulong GdtGpa = 0x1000, Pml4Gpa = 0x2000, PdptGpa = 0x3000, PdGpa = 0x4000;
     public const ulong BootInfoGpa = 0x8000, CmdlineGpa = 0x9000;
     /// <summary>The VMM-owned page holding the split/merge backend's needs-kick word (u32 at its start).</summary>
     public const ulong NeedsKickGpa = 0xB000;
+    /// <summary>
+    /// In the same page: the u32 the VMM sets to 1 to ask the guest to stop (xl shutdown; the
+    /// guest polls it with one load, and a POLL returns early once it is set).
+    /// </summary>
+    public const ulong ShutdownGpa = 0xB004;
     public const int CmdlineMax = 4095;
     public const ulong ImageBase = 0x100000;
     public const ulong RegionGpa = 0x4000_0000;
@@ -36,7 +41,7 @@ public static class GuestAbi
     // struct hnf_boot_info
     public const int BiMagic = 0, BiVersion = 4, BiTransport = 8, BiRing = 12, BiMemSize = 16, BiKernelEnd = 24,
         BiTscKhz = 32, BiCmdline = 40, BiRegionGpa = 48, BiRegionSize = 56, BiNports = 64, BiIoModel = 68,
-        BiNifp = 72, BiKickGpa = 136, BiNeedsKickGpa = 144, BiDomid = 152, BiVcpu = 156, BootInfoSize = 160;
+        BiNifp = 72, BiKickGpa = 136, BiNeedsKickGpa = 144, BiDomid = 152, BiVcpu = 156, BiShutdownGpa = 160, BootInfoSize = 168;
     public const int MaxPorts = 8;
 
     /// <summary>Bytes of each op's argument block (what is range-checked before it is touched).</summary>

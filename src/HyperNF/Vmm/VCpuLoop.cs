@@ -53,7 +53,7 @@ public sealed unsafe class VCpuLoop
         _ports = ports;
         _wake = wake;
         _console = console;
-        _pollReady = () => _attention() || AnyPublished(_pollMask) || AnyTxSpace(_pollTxMask);
+        _pollReady = () => _attention() || _vm.ShutdownRequested || AnyPublished(_pollMask) || AnyTxSpace(_pollTxMask);
     }
 
     /// <summary>Hypercalls of op <paramref name="op"/> handled so far.</summary>
@@ -225,7 +225,7 @@ public sealed unsafe class VCpuLoop
                 // The sync decides readiness (ring memory is read only inside it: ValePort, "Port state changes").
                 if (_ports[k].Origin is ValePort vp && vp.RxSyncReady()) ready |= 1u << k;
             }
-            if (ready != 0 || AnyTxSpace(txWait) || timeoutNs == 0 || _attention()) break;
+            if (ready != 0 || AnyTxSpace(txWait) || timeoutNs == 0 || _attention() || _vm.ShutdownRequested) break;
             long left = deadline - Environment.TickCount64;
             if (left <= 0) break;
             _pollMask = rxMask;

@@ -108,6 +108,7 @@ public sealed unsafe class VirtualMachine : IDisposable
         if (Native.Ftruncate(_ramFd, (long)RamBytes) != 0) Native.ThrowLastError($"ftruncate(guest RAM, {RamBytes})");
         nint p = Native.Mmap(0, (nuint)RamBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_SHARED, _ramFd, 0);
         if (p == Native.MAP_FAILED) Native.ThrowLastError($"mmap(guest RAM, {RamBytes})");
+        HugePages.Advise(p, (long)RamBytes); // the guest's 2 MiB pages then sit on 2 MiB host pages
         _ram = (byte*)p;
     }
 
@@ -200,7 +201,18 @@ public sealed unsafe class VirtualMachine : IDisposable
         }
         *(uint*)(b + GuestAbi.BiDomid) = (uint)Config.DomainId;
         *(uint*)(b + GuestAbi.BiVcpu) = (uint)vcpu;
+        *(ulong*)(b + GuestAbi.BiShutdownGpa) = GuestAbi.ShutdownGpa;
     }
+
+    /// <summary>
+    /// Asks the guest to stop (xl shutdown): sets the shutdown word in the VMM page. The guest
+    /// sees it at its next check or POLL; the caller wakes vCPUs blocked in POLL. Whether the
+    /// guest obeys is the guest's business: destroy is the forced path.
+    /// </summary>
+    public void RequestShutdown() => Interlocked.Exchange(ref *(int*)(_ram + GuestAbi.ShutdownGpa), 1);
+
+    /// <summary>The shutdown word is set (the guest's page: only ever read as a hint).</summary>
+    public bool ShutdownRequested => Volatile.Read(ref *(int*)(_ram + GuestAbi.ShutdownGpa)) != 0;
 
     private void SetupVCpu(KvmVCpu v, int index)
     {

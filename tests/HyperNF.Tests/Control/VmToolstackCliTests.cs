@@ -85,4 +85,39 @@ public class VmToolstackCliTests
         Assert.Equal(0, daemon.WaitExit());
         Assert.False(File.Exists(sock));
     }
+
+    [KvmFact]
+    public void Shutdown_asks_a_vm_guest_to_stop_and_gives_up_on_one_that_ignores_it()
+    {
+        using var tmp = new TempDir();
+        string sock = tmp.File("d.sock");
+        using var daemon = new DaemonProcess(sock);
+        string cfg = tmp.File("vm.cfg");
+        File.WriteAllText(cfg, $$"""
+            name = "vmsd"
+            kernel = "{{GuestImages.Path("l2fwd")}}"
+            vif = [ "type=nmif,bridge=valevsdc:a", "type=nmif,bridge=valevsdc:b" ]
+            """);
+        Ok(sock, "create", cfg);
+        var r = Ok(sock, "shutdown", "vmsd");
+        Assert.Contains("shut down domain 'vmsd'", r.Out);
+        Assert.Contains("its guest exited with status 0", r.Out);
+        Assert.Empty(JsonDocument.Parse(Ok(sock, "list", "--json").Out).RootElement.GetProperty("domains").EnumerateArray());
+
+        string deaf = tmp.File("deaf.cfg");
+        File.WriteAllText(deaf, $$"""
+            name = "vmdeaf"
+            kernel = "{{GuestImages.Path("hostile")}}"
+            extra = "mode=loop"
+            """);
+        Ok(sock, "create", deaf);
+        var refused = Cli.Run(sock, "shutdown", "vmdeaf", "--timeout", "1");
+        Assert.True(refused.Exit != 0, $"a guest that ignores the request: {refused}");
+        Assert.Contains("did not shut down within 1 s", refused.Out + refused.Err);
+        Assert.Equal("running", Domain(sock).GetProperty("state").GetString()); // asking is not forcing
+        Assert.Contains("destroyed domain 'vmdeaf'", Ok(sock, "destroy", "vmdeaf").Out);
+
+        Cli.Signal(daemon.Process, Cli.SIGTERM);
+        Assert.Equal(0, daemon.WaitExit());
+    }
 }

@@ -204,4 +204,26 @@ public unsafe class DomainMemoryTests
         Assert.Equal(-1, mem.FileDescriptor);
         Assert.Throws<ObjectDisposedException>(() => sw.OpenPort("valedm:q", mem));
     }
+
+    [HugePagesFact]
+    public void A_region_is_mapped_with_2_MiB_pages_where_the_kernel_grants_them()
+    {
+        var layout = new RegionLayout { MaxPorts = 4, RingsPerPort = 1, SlotsPerRing = 1024 };
+        Assert.True(layout.TotalBytes >= 4 * HyperNF.Linux.HugePages.Size, $"the test needs a region of several MiB, not {layout.TotalBytes}");
+        using var m = new DomainMemory(layout, "hugetest");
+        // Touch every page: shared memory is allocated at the first touch, 2 MiB at a time when granted.
+        for (long off = 0; off < layout.TotalBytes; off += 4096) m.Base[off] = 1;
+        long pmd = HyperNF.Linux.HugePages.PmdMappedBytes((nint)m.Base);
+        Assert.True(pmd >= 2 * HyperNF.Linux.HugePages.Size, $"only {pmd} bytes of the {layout.TotalBytes}-byte region are on 2 MiB pages");
+    }
+}
+
+/// <summary>Skips where shared memory cannot get transparent huge pages (no THP, or shmem_enabled=never and not root).</summary>
+public sealed class HugePagesFactAttribute : FactAttribute
+{
+    public HugePagesFactAttribute()
+    {
+        string how = HyperNF.Linux.HugePages.Prepare();
+        if (!HyperNF.Linux.HugePages.RegionsGetThem) Skip = $"no 2 MiB pages for shared memory here ({how}); as root hypernf enables them";
+    }
 }

@@ -55,6 +55,31 @@ public sealed class NetmapRequestTests
         Assert.Contains("virtio-net header length 0 -> 10 (PORT_HDR_SET)", h.LogText);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ValeAttach_OfAnInterfaceThatDoesNotExist_IsEnxio_AsNetmapAnswers(bool legacy)
+    {
+        // netmap's vale-ctl -a valeX:nosuch fails with ENXIO ("No such device or address");
+        // it was EINVAL here until the acceptance run with netmap's own vale-ctl showed it.
+        using var h = new NetmapHost();
+        Assert.Equal(ENXIO, Ctl(h, "attach", $"{Bridge("nx")}:hnfnoif{Environment.ProcessId % 1000}", legacy).Long("errno"));
+        Assert.Null(h.Host.Switch.FindBridge(Bridge("nx")));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ValeAttach_WithTheHostStack_IsRefused_NotServedAsAPlainAttach(bool legacy)
+    {
+        // netmap's vale-ctl -h asks for the interface and its host rings (NR_REG_NIC_SW); we have
+        // no host rings, so it is refused (EOPNOTSUPP) instead of quietly attaching the NIC only.
+        using var h = new NetmapHost();
+        string[] args = ["ctl", "attach", $"{Bridge("hs")}:lo", "--mode", "3", .. (legacy ? new[] { "--legacy" } : [])];
+        Assert.Equal(95, NetmapProgram.Run(h.Socket, args).Long("errno"));
+        Assert.Null(h.Host.Switch.FindBridge(Bridge("hs")));
+    }
+
     private static NetmapProgram Ctl(NetmapHost h, string op, string name, bool legacy = false) =>
         legacy ? NetmapProgram.Run(h.Socket, "ctl", op, name, "--legacy") : NetmapProgram.Run(h.Socket, "ctl", op, name);
 
