@@ -37,11 +37,6 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
     public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
 
-    [LibraryImport(Libc, EntryPoint = "madvise", SetLastError = true)]
-    public static partial int Madvise(nint addr, nuint length, int advice);
-
-    /// <summary>madvise: allocate every page of the range now, as a write fault would (Linux 5.14+).</summary>
-    public const int MADV_POPULATE_WRITE = 23;
 
     [LibraryImport(Libc, EntryPoint = "munmap", SetLastError = true)]
     public static partial int Munmap(nint addr, nuint length);
@@ -50,6 +45,8 @@ internal static unsafe partial class Native
     public static partial int Madvise(nint addr, nuint length, int advice);
 
     public const int MADV_HUGEPAGE = 14;
+    /// <summary>madvise: allocate every page of the range now, as a write fault would (Linux 5.14+).</summary>
+    public const int MADV_POPULATE_WRITE = 23;
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
