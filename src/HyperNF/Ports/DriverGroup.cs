@@ -3,8 +3,8 @@ using HyperNF.Linux;
 namespace HyperNF.Ports;
 
 /// <summary>
-/// A driver thread and the physical ports it serves: one per bridge (default,
-/// <see cref="PhysicalPortOptions.DriverPerBridge"/>) or one per port. The thread runs each
+/// A driver thread and the physical ports it serves: one per port (default) or one per bridge
+/// (<see cref="PhysicalPortOptions.DriverPerBridge"/>). The thread runs each
 /// member's round (receive into the bridge, transmit what is pending, the link check), keeps
 /// polling for <see cref="PhysicalPortOptions.DriverSpinMicroseconds"/> after the last frame,
 /// then sleeps in one poll() on every member's sockets and the group's eventfd.
@@ -13,8 +13,9 @@ namespace HyperNF.Ports;
 /// inside that send() (the kernel runs the receiving namespace's stack there), and the answer is
 /// then in the member's ring when the send returns; the same thread takes it in its next round.
 /// With a thread per port the kernel also wakes the other port's thread for it (an IPI and a
-/// context switch on a busy CPU), and the two race for the ring. docs/ports.md (Latency) has
-/// the figures.</para>
+/// context switch on a busy CPU). Why not by default: measured on a 2-core VM the difference
+/// for ping was within the noise, and a thread per port lets the two directions of a TCP
+/// stream use two cores (docs/ports.md, Latency).</para>
 ///
 /// <para>Membership changes under <see cref="_roundGate"/>, which the thread holds while it
 /// runs the rounds (never while it sleeps): once <see cref="Remove"/> returns, the thread does

@@ -53,14 +53,15 @@ public sealed record PhysicalPortOptions
     /// </summary>
     public int DriverSpinMicroseconds { get; init; } = 50;
     /// <summary>
-    /// One driver thread per bridge (true, the default) serving all of the bridge's interface
-    /// ports with one poll(), or one thread per port (false). With one thread, a frame it
-    /// transmits to another port and the reply the kernel produces inside that send() are
-    /// handled by the same running thread; with a thread per port the kernel also wakes the
-    /// other port's thread and the two race for the reply (docs/ports.md, Latency). A thread
-    /// per port spreads a heavy load of several interfaces over more cores.
+    /// One driver thread per bridge (true) serving all of the bridge's interface ports with one
+    /// poll(), or one thread per port (false, the default). With one thread, a frame it transmits
+    /// to another port and the reply the kernel produces inside that send() are handled by the
+    /// same running thread; with a thread per port the kernel also wakes the other port's thread
+    /// for the reply. Measured on a 2-core VM (docs/ports.md, Latency) the two are within the
+    /// noise for ping, and a thread per port lets the two directions of a TCP stream use two
+    /// cores, so it stays the default.
     /// </summary>
-    public bool DriverPerBridge { get; init; } = true;
+    public bool DriverPerBridge { get; init; }
     /// <summary>
     /// SCHED_FIFO priority (1..99) of the driver threads, 0 (default): none, they run at
     /// <see cref="DriverNice"/>. A real-time driver thread preempts ordinary threads as soon as a
