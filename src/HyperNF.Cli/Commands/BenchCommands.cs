@@ -134,9 +134,12 @@ internal static partial class BenchCommands
         var noPps = new Option<bool>("--no-pps") { Description = "Skip the Mpps part (our own sender, frames to an unknown MAC)" };
         var noTraffic = new Option<bool>("--no-traffic") { Description = "Skip the TCP and ping part (iperf3 and ping between the namespaces, offloads on)" };
         var pings = new Option<int>("--pings") { Description = "Pings per path for the round-trip percentiles (10 ms apart)", DefaultValueFactory = _ => 300 };
+        var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: port driver threads, one per bridge or one per port (default)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
+        driverThreads.AcceptOnlyFromAmong("bridge", "port");
+        var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads, rtPriority,
         };
         cmd.SetAction(p =>
         {
@@ -162,6 +165,8 @@ internal static partial class BenchCommands
                 Seconds = p.GetValue(seconds), Batch = p.GetValue(batch), Paths = paths,
                 SenderCpu = 0, DriverCpu = last > 0 ? last : -1, DriverDomainTxSync = p.GetValue(drvdom), XdpMode = p.GetValue(xdpMode)!,
                 TxRing = p.GetValue(txMode) == "ring",
+                DriverPerBridge = p.GetValue(driverThreads) == "bridge",
+                DriverRealtimePriority = p.GetValue(rtPriority),
             };
             IReadOnlyList<PortsBenchmarkResult> results = [];
             if (!p.GetValue(noPps))
@@ -176,7 +181,7 @@ internal static partial class BenchCommands
             IReadOnlyList<PortsTrafficResult> traffic = [];
             if (!p.GetValue(noTraffic))
             {
-                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine);
+                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, o.DriverPerBridge, o.DriverRealtimePriority);
                 var bridge = traffic.FirstOrDefault(t => t.Path == "linux-bridge" && t.Error is null);
                 var tt = new Table().AddColumns("path (offloads on)", "TCP Gbit/s", "vs bridge", "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "mean us", "lost");
                 foreach (var t in traffic)

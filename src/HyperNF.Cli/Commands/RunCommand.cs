@@ -24,17 +24,20 @@ internal static class RunCommand
         var drvdom = new Option<bool>("--drvdom-txsync") { Description = "NIC transmission by the port's driver thread (ctl op 5 = 1)" };
         var backend = new Option<string>("--port-backend") { Description = "How attached interfaces are opened: af_packet or af_xdp (XDP program + AF_XDP sockets; MTU up to 3822)", DefaultValueFactory = _ => "af_packet" };
         backend.AcceptOnlyFromAmong([.. PhysicalPortOptions.BackendNames]);
+        var driverThreads = new Option<string>("--driver-threads") { Description = "Driver threads of attached interfaces: one per bridge (one poll() for all its interfaces) or one per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
+        driverThreads.AcceptOnlyFromAmong("bridge", "port");
+        var rtPriority = new Option<int>("--driver-rt-priority") { Description = "SCHED_FIFO priority (1..99) of the interfaces' driver threads while awake at most 2 ms at a time (0: none, the default)" };
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, backend, configs,
+            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority)));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var parsed = new List<DomainConfig>();
@@ -61,7 +64,7 @@ internal static class RunCommand
         string? cpuWarning = host.EnableCpuControl();
         if (cpuWarning is not null) Console.Error.WriteLine($"hypernf: {cpuWarning}");
         host.Settings.DriverDomainTxSync = drvdom;
-        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend }) { DriverDomainTxSync = drvdom };
+        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority }) { DriverDomainTxSync = drvdom };
         int rc = 0;
         try
         {

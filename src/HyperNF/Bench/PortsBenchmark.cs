@@ -44,6 +44,10 @@ public sealed record PortsBenchmarkOptions
     public string XdpMode { get; init; } = "auto";
     /// <summary>The hypernf path's AF_PACKET transmission: a TPACKET_V2 ring (true) or sendmmsg (false).</summary>
     public bool TxRing { get; init; } = new PhysicalPortOptions().TxRing;
+    /// <summary>One driver thread per bridge (default) or per port (<see cref="PhysicalPortOptions.DriverPerBridge"/>).</summary>
+    public bool DriverPerBridge { get; init; } = new PhysicalPortOptions().DriverPerBridge;
+    /// <summary>SCHED_FIFO priority of the driver threads (0: none; <see cref="PhysicalPortOptions.DriverRealtimePriority"/>).</summary>
+    public int DriverRealtimePriority { get; init; }
 }
 
 public sealed record PortsBenchmarkResult
@@ -147,6 +151,8 @@ public static class PortsBenchmark
                     Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet",
                     XdpMode = o.XdpMode,
                     TxRing = o.TxRing,
+                    DriverPerBridge = o.DriverPerBridge,
+                    DriverRealtimePriority = o.DriverRealtimePriority,
                 })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,
@@ -265,7 +271,8 @@ public static class PortsBenchmark
     {
         if (ports is null) return 0;
         long sum = 0;
-        foreach (var p in ports.List()) sum += Math.Max(0, CpuTime.ThreadNs(p.DriverTid));
+        // The ports of a bridge share one driver thread by default: count each thread once.
+        foreach (int tid in ports.List().Select(p => p.DriverTid).Distinct()) sum += Math.Max(0, CpuTime.ThreadNs(tid));
         return sum;
     }
 

@@ -37,6 +37,7 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
     public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
 
+
     [LibraryImport(Libc, EntryPoint = "munmap", SetLastError = true)]
     public static partial int Munmap(nint addr, nuint length);
 
@@ -44,6 +45,8 @@ internal static unsafe partial class Native
     public static partial int Madvise(nint addr, nuint length, int advice);
 
     public const int MADV_HUGEPAGE = 14;
+    /// <summary>madvise: allocate every page of the range now, as a write fault would (Linux 5.14+).</summary>
+    public const int MADV_POPULATE_WRITE = 23;
 
     [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
@@ -56,6 +59,22 @@ internal static unsafe partial class Native
 
     /// <summary>Sets the nice value of one thread (Linux applies PRIO_PROCESS to a single tid). Returns false if not permitted.</summary>
     public static bool SetNice(int tid, int nice) => SetPriority(0 /* PRIO_PROCESS */, tid, nice) == 0;
+
+    public const int SCHED_OTHER = 0, SCHED_FIFO = 1;
+
+    [LibraryImport(Libc, EntryPoint = "sched_setscheduler", SetLastError = true)]
+    private static partial int SchedSetScheduler(int pid, int policy, ref int param);
+
+    [LibraryImport(Libc, EntryPoint = "sched_getscheduler", SetLastError = true)]
+    public static partial int SchedGetScheduler(int pid);
+
+    /// <summary>
+    /// sched_setscheduler for thread <paramref name="tid"/> (0: the caller): SCHED_FIFO with
+    /// <paramref name="priority"/> 1..99, or SCHED_OTHER with 0 (the thread's nice value is kept).
+    /// Returns 0 or the errno (EPERM without CAP_SYS_NICE).
+    /// </summary>
+    public static int SetScheduler(int tid, int policy, int priority) =>
+        SchedSetScheduler(tid, policy, ref priority) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     [LibraryImport(Libc, EntryPoint = "sched_getcpu")]
     public static partial int SchedGetCpu();

@@ -203,6 +203,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private void OpenRx(PhysicalPortOptions o)
     {
         _rxFd = NewSocket();
+        _pollFds = [_rxFd];
         Check(SetInt(_rxFd, SOL_PACKET, PACKET_VERSION, TPACKET_V2), "PACKET_VERSION v2");
         // Older kernels (< 4.20) lack it; frames the host sends are then skipped by sll_pkttype.
         SetInt(_rxFd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -350,23 +351,12 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         return true;
     }
 
-    public bool Wait(int wakeFd, int timeoutMs)
-    {
-        PollFd* fds = stackalloc PollFd[2];
-        fds[0] = new PollFd { Fd = _rxFd, Events = POLLIN };
-        fds[1] = new PollFd { Fd = wakeFd, Events = POLLIN };
-        int r = Poll(fds, wakeFd >= 0 ? 2u : 1u, timeoutMs);
-        if (r <= 0) return false; // timeout, or EINTR: the caller loops anyway
-        if (wakeFd >= 0 && (fds[1].REvents & POLLIN) != 0) DrainEventFd(wakeFd);
-        if ((fds[0].REvents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
-        {
-            // ENETDOWN after the link went down or the device went away; reading clears it,
-            // so a dead interface does not keep poll() returning at once.
-            TakeSocketError(_rxFd);
-            return true;
-        }
-        return false;
-    }
+    private int[] _pollFds = [];
+
+    public ReadOnlySpan<int> PollFds => _pollFds;
+
+    // ENETDOWN after the link went down or the device went away; reading clears it.
+    public void ClearPollErrors() => TakeSocketError(_rxFd);
 
     public long TakeKernelDrops()
     {

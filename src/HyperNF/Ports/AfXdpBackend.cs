@@ -306,26 +306,21 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         return total;
     }
 
-    public bool Wait(int wakeFd, int timeoutMs)
+    private int[] _pollFds = [];
+
+    public ReadOnlySpan<int> PollFds
     {
-        int nq = _queues.Length;
-        PollFd* fds = stackalloc PollFd[nq + 1];
-        for (int i = 0; i < nq; i++) fds[i] = new PollFd { Fd = _queues[i].Fd, Events = POLLIN };
-        fds[nq] = new PollFd { Fd = wakeFd, Events = POLLIN };
-        int r = Poll(fds, (nuint)(wakeFd >= 0 ? nq + 1 : nq), timeoutMs);
-        if (r <= 0) return false;
-        if (wakeFd >= 0 && (fds[nq].REvents & POLLIN) != 0) DrainEventFd(wakeFd);
-        bool error = false;
-        for (int i = 0; i < nq; i++)
+        get
         {
-            if ((fds[i].REvents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
-            {
-                // ENETDOWN once the device is unregistered; reading clears it.
-                TakeSocketError(fds[i].Fd);
-                error = true;
-            }
+            if (_pollFds.Length != _queues.Length) _pollFds = _queues.Select(q => q.Fd).ToArray(); // once, after the sockets are open
+            return _pollFds;
         }
-        return error;
+    }
+
+    public void ClearPollErrors()
+    {
+        // ENETDOWN once the device is unregistered; reading clears it.
+        foreach (var q in _queues) if (q.Fd >= 0) TakeSocketError(q.Fd);
     }
 
     public long TakeKernelDrops()

@@ -19,8 +19,8 @@ public interface IFrameReceiver
 /// side; a backend only moves frames between the kernel and the calls below. AF_PACKET
 /// (<see cref="AfPacketBackend"/>) is the default; an AF_XDP backend can implement the same calls.
 ///
-/// Threading: <see cref="Receive"/> and <see cref="Wait"/> are called by the port's driver
-/// thread only; the transmit calls by one thread at a time (the port serialises them), possibly
+/// Threading: <see cref="Receive"/> and <see cref="ClearPollErrors"/> are called by the port's driver
+/// thread only (or by another driver thread that holds the port's receive lock); the transmit calls by one thread at a time (the port serialises them), possibly
 /// concurrently with receive. <see cref="QueryLink"/> may be called from any thread.
 /// </summary>
 public interface IInterfaceBackend : IDisposable
@@ -43,11 +43,16 @@ public interface IInterfaceBackend : IDisposable
     int Receive(IFrameReceiver receiver, int budget);
 
     /// <summary>
-    /// Sleeps until frames arrive, <paramref name="wakeFd"/> (an eventfd, or -1) becomes readable,
-    /// the socket reports an error, or <paramref name="timeoutMs"/> passes. Drains the eventfd.
-    /// Returns true when the socket reported an error (the caller re-checks the link).
+    /// The sockets a driver thread sleeps on in poll() (POLLIN: frames arrived; POLLERR: the
+    /// device went down or away). Valid until the backend is disposed.
     /// </summary>
-    bool Wait(int wakeFd, int timeoutMs);
+    ReadOnlySpan<int> PollFds { get; }
+
+    /// <summary>
+    /// Called after poll() reported an error on one of <see cref="PollFds"/>: reads and clears the
+    /// sockets' pending errors (ENETDOWN), so a dead interface does not keep poll() returning at once.
+    /// </summary>
+    void ClearPollErrors();
 
     /// <summary>
     /// A free transmit frame of at least <paramref name="length"/> bytes (at most

@@ -44,14 +44,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private readonly NetmapPort _port;
     private readonly NetmapRing _toBridge;   // the port's TX ring: frames from the wire
     private readonly NetmapRing _fromBridge; // the port's RX ring: frames for the wire
-    private readonly Thread _driver;
-    private readonly ManualResetEventSlim _started = new();
+    private readonly DriverGroup _driver; // the thread that runs this port's rounds (shared per bridge by default)
     private readonly object _upGate = new(); // SwitchPort.Up: the driver's re-bind against Detach
-    private readonly int _wakeFd;
     private byte[]? _vlanScratch;
 
     // transmit serialisation (see the class comment)
-    private int _txLock, _txPending, _driverSleeping;
+    private int _txLock, _txPending;
+    private long _nextLinkCheck, _faultUntil; // driver thread only
     private volatile bool _stop;
     private volatile bool _linkCheckRequested;
     private volatile LinkState _link;
@@ -79,12 +78,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     public LinkState Link => _link;
     /// <summary>The last problem seen (send errors, a removed interface), or null.</summary>
     public string? LastError => _lastError;
-    /// <summary>Kernel thread id of the driver thread.</summary>
-    public int DriverTid { get; private set; }
+    /// <summary>Kernel thread id of the driver thread (shared by the ports of a bridge unless <see cref="PhysicalPortOptions.DriverPerBridge"/> is off).</summary>
+    public int DriverTid => _driver.Tid;
+    internal DriverGroup Driver => _driver;
     public bool IsDetached => Volatile.Read(ref _detached) != 0;
 
-    internal PhysicalPort(PhysicalPorts owner, ValeSwitch sw, string bridgeName, string ifName, PhysicalPortOptions options)
+    internal PhysicalPort(PhysicalPorts owner, ValeSwitch sw, string bridgeName, string ifName, PhysicalPortOptions options, DriverGroup driver)
     {
+        _driver = driver;
         _owner = owner;
         _options = options;
         BridgeName = bridgeName;
@@ -96,6 +97,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         try
         {
             _memory = new DomainMemory(new RegionLayout { MaxPorts = 1 }, $"hypernf-nic-{ifName}");
+            // Every buffer's page now, not at its first frame: a page fault per new buffer cost
+            // a ping 50-100 us per port until the rings had wrapped (docs/ports.md, Latency).
+            _memory.Populate();
             try
             {
                 _port = sw.OpenPort(Name, _memory);
@@ -117,93 +121,83 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _fromBridge = _port.RxRing(0);
         _link = backend.QueryLink();
         _reportedLink = _link;
-        _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+        if (driver.SchedulingError is { } schedErr) _lastError = schedErr;
         // Frames delivered before the sink was set are picked up by the driver's first round.
         _txPending = 1;
         SwitchPort.Sink = this;
-        _driver = new Thread(DriverMain) { IsBackground = true, Name = $"hypernf-nic-{ifName}" };
-        _driver.Start();
-        _started.Wait();
+        driver.Add(this);
     }
 
     // ================================================================== RX: wire -> bridge
 
-    private void DriverMain()
+    /// <summary>Marks the calling thread as a port driver thread (see <see cref="PollReceive"/>).</summary>
+    internal static void EnterDriverThread() => t_driverDepth = 1;
+
+    internal bool TransmitPending => Volatile.Read(ref _txPending) != 0;
+    /// <summary>Whether the driver sleeps on this port's sockets (not while its interface is removed).</summary>
+    internal bool PollsBackend => _link != LinkState.Removed;
+    internal IInterfaceBackend CurrentBackend => _backend;
+    internal long NextLinkCheck => _nextLinkCheck;
+
+    /// <summary>poll() reported an error on one of the backend's sockets (driver thread).</summary>
+    internal void OnPollError()
     {
-        DriverTid = Native.GetTid();
-        t_driverDepth = 1;
-        if (_options.DriverNice != 0 && Native.SetThreadNice(DriverTid, _options.DriverNice) is int niceErr and not 0)
-            _lastError = $"the driver thread of port '{Name}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
-        try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
-        catch (IOException) { /* stays unpinned */ }
-        _started.Set();
-        long nextCheck = 0;
-        long lastBusy = 0;
-        long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
-        while (!_stop)
+        _backend.ClearPollErrors();
+        _linkCheckRequested = true;
+    }
+
+    internal void ReportDriverError(Exception e) =>
+        _lastError = $"driver thread of port '{Name}': {e.GetType().Name}: {e.Message}";
+
+    /// <summary>
+    /// One round of the driver thread for this port (<see cref="DriverGroup"/>): frames from the
+    /// wire into the bridge, a pending transmission (drvdom_txsync), the link check when due.
+    /// True when there was work (the thread then keeps polling).
+    /// </summary>
+    internal bool DriverRound()
+    {
+        long now = Environment.TickCount64;
+        if (now < _faultUntil) return false;
+        try
         {
-            try
+            bool busy = false;
+            if (_link != LinkState.Removed)
             {
-                bool busy = false;
-                if (_link != LinkState.Removed)
+                // Another port's driver thread may be draining our ring (see PollReceive): it then
+                // has the frames, and poll() returns at once if any are left.
+                if (Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
                 {
-                    // Another port's driver thread may be draining our ring (see PollReceive): it then
-                    // has the frames, and poll() below returns at once if any are left.
-                    if (Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
+                    try
                     {
-                        try
-                        {
-                            busy = _backend.Receive(this, _options.RxBudget) > 0;
-                            if (_toBridgeDirty) FlushToBridge();
-                        }
-                        finally
-                        {
-                            Volatile.Write(ref _rxLock, 0);
-                        }
+                        busy = _backend.Receive(this, _options.RxBudget) > 0;
+                        if (_toBridgeDirty) FlushToBridge();
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _rxLock, 0);
                     }
                 }
-                if (Volatile.Read(ref _txPending) != 0)
-                {
-                    TryTransmit(inSender: false);
-                    busy = true;
-                }
-                long now = Environment.TickCount64;
-                if (now >= nextCheck || _linkCheckRequested)
-                {
-                    _linkCheckRequested = false;
-                    RefreshLink();
-                    nextCheck = now + _options.IdleTimeoutMs;
-                }
-                long ts = System.Diagnostics.Stopwatch.GetTimestamp();
-                if (busy)
-                {
-                    lastBusy = ts;
-                    continue;
-                }
-                // NAPI-style: while frames keep coming, keep polling for a short while instead of
-                // sleeping (each frame would otherwise wake us, a context switch per frame); idle
-                // longer than that, sleep in poll() and burn nothing.
-                if (ts - lastBusy < spinTicks)
-                {
-                    Thread.SpinWait(20);
-                    continue;
-                }
-                // Dekker with OnDelivered: announce the sleep, then re-check the flag.
-                Interlocked.Exchange(ref _driverSleeping, 1);
-                if (Volatile.Read(ref _txPending) == 0 && !_stop)
-                {
-                    int timeout = (int)Math.Clamp(nextCheck - Environment.TickCount64, 1, _options.IdleTimeoutMs);
-                    if (_link == LinkState.Removed) PacketSocket.WaitEventFd(_wakeFd, timeout);
-                    else if (_backend.Wait(_wakeFd, timeout)) _linkCheckRequested = true;
-                }
-                Volatile.Write(ref _driverSleeping, 0);
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            if (Volatile.Read(ref _txPending) != 0)
             {
-                // A driver thread must not take the host down; report and keep serving.
-                _lastError = $"driver thread of port '{Name}': {e.GetType().Name}: {e.Message}";
-                Thread.Sleep(_options.IdleTimeoutMs);
+                TryTransmit(inSender: false);
+                busy = true;
             }
+            if (now >= _nextLinkCheck || _linkCheckRequested)
+            {
+                _linkCheckRequested = false;
+                RefreshLink();
+                _nextLinkCheck = Environment.TickCount64 + _options.IdleTimeoutMs;
+            }
+            return busy;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A driver thread must not take the host down; report, leave this port alone for a
+            // while (the others keep being served), and try again.
+            ReportDriverError(e);
+            _faultUntil = now + _options.IdleTimeoutMs;
+            return false;
         }
     }
 
@@ -427,10 +421,10 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             // drvdom_txsync = 1: the driver thread transmits. Exchange is a full fence, so the
             // flag is visible before we read whether the driver sleeps (Dekker with DriverMain).
             Interlocked.Exchange(ref _txPending, 1);
-            if (Volatile.Read(ref _driverSleeping) != 0)
+            if (_driver.Sleeping)
             {
                 Interlocked.Increment(ref _wakeups);
-                PacketSocket.SignalEventFd(_wakeFd);
+                _driver.Wake();
             }
             return;
         }
@@ -438,8 +432,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         TryTransmit(inSender: true);
         // A reply to what we just sent is often in our RX ring already: the kernel ran the
         // receiver's stack in our send(). On a driver thread (never a domain's: that is not its
-        // work), take it at once instead of waiting for our own driver thread to wake up.
-        if (t_driverDepth is > 0 and < MaxPollDepth && Volatile.Read(ref _driverSleeping) != 0) PollReceive();
+        // work), take it at once instead of waiting for our own driver thread to wake up. (A port
+        // of the sending thread's own group is read in that thread's next round anyway.)
+        if (t_driverDepth is > 0 and < MaxPollDepth && _driver.Sleeping) PollReceive();
     }
 
     // >0 on a port driver thread: 1 + how many PollReceive calls are on the stack.
@@ -693,8 +688,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             _stop = true; // a re-bind from now on leaves the switch port down
             SwitchPort.Up = false; // from now on senders count port-down drops instead of delivering
         }
-        PacketSocket.SignalEventFd(_wakeFd);
-        bool joined = _driver.Join(TimeSpan.FromSeconds(10));
+        bool joined = _owner.ReleaseDriver(this, _driver); // after it, the driver thread never enters our round again
         // Bridge.Detach waits until no flush that could still reach this port is running, so
         // after it no sender is in OnDelivered.
         SwitchPort.Bridge.Detach(SwitchPort);
@@ -716,8 +710,6 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _port.Dispose();
         _backend.Dispose();
         _memory.Dispose();
-        Native.Close(_wakeFd);
-        _started.Dispose();
         return true;
     }
 

@@ -52,6 +52,31 @@ public sealed record PhysicalPortOptions
     /// sleeps after this long and uses no CPU.
     /// </summary>
     public int DriverSpinMicroseconds { get; init; } = 50;
+    /// <summary>
+    /// One driver thread per bridge (true) serving all of the bridge's interface ports with one
+    /// poll(), or one thread per port (false, the default). With one thread, a frame it transmits
+    /// to another port and the reply the kernel produces inside that send() are handled by the
+    /// same running thread; with a thread per port the kernel also wakes the other port's thread
+    /// for the reply. Measured on a 2-core VM (docs/ports.md, Latency) the two are within the
+    /// noise for ping, and a thread per port lets the two directions of a TCP stream use two
+    /// cores, so it stays the default.
+    /// </summary>
+    public bool DriverPerBridge { get; init; }
+    /// <summary>
+    /// SCHED_FIFO priority (1..99) of the driver threads, 0 (default): none, they run at
+    /// <see cref="DriverNice"/>. A real-time driver thread preempts ordinary threads as soon as a
+    /// frame wakes it, which removes the scheduling tail on a busy machine; it never keeps a CPU
+    /// from the rest of the system for longer than <see cref="DriverRealtimeBudgetMicroseconds"/>
+    /// at a time (see there). Needs CAP_SYS_NICE (without it the threads stay as they are and
+    /// LastError says so).
+    /// </summary>
+    public int DriverRealtimePriority { get; init; }
+    /// <summary>
+    /// With <see cref="DriverRealtimePriority"/>: how long a driver thread may stay awake at
+    /// real-time priority. Past it (a flood keeps it polling) it drops to ordinary scheduling
+    /// until it next sleeps, so a flood cannot starve other threads; idle, it sleeps in poll().
+    /// </summary>
+    public int DriverRealtimeBudgetMicroseconds { get; init; } = 2000;
     /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
@@ -97,6 +122,8 @@ public sealed record PhysicalPortOptions
         if (XdpRxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpRxFrames), XdpRxFrames, "AF_XDP RX frames: 64..65536");
         if (XdpTxFrames is < 64 or > 65536) throw new ArgumentOutOfRangeException(nameof(XdpTxFrames), XdpTxFrames, "AF_XDP TX frames: 64..65536");
         if (DriverSpinMicroseconds is < 0 or > 10_000) throw new ArgumentOutOfRangeException(nameof(DriverSpinMicroseconds), DriverSpinMicroseconds, "driver spin: 0..10000 us");
+        if (DriverRealtimePriority is < 0 or > 99) throw new ArgumentOutOfRangeException(nameof(DriverRealtimePriority), DriverRealtimePriority, "SCHED_FIFO priorities are 1..99 (0: none)");
+        if (DriverRealtimeBudgetMicroseconds is < 50 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(DriverRealtimeBudgetMicroseconds), DriverRealtimeBudgetMicroseconds, "real-time budget: 50..1000000 us");
         if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }

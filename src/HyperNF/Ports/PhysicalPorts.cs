@@ -16,6 +16,7 @@ public sealed class PhysicalPorts : IDisposable
     private readonly object _gate = new();
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> _events = new();
     private readonly List<PhysicalPort> _ports = new();
+    private readonly Dictionary<string, DriverGroup> _drivers = new(StringComparer.Ordinal);
     private volatile bool _driverDomainTxSync;
     private bool _disposed;
 
@@ -97,11 +98,43 @@ public sealed class PhysicalPorts : IDisposable
             if (other is not null)
                 throw new InvalidOperationException($"interface '{ifName}' is already attached to bridge '{other.BridgeName}'; detach it first (vale-ctl -d {other.Name})");
             bool broughtUp = Options.BringUp && InterfaceAdmin.BringUp(ifName);
-            var port = new PhysicalPort(this, Switch, bridgeName, ifName, Options);
+            // One driver thread per bridge (or per port): see DriverGroup.
+            string key = Options.DriverPerBridge ? bridgeName : name;
+            if (!_drivers.TryGetValue(key, out var driver)) _drivers[key] = driver = new DriverGroup(key, Options);
+            PhysicalPort port;
+            try
+            {
+                port = new PhysicalPort(this, Switch, bridgeName, ifName, Options, driver);
+            }
+            catch
+            {
+                if (driver.MemberCount == 0)
+                {
+                    _drivers.Remove(key);
+                    driver.Stop();
+                }
+                throw;
+            }
             _ports.Add(port);
             if (broughtUp) Post($"port {port.Name}: interface '{ifName}' was down; brought it up");
             return port;
         }
+    }
+
+    /// <summary>
+    /// Takes a detaching port off its driver thread, and stops the thread when it served the
+    /// last port of its group. False when the thread did not stop in time.
+    /// </summary>
+    internal bool ReleaseDriver(PhysicalPort port, DriverGroup driver)
+    {
+        driver.Remove(port);
+        lock (_gate)
+        {
+            // An attach in between may have joined the group: it then lives on.
+            if (driver.MemberCount > 0 || !_drivers.TryGetValue(driver.Key, out var current) || !ReferenceEquals(current, driver)) return true;
+            _drivers.Remove(driver.Key);
+        }
+        return driver.Stop();
     }
 
     /// <summary>Attaches "BRIDGE:IFNAME".</summary>

@@ -17,6 +17,44 @@ public unsafe class DomainMemoryTests
         from extra in Gen.Int[0, 65536]
         select new RegionLayout { MaxPorts = ports, RingsPerPort = rings, SlotsPerRing = 1 << slotsLog, ExtraBuffersPerPort = extra };
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "getrusage")]
+    private static extern int GetRusage(int who, byte* usage);
+
+    /// <summary>Minor page faults of the calling thread so far (getrusage RUSAGE_THREAD: ru_minflt; no allocation).</summary>
+    private static long ThreadMinorFaults()
+    {
+        byte* usage = stackalloc byte[256]; // struct rusage is 144 bytes on x86_64
+        Assert.Equal(0, GetRusage(1, usage)); // RUSAGE_THREAD
+        return *(long*)(usage + 64); // after ru_utime, ru_stime (16 bytes each), maxrss, ixrss, idrss, isrss
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static long FaultsWritingEveryBuffer(DomainMemory m)
+    {
+        long before = ThreadMinorFaults();
+        for (uint b = RegionLayout.ReservedBuffers; b < m.BufferCount; b++) *m.BufferAddress(b) = 1;
+        return ThreadMinorFaults() - before;
+    }
+
+    [Fact]
+    public void Populate_allocates_every_page_so_the_first_frame_in_a_buffer_takes_no_page_fault()
+    {
+        // A fresh region faults at the first write of each page: 4 KiB pages (one fault per two
+        // buffers) or, where the kernel grants 2 MiB pages (HugePages.Advise), a few large faults
+        // that each allocate and zero 2 MiB. After Populate, none.
+        var layout = new RegionLayout { MaxPorts = 1 };
+        long lazyFaults, populatedFaults;
+        using (var lazy = new DomainMemory(layout, "test-lazy"))
+            lazyFaults = FaultsWritingEveryBuffer(lazy);
+        using (var populated = new DomainMemory(layout, "test-populated"))
+        {
+            populated.Populate();
+            populatedFaults = FaultsWritingEveryBuffer(populated);
+        }
+        Assert.True(lazyFaults >= 2, $"a fresh memfd region should fault on first writes: {lazyFaults} faults");
+        Assert.True(populatedFaults <= 1, $"after Populate the buffers' pages must be there: {populatedFaults} faults (a fresh region: {lazyFaults})");
+    }
+
     [Fact]
     public void Layout_parts_never_overlap_and_stay_inside_the_region()
     {

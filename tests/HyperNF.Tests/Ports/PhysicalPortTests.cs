@@ -289,10 +289,12 @@ public class PhysicalPortTests
         h.Send(h.FrameTo(c.MacBytes, 100, 1), h.FrameTo(c.MacBytes, 100, 2), h.FrameTo(c.MacBytes, 100, 3));
         Assert.Equal(3, h.Stats.Drop(DropReason.PortDown));
         Ping(lab, a, d, count: 2);
-        int driverTid = pc.DriverTid;
+        int driverTid = pc.DriverTid; // c's own driver thread (DriverThreadTests: one per bridge)
         Assert.True(Directory.Exists($"/proc/self/task/{driverTid}"));
         Assert.True(ports.Detach("valex", c.Outer));
         Assert.True(pc.IsDetached);
+        for (long until = Environment.TickCount64 + 2000; Directory.Exists($"/proc/self/task/{driverTid}") && Environment.TickCount64 < until;)
+            Thread.Sleep(10); // a joined thread's task may linger in /proc for a moment
         Assert.False(Directory.Exists($"/proc/self/task/{driverTid}"), "the driver thread of a detached port has ended");
         Assert.Equal(-1, pc.GetStatistics().DriverCpuNs);
         AssertAddsUp(pc);

@@ -1,0 +1,196 @@
+using HyperNF.Linux;
+
+namespace HyperNF.Ports;
+
+/// <summary>
+/// A driver thread and the physical ports it serves: one per port (default) or one per bridge
+/// (<see cref="PhysicalPortOptions.DriverPerBridge"/>). The thread runs each
+/// member's round (receive into the bridge, transmit what is pending, the link check), keeps
+/// polling for <see cref="PhysicalPortOptions.DriverSpinMicroseconds"/> after the last frame,
+/// then sleeps in one poll() on every member's sockets and the group's eventfd.
+///
+/// <para>Why one per bridge: a frame this thread transmits to another member is often answered
+/// inside that send() (the kernel runs the receiving namespace's stack there), and the answer is
+/// then in the member's ring when the send returns; the same thread takes it in its next round.
+/// With a thread per port the kernel also wakes the other port's thread for it (an IPI and a
+/// context switch on a busy CPU). Why not by default: measured on a 2-core VM the difference
+/// for ping was within the noise, and a thread per port lets the two directions of a TCP
+/// stream use two cores (docs/ports.md, Latency).</para>
+///
+/// <para>Membership changes under <see cref="_roundGate"/>, which the thread holds while it
+/// runs the rounds (never while it sleeps): once <see cref="Remove"/> returns, the thread does
+/// not touch the port any more.</para>
+/// </summary>
+internal sealed class DriverGroup
+{
+    private readonly PhysicalPortOptions _options;
+    private readonly object _roundGate = new();
+    private readonly Thread _thread;
+    private readonly ManualResetEventSlim _started = new();
+    private readonly int _wakeFd;
+    private volatile PhysicalPort[] _members = [];
+    private volatile bool _stop;
+    private int _sleeping;
+
+    /// <summary>The bridge this group serves (per-bridge groups), or the port's name.</summary>
+    public string Key { get; }
+    /// <summary>Kernel thread id of the driver thread.</summary>
+    public int Tid { get; private set; }
+    /// <summary>Why the thread runs with other scheduling than asked (no CAP_SYS_NICE), or null.</summary>
+    public string? SchedulingError { get; private set; }
+    /// <summary>True while the thread sleeps in poll() (or is about to): a sender must write the eventfd to wake it.</summary>
+    public bool Sleeping => Volatile.Read(ref _sleeping) != 0;
+    public int MemberCount => _members.Length;
+    /// <summary>Times the thread used up its real-time budget and dropped to ordinary scheduling.</summary>
+    public long RealtimeDemotions => Interlocked.Read(ref _demotions);
+
+    private long _demotions;
+    private bool _realtime; // the thread runs SCHED_FIFO now
+
+    public DriverGroup(string key, PhysicalPortOptions options)
+    {
+        Key = key;
+        _options = options;
+        _wakeFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+        _thread = new Thread(Main) { IsBackground = true, Name = $"hypernf-nic-{key}" };
+        _thread.Start();
+        _started.Wait();
+    }
+
+    /// <summary>Adds a port; its first round runs at once.</summary>
+    public void Add(PhysicalPort port)
+    {
+        lock (_roundGate) _members = [.. _members, port];
+        Wake();
+    }
+
+    /// <summary>Removes a port; when this returns the thread is not in the port's round and will not enter it again.</summary>
+    public void Remove(PhysicalPort port)
+    {
+        lock (_roundGate) _members = _members.Where(p => !ReferenceEquals(p, port)).ToArray();
+        Wake();
+    }
+
+    /// <summary>Wakes the thread (a membership change, a pending transmission, a detach).</summary>
+    public void Wake() => PacketSocket.SignalEventFd(_wakeFd);
+
+    /// <summary>Stops the thread; false when it did not stop within 10 s (then nothing is freed).</summary>
+    public bool Stop()
+    {
+        _stop = true;
+        Wake();
+        if (!_thread.Join(TimeSpan.FromSeconds(10))) return false;
+        Native.Close(_wakeFd);
+        _started.Dispose();
+        return true;
+    }
+
+    private void Main()
+    {
+        Tid = Native.GetTid();
+        PhysicalPort.EnterDriverThread();
+        if (_options.DriverNice != 0 && Native.SetThreadNice(Tid, _options.DriverNice) is int niceErr and not 0)
+            SchedulingError = $"the driver thread '{Key}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
+        try { if (_options.DriverCpus.Count > 0) Native.SetAffinity(0, _options.DriverCpus.ToArray()); }
+        catch (IOException) { /* stays unpinned */ }
+        bool wantRealtime = _options.DriverRealtimePriority > 0;
+        if (wantRealtime && Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) is int rtErr and not 0)
+        {
+            SchedulingError = $"the driver thread '{Key}' stays at ordinary scheduling (SCHED_FIFO {_options.DriverRealtimePriority}: errno {rtErr}; needs CAP_SYS_NICE)";
+            wantRealtime = false;
+        }
+        _realtime = wantRealtime;
+        _started.Set();
+        long lastBusy = 0;
+        long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long budgetTicks = _options.DriverRealtimeBudgetMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (!_stop)
+        {
+            // Real time only in short stretches: awake longer than the budget (a flood keeps the
+            // thread polling), it runs as an ordinary thread until it sleeps again.
+            if (_realtime && System.Diagnostics.Stopwatch.GetTimestamp() - awakeSince > budgetTicks
+                && Native.SetScheduler(0, Native.SCHED_OTHER, 0) == 0)
+            {
+                _realtime = false;
+                Interlocked.Increment(ref _demotions);
+            }
+            bool busy = false;
+            lock (_roundGate)
+            {
+                foreach (var port in _members) busy |= port.DriverRound();
+            }
+            long ts = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (busy)
+            {
+                lastBusy = ts;
+                continue;
+            }
+            // NAPI-style: while frames keep coming, keep polling for a short while instead of
+            // sleeping (each frame would otherwise wake us, a context switch per frame); idle
+            // longer than that, sleep in poll() and burn nothing.
+            if (ts - lastBusy < spinTicks)
+            {
+                Thread.SpinWait(20);
+                continue;
+            }
+            // Dekker with PhysicalPort.OnDelivered: announce the sleep, then re-check the flags.
+            Interlocked.Exchange(ref _sleeping, 1);
+            try
+            {
+                var members = _members;
+                if (!_stop && !members.Any(p => p.TransmitPending))
+                {
+                    Sleep(members);
+                    if (wantRealtime && !_realtime) _realtime = Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) == 0;
+                    awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A driver thread must not take the host down; report and keep serving.
+                foreach (var p in _members) p.ReportDriverError(e);
+                Thread.Sleep(_options.IdleTimeoutMs);
+            }
+            Volatile.Write(ref _sleeping, 0);
+        }
+    }
+
+    private unsafe void Sleep(PhysicalPort[] members)
+    {
+        int count = 1;
+        long now = Environment.TickCount64, next = now + _options.IdleTimeoutMs;
+        foreach (var p in members)
+        {
+            if (p.PollsBackend) count += p.CurrentBackend.PollFds.Length;
+            next = Math.Min(next, p.NextLinkCheck);
+        }
+        var fds = count <= 64 ? stackalloc PacketSocket.PollFd[count] : new PacketSocket.PollFd[count];
+        var owners = count <= 64 ? stackalloc short[count] : new short[count]; // member index of each fd
+        int n = 0;
+        for (int i = 0; i < members.Length; i++)
+        {
+            if (!members[i].PollsBackend) continue;
+            foreach (int fd in members[i].CurrentBackend.PollFds)
+            {
+                owners[n] = (short)i;
+                fds[n++] = new PacketSocket.PollFd { Fd = fd, Events = PacketSocket.POLLIN };
+            }
+        }
+        fds[n++] = new PacketSocket.PollFd { Fd = _wakeFd, Events = PacketSocket.POLLIN };
+        int timeout = (int)Math.Clamp(next - now, 1, _options.IdleTimeoutMs);
+        int r;
+        fixed (PacketSocket.PollFd* f = fds) r = PacketSocket.Poll(f, (nuint)n, timeout);
+        if (r <= 0) return; // timeout, or EINTR: the loop runs the rounds anyway
+        if ((fds[n - 1].REvents & PacketSocket.POLLIN) != 0) PacketSocket.DrainEventFd(_wakeFd);
+        for (int k = 0; k < n - 1; k++)
+        {
+            if ((fds[k].REvents & (PacketSocket.POLLERR | PacketSocket.POLLHUP | PacketSocket.POLLNVAL)) == 0) continue;
+            lock (_roundGate)
+            {
+                // Only a port still served: a detached one's sockets may be closed by now.
+                if (Array.IndexOf(_members, members[owners[k]]) >= 0) members[owners[k]].OnPollError();
+            }
+        }
+    }
+}
