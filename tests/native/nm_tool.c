@@ -87,6 +87,33 @@ static double cpu_s(void)
     return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
 }
 
+/* The registration requests every command makes, from --mode/--ringid/--rings: the legacy
+ * struct nmreq, or the API-14 header with its REGISTER body (h->nr_body points at r). */
+static void legacy_register_req(struct nmreq *q, const char *name, uint32_t extra)
+{
+    memset(q, 0, sizeof *q);
+    strncpy(q->nr_name, name, sizeof q->nr_name - 1);
+    q->nr_version = NETMAP_API;
+    q->nr_flags = reg_mode;
+    q->nr_ringid = (uint16_t)reg_ringid;
+    q->nr_tx_rings = q->nr_rx_rings = reg_rings;
+    q->nr_arg3 = extra;
+}
+
+static void register_req(struct nmreq_header *h, struct nmreq_register *r, const char *name, uint32_t extra)
+{
+    memset(h, 0, sizeof *h);
+    memset(r, 0, sizeof *r);
+    h->nr_version = NETMAP_API;
+    h->nr_reqtype = NETMAP_REQ_REGISTER;
+    strncpy(h->nr_name, name, sizeof h->nr_name - 1);
+    h->nr_body = (uintptr_t)r;
+    r->nr_mode = reg_mode;
+    r->nr_ringid = (uint16_t)reg_ringid;
+    r->nr_tx_rings = r->nr_rx_rings = reg_rings;
+    r->nr_extra_bufs = extra;
+}
+
 static void open_port(struct port *p, const char *name, uint32_t extra)
 {
     memset(p, 0, sizeof *p);
@@ -94,13 +121,7 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
     if (p->fd < 0) die("open /dev/netmap");
     if (legacy) {
         struct nmreq q;
-        memset(&q, 0, sizeof q);
-        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
-        q.nr_version = NETMAP_API;
-        q.nr_flags = reg_mode;
-        q.nr_ringid = (uint16_t)reg_ringid;
-        q.nr_tx_rings = q.nr_rx_rings = reg_rings;
-        q.nr_arg3 = extra;
+        legacy_register_req(&q, name, extra);
         if (ioctl(p->fd, NIOCREGIF, &q) < 0) die("NIOCREGIF");
         p->memsize = q.nr_memsize;
         p->mem = mmap(NULL, p->memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
@@ -111,16 +132,7 @@ static void open_port(struct port *p, const char *name, uint32_t extra)
     } else {
         struct nmreq_header h;
         struct nmreq_register r;
-        memset(&h, 0, sizeof h);
-        memset(&r, 0, sizeof r);
-        h.nr_version = NETMAP_API;
-        h.nr_reqtype = NETMAP_REQ_REGISTER;
-        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
-        h.nr_body = (uintptr_t)&r;
-        r.nr_mode = reg_mode;
-        r.nr_ringid = (uint16_t)reg_ringid;
-        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
-        r.nr_extra_bufs = extra;
+        register_req(&h, &r, name, extra);
         if (ioctl(p->fd, NIOCCTRL, &h) < 0) die("NIOCCTRL REGISTER");
         p->memsize = r.nr_memsize;
         p->mem = mmap(NULL, p->memsize, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
@@ -522,25 +534,13 @@ static int cmd_regerr(const char *name)
     int rc, mem_id = 0;
     if (legacy) {
         struct nmreq q;
-        memset(&q, 0, sizeof q);
-        strncpy(q.nr_name, name, sizeof q.nr_name - 1);
-        q.nr_version = NETMAP_API;
-        q.nr_flags = reg_mode;
-        q.nr_ringid = (uint16_t)reg_ringid;
+        legacy_register_req(&q, name, 0);
         rc = ioctl(fd, NIOCREGIF, &q);
         mem_id = q.nr_arg2;
     } else {
         struct nmreq_header h;
         struct nmreq_register r;
-        memset(&h, 0, sizeof h);
-        memset(&r, 0, sizeof r);
-        h.nr_version = NETMAP_API;
-        h.nr_reqtype = NETMAP_REQ_REGISTER;
-        strncpy(h.nr_name, name, sizeof h.nr_name - 1);
-        h.nr_body = (uintptr_t)&r;
-        r.nr_mode = reg_mode;
-        r.nr_ringid = (uint16_t)reg_ringid;
-        r.nr_tx_rings = r.nr_rx_rings = reg_rings;
+        register_req(&h, &r, name, 0);
         rc = ioctl(fd, NIOCCTRL, &h);
         mem_id = r.nr_mem_id;
         if (rc == 0) {
