@@ -335,25 +335,8 @@ public sealed partial class ControlDaemon
         var L = persistent?.Memory.Layout ?? d.Memory.Layout;
         long offset = L.PortAreaOffset(registered.Port.Area);
         uint granted = persistent is not null ? 0 : Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
-        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
-        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], granted);
-        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)offset);
-        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], persistent?.MemId ?? MemId(d));
-        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
-        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
-        // An empty range (first > last) for the direction not bound.
-        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? 1u : first);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], rxOnly ? 0u : last);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? 1u : first);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? 0u : last);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, ((ValePort)registered.Port.Origin).BridgeIndex));
+        var msg = RegisterReply(granted, offset, L, persistent?.MemId ?? MemId(d), d.Id, first, last, flags, ((ValePort)registered.Port.Origin).BridgeIndex);
         passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
@@ -412,25 +395,7 @@ public sealed partial class ControlDaemon
             view.Abandon();
             return RegisterError(P.EBUSY);
         }
-        var L = d.Memory.Layout;
-        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
-        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.PortAreaOffset(view.Area));
-        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(d));
-        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)d.Id);
-        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
-        uint r = (uint)ring;
-        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? r + 1 : r);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], r);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? r + 1 : r);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], r);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, view.Port.SwitchPort.BridgeIndex));
+        var msg = RegisterReply(0, d.Memory.Layout.PortAreaOffset(view.Area), d.Memory.Layout, MemId(d), d.Id, (uint)ring, (uint)ring, flags, view.Port.SwitchPort.BridgeIndex);
         passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
@@ -472,6 +437,35 @@ public sealed partial class ControlDaemon
             }
             return entry.Domain;
         }
+    }
+
+    /// <summary>
+    /// The REGISTER reply (ProcessProtocol): spare buffers granted, where the netmap_if is in the
+    /// region and the region's shape, its mem_id, the caller's domain, the rings bound
+    /// [first, last] in each direction (an empty range, first + 1 > first, for the direction
+    /// NR_TX_RINGS_ONLY / NR_RX_RINGS_ONLY leaves out) and the port's index on its bridge.
+    /// </summary>
+    private static byte[] RegisterReply(uint granted, long offset, RegionLayout L, ushort memId, int domainId, uint first, uint last, ulong flags,
+        int bridgeIndex)
+    {
+        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
+        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
+        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], granted);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)offset);
+        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], memId);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)domainId);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? first + 1 : first);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], rxOnly ? first : last);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? first + 1 : first);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? first : last);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, bridgeIndex));
+        return msg;
     }
 
     /// <summary>Spare buffers a process port may ask for (nr_extra_bufs); their pages are touched only when granted.</summary>

@@ -106,24 +106,8 @@ public sealed partial class ControlDaemon
             return RegisterError(e is ArgumentException ? P.EINVAL : P.EBUSY); // netmap: the end is in use
         }
         _pipeRegistrations[registered] = (socket, pid, p);
-        var L = owner.Memory.Layout;
-        var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
-        BinaryPrimitives.WriteInt32LittleEndian(b, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[4..], 0); // no spare buffers on a pipe
-        BinaryPrimitives.WriteUInt64LittleEndian(b[8..], (ulong)L.PortAreaOffset(end.Area));
-        BinaryPrimitives.WriteUInt64LittleEndian(b[16..], (ulong)L.TotalBytes);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[24..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], (uint)L.SlotsPerRing);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[32..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[34..], (ushort)L.RingsPerPort);
-        BinaryPrimitives.WriteUInt16LittleEndian(b[36..], MemId(owner)); // the parent's: zero-copy with it
-        BinaryPrimitives.WriteUInt16LittleEndian(b[38..], (ushort)caller.Id);
-        bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
-        BinaryPrimitives.WriteUInt32LittleEndian(b[40..], rxOnly ? 1u : 0u);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[44..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? 1u : 0u);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[52..], 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[56..], 0);
+        // No spare buffers on a pipe; the parent's mem_id: zero-copy with it; no bridge.
+        var msg = RegisterReply(0, owner.Memory.Layout.PortAreaOffset(end.Area), owner.Memory.Layout, MemId(owner), caller.Id, 0, 0, flags, 0);
         passFds = [owner.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         if (owner != caller) Log($"process domain '{caller.Name}': {end.Name} (in the region of '{owner.Name}', mem_id {MemId(owner)})");
         return msg;
