@@ -100,7 +100,8 @@ static void legacy_register_req(struct nmreq *q, const char *name, uint32_t extr
     q->nr_arg3 = extra;
 }
 
-static void register_req(struct nmreq_header *h, struct nmreq_register *r, const char *name, uint32_t extra)
+static void register_req_as(struct nmreq_header *h, struct nmreq_register *r, const char *name, uint32_t mode, uint32_t ringid,
+                            uint32_t extra)
 {
     memset(h, 0, sizeof *h);
     memset(r, 0, sizeof *r);
@@ -108,10 +109,15 @@ static void register_req(struct nmreq_header *h, struct nmreq_register *r, const
     h->nr_reqtype = NETMAP_REQ_REGISTER;
     strncpy(h->nr_name, name, sizeof h->nr_name - 1);
     h->nr_body = (uintptr_t)r;
-    r->nr_mode = reg_mode;
-    r->nr_ringid = (uint16_t)reg_ringid;
+    r->nr_mode = mode;
+    r->nr_ringid = (uint16_t)ringid;
     r->nr_tx_rings = r->nr_rx_rings = reg_rings;
     r->nr_extra_bufs = extra;
+}
+
+static void register_req(struct nmreq_header *h, struct nmreq_register *r, const char *name, uint32_t extra)
+{
+    register_req_as(h, r, name, reg_mode, reg_ringid, extra);
 }
 
 static void open_port(struct port *p, const char *name, uint32_t extra)
@@ -603,15 +609,7 @@ static int cmd_onenic(const char *name, long count)
     if (fd < 0) die("open /dev/netmap");
     struct nmreq_header h;
     struct nmreq_register r;
-    memset(&h, 0, sizeof h);
-    memset(&r, 0, sizeof r);
-    h.nr_version = NETMAP_API;
-    h.nr_reqtype = NETMAP_REQ_REGISTER;
-    strncpy(h.nr_name, name, sizeof h.nr_name - 1);
-    h.nr_body = (uintptr_t)&r;
-    r.nr_mode = NR_REG_ONE_NIC;
-    r.nr_ringid = 1;
-    r.nr_tx_rings = r.nr_rx_rings = reg_rings;
+    register_req_as(&h, &r, name, NR_REG_ONE_NIC, 1, 0);
     printf("again_errno=%d\n", ioctl(fd, NIOCCTRL, &h) < 0 ? errno : 0);
     close(fd);
     long sent = 0;
