@@ -479,16 +479,21 @@ public sealed partial class ControlDaemon
         _usedBridges[b.Name] = 0;
         if (b.FindPort(ifname) is not null)
             throw ControlException.Conflict($"bridge {b.Name} already has a port named '{ifname}'");
+        // Recorded before the attach, which takes a while (sockets, ring memory): the sampler's
+        // PruneBridges skips a bridge with a recorded interface, so it cannot remove this one,
+        // still without ports, under the attach (a re-created bridge would lose its settings).
+        _interfaces[(b.Name, ifname)] = ifname;
         try
         {
             attacher.Attach(b, ifname);
         }
-        catch (Exception e) when (e is not ControlException)
+        catch (Exception e)
         {
+            _interfaces.TryRemove((b.Name, ifname), out _);
             PruneBridges();
+            if (e is ControlException) throw;
             throw ControlException.Invalid($"cannot attach {ifname} to {b.Name}: {e.Message}");
         }
-        _interfaces[(b.Name, ifname)] = ifname;
         Log($"attached interface {ifname} to {b.Name}");
         return new DoneResult { Message = $"attached {ifname} to {b.Name}" };
     }
