@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define HNF_PROTO_VERSION 1
+#define HNF_PROTO_VERSION 2
 #define HNF_CTL_MAGIC 0x4c43464eu /* "NFCL" */
 
 enum hnf_msg_type {
@@ -53,8 +53,20 @@ struct hnf_register_rep {           /* 64 bytes */
     uint32_t first_tx, last_tx;     /* bound rings (inclusive) */
     uint32_t first_rx, last_rx;
     uint32_t port_index;            /* on the bridge */
-    uint32_t pad;
+    uint32_t features;              /* HNF_FEAT_* */
 };
+
+/*
+ * HNF_FEAT_RX_SELF: the registration's RX rings are self-served. rxsync needs no hand-off:
+ * the library stores the user's head into the ring's release word (our rxsync's release of
+ * [old head, head)) and copies the publish word, which the senders advance as they deliver,
+ * into tail. Both words sit in netmap_ring's sem area, which netmap reserves and programs
+ * never touch, one cache line each. The host reads the release word when it needs room and
+ * accepts it only inside [hwcur, hwtail]. Pipes' ends do not have it (their syncs move slots).
+ */
+#define HNF_FEAT_RX_SELF 1u
+#define HNF_RING_RELEASE_OFS 128   /* in struct netmap_ring: sem[0..3] */
+#define HNF_RING_PUBLISH_OFS 192   /* sem[64..67] */
 
 struct hnf_info_req {               /* 72 bytes */
     char     name[64];

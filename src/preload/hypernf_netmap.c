@@ -9,8 +9,10 @@
  *                        VALE_ATTACH/DETACH/LIST, VALE_NEWIF/DELIF go to the daemon over S;
  *                        other request types fail with EINVAL, as in netmap.
  *   ioctl(E, NIOCREGIF/NIOCGINFO)  the legacy struct nmreq, converted.
- *   ioctl(E, NIOCTXSYNC/NIOCRXSYNC) a futex hand-off through the control page: a host
- *                        thread of the domain runs the sync (the switch flush) while we wait.
+ *   ioctl(E, NIOCTXSYNC) a futex hand-off through the control page: a host thread of the
+ *                        domain runs the sync (the switch flush) while we wait.
+ *   ioctl(E, NIOCRXSYNC) on a switch port: done here, without the host (HNF_FEAT_RX_SELF:
+ *                        two words in each ring's sem area); on a pipe's end: a hand-off.
  *   mmap(E)              maps the domain's region (a memfd the daemon passed with SCM_RIGHTS).
  *   poll/ppoll/select/pselect on E  netmap's semantics: the rings are synced first, then the
  *                        real call blocks on E, which the host writes when frames arrive.
@@ -34,6 +36,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +56,11 @@
 #define EXPORT __attribute__((visibility("default")))
 #define MAX_FDS 65536
 #define DEFAULT_SOCKET "/run/hypernf/hypernf.sock"
+#define NM_TX_TRACKED 16                /* TX rings whose last synced head poll remembers */
+
+/* The self-served RX words live in netmap_ring's sem area, one cache line each (hnf_proto.h). */
+_Static_assert(HNF_RING_RELEASE_OFS == offsetof(struct netmap_ring, sem), "release word");
+_Static_assert(HNF_RING_PUBLISH_OFS + 4 <= offsetof(struct netmap_ring, slot), "publish word");
 
 struct nmfd {
     int sock;                       /* S: to the daemon, CLOEXEC */
@@ -65,6 +73,8 @@ struct nmfd {
     uint64_t flags;                 /* NR_* of the registration */
     uint32_t first_tx, last_tx, first_rx, last_rx;
     uint16_t mem_id;
+    uint32_t features;              /* HNF_FEAT_* of the registration */
+    uint32_t tx_handed[NM_TX_TRACKED]; /* each TX ring's head at our last txsync (netmap's hwcur) */
     int dead;                       /* S hung up: the daemon (or our port's region) is gone */
     pthread_mutex_t lock;           /* one socket request at a time */
 };
@@ -369,10 +379,52 @@ static int daemon_gone(struct nmfd *n)
     return recv(n->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
+static struct netmap_if *nifp_of(struct nmfd *n)
+{
+    return NETMAP_IF(n->mem, n->offset);
+}
+
+/*
+ * rxsync of a self-served registration (HNF_FEAT_RX_SELF), without the host: release what the
+ * user consumed (the release word := head) and show what the senders delivered (tail := the
+ * publish word). As netmap's rxsync, a head or cur outside [last release, tail] resets the
+ * ring to the last release instead. The host checks the release word again on its side.
+ */
+static void nm_rxsync_self(struct nmfd *n)
+{
+    struct netmap_if *nifp = nifp_of(n);
+    for (uint32_t i = n->first_rx; i <= n->last_rx && i < nifp->ni_rx_rings; i++) {
+        struct netmap_ring *r = NETMAP_RXRING(nifp, i);
+        uint32_t *rel = (uint32_t *)((char *)r + HNF_RING_RELEASE_OFS);
+        uint32_t *pub = (uint32_t *)((char *)r + HNF_RING_PUBLISH_OFS);
+        uint32_t ns = r->num_slots, head = r->head, cur = r->cur, tail = r->tail;
+        uint32_t old = __atomic_load_n(rel, __ATOMIC_RELAXED);
+        uint32_t span = tail >= old ? tail - old : tail + ns - old;
+        uint32_t dh = head >= old ? head - old : head + ns - old;
+        uint32_t dc = cur >= old ? cur - old : cur + ns - old;
+        if (head >= ns || cur >= ns || old >= ns || span >= ns || dh > span || dc < dh || dc > span) {
+            r->head = r->cur = old < ns ? old : 0;      /* netmap_ring_reinit's answer */
+        } else if (head != old) {
+            __atomic_store_n(rel, head, __ATOMIC_RELEASE); /* our reads of those slots are done */
+        }
+        /* seq_cst: ordered after poll's store of rx_waiting (the host's side is a full fence) */
+        __atomic_store_n(&r->tail, __atomic_load_n(pub, __ATOMIC_SEQ_CST), __ATOMIC_RELEASE);
+    }
+}
+
 /* Hands op to the domain's host thread and waits for it (the hypercall). 0 or -1/errno. */
 static int nm_sync(struct nmfd *n, uint32_t op)
 {
     if (__atomic_load_n(&n->dead, __ATOMIC_RELAXED)) { errno = EIO; return -1; }
+    int rx_self = (op & HNF_OP_RXSYNC) && (n->features & HNF_FEAT_RX_SELF);
+    if (rx_self) op &= ~(uint32_t)HNF_OP_RXSYNC;
+    if (op == 0) { nm_rxsync_self(n); return 0; }
+    uint32_t handed[NM_TX_TRACKED];
+    struct netmap_if *nifp = nifp_of(n);
+    uint32_t ntx = 0;
+    if (op & HNF_OP_TXSYNC)
+        for (uint32_t i = n->first_tx; i <= n->last_tx && i < nifp->ni_tx_rings && ntx < NM_TX_TRACKED; i++)
+            handed[ntx++] = NETMAP_TXRING(nifp, i)->head;
     struct hnf_ctl *c = n->ctl;
     uint32_t seq = ++n->seq;
     if (seq == 0) seq = ++n->seq;
@@ -398,12 +450,19 @@ static int nm_sync(struct nmfd *n, uint32_t op)
     }
     int32_t res = __atomic_load_n(&c->result, __ATOMIC_ACQUIRE);
     if (res < 0) { errno = -res; return -1; }
+    for (uint32_t k = 0; k < ntx; k++) n->tx_handed[k] = handed[k];
+    if (rx_self) nm_rxsync_self(n);
     return 0;
 }
 
-static struct netmap_if *nifp_of(struct nmfd *n)
+/* Some bound TX ring holds frames not handed to the host yet (netmap's head != hwcur). */
+static int tx_pending(struct nmfd *n)
 {
-    return NETMAP_IF(n->mem, n->offset);
+    struct netmap_if *nifp = nifp_of(n);
+    uint32_t k = 0;
+    for (uint32_t i = n->first_tx; i <= n->last_tx && i < nifp->ni_tx_rings; i++, k++)
+        if (k >= NM_TX_TRACKED || NETMAP_TXRING(nifp, i)->head != n->tx_handed[k]) return 1;
+    return 0;
 }
 
 static int rx_ready(struct nmfd *n)
@@ -427,16 +486,17 @@ static int tx_ready(struct nmfd *n)
 }
 
 /*
- * netmap's poll on one descriptor: txsync (unless NR_NO_TX_POLL and no POLLOUT), rxsync when
- * POLLIN is asked (or NR_DO_RX_POLL), then POLLIN if an RX ring has cur != tail, POLLOUT if
- * a TX ring has. When arm is set the host is asked (rx_waiting) to write the eventfd on the
+ * netmap's poll on one descriptor: txsync when POLLOUT is asked, or unless NR_NO_TX_POLL when
+ * a TX ring has frames not synced yet (netmap skips a ring whose head is its hwcur), rxsync
+ * when POLLIN is asked (or NR_DO_RX_POLL), then POLLIN if an RX ring has cur != tail, POLLOUT
+ * if a TX ring has. When arm is set the host is asked (rx_waiting) to write the eventfd on the
  * next delivery, before the sync, so nothing published after the sync is missed.
  */
 static short nm_poll_one(struct nmfd *n, short events, int arm)
 {
     if (!n->registered || __atomic_load_n(&n->dead, __ATOMIC_RELAXED)) return POLLERR;
     uint32_t op = 0;
-    if ((events & POLLOUT) || !(n->flags & NR_NO_TX_POLL)) op |= HNF_OP_TXSYNC;
+    if ((events & POLLOUT) || (!(n->flags & NR_NO_TX_POLL) && tx_pending(n))) op |= HNF_OP_TXSYNC;
     if ((events & (POLLIN | POLLRDNORM)) || (n->flags & NR_DO_RX_POLL)) op |= HNF_OP_RXSYNC;
     if (arm) __atomic_store_n(&n->ctl->rx_waiting, 1, __ATOMIC_SEQ_CST);
     if (op && nm_sync(n, op) < 0) return POLLERR;
@@ -877,6 +937,13 @@ static int nm_register(struct nmfd *n, const char *name, uint32_t mode, uint32_t
     n->first_tx = rep->first_tx; n->last_tx = rep->last_tx;
     n->first_rx = rep->first_rx; n->last_rx = rep->last_rx;
     n->mem_id = rep->mem_id;
+    n->features = rep->features;
+    {
+        struct netmap_if *nifp = nifp_of(n);
+        uint32_t k = 0;
+        for (uint32_t i = n->first_tx; i <= n->last_tx && i < nifp->ni_tx_rings && k < NM_TX_TRACKED; i++, k++)
+            n->tx_handed[k] = NETMAP_TXRING(nifp, i)->head;
+    }
     n->seq = __atomic_load_n(&n->ctl->done_seq, __ATOMIC_ACQUIRE);
     __atomic_store_n(&n->registered, 1, __ATOMIC_RELEASE);
     return 0;

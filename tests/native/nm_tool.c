@@ -18,7 +18,8 @@
  *                                        same set): waits for the first frame, then receives COUNT
  *   nm_tool hold PORT [--close-after MS] registers and sleeps (kill -9 tests); with --close-after it
  *                                        closes /dev/netmap after MS, prints closed=1 and lives on
- *   nm_tool hostile PORT [SECONDS]       garbage ring indices, slot fields, ioctls, mmaps
+ *   nm_tool hostile PORT [SECONDS] [--rx-only]  garbage ring indices, slot fields, ioctls, mmaps
+ *                                        (--rx-only: only the RX ring's indices and sem words)
  *   nm_tool errors                       netmap's errno answers (unregistered sync, bad mmap ...)
  *   nm_tool vnet PORTA PORTB             PORT_HDR_SET/GET (both APIs): A with a virtio-net header,
  *                                        B without; frames both ways, checksum completion
@@ -478,6 +479,8 @@ static unsigned rnd(void)
     return s >> 8;
 }
 
+static int hostile_rx_only; /* --rx-only: scribble over the RX ring only (cases 3 and 5) */
+
 static int cmd_hostile(const char *name, int seconds)
 {
     struct port p;
@@ -491,7 +494,9 @@ static int cmd_hostile(const char *name, int seconds)
     while (now_s() < end) {
         rounds++;
         uint32_t n = t->num_slots;
-        switch (rnd() % 6) {
+        unsigned pick = rnd() % 7;
+        if (hostile_rx_only) pick = pick % 2 ? 3 : 5;
+        switch (pick) {
         case 0: t->head = rnd(); t->cur = rnd(); t->tail = rnd(); break;
         case 1: t->head = rnd() % n; t->cur = t->head; break;
         case 2:
@@ -518,6 +523,14 @@ static int cmd_hostile(const char *name, int seconds)
             if (ioctl(p.fd, NIOCCTRL, &h) < 0) refused++;
             void *m = mmap(NULL, p.memsize + 4096 * (1 + rnd() % 16), PROT_READ, MAP_SHARED, p.fd, 0);
             if (m == MAP_FAILED) refused++; else munmap(m, p.memsize);
+            break;
+        }
+        case 5: {
+            /* the self-served RX ring's words in netmap_ring's sem area (hnf_proto.h), and tail */
+            uint32_t *w = (uint32_t *)((char *)r + 128);
+            w[0] = rnd() % 3 ? rnd() : rnd() % n;          /* release word */
+            w[16] = rnd();                                 /* publish word */
+            r->tail = rnd();
             break;
         }
         default: break;
@@ -917,6 +930,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--busy")) busy = 1;
         else if (!strcmp(argv[i], "--select")) use_select = 1;
         else if (!strcmp(argv[i], "--only-test")) only_test = 1;
+        else if (!strcmp(argv[i], "--rx-only")) hostile_rx_only = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--extra") && i + 1 < argc) extra = (uint32_t)atoi(argv[++i]);

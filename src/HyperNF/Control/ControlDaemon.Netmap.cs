@@ -336,7 +336,8 @@ public sealed partial class ControlDaemon
         long offset = L.PortAreaOffset(registered.Port.Area);
         uint granted = persistent is not null ? 0 : Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
-        var msg = RegisterReply(granted, offset, L, persistent?.MemId ?? MemId(d), d.Id, first, last, flags, ((ValePort)registered.Port.Origin).BridgeIndex);
+        var msg = RegisterReply(granted, offset, L, persistent?.MemId ?? MemId(d), d.Id, first, last, flags, ((ValePort)registered.Port.Origin).BridgeIndex,
+            registered.RxSelfServed);
         passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
@@ -395,7 +396,8 @@ public sealed partial class ControlDaemon
             view.Abandon();
             return RegisterError(P.EBUSY);
         }
-        var msg = RegisterReply(0, d.Memory.Layout.PortAreaOffset(view.Area), d.Memory.Layout, MemId(d), d.Id, (uint)ring, (uint)ring, flags, view.Port.SwitchPort.BridgeIndex);
+        var msg = RegisterReply(0, d.Memory.Layout.PortAreaOffset(view.Area), d.Memory.Layout, MemId(d), d.Id, (uint)ring, (uint)ring, flags, view.Port.SwitchPort.BridgeIndex,
+            registered.RxSelfServed);
         passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
@@ -443,10 +445,11 @@ public sealed partial class ControlDaemon
     /// The REGISTER reply (ProcessProtocol): spare buffers granted, where the netmap_if is in the
     /// region and the region's shape, its mem_id, the caller's domain, the rings bound
     /// [first, last] in each direction (an empty range, first + 1 > first, for the direction
-    /// NR_TX_RINGS_ONLY / NR_RX_RINGS_ONLY leaves out) and the port's index on its bridge.
+    /// NR_TX_RINGS_ONLY / NR_RX_RINGS_ONLY leaves out), the port's index on its bridge and the
+    /// features the library must follow (<see cref="P.FeatRxSelf"/>: it runs rxsync itself).
     /// </summary>
     private static byte[] RegisterReply(uint granted, long offset, RegionLayout L, ushort memId, int domainId, uint first, uint last, ulong flags,
-        int bridgeIndex)
+        int bridgeIndex, bool rxSelfServed)
     {
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
@@ -465,6 +468,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? first + 1 : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? first : last);
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, bridgeIndex));
+        BinaryPrimitives.WriteUInt32LittleEndian(b[60..], rxSelfServed ? P.FeatRxSelf : 0u);
         return msg;
     }
 

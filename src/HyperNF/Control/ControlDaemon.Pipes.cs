@@ -107,7 +107,7 @@ public sealed partial class ControlDaemon
         }
         _pipeRegistrations[registered] = (socket, pid, p);
         // No spare buffers on a pipe; the parent's mem_id: zero-copy with it; no bridge.
-        var msg = RegisterReply(0, owner.Memory.Layout.PortAreaOffset(end.Area), owner.Memory.Layout, MemId(owner), caller.Id, 0, 0, flags, 0);
+        var msg = RegisterReply(0, owner.Memory.Layout.PortAreaOffset(end.Area), owner.Memory.Layout, MemId(owner), caller.Id, 0, 0, flags, 0, rxSelfServed: false);
         passFds = [owner.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         if (owner != caller) Log($"process domain '{caller.Name}': {end.Name} (in the region of '{owner.Name}', mem_id {MemId(owner)})");
         return msg;

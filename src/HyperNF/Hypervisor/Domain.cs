@@ -197,7 +197,16 @@ public sealed class Domain
                 backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
                 port.Backend = new BackendPort(vp, backend);
             }
-            var pp = new ProcessPort(this, port, channel, backend, persistent);
+            // The program's rxsync runs in its own library, without a hand-off (RxKring, "Self-served
+            // rings"): every switch ring it can receive on. A pipe's rings are moved by its syncs.
+            RxKring[] selfServed = port.Origin switch
+            {
+                ValePort sp => sp.Rx,
+                SharedRingPort.View view => [view.Port.SwitchPort.Rx[view.Ring]],
+                _ => [],
+            };
+            foreach (var k in selfServed) k.EnableSelfService();
+            var pp = new ProcessPort(this, port, channel, backend, persistent) { RxSelfServed = selfServed.Length > 0 };
             VCpu v;
             lock (_gate)
             {

@@ -24,6 +24,12 @@ public sealed class ProcessPort
     /// <summary>The CPU the host thread last moved to (the caller's), -1 before the first sync.</summary>
     public int LastCpu { get; private set; } = -1;
 
+    /// <summary>
+    /// The program syncs its RX rings itself (RxKring's self-served rings; the REGISTER reply's
+    /// HNF_FEAT_RX_SELF): true for switch ports, false for a pipe's end.
+    /// </summary>
+    public bool RxSelfServed { get; init; }
+
     /// <summary>The daemon's persistent port this registration uses (not owns), or null.</summary>
     public PersistentPort? Persistent { get; }
 

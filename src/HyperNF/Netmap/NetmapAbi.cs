@@ -23,6 +23,12 @@ public static class NetmapAbi
         RingHead = 20, RingCur = 24, RingTail = 28, RingFlags = 32, RingTimestamp = 40, RingOffsetMask = 56,
         RingBufAlign = 64, RingSem = 128, RingSlots = 256;
 
+    /// <summary>
+    /// Inside netmap_ring's sem area (reserved by netmap, never used by programs): the two words
+    /// of a self-served RX ring (Switch/RxKring.cs, src/preload/hnf_proto.h), one cache line each.
+    /// </summary>
+    public const int RingSemRelease = RingSem, RingSemPublish = RingSem + 64;
+
     // netmap_slot
     public const int SlotBufIdx = 0, SlotLen = 4, SlotFlags = 6, SlotPtr = 8, SlotSize = 16;
 

@@ -11,7 +11,8 @@ namespace HyperNF.Netmap;
 /// </summary>
 public static class ProcessProtocol
 {
-    public const int Version = 1;
+    /// <summary>2: RX rings of switch ports are self-served (REGISTER reply features, RxKring).</summary>
+    public const int Version = 2;
     public const uint CtlMagic = 0x4c43464e;
 
     // message types
@@ -25,6 +26,9 @@ public static class ProcessProtocol
     public const int CtlMagicOfs = 0, CtlVersionOfs = 4, CtlReqSeq = 64, CtlOp = 68, CtlCpu = 72, CtlHostIdle = 76,
         CtlDoneSeq = 128, CtlResult = 132, CtlCallerWaiting = 136, CtlRxWaiting = 192;
     public const uint OpTxSync = 1, OpRxSync = 2, OpBoth = 3;
+
+    /// <summary>REGISTER reply features (offset 60): the library runs rxsync itself through the ring's sem words.</summary>
+    public const uint FeatRxSelf = 1;
 
     // netmap's constants (netmap.h, API 14)
     public const int NetmapApi = 14;

@@ -32,6 +32,9 @@ internal struct RxKringState
     [FieldOffset(196)] public int Busy;
     [FieldOffset(200)] public long Reinits;
     [FieldOffset(208)] public long BusySkips;
+    // self-served rings (below): the last bad release word counted, under Lock
+    [FieldOffset(216)] public uint LastBadRelease;
+    [FieldOffset(220)] public int SelfServed;
 }
 
 /// <summary>
@@ -55,6 +58,20 @@ internal struct RxKringState
 /// <para>The receiver therefore only ever sees a gap-free prefix in slot order. Slots a
 /// sender leased but did not fill (a multi-slot frame that no longer fits) are given back
 /// if its lease is still the newest, else published as zero-length slots.</para>
+///
+/// <para><b>Self-served rings</b> (process domains, <see cref="EnableSelfService"/>). A netmap
+/// program's rxsync needs nothing from the host but "which slots did the user release" and
+/// "how far may the user read"; handing it to a host thread costs a futex round trip (several
+/// microseconds) for two words. For a process port's rings the two words live in the ring's
+/// <c>sem</c> area, which netmap reserves and programs never touch (as ptnetmap's CSB does for
+/// guests): the receiver's library runs rxsync itself, storing <c>head</c> into the release word
+/// and copying the publish word into <c>tail</c>; senders write the publish word when they move
+/// hwtail (under the lock, so it only grows) and read the release word when they lease, under
+/// the lock, accepting it only inside [hwcur, hwtail] (anything else is counted once per value
+/// as a corrupt ring index and ignored: the receiver's ring then only fills up). The release is
+/// therefore seen at the next lease rather than at the rxsync itself, which only delays reuse
+/// of slots the user gave up. Nothing the program writes is trusted more than before: the
+/// release word is untrusted exactly as <c>head</c> was.</para>
 /// </summary>
 internal sealed unsafe class RxKring
 {
@@ -87,7 +104,56 @@ internal sealed unsafe class RxKring
         BufferBase = memory.BufferBase;
         BufferCount = memory.BufferCount;
         for (int i = 0; i < N; i++) Leases[i] = NoSlot;
+        ReleaseWord = (uint*)(Ring + NetmapAbi.RingSemRelease);
+        PublishWord = (uint*)(Ring + NetmapAbi.RingSemPublish);
         // An empty RX ring: hwcur = hwtail = hwlease = 0.
+    }
+
+    /// <summary>Written by the receiver's library at its rxsync: the user's head (self-served rings only).</summary>
+    public readonly uint* ReleaseWord;
+    /// <summary>Written by senders when they move hwtail: how far the user may read (self-served rings only).</summary>
+    public readonly uint* PublishWord;
+
+    /// <summary>True once <see cref="EnableSelfService"/> ran: the receiver syncs without the host.</summary>
+    public bool IsSelfServed => Volatile.Read(ref S->SelfServed) != 0;
+
+    /// <summary>
+    /// Switches the ring to self-service (the class comment): the two words in the ring's sem
+    /// area start from the host's view (release = hwcur, publish = hwtail), and from then on
+    /// senders read the release word instead of waiting for an rxsync. Idempotent; safe while
+    /// senders deliver (it takes the ring's lock).
+    /// </summary>
+    public void EnableSelfService()
+    {
+        Lock();
+        if (S->SelfServed == 0)
+        {
+            Volatile.Write(ref *ReleaseWord, S->HwCur);
+            Volatile.Write(ref *PublishWord, S->HwTail);
+            S->LastBadRelease = uint.MaxValue;
+            Volatile.Write(ref S->SelfServed, 1);
+        }
+        Unlock();
+    }
+
+    /// <summary>
+    /// Self-served rings, under the lock: takes the receiver's release word if it lies in
+    /// [hwcur, hwtail], else counts it (once per distinct value) and keeps hwcur.
+    /// </summary>
+    private void TakeRelease()
+    {
+        uint rel = Volatile.Read(ref *ReleaseWord); // read once: the program may change it at any time
+        uint hwcur = S->HwCur;
+        if (rel == hwcur) return;
+        if (rel < N && RingRules.Distance(hwcur, rel, N) <= RingRules.Distance(hwcur, S->HwTail, N))
+        {
+            Volatile.Write(ref S->HwCur, rel);
+        }
+        else if (rel != S->LastBadRelease)
+        {
+            S->LastBadRelease = rel;
+            Volatile.Write(ref S->Reinits, S->Reinits + 1);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -121,13 +187,16 @@ internal sealed unsafe class RxKring
         // A full ring is the common case of an overloaded receiver: find out without the lock,
         // so a sender that can only drop does not keep pulling the lock line away from others.
         // A racy read can only err towards "there is space", which the locked check corrects.
-        if (Volatile.Read(ref S->HwLease) == RingRules.Prev(Volatile.Read(ref S->HwCur), N))
+        uint cur0 = Volatile.Read(ref S->HwCur);
+        if (Volatile.Read(ref S->HwLease) == RingRules.Prev(cur0, N)
+            && (S->SelfServed == 0 || Volatile.Read(ref *ReleaseWord) == cur0))
         {
             start = 0;
             leaseIdx = 0;
             return 0;
         }
         Lock();
+        if (S->SelfServed != 0) TakeRelease();
         start = S->HwLease;
         // hwcur is written by the receiver without the lock; a stale value only makes the
         // free space look smaller. Acquire: the receiver finished reading the slots it released.
@@ -203,6 +272,8 @@ internal sealed unsafe class RxKring
             }
             if (newTail != start)
             {
+                // Self-served: the user may read up to here (ordered before hwtail's fence below).
+                if (S->SelfServed != 0) Volatile.Write(ref *PublishWord, newTail);
                 // Full fence (xchg): the receiver reads hwtail with acquire and then the slots;
                 // the fence also orders this store before the caller's read of the waiter count.
                 Interlocked.Exchange(ref S->HwTail, newTail);
@@ -235,6 +306,7 @@ internal sealed unsafe class RxKring
     /// </summary>
     public bool Sync()
     {
+        if (S->SelfServed != 0) return SyncSelfServed();
         // Enter: CompareExchange is a full fence, so the read of Retired below cannot move above
         // it; Bridge.Detach stores Retired, fences, then waits for Busy == 0 (Dekker).
         if (Interlocked.CompareExchange(ref S->Busy, 1, 0) != 0)
@@ -275,6 +347,21 @@ internal sealed unsafe class RxKring
         Volatile.Write(ref *ringTail, tail);
         Volatile.Write(ref S->Busy, 0); // release: every write above is done before a detach sees the ring idle
         return cur != tail;
+    }
+
+    /// <summary>
+    /// The host's rxsync of a self-served ring (a stale request, a host-side poll): the user's
+    /// ring is the library's to update; here only the release is taken. True when frames the
+    /// user has not released are published (the user may have unread frames).
+    /// </summary>
+    private bool SyncSelfServed()
+    {
+        if (Port.Retired) return false;
+        Lock();
+        TakeRelease();
+        bool any = S->HwCur != S->HwTail;
+        Unlock();
+        return any;
     }
 
     /// <summary>

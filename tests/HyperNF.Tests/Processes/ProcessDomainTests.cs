@@ -304,6 +304,34 @@ public sealed class ProcessDomainTests
         Assert.DoesNotContain("failed", h.LogText);
     }
 
+    /// <summary>
+    /// A hostile program as a receiver: it scribbles over its RX ring's release and publish words
+    /// (the self-served rxsync's, in the ring's sem area), head, cur and tail while a sender floods
+    /// it and a good receiver on the same bridge. The good receiver gets every frame, the bad
+    /// release values are counted as corrupt ring indices, and every frame is accounted for.
+    /// </summary>
+    [Fact]
+    public void HostileReceiver_ItsReleaseWordGarbageIsCountedAndHurtsNobodyElse()
+    {
+        using var h = new NetmapHost();
+        string br = Bridge("hrx");
+        using var rx = new NetmapProgram(h.Socket, "rx", $"{br}:r", "900", "--timeout", "30000", "--only-test"); // the hostile one sends garbage too
+        rx.WaitReady();
+        using var hostile = new NetmapProgram(h.Socket, "hostile", $"{br}:h", "4", "--rx-only");
+        hostile.WaitReady();
+        Thread.Sleep(300); // the hostile program is scribbling
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t", "900", "60");
+        Assert.True(rx.WaitExit() == 0, rx.ToString());
+        Assert.Equal(900, rx.Long("received"));
+        Assert.Equal(0, rx.Long("bad"));
+        Assert.Equal(0, hostile.WaitExit());
+        var s = h.Host.Switch.FindBridge(br)!.GetStatistics();
+        Assert.True(s.CorruptRingIndex > 0, $"no bad release counted: {s}");
+        Assert.Equal(0, s.Unaccounted);
+        Assert.True(NetmapHost.Eventually(() => h.ProcessDomains.Length == 0), h.LogText);
+        Assert.DoesNotContain("failed", h.LogText);
+    }
+
     [Fact]
     public void Misuse_GetsNetmapsErrnos()
     {
