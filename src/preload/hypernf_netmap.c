@@ -65,7 +65,7 @@ _Static_assert(HNF_RING_PUBLISH_OFS + 4 <= offsetof(struct netmap_ring, slot), "
 struct nmfd {
     int sock;                       /* S: to the daemon, CLOEXEC */
     int registered;
-    int memfd, ctlfd;
+    int memfd, ctlfd, kickfd;        /* kickfd: split/merge's backend kick (HNF_FEAT_TX_KICK), else -1 */
     char *mem;                      /* our own mapping of the region (poll reads ring indices) */
     uint64_t memsize, offset;
     struct hnf_ctl *ctl;
@@ -232,7 +232,7 @@ static int daemon_call(int s, uint32_t type, const void *body, uint32_t len, int
     memset(&m, 0, sizeof m);
     m.msg_iov = &iov;
     m.msg_iovlen = 1;
-    union { char b[CMSG_SPACE(sizeof(int) * 2)]; struct cmsghdr align; } cb;
+    union { char b[CMSG_SPACE(sizeof(int) * 3)]; struct cmsghdr align; } cb;
     if (send_fd >= 0) {
         memset(&cb, 0, sizeof cb);
         m.msg_control = cb.b;
@@ -261,14 +261,14 @@ static int daemon_call(int s, uint32_t type, const void *body, uint32_t len, int
     m.msg_controllen = sizeof cb.b;
     ssize_t r;
     do r = recvmsg(s, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL); while (r < 0 && errno == EINTR);
-    int nrecv = 0, recvd[2] = { -1, -1 };
+    int nrecv = 0, recvd[3] = { -1, -1, -1 };
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
             for (int i = 0; i < k; i++) {
                 int fd;
                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                if (nrecv < 2) recvd[nrecv++] = fd; else real_close(fd);
+                if (nrecv < 3) recvd[nrecv++] = fd; else real_close(fd);
             }
         }
     }
@@ -301,7 +301,7 @@ static int nm_open(int flags)
     struct nmfd *n = calloc(1, sizeof *n);
     if (!n) { real_close(s); real_close(e); errno = ENOMEM; return -1; }
     n->sock = s;
-    n->memfd = n->ctlfd = -1;
+    n->memfd = n->ctlfd = n->kickfd = -1;
     pthread_mutex_init(&n->lock, NULL);
     pthread_mutex_lock(&table_lock);
     __atomic_store_n(&table[e], n, __ATOMIC_RELEASE);
@@ -315,6 +315,7 @@ static void nm_release(struct nmfd *n)
     if (n->ctl) munmap(n->ctl, sizeof(struct hnf_ctl));
     if (n->memfd >= 0) real_close(n->memfd);
     if (n->ctlfd >= 0) real_close(n->ctlfd);
+    if (n->kickfd >= 0) real_close(n->kickfd);
     real_close(n->sock);
     pthread_mutex_destroy(&n->lock);
     free(n);
@@ -418,13 +419,28 @@ static int nm_sync(struct nmfd *n, uint32_t op)
     if (__atomic_load_n(&n->dead, __ATOMIC_RELAXED)) { errno = EIO; return -1; }
     int rx_self = (op & HNF_OP_RXSYNC) && (n->features & HNF_FEAT_RX_SELF);
     if (rx_self) op &= ~(uint32_t)HNF_OP_RXSYNC;
-    if (op == 0) { nm_rxsync_self(n); return 0; }
     uint32_t handed[NM_TX_TRACKED];
     struct netmap_if *nifp = nifp_of(n);
     uint32_t ntx = 0;
     if (op & HNF_OP_TXSYNC)
         for (uint32_t i = n->first_tx; i <= n->last_tx && i < nifp->ni_tx_rings && ntx < NM_TX_TRACKED; i++)
             handed[ntx++] = NETMAP_TXRING(nifp, i)->head;
+    if ((op & HNF_OP_TXSYNC) && n->kickfd >= 0) {
+        /* split/merge: kick the backend ourselves, only if it asked (hnf_proto.h, HNF_FEAT_TX_KICK).
+         * The fence orders our head stores before the read of needs_kick (Dekker with the backend). */
+        op &= ~(uint32_t)HNF_OP_TXSYNC;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&n->ctl->needs_kick, __ATOMIC_RELAXED)) {
+            uint64_t one = 1;
+            ssize_t w = write(n->kickfd, &one, sizeof one);
+            (void)w; /* EAGAIN: the counter is full, the backend has a kick pending anyway */
+        }
+        for (uint32_t k = 0; k < ntx; k++) n->tx_handed[k] = handed[k];
+    }
+    if (op == 0) {
+        if (rx_self) nm_rxsync_self(n);
+        return 0;
+    }
     struct hnf_ctl *c = n->ctl;
     uint32_t seq = ++n->seq;
     if (seq == 0) seq = ++n->seq;
@@ -905,25 +921,24 @@ static int nm_register(struct nmfd *n, const char *name, uint32_t mode, uint32_t
     q.rx_slots = rx_slots;
     q.tx_rings = tx_rings;
     q.rx_rings = rx_rings;
-    int fds[2];
+    int fds[3];
     pthread_mutex_lock(&n->lock);
-    int rc = daemon_call(n->sock, HNF_MSG_REGISTER, &q, sizeof q, efd, rep, sizeof *rep, fds, 2);
+    int rc = daemon_call(n->sock, HNF_MSG_REGISTER, &q, sizeof q, efd, rep, sizeof *rep, fds, 3);
     pthread_mutex_unlock(&n->lock);
     if (rc < 0) return -1;
-    if (rep->error) {
-        if (fds[0] >= 0) real_close(fds[0]);
-        if (fds[1] >= 0) real_close(fds[1]);
-        errno = rep->error;
+    int want_kick = (rep->features & HNF_FEAT_TX_KICK) != 0;
+    if (rep->error || fds[0] < 0 || fds[1] < 0 || (want_kick && fds[2] < 0)) {
+        for (int i = 0; i < 3; i++) if (fds[i] >= 0) real_close(fds[i]);
+        errno = rep->error ? rep->error : EIO;
         return -1;
     }
-    if (fds[0] < 0 || fds[1] < 0) { errno = EIO; return -1; }
+    if (!want_kick && fds[2] >= 0) { real_close(fds[2]); fds[2] = -1; }
     void *mem = real_mmap(NULL, rep->memsize, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
     void *ctl = real_mmap(NULL, sizeof(struct hnf_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
     if (mem == MAP_FAILED || ctl == MAP_FAILED) {
         if (mem != MAP_FAILED) munmap(mem, rep->memsize);
         if (ctl != MAP_FAILED) munmap(ctl, sizeof(struct hnf_ctl));
-        real_close(fds[0]);
-        real_close(fds[1]);
+        for (int i = 0; i < 3; i++) if (fds[i] >= 0) real_close(fds[i]);
         errno = ENOMEM;
         return -1;
     }
@@ -931,6 +946,7 @@ static int nm_register(struct nmfd *n, const char *name, uint32_t mode, uint32_t
     n->ctl = ctl;
     n->memfd = fds[0];
     n->ctlfd = fds[1];
+    n->kickfd = fds[2];
     n->memsize = rep->memsize;
     n->offset = rep->offset;
     n->flags = flags;

@@ -337,8 +337,10 @@ public sealed partial class ControlDaemon
         uint granted = persistent is not null ? 0 : Math.Min(extra, (uint)Math.Min(ProcessExtraBuffers, L.ExtraBuffersPerPort));
         uint first = mode == P.RegOneNic ? ringid : 0, last = mode == P.RegOneNic ? ringid : (uint)rings - 1;
         var msg = RegisterReply(granted, offset, L, persistent?.MemId ?? MemId(d), d.Id, first, last, flags, ((ValePort)registered.Port.Origin).BridgeIndex,
-            registered.RxSelfServed);
-        passFds = [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
+            registered.RxSelfServed, registered.Kick is not null);
+        passFds = registered.Kick is { } kick
+            ? [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor, kick.KickFd]
+            : [(persistent?.Memory ?? d.Memory).FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
 
@@ -446,10 +448,11 @@ public sealed partial class ControlDaemon
     /// region and the region's shape, its mem_id, the caller's domain, the rings bound
     /// [first, last] in each direction (an empty range, first + 1 > first, for the direction
     /// NR_TX_RINGS_ONLY / NR_RX_RINGS_ONLY leaves out), the port's index on its bridge and the
-    /// features the library must follow (<see cref="P.FeatRxSelf"/>: it runs rxsync itself).
+    /// features the library must follow (<see cref="P.FeatRxSelf"/>: it runs rxsync itself;
+    /// <see cref="P.FeatTxKick"/>: split/merge, it kicks the backend itself with the third descriptor).
     /// </summary>
     private static byte[] RegisterReply(uint granted, long offset, RegionLayout L, ushort memId, int domainId, uint first, uint last, ulong flags,
-        int bridgeIndex, bool rxSelfServed)
+        int bridgeIndex, bool rxSelfServed, bool txKick = false)
     {
         bool txOnly = (flags & P.FlagTxRingsOnly) != 0, rxOnly = (flags & P.FlagRxRingsOnly) != 0;
         var msg = P.Reply(P.MsgRegister, P.RegisterRepBytes, out var b);
@@ -468,7 +471,7 @@ public sealed partial class ControlDaemon
         BinaryPrimitives.WriteUInt32LittleEndian(b[48..], txOnly ? first + 1 : first);
         BinaryPrimitives.WriteUInt32LittleEndian(b[52..], txOnly ? first : last);
         BinaryPrimitives.WriteUInt32LittleEndian(b[56..], (uint)Math.Max(0, bridgeIndex));
-        BinaryPrimitives.WriteUInt32LittleEndian(b[60..], rxSelfServed ? P.FeatRxSelf : 0u);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[60..], (rxSelfServed ? P.FeatRxSelf : 0u) | (txKick ? P.FeatTxKick : 0u));
         return msg;
     }
 

@@ -2,6 +2,7 @@ using HyperNF.Linux;
 using HyperNF.Memory;
 using HyperNF.Netmap;
 using HyperNF.Switch;
+using HyperNF.Vmm;
 
 namespace HyperNF.Hypervisor;
 
@@ -192,9 +193,14 @@ public sealed class Domain
                 port = _host.Switch.OpenPort(name, Memory, wake, extraBuffers);
             }
             // A pipe's syncs only swap slots (no switch work to defer): always synchronous.
+            // split/merge: the program kicks the backend itself through an eventfd, as a VM's
+            // store reaches its backend through KVM's ioeventfd (no hand-off, no host thread).
+            KickChannel? kick = null;
             if (IoModel != IoModel.Hypercall && port.Origin is ValePort vp)
             {
-                backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus);
+                kick = channel.CreateKick();
+                backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus, kick,
+                    IoModel == IoModel.Split ? Spec.BackendSpinMicroseconds ?? VmBackendSpinMicroseconds : 0);
                 port.Backend = new BackendPort(vp, backend);
             }
             // The program's rxsync runs in its own library, without a hand-off (RxKring, "Self-served
@@ -206,7 +212,7 @@ public sealed class Domain
                 _ => [],
             };
             foreach (var k in selfServed) k.EnableSelfService();
-            var pp = new ProcessPort(this, port, channel, backend, persistent) { RxSelfServed = selfServed.Length > 0 };
+            var pp = new ProcessPort(this, port, channel, backend, persistent) { RxSelfServed = selfServed.Length > 0, Kick = kick };
             VCpu v;
             lock (_gate)
             {

@@ -1,6 +1,7 @@
 using HyperNF.Linux;
 using HyperNF.Netmap;
 using HyperNF.Switch;
+using HyperNF.Vmm;
 
 namespace HyperNF.Hypervisor;
 
@@ -29,6 +30,12 @@ public sealed class ProcessPort
     /// HNF_FEAT_RX_SELF): true for switch ports, false for a pipe's end.
     /// </summary>
     public bool RxSelfServed { get; init; }
+
+    /// <summary>
+    /// split/merge: the backend's kick eventfd and needs-kick word, which the program uses itself
+    /// (the REGISTER reply's HNF_FEAT_TX_KICK and third descriptor); null in the hypercall model.
+    /// </summary>
+    public KickChannel? Kick { get; init; }
 
     /// <summary>The daemon's persistent port this registration uses (not owns), or null.</summary>
     public PersistentPort? Persistent { get; }
@@ -99,6 +106,7 @@ public sealed class ProcessPort
             // split/merge: what the program queued before it closed is still flushed, as a
             // synchronous netmap txsync would have done before close returned.
             Backend.Dispose();
+            Kick?.Dispose();
             if (Port.Origin is ValePort vp && !vp.Retired) vp.TxSync();
         }
         if (Persistent is not null)

@@ -11,7 +11,7 @@ namespace HyperNF.Netmap;
 /// </summary>
 public static class ProcessProtocol
 {
-    /// <summary>2: RX rings of switch ports are self-served (REGISTER reply features, RxKring).</summary>
+    /// <summary>2: RX rings of switch ports are self-served, split/merge kicks come from the library (REGISTER reply features).</summary>
     public const int Version = 2;
     public const uint CtlMagic = 0x4c43464e;
 
@@ -24,11 +24,16 @@ public static class ProcessProtocol
     // control page (struct hnf_ctl): one page
     public const int CtlBytes = 4096;
     public const int CtlMagicOfs = 0, CtlVersionOfs = 4, CtlReqSeq = 64, CtlOp = 68, CtlCpu = 72, CtlHostIdle = 76,
-        CtlDoneSeq = 128, CtlResult = 132, CtlCallerWaiting = 136, CtlRxWaiting = 192;
+        CtlDoneSeq = 128, CtlResult = 132, CtlCallerWaiting = 136, CtlRxWaiting = 192, CtlNeedsKick = 256;
     public const uint OpTxSync = 1, OpRxSync = 2, OpBoth = 3;
 
     /// <summary>REGISTER reply features (offset 60): the library runs rxsync itself through the ring's sem words.</summary>
     public const uint FeatRxSelf = 1;
+    /// <summary>
+    /// REGISTER reply features: split/merge. TXSYNC is a kick the library makes itself (an eventfd,
+    /// the reply's third descriptor, written only while the control page's needs-kick word is set).
+    /// </summary>
+    public const uint FeatTxKick = 2;
 
     // netmap's constants (netmap.h, API 14)
     public const int NetmapApi = 14;

@@ -54,6 +54,32 @@ public sealed unsafe class KickChannel : IDisposable
         Volatile.Write(ref *_needsKick, 0);
     }
 
+    /// <summary>
+    /// A process domain's kick (split/merge): no KVM. The program's preload library holds
+    /// <see cref="KickFd"/> (passed with SCM_RIGHTS) and writes it itself when the needs-kick word
+    /// in its control page is set, the same handshake as a VM's store to the kick address.
+    /// </summary>
+    internal KickChannel(uint* needsKick)
+    {
+        _needsKick = needsKick;
+        try
+        {
+            _kickFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+            if (_kickFd < 0) Native.ThrowLastError("eventfd(kick)");
+            _stopFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+            if (_stopFd < 0) Native.ThrowLastError("eventfd(backend stop)");
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        Volatile.Write(ref *_needsKick, 0);
+    }
+
+    /// <summary>The kick eventfd (a process domain's library writes it; KVM does for a VM).</summary>
+    public int KickFd => _kickFd;
+
     /// <summary>The backend is working: kicks are not needed (the guest skips the store).</summary>
     public void ClearNeedsKick() => Volatile.Write(ref *_needsKick, 0);
 

@@ -124,6 +124,45 @@ public sealed class ProcessDomainTests
         }
     }
 
+    /// <summary>
+    /// Which syncs reach a host thread: only a hypercall-model TXSYNC (the flush runs there, on the
+    /// caller's CPU, billed to the domain). A receiver's poll/rxsync never does (self-served RX
+    /// rings; poll skips txsync with nothing queued), and in split/merge the sender kicks its
+    /// backend itself through the kick eventfd (HNF_FEAT_TX_KICK), as a VM does through KVM.
+    /// </summary>
+    [Theory]
+    [InlineData(IoModel.Hypercall)]
+    [InlineData(IoModel.Split)]
+    [InlineData(IoModel.Merge)]
+    public void OnlyAHypercallTxSync_IsHandedToAHostThread(IoModel model)
+    {
+        using var h = new NetmapHost(model);
+        string br = Bridge("ho" + model.Key()[0]);
+        using var rx = new NetmapProgram(h.Socket, "rx", $"{br}:r", "100000000", "--timeout", "5000");
+        rx.WaitReady();
+        using var tx = new NetmapProgram(h.Socket, "tx", $"{br}:t", "100000000", "60");
+        Assert.True(NetmapHost.Eventually(() => h.Host.Switch.FindBridge(br)!.GetStatistics().Delivered > 20_000), h.LogText);
+        ProcessPort PortOf(NetmapProgram p) => h.ProcessDomains.Single(d => d.ProcessId == p.Process.Id).ProcessPorts.Single();
+        var sender = PortOf(tx);
+        var receiver = PortOf(rx);
+        Assert.True(receiver.RxSelfServed);
+        Assert.Equal(0, receiver.Channel.Requests);
+        if (model == IoModel.Hypercall)
+        {
+            Assert.Null(sender.Kick);
+            Assert.True(sender.Channel.Requests > 0);
+        }
+        else
+        {
+            Assert.NotNull(sender.Kick);
+            Assert.Equal(0, sender.Channel.Requests);
+            Assert.True(sender.Backend!.Rounds > 0);
+        }
+        tx.Dispose(); // SIGKILL mid-traffic: once quiet, every frame is accounted for
+        Assert.True(NetmapHost.Eventually(() => h.Host.Switch.FindBridge(br)!.GetStatistics().Unaccounted == 0),
+            $"{h.Host.Switch.FindBridge(br)!.GetStatistics()}");
+    }
+
     [Fact]
     public void Busy_And_Select_Loops_Work_Too()
     {
