@@ -69,12 +69,15 @@ struct hnf_register_rep {           /* 64 bytes */
 /*
  * HNF_FEAT_TX_KICK (split/merge): TXSYNC is a kick, not a hand-off. The REGISTER reply carries a
  * third descriptor, an eventfd the port's backend thread waits on. The library publishes head,
- * issues a full fence, and writes the eventfd only if the control page's needs_kick is set (the
- * backend sets it with a full fence, then re-checks the rings before it sleeps): a VM's store to
- * its ioeventfd address, done by the program. The backend returns TX slots (tail) by itself and
- * wakes a poll through the eventfd E as it does for received frames.
+ * issues a full fence, and writes the eventfd only if its TX ring's needs-kick word (in the
+ * ring's sem area) is set; the backend sets the word in every TX ring of the port with a full
+ * fence, then re-checks the rings before it sleeps: a VM's store to its ioeventfd address, done
+ * by the program. The backend returns TX slots (tail) by itself and wakes a poll through the
+ * eventfd E as it does for received frames. Registrations of one ring of a shared port (ONE_NIC)
+ * share the port's backend and its eventfd.
  */
 #define HNF_FEAT_TX_KICK 2u
+#define HNF_RING_NEEDS_KICK_OFS 128   /* in a TX ring: sem[0..3] */
 #define HNF_RING_RELEASE_OFS 128   /* in struct netmap_ring: sem[0..3] */
 #define HNF_RING_PUBLISH_OFS 192   /* sem[64..67] */
 
@@ -145,10 +148,6 @@ struct hnf_ctl {
     uint32_t rx_waiting;            /* 192: set by the library before it blocks on its eventfd;
                                        the host clears it and writes the eventfd */
     uint32_t pad3[15];
-    /* 256: split/merge kick (HNF_FEAT_TX_KICK) */
-    uint32_t needs_kick;            /* 256: set by the backend before it sleeps; the library
-                                       writes the kick eventfd only while it is set */
-    uint32_t pad4[15];
 };
 
 _Static_assert(sizeof(struct hnf_register_req) == 96, "hnf_register_req");
@@ -157,11 +156,10 @@ _Static_assert(sizeof(struct hnf_info_req) == 72, "hnf_info_req");
 _Static_assert(sizeof(struct hnf_info_rep) == 88, "hnf_info_rep");
 _Static_assert(sizeof(struct hnf_vale_req) == 80, "hnf_vale_req");
 _Static_assert(sizeof(struct hnf_vale_rep) == 80, "hnf_vale_rep");
-_Static_assert(sizeof(struct hnf_ctl) == 320, "hnf_ctl");
+_Static_assert(sizeof(struct hnf_ctl) == 256, "hnf_ctl");
 
 #define HNF_CTL_REQ_SEQ 64
 #define HNF_CTL_DONE_SEQ 128
 #define HNF_CTL_RX_WAITING 192
-#define HNF_CTL_NEEDS_KICK 256
 
 #endif /* HYPERNF_PROTO_H */

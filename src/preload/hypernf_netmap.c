@@ -430,7 +430,12 @@ static int nm_sync(struct nmfd *n, uint32_t op)
          * The fence orders our head stores before the read of needs_kick (Dekker with the backend). */
         op &= ~(uint32_t)HNF_OP_TXSYNC;
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&n->ctl->needs_kick, __ATOMIC_RELAXED)) {
+        int asks = 0;
+        if (n->first_tx <= n->last_tx && n->first_tx < nifp->ni_tx_rings) {
+            struct netmap_ring *t0 = NETMAP_TXRING(nifp, n->first_tx);
+            asks = __atomic_load_n((uint32_t *)((char *)t0 + HNF_RING_NEEDS_KICK_OFS), __ATOMIC_RELAXED) != 0;
+        }
+        if (asks) {
             uint64_t one = 1;
             ssize_t w = write(n->kickfd, &one, sizeof one);
             (void)w; /* EAGAIN: the counter is full, the backend has a kick pending anyway */

@@ -399,8 +399,10 @@ public sealed partial class ControlDaemon
             return RegisterError(P.EBUSY);
         }
         var msg = RegisterReply(0, d.Memory.Layout.PortAreaOffset(view.Area), d.Memory.Layout, MemId(d), d.Id, (uint)ring, (uint)ring, flags, view.Port.SwitchPort.BridgeIndex,
-            registered.RxSelfServed);
-        passFds = [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
+            registered.RxSelfServed, registered.Kick is not null);
+        passFds = registered.Kick is { } kick
+            ? [d.Memory.FileDescriptor, registered.Channel.FileDescriptor, kick.KickFd]
+            : [d.Memory.FileDescriptor, registered.Channel.FileDescriptor];
         return msg;
     }
 

@@ -196,12 +196,17 @@ public sealed class Domain
             // split/merge: the program kicks the backend itself through an eventfd, as a VM's
             // store reaches its backend through KVM's ioeventfd (no hand-off, no host thread).
             KickChannel? kick = null;
+            int spin = IoModel == IoModel.Split ? Spec.BackendSpinMicroseconds ?? VmBackendSpinMicroseconds : 0;
             if (IoModel != IoModel.Hypercall && port.Origin is ValePort vp)
             {
-                kick = channel.CreateKick();
-                backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus, kick,
-                    IoModel == IoModel.Split ? Spec.BackendSpinMicroseconds ?? VmBackendSpinMicroseconds : 0);
+                kick = KickChannel.ForProcessPort(vp);
+                backend = new BackendThread($"{Name}-backend-{vp.PortName}", [vp], wake, backendCpus, kick, spin);
                 port.Backend = new BackendPort(vp, backend);
+            }
+            else if (IoModel != IoModel.Hypercall && port.Origin is SharedRingPort.View view)
+            {
+                // One ring of a port several registrations share: the port's one backend, kicked by any of them.
+                kick = view.Port.EnsureBackend($"{Name}-backend-{view.Port.SwitchPort.PortName}", backendCpus, spin);
             }
             // The program's rxsync runs in its own library, without a hand-off (RxKring, "Self-served
             // rings"): every switch ring it can receive on. A pipe's rings are moved by its syncs.

@@ -152,7 +152,7 @@ public sealed class Host : IDisposable
         var pp = d.OpenProcessPort(name, extraBuffers, eventFd, backendCpus, persistent, pipeEnd);
         try { CpuPolicy?.Apply(d); }
         catch (IOException e) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }
-        if (pp.Backend is { Tid: > 0 } b && CpuPolicy is HostCpuControl hc)
+        if ((pp.Backend ?? (pp.Port.Origin as SharedRingPort.View)?.Port.Backend) is { Tid: > 0 } b && CpuPolicy is HostCpuControl hc)
         {
             try { DomainCpuBinding.AddIfAlive(hc.HostGroup, b.Tid); }
             catch (Exception e) when (e is IOException or CpuControlException) { _events.Enqueue($"domain '{d.Name}': CPU control: {e.Message}"); }

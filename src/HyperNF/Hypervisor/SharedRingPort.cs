@@ -1,6 +1,7 @@
 using HyperNF.Memory;
 using HyperNF.Netmap;
 using HyperNF.Switch;
+using HyperNF.Vmm;
 
 namespace HyperNF.Hypervisor;
 
@@ -22,6 +23,9 @@ public sealed class SharedRingPort
     private Action[] _signals = [];
     private int _inflight, _views;
     private bool _closed;
+    private readonly WakeWord _wake;
+    private BackendThread? _backend; // split/merge: one backend for the port, kicked by any view
+    private KickChannel? _kick;
 
     public string Name { get; }
     public ValePort SwitchPort => _vp;
@@ -33,7 +37,8 @@ public sealed class SharedRingPort
     {
         Name = name;
         _memory = memory;
-        _port = sw.OpenPort(name, memory, new WakeWord { External = SignalAll }, 0);
+        _wake = new WakeWord { External = SignalAll };
+        _port = sw.OpenPort(name, memory, _wake, 0);
         _vp = (ValePort)_port.Origin;
         _held = new bool[memory.Layout.RingsPerPort];
     }
@@ -46,6 +51,31 @@ public sealed class SharedRingPort
             foreach (var s in Volatile.Read(ref _signals)) s();
         }
         finally { Interlocked.Decrement(ref _inflight); }
+    }
+
+    /// <summary>The split/merge backend of the port (null in the hypercall model or before the first view of such a program).</summary>
+    public BackendThread? Backend { get { lock (_gate) return _backend; } }
+
+    /// <summary>
+    /// split/merge: starts the port's backend on the first call (one for the whole port: it
+    /// flushes every ring, whichever view kicked it) and returns its kick channel, whose eventfd
+    /// each view's program gets; the needs-kick word is in every TX ring, so each view sees it.
+    /// </summary>
+    public KickChannel EnsureBackend(string name, IReadOnlyList<int> cpus, int spinMicroseconds)
+    {
+        lock (_gate)
+        {
+            if (_closed) throw new InvalidOperationException($"port {Name} is closed");
+            if (_kick is not null) return _kick;
+            var kick = KickChannel.ForProcessPort(_vp);
+            try { _backend = new BackendThread(name, [_vp], _wake, cpus, kick, spinMicroseconds); }
+            catch
+            {
+                kick.Dispose();
+                throw;
+            }
+            return _kick = kick;
+        }
     }
 
     /// <summary>A view of ring pair <paramref name="ring"/>; throws InvalidOperationException when a registration holds it (EBUSY).</summary>
@@ -119,7 +149,11 @@ public sealed class SharedRingPort
             return new NetmapPort(o.Name, o._memory, Area, this, Release);
         }
 
-        public void TxSync() => _owner._vp.Tx[Ring].Sync();
+        public void TxSync()
+        {
+            if (Volatile.Read(ref _owner._backend) is { } b) b.Kick(); // split/merge
+            else _owner._vp.Tx[Ring].Sync();
+        }
         public void RxSync() => _owner._vp.Rx[Ring].Sync();
 
         public PollEvents Poll(PollEvents events, int timeoutMs)
@@ -154,6 +188,14 @@ public sealed class SharedRingPort
             o._memory.ReleasePortArea(Area);
             if (last)
             {
+                if (o._backend is { } b)
+                {
+                    // split/merge: stop the backend, then flush what the programs queued, as a
+                    // synchronous txsync would have done before close returned.
+                    b.Dispose();
+                    o._kick?.Dispose();
+                    if (!o._vp.Retired) o._vp.TxSync();
+                }
                 o._port.Dispose(); // detached; its area freed
                 o.OnEmpty?.Invoke();
             }

@@ -25,9 +25,10 @@ public static class NetmapAbi
 
     /// <summary>
     /// Inside netmap_ring's sem area (reserved by netmap, never used by programs): the two words
-    /// of a self-served RX ring (Switch/RxKring.cs, src/preload/hnf_proto.h), one cache line each.
+    /// of a self-served RX ring (Switch/RxKring.cs, src/preload/hnf_proto.h), one cache line each,
+    /// and a process TX ring's needs-kick word in split/merge (Vmm/KickChannel.cs).
     /// </summary>
-    public const int RingSemRelease = RingSem, RingSemPublish = RingSem + 64;
+    public const int RingSemRelease = RingSem, RingSemPublish = RingSem + 64, RingSemNeedsKick = RingSem;
 
     // netmap_slot
     public const int SlotBufIdx = 0, SlotLen = 4, SlotFlags = 6, SlotPtr = 8, SlotSize = 16;

@@ -24,14 +24,14 @@ public static class ProcessProtocol
     // control page (struct hnf_ctl): one page
     public const int CtlBytes = 4096;
     public const int CtlMagicOfs = 0, CtlVersionOfs = 4, CtlReqSeq = 64, CtlOp = 68, CtlCpu = 72, CtlHostIdle = 76,
-        CtlDoneSeq = 128, CtlResult = 132, CtlCallerWaiting = 136, CtlRxWaiting = 192, CtlNeedsKick = 256;
+        CtlDoneSeq = 128, CtlResult = 132, CtlCallerWaiting = 136, CtlRxWaiting = 192;
     public const uint OpTxSync = 1, OpRxSync = 2, OpBoth = 3;
 
     /// <summary>REGISTER reply features (offset 60): the library runs rxsync itself through the ring's sem words.</summary>
     public const uint FeatRxSelf = 1;
     /// <summary>
     /// REGISTER reply features: split/merge. TXSYNC is a kick the library makes itself (an eventfd,
-    /// the reply's third descriptor, written only while the control page's needs-kick word is set).
+    /// the reply's third descriptor, written only while its TX ring's needs-kick word is set).
     /// </summary>
     public const uint FeatTxKick = 2;
 

@@ -56,12 +56,6 @@ public sealed unsafe class SyncChannel : IDisposable
 
     private int* Word(int offset) => (int*)(_page + offset);
 
-    /// <summary>The needs-kick word of split/merge (set by the backend before it sleeps; the library kicks only then).</summary>
-    public uint* NeedsKickWord => (uint*)(_page + ProcessProtocol.CtlNeedsKick);
-
-    /// <summary>A split/merge backend's kick channel on this page's needs-kick word. Dispose it before the channel.</summary>
-    public HyperNF.Vmm.KickChannel CreateKick() => new(NeedsKickWord);
-
     /// <summary>
     /// Waits up to <paramref name="timeoutMs"/> for the next request. Returns false on timeout
     /// (or a spurious wake-up); true with the op and CPU read once from the page.

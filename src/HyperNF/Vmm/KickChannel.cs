@@ -21,7 +21,8 @@ namespace HyperNF.Vmm;
 public sealed unsafe class KickChannel : IDisposable
 {
     private int _kickFd = -1, _stopFd = -1;
-    private readonly uint* _needsKick;
+    private readonly uint* _needsKick;      // the first (a VM's only) needs-kick word
+    private readonly nint[] _moreWords;     // a process port's other TX rings' words (set and cleared together)
     private long _kicks, _wakeups;
     private int _disposed;
 
@@ -35,6 +36,7 @@ public sealed unsafe class KickChannel : IDisposable
     internal KickChannel(int vmFd, uint* needsKick, bool anyLength)
     {
         _needsKick = needsKick;
+        _moreWords = [];
         Length = anyLength ? 0u : 4u;
         try
         {
@@ -57,11 +59,16 @@ public sealed unsafe class KickChannel : IDisposable
     /// <summary>
     /// A process domain's kick (split/merge): no KVM. The program's preload library holds
     /// <see cref="KickFd"/> (passed with SCM_RIGHTS) and writes it itself when the needs-kick word
-    /// in its control page is set, the same handshake as a VM's store to the kick address.
+    /// of its TX ring is set, the same handshake as a VM's store to the kick address. One word per
+    /// TX ring of the port (in each ring's sem area), all set and cleared together, so every
+    /// registration of a shared port (one ring each) sees the backend's state in its own ring.
     /// </summary>
-    internal KickChannel(uint* needsKick)
+    internal KickChannel(uint*[] needsKickWords)
     {
-        _needsKick = needsKick;
+        if (needsKickWords.Length == 0) throw new ArgumentException("a kick channel needs at least one needs-kick word", nameof(needsKickWords));
+        _needsKick = needsKickWords[0];
+        _moreWords = new nint[needsKickWords.Length - 1];
+        for (int i = 1; i < needsKickWords.Length; i++) _moreWords[i - 1] = (nint)needsKickWords[i];
         try
         {
             _kickFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
@@ -74,17 +81,33 @@ public sealed unsafe class KickChannel : IDisposable
             Dispose();
             throw;
         }
-        Volatile.Write(ref *_needsKick, 0);
+        ClearNeedsKick();
+    }
+
+    /// <summary>A process port's kick channel: one needs-kick word in each of its TX rings' sem areas.</summary>
+    public static KickChannel ForProcessPort(HyperNF.Switch.ValePort port)
+    {
+        var words = new uint*[port.Tx.Length];
+        for (int r = 0; r < words.Length; r++) words[r] = (uint*)(port.Tx[r].Ring + HyperNF.Netmap.NetmapAbi.RingSemNeedsKick);
+        return new KickChannel(words);
     }
 
     /// <summary>The kick eventfd (a process domain's library writes it; KVM does for a VM).</summary>
     public int KickFd => _kickFd;
 
     /// <summary>The backend is working: kicks are not needed (the guest skips the store).</summary>
-    public void ClearNeedsKick() => Volatile.Write(ref *_needsKick, 0);
+    public void ClearNeedsKick()
+    {
+        Volatile.Write(ref *_needsKick, 0);
+        foreach (var w in _moreWords) Volatile.Write(ref *(uint*)w, 0);
+    }
 
     /// <summary>The backend is about to sleep: ask for kicks, with a full fence before the caller re-checks the rings.</summary>
-    public void SetNeedsKick() => Interlocked.Exchange(ref *(int*)_needsKick, 1);
+    public void SetNeedsKick()
+    {
+        foreach (var w in _moreWords) Volatile.Write(ref *(uint*)w, 1);
+        Interlocked.Exchange(ref *(int*)_needsKick, 1); // the full fence, after every word
+    }
 
     public bool NeedsKick => Volatile.Read(ref *_needsKick) != 0;
 

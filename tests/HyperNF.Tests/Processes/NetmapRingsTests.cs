@@ -1,3 +1,4 @@
+using HyperNF.Hypervisor;
 using Xunit;
 
 namespace HyperNF.Tests.Processes;
@@ -52,12 +53,16 @@ public sealed class NetmapRingsTests
         Assert.Equal(EINVAL, Reg($"{br}:c", "--mode", "4", "--ringid", "1").Long("errno"));
     }
 
-    [Fact]
-    public void TwoRegistrationsOfOnePort_EachHoldOneRing_ThePortStaysUntilTheLastCloses()
+    [Theory]
+    [InlineData(IoModel.Hypercall)]
+    [InlineData(IoModel.Split)]
+    [InlineData(IoModel.Merge)]
+    public void TwoRegistrationsOfOnePort_EachHoldOneRing_ThePortStaysUntilTheLastCloses(IoModel model)
     {
         // What pkt-gen -p 2 does: a thread per ring, each registering the port with NR_REG_ONE_NIC.
-        using var h = new NetmapHost();
-        string br = Br("r2");
+        // In split/merge the port has one backend, kicked by either registration's program.
+        using var h = new NetmapHost(model);
+        string br = Br("r2" + model.Key()[0]);
         const int count = 3000;
         using var rx = new NetmapProgram(h.Socket, "rx", $"{br}:b", $"{2 * count}", "--rings", "2", "--timeout", "3000");
         rx.WaitReady();
