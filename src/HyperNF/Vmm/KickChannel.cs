@@ -40,10 +40,7 @@ public sealed unsafe class KickChannel : IDisposable
         Length = anyLength ? 0u : 4u;
         try
         {
-            _kickFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
-            if (_kickFd < 0) Native.ThrowLastError("eventfd(kick)");
-            _stopFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
-            if (_stopFd < 0) Native.ThrowLastError("eventfd(backend stop)");
+            OpenEventFds();
             var io = new KvmIoEventFd { Addr = GuestAbi.KickGpa, Len = Length, Fd = _kickFd };
             if (Kvm.Ioctl(vmFd, Kvm.IOEVENTFD, (nint)(&io)) < 0)
                 Native.ThrowLastError($"KVM_IOEVENTFD(MMIO 0x{GuestAbi.KickGpa:x}, len {Length})");
@@ -69,19 +66,22 @@ public sealed unsafe class KickChannel : IDisposable
         _needsKick = needsKickWords[0];
         _moreWords = new nint[needsKickWords.Length - 1];
         for (int i = 1; i < needsKickWords.Length; i++) _moreWords[i - 1] = (nint)needsKickWords[i];
-        try
-        {
-            _kickFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
-            if (_kickFd < 0) Native.ThrowLastError("eventfd(kick)");
-            _stopFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
-            if (_stopFd < 0) Native.ThrowLastError("eventfd(backend stop)");
-        }
+        try { OpenEventFds(); }
         catch
         {
             Dispose();
             throw;
         }
         ClearNeedsKick();
+    }
+
+    /// <summary>The kick eventfd and the stop eventfd (both non-blocking, close-on-exec).</summary>
+    private void OpenEventFds()
+    {
+        _kickFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+        if (_kickFd < 0) Native.ThrowLastError("eventfd(kick)");
+        _stopFd = PacketSocket.EventFd(0, PacketSocket.EFD_CLOEXEC | PacketSocket.EFD_NONBLOCK);
+        if (_stopFd < 0) Native.ThrowLastError("eventfd(backend stop)");
     }
 
     /// <summary>A process port's kick channel: one needs-kick word in each of its TX rings' sem areas.</summary>
