@@ -38,7 +38,7 @@ char *strchr(const char *s, int c);
 /* ------------------------------------------------------------------------------------ */
 
 #define HNF_BOOT_MAGIC 0x42464E48u /* "HNFB" */
-#define HNF_ABI_VERSION 2u
+#define HNF_ABI_VERSION 3u
 #define HNF_TRANSPORT_PIO 0u  /* outl to 0x500 + op: ring 0 only */
 #define HNF_TRANSPORT_MMIO 1u /* 32-bit store to 0xFEB00000 + op * 8: any ring */
 #define HNF_IO_HYPERCALL 0u
@@ -66,7 +66,15 @@ struct hnf_boot_info {
     uint32_t domid;          /* 152 */
     uint32_t vcpu;           /* 156 */
     uint64_t shutdown_gpa;   /* 160: u32 the VMM sets to ask the guest to stop (version 2) */
+    uint32_t features;       /* 168: HNF_FEAT_* (version 3) */
+    uint32_t _pad;           /* 172 */
 };
+/* The ports' RX rings are self-served: hnf_rxsync makes no exit; it stores the user's head into
+ * the ring's release word and copies the publish word into tail (both in netmap_ring's sem area,
+ * which netmap reserves; the VMM's senders take the release only inside the ring's window). */
+#define HNF_FEAT_RX_SELF 1u
+#define HNF_RING_RELEASE_OFS 128
+#define HNF_RING_PUBLISH_OFS 192
 _Static_assert(offsetof(struct hnf_boot_info, transport) == 8, "boot_info.transport");
 _Static_assert(offsetof(struct hnf_boot_info, mem_size) == 16, "boot_info.mem_size");
 _Static_assert(offsetof(struct hnf_boot_info, cmdline) == 40, "boot_info.cmdline");
@@ -77,7 +85,8 @@ _Static_assert(offsetof(struct hnf_boot_info, kick_gpa) == 136, "boot_info.kick_
 _Static_assert(offsetof(struct hnf_boot_info, needs_kick_gpa) == 144, "boot_info.needs_kick_gpa");
 _Static_assert(offsetof(struct hnf_boot_info, vcpu) == 156, "boot_info.vcpu");
 _Static_assert(offsetof(struct hnf_boot_info, shutdown_gpa) == 160, "boot_info.shutdown_gpa");
-_Static_assert(sizeof(struct hnf_boot_info) == 168, "boot_info size");
+_Static_assert(offsetof(struct hnf_boot_info, features) == 168, "boot_info.features");
+_Static_assert(sizeof(struct hnf_boot_info) == 176, "boot_info size");
 
 /* ------------------------------------------------------------------------------------ */
 /* netmap structures (netmap API 14 layout; docs/abi.md)                                  */

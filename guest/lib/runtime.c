@@ -133,11 +133,61 @@ int hnf_txsync(uint32_t port, uint32_t ring)
     return s.ret;
 }
 
+/*
+ * rxsync of one self-served RX ring, without an exit (HNF_FEAT_RX_SELF): release what the
+ * user consumed (release word := head) and show what the senders delivered (tail := publish
+ * word). As netmap's rxsync, a head or cur outside [last release, tail] puts the ring back at
+ * the last release instead. The VMM checks the release word again on its side.
+ */
+static void rxsync_self(struct netmap_ring *r)
+{
+    volatile uint32_t *rel = (volatile uint32_t *)((char *)r + HNF_RING_RELEASE_OFS);
+    volatile uint32_t *pub = (volatile uint32_t *)((char *)r + HNF_RING_PUBLISH_OFS);
+    uint32_t ns = r->num_slots, head = r->head, cur = r->cur, tail = r->tail, old = *rel;
+    uint32_t span = tail >= old ? tail - old : tail + ns - old;
+    uint32_t dh = head >= old ? head - old : head + ns - old;
+    uint32_t dc = cur >= old ? cur - old : cur + ns - old;
+    if (head >= ns || cur >= ns || old >= ns || span >= ns || dh > span || dc < dh || dc > span) {
+        r->head = r->cur = old < ns ? old : 0;
+    } else if (head != old) {
+        hnf_barrier(); /* our reads of the released slots come first (x86 keeps loads before a later store) */
+        *rel = head;
+    }
+    *(volatile uint32_t *)&r->tail = *pub;
+}
+
 int hnf_rxsync(uint32_t port, uint32_t ring)
 {
+    if (hnf_boot->features & HNF_FEAT_RX_SELF) {
+        if (port >= hnf_boot->nports) return HNF_EINVAL;
+        struct netmap_if *nifp = (struct netmap_if *)(uintptr_t)hnf_boot->nifp[port];
+        uint32_t n = nifp->ni_rx_rings;
+        if (ring != HNF_ALL_RINGS && ring >= n) return HNF_EINVAL;
+        for (uint32_t k = ring == HNF_ALL_RINGS ? 0 : ring; k < n; k++) {
+            rxsync_self(NETMAP_RXRING(nifp, k));
+            if (ring != HNF_ALL_RINGS) break;
+        }
+        return 0;
+    }
     _Alignas(8) volatile struct hnf_hc_sync s = { .port = port, .ring = ring };
     hnf_hypercall(HNF_OP_RXSYNC, &s);
     return s.ret;
+}
+
+/* Self-served RX: rxsync every RX ring of the ports in mask; the ports that then have frames. */
+static uint32_t rx_self_ready(uint32_t mask)
+{
+    uint32_t ready = 0;
+    for (uint32_t k = 0; k < hnf_boot->nports && k < HNF_MAX_PORTS; k++) {
+        if (!(mask & (1u << k))) continue;
+        struct netmap_if *nifp = (struct netmap_if *)(uintptr_t)hnf_boot->nifp[k];
+        for (uint32_t r = 0; r < nifp->ni_rx_rings; r++) {
+            struct netmap_ring *ring = NETMAP_RXRING(nifp, r);
+            rxsync_self(ring);
+            if (ring->cur != ring->tail) ready |= 1u << k;
+        }
+    }
+    return ready;
 }
 
 uint32_t hnf_poll(uint64_t timeout_ns, uint32_t rx_mask, uint32_t tx_mask, int32_t *ret)
@@ -145,8 +195,25 @@ uint32_t hnf_poll(uint64_t timeout_ns, uint32_t rx_mask, uint32_t tx_mask, int32
     /* Split/merge: the kick instead of a flush; the VMM does not flush tx_mask ports then,
      * it also returns when their TX rings have room again (the backend took the frames). */
     if (tx_mask != 0 && split_model()) kick_backend();
+    /* Self-served RX rings: sync them here first; with frames there already and no TX flush to
+     * ask for, POLL returns without an exit (netmap's poll returns at once when ready too). */
+    int self = (hnf_boot->features & HNF_FEAT_RX_SELF) != 0;
+    uint32_t valid = hnf_boot->nports >= 32 ? 0xFFFFFFFFu : (1u << hnf_boot->nports) - 1;
+    if (self && rx_mask != 0 && ((rx_mask | tx_mask) & ~valid) == 0) {
+        uint32_t ready = rx_self_ready(rx_mask);
+        if (ready != 0 && (tx_mask == 0 || split_model())) {
+            if (ret) {
+                int32_t bits = 0;
+                for (uint32_t m = ready; m != 0; m &= m - 1) bits++; /* no libgcc: no __builtin_popcount */
+                *ret = bits;
+            }
+            return ready;
+        }
+    }
     _Alignas(8) volatile struct hnf_hc_poll p = { .timeout_ns = timeout_ns, .rx_mask = rx_mask, .tx_mask = tx_mask };
     hnf_hypercall(HNF_OP_POLL, &p);
+    /* The VMM's POLL only looks at self-served rings: show the user what arrived. */
+    if (self && p.ready != 0 && (p.ready & ~valid) == 0) (void)rx_self_ready(p.ready);
     if (ret) *ret = p.ret;
     return p.ready;
 }

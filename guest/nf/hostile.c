@@ -5,8 +5,9 @@
  * recorded) or the bad input is refused and counted and the guest goes on.
  *
  * Modes the guest survives (exit 0 when the host behaved, 1 when it did not):
- *   ring-index   random head/cur/tail on every ring, then TXSYNC/RXSYNC: the host resets
- *                the ring (counted as corrupt ring index); indices must come back in range
+ *   ring-index   random head/cur/tail on every ring (and RX rings' release words), then
+ *                TXSYNC/RXSYNC: the host resets a TX ring (counted as corrupt ring index), the
+ *                SDK's rxsync an RX ring; indices must come back in range
  *   slot-fields  random buf_idx/len/flags in every TX and RX slot, legal head moves, syncs:
  *                counted drops, every TX slot handed back
  *   bad-port     TXSYNC/RXSYNC on a port or ring that does not exist: ret must be -22
@@ -53,6 +54,8 @@ static int ring_index(uint64_t rounds)
                 r->head = (uint32_t)(next() % ((uint64_t)lim + 1));
                 r->cur = (uint32_t)(next() % ((uint64_t)lim + 1));
                 if (x & 2) *(volatile uint32_t *)&r->tail = (uint32_t)next();
+                /* an RX ring's release word (self-served rings, in the sem area): garbage too */
+                if (k >= nifp->ni_tx_rings && (x & 4)) *(volatile uint32_t *)((char *)r + HNF_RING_RELEASE_OFS) = (uint32_t)next();
             }
             int a = hnf_txsync(p, HNF_ALL_RINGS), b = hnf_rxsync(p, HNF_ALL_RINGS);
             if (a != 0 || b != 0) {

@@ -44,7 +44,7 @@ static void offsets(void)
     OFF(hnf_boot_info, mem_size); OFF(hnf_boot_info, kernel_end); OFF(hnf_boot_info, tsc_khz); OFF(hnf_boot_info, cmdline);
     OFF(hnf_boot_info, region_gpa); OFF(hnf_boot_info, region_size); OFF(hnf_boot_info, nports); OFF(hnf_boot_info, io_model);
     OFF(hnf_boot_info, nifp); OFF(hnf_boot_info, kick_gpa); OFF(hnf_boot_info, needs_kick_gpa); OFF(hnf_boot_info, domid);
-    OFF(hnf_boot_info, vcpu); OFF(hnf_boot_info, shutdown_gpa);
+    OFF(hnf_boot_info, vcpu); OFF(hnf_boot_info, shutdown_gpa); OFF(hnf_boot_info, features); OFF(hnf_boot_info, _pad);
     printf("hnf_boot_info.sizeof %zu\n", sizeof(struct hnf_boot_info));
     OFF(netmap_if, ni_name); OFF(netmap_if, ni_version); OFF(netmap_if, ni_flags); OFF(netmap_if, ni_tx_rings);
     OFF(netmap_if, ni_rx_rings); OFF(netmap_if, ni_bufs_head); OFF(netmap_if, ni_host_tx_rings); OFF(netmap_if, ni_host_rx_rings);

@@ -1,3 +1,4 @@
+using HyperNF.Switch;
 using HyperNF.Vmm;
 
 namespace HyperNF.Hypervisor;
@@ -73,6 +74,11 @@ public sealed class VmGuest : IGuest, IDisposable
     {
         if (_vm is not null) throw new InvalidOperationException("a VM guest boots once");
         _domain = d;
+        // The guest's rxsync runs in the guest, with no exit (RxKring, "Self-served rings"; as
+        // ptnetmap's CSB): the ring's release and publish words, in the netmap-reserved sem area.
+        foreach (var p in d.Ports)
+            if (p.Origin is ValePort vp)
+                foreach (var k in vp.Rx) k.EnableSelfService();
         _vm = new VirtualMachine(new VmConfig
         {
             Image = _image,
@@ -83,6 +89,7 @@ public sealed class VmGuest : IGuest, IDisposable
             IoModel = (uint)d.IoModel,
             Region = d.Memory,
             PortAreas = d.Ports.Select(p => p.Area).ToArray(),
+            RxSelfServed = d.Ports.Count > 0 && d.Ports.All(p => p.Origin is ValePort),
         });
         _loops = Enumerable.Range(0, d.Spec.VCpus).Select(i => new VCpuLoop(_vm, i, d.Ports, d.Wake, Console)).ToArray();
     }

@@ -293,8 +293,12 @@ internal sealed unsafe class RxKring
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public byte* BufferAddress(uint idx) => BufferBase + (nuint)idx * RegionLayout.DefaultBufferSize;
 
-    /// <summary>True when frames were published that the receiver has not synced yet.</summary>
-    public bool HasUnsynced => Volatile.Read(ref S->HwTail) != S->RTail;
+    /// <summary>True when frames were published that the receiver has not synced yet.
+    /// Self-served: frames are published past the user's cur (read as a hint: a wrong value only
+    /// makes the user's own POLL return early or wait for the next frame).</summary>
+    public bool HasUnsynced => S->SelfServed != 0
+        ? Volatile.Read(ref S->HwTail) != Volatile.Read(ref *(uint*)(Ring + NetmapAbi.RingCur))
+        : Volatile.Read(ref S->HwTail) != S->RTail;
 
     /// <summary>
     /// netmap rxsync for this ring, run by the receiver: validate head/cur, release the slots
@@ -359,7 +363,7 @@ internal sealed unsafe class RxKring
         if (Port.Retired) return false;
         Lock();
         TakeRelease();
-        bool any = S->HwCur != S->HwTail;
+        bool any = S->HwTail != Volatile.Read(ref *(uint*)(Ring + NetmapAbi.RingCur)); // a hint: frames past the user's cur
         Unlock();
         return any;
     }

@@ -1,13 +1,13 @@
 namespace HyperNF.Vmm;
 
 /// <summary>
-/// The guest ABI, version 1 (docs/guest-abi.md; its C side is guest/include/hnf.h). The two
+/// The guest ABI, version 3 (docs/guest-abi.md; its C side is guest/include/hnf.h). The two
 /// must change together, and <see cref="Version"/> with any change.
 /// </summary>
 public static class GuestAbi
 {
     public const uint BootMagic = 0x42464E48; // "HNFB"
-    public const uint Version = 2;
+    public const uint Version = 3;
 
     // guest-physical memory map
     public const ulong GdtGpa = 0x1000, Pml4Gpa = 0x2000, PdptGpa = 0x3000, PdGpa = 0x4000;
@@ -41,7 +41,10 @@ public static class GuestAbi
     // struct hnf_boot_info
     public const int BiMagic = 0, BiVersion = 4, BiTransport = 8, BiRing = 12, BiMemSize = 16, BiKernelEnd = 24,
         BiTscKhz = 32, BiCmdline = 40, BiRegionGpa = 48, BiRegionSize = 56, BiNports = 64, BiIoModel = 68,
-        BiNifp = 72, BiKickGpa = 136, BiNeedsKickGpa = 144, BiDomid = 152, BiVcpu = 156, BiShutdownGpa = 160, BootInfoSize = 168;
+        BiNifp = 72, BiKickGpa = 136, BiNeedsKickGpa = 144, BiDomid = 152, BiVcpu = 156, BiShutdownGpa = 160, BiFeatures = 168,
+        BootInfoSize = 176;
+    /// <summary>boot_info.features: the RX rings are self-served (RxKring; the guest's rxsync makes no exit).</summary>
+    public const uint FeatRxSelf = 1;
     public const int MaxPorts = 8;
 
     /// <summary>Bytes of each op's argument block (what is range-checked before it is touched).</summary>

@@ -22,6 +22,11 @@ public sealed record VmConfig
     public IReadOnlyList<int> PortAreas { get; init; } = [];
     /// <summary>Null: the machine's (<see cref="KvmPlatform.Ring"/>).</summary>
     public int? Ring { get; init; }
+    /// <summary>
+    /// The ports' RX rings are self-served (boot_info.features HNF_FEAT_RX_SELF): the guest's
+    /// rxsync needs no exit. The caller enabled them (RxKring.EnableSelfService) before boot.
+    /// </summary>
+    public bool RxSelfServed { get; init; }
 }
 
 /// <summary>
@@ -202,6 +207,7 @@ public sealed unsafe class VirtualMachine : IDisposable
         *(uint*)(b + GuestAbi.BiDomid) = (uint)Config.DomainId;
         *(uint*)(b + GuestAbi.BiVcpu) = (uint)vcpu;
         *(ulong*)(b + GuestAbi.BiShutdownGpa) = GuestAbi.ShutdownGpa;
+        *(uint*)(b + GuestAbi.BiFeatures) = Config.RxSelfServed ? GuestAbi.FeatRxSelf : 0u;
     }
 
     /// <summary>
