@@ -61,7 +61,14 @@ done
 [ $built = 1 ] && ar rcs "$bin/libnetmap.a" "$work"/nmport.o "$work"/nmreq.o "$work"/nmctx.o "$work"/nmctx-pthreads.o
 [ $built = 1 ] && build pkt-gen gcc "${cflags[@]}" "${pcap[@]}" "$src/apps/pkt-gen/pkt-gen.c" -o "$bin/pkt-gen" \
   -L "$bin" -lnetmap "${pcaplib[@]}" -lpthread -lm
-build bridge gcc "${cflags[@]}" "$src/apps/bridge/bridge.c" -o "$bin/bridge"
+# A netmap_user.h whose nm_open() (compiled by the programs that define NETMAP_WITH_LIBS: bridge,
+# lb) names NM_STACK_NAME, next to a netmap.h that does not define it (a mix the stored copies give,
+# /work/netmap-src/SOURCES.txt): define the prefix on their command line, netmap's files untouched.
+withlibs=()
+if grep -q NM_STACK_NAME "$src/sys/net/netmap_user.h" && ! grep -q 'define[[:space:]]*NM_STACK_NAME' "$src/sys/net/netmap.h"; then
+  withlibs=(-DNM_STACK_NAME='"stack"')
+fi
+build bridge gcc "${cflags[@]}" "${withlibs[@]}" "$src/apps/bridge/bridge.c" -o "$bin/bridge"
 [ $built = 1 ] && build vale-ctl gcc "${cflags[@]}" "$src/apps/vale-ctl/vale-ctl.c" -o "$bin/vale-ctl" -L "$bin" -lnetmap -lpthread
 # lb.c of the stored tree calls ctrs.h's norm() with two arguments, ctrs.h defines three: a
 # compatibility header of ours (force-included, netmap's files untouched) maps the old call.
@@ -75,7 +82,7 @@ static inline const char *hnf_norm_2(char *b, double v) { return (norm)(b, v, 1)
 #define HNF_NORM_PICK(_1, _2, _3, NAME, ...) NAME
 #define norm(...) HNF_NORM_PICK(__VA_ARGS__, (norm), hnf_norm_2)(__VA_ARGS__)
 EOF
-build lb gcc "${cflags[@]}" -include "$work/lb-compat.h" "$src/apps/lb/lb.c" "$src/apps/lb/pkt_hash.c" -o "$bin/lb" -lpthread
+build lb gcc "${cflags[@]}" "${withlibs[@]}" -include "$work/lb-compat.h" "$src/apps/lb/lb.c" "$src/apps/lb/pkt_hash.c" -o "$bin/lb" -lpthread
 for p in pkt-gen bridge vale-ctl lb; do [ -x "$bin/$p" ] && pass "build $p" "built from $src with gcc against netmap's headers"; done
 
 # ---------------------------------------------------------------- the daemon
