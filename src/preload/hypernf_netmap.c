@@ -509,8 +509,22 @@ static short nm_poll_one(struct nmfd *n, short events, int arm)
 static void drain(int fd)
 {
     uint64_t v;
+    int err = errno;
     ssize_t r = read(fd, &v, sizeof v);
     (void)r;
+    errno = err; /* an empty eventfd's EAGAIN must not become the caller's errno (poll's EINTR) */
+}
+
+/*
+ * A wait that armed rx_waiting ends: take the flag back. If the host took it first, it wrote
+ * (or is about to write) the eventfd: read that count, so the next wait does not wake for it.
+ * If the flag was still ours, nobody wrote and no read is needed (the common case costs no
+ * system call).
+ */
+static void disarm(struct nmfd *n, int fd)
+{
+    if (!n->registered) return;
+    if (__atomic_exchange_n(&n->ctl->rx_waiting, 0, __ATOMIC_SEQ_CST) == 0) drain(fd);
 }
 
 static long long now_ns(void)
@@ -536,14 +550,19 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
     if (!tmp) { errno = ENOMEM; return -1; }
     long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
     int result;
+    /* The first pass syncs and looks without asking the host for the eventfd: a ready
+     * descriptor (the sender after its txsync, a receiver with frames) returns at once and
+     * costs neither the host a write nor us a read. Only a pass that would block arms
+     * rx_waiting, then syncs and looks again before blocking, so nothing the host publishes
+     * after that sync is missed. */
+    int armed = 0;
     for (;;) {
         int ready = 0, others = 0;
-        int arm = timeout_ns != 0;
         for (nfds_t i = 0; i < nfds; i++) {
             fds[i].revents = 0;
             struct nmfd *n = lookup(fds[i].fd);
             if (n) {
-                fds[i].revents = nm_poll_one(n, fds[i].events, arm);
+                fds[i].revents = nm_poll_one(n, fds[i].events, armed);
                 if (fds[i].revents) ready++;
             } else if (fds[i].fd >= 0) others++;
         }
@@ -560,6 +579,7 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
         }
         long long left = deadline < 0 ? -1 : deadline - now_ns();
         if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) { result = ready; break; }
+        if (!armed) { armed = 1; continue; } /* arm, then sync and look again before sleeping */
         nfds_t k = nfds;
         for (nfds_t i = 0; i < nfds; i++) {
             tmp[i] = fds[i];
@@ -582,15 +602,15 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
         }
         /* Loop: the netmap descriptors are re-synced and everything re-checked. */
     }
-    /* Readiness is reported: drain the eventfds so level-triggered waiting does not spin. */
-    for (nfds_t i = 0; i < nfds; i++) {
+    /* Done waiting: take rx_waiting back (reading the eventfd only if the host wrote it), so
+     * level-triggered waiting does not spin. errno is the wait's (EINTR from ppoll). */
+    int err = errno;
+    for (nfds_t i = 0; armed && i < nfds; i++) {
         struct nmfd *n = lookup(fds[i].fd);
-        if (n && n->registered) {
-            __atomic_store_n(&n->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
-            drain(fds[i].fd);
-        }
+        if (n) disarm(n, fds[i].fd);
     }
     if (tmp != local) free(tmp);
+    errno = err;
     return result;
 }
 
@@ -845,6 +865,7 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
 {
     if (max <= 0 || !out) { errno = EINVAL; return -1; }
     long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
+    int armed = 0; /* as poll: rx_waiting only on the pass before blocking */
     for (;;) {
         int n;
         struct ep_item *it = ep_snapshot(epfd, &n);
@@ -856,12 +877,12 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
             if (real_epoll_pwait2) return real_epoll_pwait2(epfd, out, max, left < 0 ? NULL : &ts, mask);
             return real_epoll_pwait(epfd, out, max, left < 0 ? -1 : (int)((left + 999999) / 1000000), mask);
         }
-        int ready = 0, arm = timeout_ns != 0;
+        int ready = 0;
         for (int i = 0; i < n && ready < max; i++) {
             struct nmfd *nm = lookup(it[i].fd);
             if (!nm || it[i].disabled) continue;
             short want = (short)(it[i].events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
-            short rev = nm_poll_one(nm, want, arm);
+            short rev = nm_poll_one(nm, want, armed);
             /* A hung-up connection (the daemon, or the region our port lives in, is gone): the
              * kernel reports a hang-up as EPOLLHUP next to the error. */
             if ((rev & POLLERR) && __atomic_load_n(&nm->dead, __ATOMIC_RELAXED)) rev |= POLLHUP;
@@ -871,8 +892,6 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
                 out[ready].data = it[i].data;
                 ready++;
                 ep_reported(epfd, &it[i]);
-                __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
-                drain(it[i].fd);
             }
         }
         if (ready < max) {
@@ -882,13 +901,16 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
         }
         long long left = deadline < 0 ? -1 : deadline - now_ns();
         if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) {
-            for (int i = 0; i < n; i++) {
+            int err = errno;
+            for (int i = 0; armed && i < n; i++) {
                 struct nmfd *nm = lookup(it[i].fd);
-                if (nm && nm->registered) __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
+                if (nm) disarm(nm, it[i].fd);
             }
             free(it);
+            errno = err;
             return ready;
         }
+        if (!armed) { armed = 1; free(it); continue; } /* arm, then sync and look again before sleeping */
         /* Block on the kernel's set, the eventfds the host writes and each entry's connection S
          * (p[1 + n + i]: a hang-up there means the daemon, or our port's region, is gone). */
         struct pollfd local[65], *p = 2 * n + 1 <= 65 ? local : malloc((size_t)(2 * n + 1) * sizeof *p);
@@ -912,8 +934,16 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
                 __atomic_store_n(&nm->dead, 1, __ATOMIC_RELAXED);
         }
         if (p != local) free(p);
+        if (r < 0) {
+            for (int i = 0; i < n; i++) {
+                struct nmfd *nm = lookup(it[i].fd);
+                if (nm) disarm(nm, it[i].fd);
+            }
+            free(it);
+            errno = err;
+            return -1; /* EINTR: as epoll_wait */
+        }
         free(it);
-        if (r < 0) { errno = err; return -1; } /* EINTR: as epoll_wait */
     }
 }
 

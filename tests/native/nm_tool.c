@@ -20,6 +20,8 @@
  *                                        to hang up (EPOLLERR|EPOLLHUP); prints the wait's CPU time
  *   nm_tool epollet PORT [--timeout MS]  EPOLLET: first edge, no second report for the same frames,
  *                                        prints waiting2=1, then the edge of the next frames
+ *   nm_tool eintr PORT                   poll and epoll_wait on the port interrupted by SIGALRM
+ *                                        (no SA_RESTART): both must fail with EINTR
  *   nm_tool hold PORT [--close-after MS] registers and sleeps (kill -9 tests); with --close-after it
  *                                        closes /dev/netmap after MS, prints closed=1 and lives on
  *   nm_tool hostile PORT [SECONDS] [--rx-only]  garbage ring indices, slot fields, ioctls, mmaps
@@ -43,6 +45,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,6 +531,37 @@ static int cmd_epollet(const char *name)
     printf("after_mod=%d\n", r);
     close(p.fd);
     close(ep);
+    return 0;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* A signal interrupting the wait: -1 with errno EINTR, as the kernel's poll and epoll_wait. */
+static int cmd_eintr(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    if (sigaction(SIGALRM, &sa, NULL) < 0) die("sigaction");
+    printf("ready=1\n");
+    fflush(stdout);
+    struct itimerval it = { { 0, 0 }, { 0, 200 * 1000 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct pollfd f = { p.fd, POLLIN, 0 };
+    errno = 0;
+    int r = poll(&f, 1, 3000);
+    printf("poll_rc=%d\npoll_errno=%d\n", r, r < 0 ? errno : 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 }, out[2];
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0) die("epoll");
+    setitimer(ITIMER_REAL, &it, NULL);
+    errno = 0;
+    r = epoll_wait(ep, out, 2, 3000);
+    printf("epoll_rc=%d\nepoll_errno=%d\n", r, r < 0 ? errno : 0);
+    close(ep);
+    close(p.fd);
     return 0;
 }
 
@@ -1029,6 +1063,7 @@ int main(int argc, char **argv)
     if (npos >= 3 && !strcmp(pos[0], "epoll")) return cmd_epoll(pos[1], atol(pos[2]));
     if (npos >= 2 && !strcmp(pos[0], "epollhup")) return cmd_epollhup(pos[1]);
     if (npos >= 2 && !strcmp(pos[0], "epollet")) return cmd_epollet(pos[1]);
+    if (npos >= 2 && !strcmp(pos[0], "eintr")) return cmd_eintr(pos[1]);
     if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);

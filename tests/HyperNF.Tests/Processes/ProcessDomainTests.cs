@@ -227,6 +227,19 @@ public sealed class ProcessDomainTests
         Assert.Equal(0, w.Long("after_mod"));
     }
 
+    [Fact]
+    public void PollAndEpollWait_InterruptedByASignal_FailWithEintr()
+    {
+        // A waiting program's signal handler runs (no SA_RESTART): the wait returns -1 with
+        // EINTR, not the EAGAIN of the library's own eventfd read (nm-pktgen died on that).
+        using var h = new NetmapHost();
+        var p = NetmapProgram.Run(h.Socket, "eintr", $"{Bridge("int")}:w");
+        Assert.Equal(-1, p.Long("poll_rc"));
+        Assert.Equal(4, p.Long("poll_errno"));   // EINTR
+        Assert.Equal(-1, p.Long("epoll_rc"));
+        Assert.Equal(4, p.Long("epoll_errno"));
+    }
+
     [Cpu.RealCgroupV1Fact]
     public void CpuControl_TheProgramJoinsItsDomainsGroup_AndLeavesItWithTheDomain()
     {
