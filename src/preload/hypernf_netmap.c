@@ -530,8 +530,22 @@ static short nm_poll_one(struct nmfd *n, short events, int arm)
 static void drain(int fd)
 {
     uint64_t v;
+    int err = errno;
     ssize_t r = read(fd, &v, sizeof v);
     (void)r;
+    errno = err; /* an empty eventfd's EAGAIN must not become the caller's errno (poll's EINTR) */
+}
+
+/*
+ * A wait that armed rx_waiting ends: take the flag back. If the host took it first, it wrote
+ * (or is about to write) the eventfd: read that count, so the next wait does not wake for it.
+ * If the flag was still ours, nobody wrote and no read is needed (the common case costs no
+ * system call).
+ */
+static void disarm(struct nmfd *n, int fd)
+{
+    if (!n->registered) return;
+    if (__atomic_exchange_n(&n->ctl->rx_waiting, 0, __ATOMIC_SEQ_CST) == 0) drain(fd);
 }
 
 static long long now_ns(void)
@@ -557,14 +571,19 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
     if (!tmp) { errno = ENOMEM; return -1; }
     long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
     int result;
+    /* The first pass syncs and looks without asking the host for the eventfd: a ready
+     * descriptor (the sender after its txsync, a receiver with frames) returns at once and
+     * costs neither the host a write nor us a read. Only a pass that would block arms
+     * rx_waiting, then syncs and looks again before blocking, so nothing the host publishes
+     * after that sync is missed. */
+    int armed = 0;
     for (;;) {
         int ready = 0, others = 0;
-        int arm = timeout_ns != 0;
         for (nfds_t i = 0; i < nfds; i++) {
             fds[i].revents = 0;
             struct nmfd *n = lookup(fds[i].fd);
             if (n) {
-                fds[i].revents = nm_poll_one(n, fds[i].events, arm);
+                fds[i].revents = nm_poll_one(n, fds[i].events, armed);
                 if (fds[i].revents) ready++;
             } else if (fds[i].fd >= 0) others++;
         }
@@ -581,6 +600,7 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
         }
         long long left = deadline < 0 ? -1 : deadline - now_ns();
         if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) { result = ready; break; }
+        if (!armed) { armed = 1; continue; } /* arm, then sync and look again before sleeping */
         nfds_t k = nfds;
         for (nfds_t i = 0; i < nfds; i++) {
             tmp[i] = fds[i];
@@ -603,15 +623,15 @@ static int nm_poll(struct pollfd *fds, nfds_t nfds, long long timeout_ns, const 
         }
         /* Loop: the netmap descriptors are re-synced and everything re-checked. */
     }
-    /* Readiness is reported: drain the eventfds so level-triggered waiting does not spin. */
-    for (nfds_t i = 0; i < nfds; i++) {
+    /* Done waiting: take rx_waiting back (reading the eventfd only if the host wrote it), so
+     * level-triggered waiting does not spin. errno is the wait's (EINTR from ppoll). */
+    int err = errno;
+    for (nfds_t i = 0; armed && i < nfds; i++) {
         struct nmfd *n = lookup(fds[i].fd);
-        if (n && n->registered) {
-            __atomic_store_n(&n->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
-            drain(fds[i].fd);
-        }
+        if (n) disarm(n, fds[i].fd);
     }
     if (tmp != local) free(tmp);
+    errno = err;
     return result;
 }
 
@@ -699,13 +719,25 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct times
  * semantics: the kernel module's poll method syncs when epoll calls it), the other
  * descriptors are collected from the kernel's set without blocking, and when nothing is
  * ready the wait blocks in ppoll on the epoll descriptor (readable when the kernel's set has
- * events) and the netmap eventfds together. EPOLLONESHOT disables an entry after one report
- * until EPOLL_CTL_MOD; EPOLLET is served level-triggered (an entry is reported at every wait
- * while it is ready: a superset of the edges, and no wake-up can be lost).
+ * events), the netmap eventfds and each entry's daemon connection S together (S hanging up:
+ * the entry reports EPOLLERR|EPOLLHUP, as poll reports POLLERR). EPOLLONESHOT disables an
+ * entry after one report until EPOLL_CTL_MOD.
+ * EPOLLET: an entry is reported once per edge. At each report it remembers the tail of every
+ * bound ring of the direction it reported (ep_item.rx_tail/tx_tail); later waits still sync it
+ * (netmap's semantics) but report EPOLLIN again only when an RX tail moved since (new frames),
+ * EPOLLOUT only when a TX tail moved (slots came back), EPOLLERR once. No wake-up is lost: the
+ * wait arms rx_waiting before the sync that compares, so a delivery after that sync writes the
+ * eventfd the wait then blocks on; and a tail cannot come back to the remembered value between
+ * two syncs (a ring never holds num_slots frames). EPOLL_CTL_MOD re-arms, as the kernel does.
  * Limits: the netmap entries are invisible to a poll() of the epoll descriptor itself and to
  * an epoll set nesting this one.
  */
-struct ep_item { int fd; uint32_t events; epoll_data_t data; int disabled; };
+struct ep_item {
+    int fd; uint32_t events; epoll_data_t data; int disabled;
+    /* EPOLLET: what the last report saw (valid bits: 1 RX tails, 2 TX tails, 4 error reported) */
+    uint32_t edge_seen;
+    uint32_t rx_tail[NM_TX_TRACKED], tx_tail[NM_TX_TRACKED];
+};
 struct ep_set { int n, cap; struct ep_item *items; };
 static struct ep_set *ep_sets[MAX_FDS];
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -757,13 +789,14 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
             s->items = it;
             s->cap = cap;
         }
-        s->items[s->n++] = (struct ep_item){ fd, ev->events, ev->data, 0 };
+        s->items[s->n++] = (struct ep_item){ .fd = fd, .events = ev->events, .data = ev->data };
         break;
     case EPOLL_CTL_MOD:
         if (idx < 0) { errno = ENOENT; rc = -1; break; }
         s->items[idx].events = ev->events;
         s->items[idx].data = ev->data;
         s->items[idx].disabled = 0;
+        s->items[idx].edge_seen = 0;   /* re-armed: the current state is an edge again */
         break;
     case EPOLL_CTL_DEL:
         if (idx < 0) { errno = ENOENT; rc = -1; break; }
@@ -793,22 +826,67 @@ static struct ep_item *ep_snapshot(int epfd, int *n)
     return copy;
 }
 
-/* Records a report of entry fd of epfd (EPOLLONESHOT disables it until EPOLL_CTL_MOD). */
-static void ep_reported(int epfd, int fd)
+/* Records a report of entry it->fd of epfd: EPOLLONESHOT disables it until EPOLL_CTL_MOD,
+ * EPOLLET keeps what this report saw (it->edge_seen, rx_tail, tx_tail). */
+static void ep_reported(int epfd, const struct ep_item *it)
 {
     pthread_mutex_lock(&ep_lock);
     struct ep_set *s = ep_sets[epfd];
     for (int i = 0; s && i < s->n; i++)
-        if (s->items[i].fd == fd) {
+        if (s->items[i].fd == it->fd) {
             if (s->items[i].events & EPOLLONESHOT) s->items[i].disabled = 1;
+            if (s->items[i].events & EPOLLET) {
+                s->items[i].edge_seen = it->edge_seen;
+                memcpy(s->items[i].rx_tail, it->rx_tail, sizeof it->rx_tail);
+                memcpy(s->items[i].tx_tail, it->tx_tail, sizeof it->tx_tail);
+            }
         }
     pthread_mutex_unlock(&ep_lock);
+}
+
+/* The tails of n's bound rings of one direction; returns 1 if any differs from seen[] (or a
+ * ring is beyond what seen[] can hold). seen[] is updated to the current tails. */
+static int tails_moved(struct nmfd *n, int rx, uint32_t *seen)
+{
+    struct netmap_if *nifp = nifp_of(n);
+    uint32_t first = rx ? n->first_rx : n->first_tx, last = rx ? n->last_rx : n->last_tx;
+    uint32_t nrings = rx ? nifp->ni_rx_rings : nifp->ni_tx_rings;
+    int moved = 0;
+    for (uint32_t i = first, k = 0; i <= last && i < nrings; i++, k++) {
+        if (k >= NM_TX_TRACKED) return 1;
+        struct netmap_ring *r = rx ? NETMAP_RXRING(nifp, i) : NETMAP_TXRING(nifp, i);
+        uint32_t t = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+        if (t != seen[k]) { moved = 1; seen[k] = t; }
+    }
+    return moved;
+}
+
+/* EPOLLET: keeps of rev only what is a new edge for entry it (and records it in it). */
+static short ep_edges(struct nmfd *nm, struct ep_item *it, short rev)
+{
+    if (rev & POLLERR) {
+        if (it->edge_seen & 4) rev &= ~(POLLERR | POLLHUP);
+        else it->edge_seen |= 4;
+        return rev;
+    }
+    if (rev & (POLLIN | POLLRDNORM)) {
+        int moved = tails_moved(nm, 1, it->rx_tail);
+        if ((it->edge_seen & 1) && !moved) rev &= ~(POLLIN | POLLRDNORM);
+        it->edge_seen |= 1;
+    }
+    if (rev & (POLLOUT | POLLWRNORM)) {
+        int moved = tails_moved(nm, 0, it->tx_tail);
+        if ((it->edge_seen & 2) && !moved) rev &= ~(POLLOUT | POLLWRNORM);
+        it->edge_seen |= 2;
+    }
+    return rev;
 }
 
 static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long timeout_ns, const sigset_t *mask)
 {
     if (max <= 0 || !out) { errno = EINVAL; return -1; }
     long long deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
+    int armed = 0; /* as poll: rx_waiting only on the pass before blocking */
     for (;;) {
         int n;
         struct ep_item *it = ep_snapshot(epfd, &n);
@@ -820,19 +898,21 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
             if (real_epoll_pwait2) return real_epoll_pwait2(epfd, out, max, left < 0 ? NULL : &ts, mask);
             return real_epoll_pwait(epfd, out, max, left < 0 ? -1 : (int)((left + 999999) / 1000000), mask);
         }
-        int ready = 0, arm = timeout_ns != 0;
+        int ready = 0;
         for (int i = 0; i < n && ready < max; i++) {
             struct nmfd *nm = lookup(it[i].fd);
             if (!nm || it[i].disabled) continue;
             short want = (short)(it[i].events & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM));
-            short rev = nm_poll_one(nm, want, arm);
+            short rev = nm_poll_one(nm, want, armed);
+            /* A hung-up connection (the daemon, or the region our port lives in, is gone): the
+             * kernel reports a hang-up as EPOLLHUP next to the error. */
+            if ((rev & POLLERR) && __atomic_load_n(&nm->dead, __ATOMIC_RELAXED)) rev |= POLLHUP;
+            if (rev && (it[i].events & EPOLLET)) rev = ep_edges(nm, &it[i], rev);
             if (rev) {
                 out[ready].events = (uint32_t)rev & (it[i].events | EPOLLERR | EPOLLHUP);
                 out[ready].data = it[i].data;
                 ready++;
-                ep_reported(epfd, it[i].fd);
-                __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
-                drain(it[i].fd);
+                ep_reported(epfd, &it[i]);
             }
         }
         if (ready < max) {
@@ -842,27 +922,49 @@ static int nm_epoll_wait(int epfd, struct epoll_event *out, int max, long long t
         }
         long long left = deadline < 0 ? -1 : deadline - now_ns();
         if (ready || timeout_ns == 0 || (deadline >= 0 && left <= 0)) {
-            for (int i = 0; i < n; i++) {
+            int err = errno;
+            for (int i = 0; armed && i < n; i++) {
                 struct nmfd *nm = lookup(it[i].fd);
-                if (nm && nm->registered) __atomic_store_n(&nm->ctl->rx_waiting, 0, __ATOMIC_RELAXED);
+                if (nm) disarm(nm, it[i].fd);
             }
             free(it);
+            errno = err;
             return ready;
         }
-        /* Block on the kernel's set and the eventfds the host writes. */
-        struct pollfd local[33], *p = n < 33 ? local : malloc((size_t)(n + 1) * sizeof *p);
+        if (!armed) { armed = 1; free(it); continue; } /* arm, then sync and look again before sleeping */
+        /* Block on the kernel's set, the eventfds the host writes and each entry's connection S
+         * (p[1 + n + i]: a hang-up there means the daemon, or our port's region, is gone). */
+        struct pollfd local[65], *p = 2 * n + 1 <= 65 ? local : malloc((size_t)(2 * n + 1) * sizeof *p);
         if (!p) { free(it); errno = ENOMEM; return -1; }
         p[0] = (struct pollfd){ epfd, POLLIN, 0 };
-        for (int i = 0; i < n; i++) p[i + 1] = (struct pollfd){ it[i].disabled ? -1 : it[i].fd, POLLIN, 0 };
+        for (int i = 0; i < n; i++) {
+            struct nmfd *nm = lookup(it[i].fd);
+            int live = nm && !it[i].disabled;
+            p[i + 1] = (struct pollfd){ live ? it[i].fd : -1, POLLIN, 0 };
+            p[1 + n + i] = (struct pollfd){ live && !__atomic_load_n(&nm->dead, __ATOMIC_RELAXED) ? nm->sock : -1,
+                                            POLLIN | POLLRDHUP, 0 };
+        }
         struct timespec ts, *tsp = NULL;
         if (left >= 0) { ts.tv_sec = left / 1000000000LL; ts.tv_nsec = left % 1000000000LL; tsp = &ts; }
-        int r = real_ppoll(p, (nfds_t)n + 1, tsp, mask);
+        int r = real_ppoll(p, (nfds_t)(2 * n + 1), tsp, mask);
         int err = errno;
-        for (int i = 0; r > 0 && i < n; i++)
+        for (int i = 0; r > 0 && i < n; i++) {
             if (p[i + 1].revents & POLLIN) drain(it[i].fd);
+            struct nmfd *nm;
+            if (p[1 + n + i].revents && (nm = lookup(it[i].fd)) && daemon_gone(nm))
+                __atomic_store_n(&nm->dead, 1, __ATOMIC_RELAXED);
+        }
         if (p != local) free(p);
+        if (r < 0) {
+            for (int i = 0; i < n; i++) {
+                struct nmfd *nm = lookup(it[i].fd);
+                if (nm) disarm(nm, it[i].fd);
+            }
+            free(it);
+            errno = err;
+            return -1; /* EINTR: as epoll_wait */
+        }
         free(it);
-        if (r < 0) { errno = err; return -1; } /* EINTR: as epoll_wait */
     }
 }
 

@@ -16,6 +16,12 @@
  *   nm_tool wait PORT [--timeout MS]     blocks in poll for one frame; prints the wait's CPU time
  *   nm_tool epoll PORT COUNT [--timeout MS]  the program's own epoll loop (with a pipe in the
  *                                        same set): waits for the first frame, then receives COUNT
+ *   nm_tool epollhup PORT [--timeout MS]  waits in epoll_wait for the port's daemon connection
+ *                                        to hang up (EPOLLERR|EPOLLHUP); prints the wait's CPU time
+ *   nm_tool epollet PORT [--timeout MS]  EPOLLET: first edge, no second report for the same frames,
+ *                                        prints waiting2=1, then the edge of the next frames
+ *   nm_tool eintr PORT                   poll and epoll_wait on the port interrupted by SIGALRM
+ *                                        (no SA_RESTART): both must fail with EINTR
  *   nm_tool hold PORT [--close-after MS] registers and sleeps (kill -9 tests); with --close-after it
  *                                        closes /dev/netmap after MS, prints closed=1 and lives on
  *   nm_tool hostile PORT [SECONDS] [--rx-only]  garbage ring indices, slot fields, ioctls, mmaps
@@ -39,6 +45,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +457,112 @@ static int cmd_epoll(const char *name, long count)
     close(p.fd);
     close(ep);
     return bad || foreign ? 1 : 0;
+}
+
+/* epoll_wait until the descriptor reports its connection hung up (the daemon, or the region of
+ * the port, went away): EPOLLERR|EPOLLHUP, as poll reports POLLERR. */
+static int cmd_epollhup(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x5a5a };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0) die("epoll_ctl ADD netmap");
+    printf("ready=1\n");
+    fflush(stdout);
+    double c0 = cpu_s(), t0 = now_s();
+    struct epoll_event out[4];
+    int r = epoll_wait(ep, out, 4, timeout_ms);
+    double waited = now_s() - t0, cpu = cpu_s() - c0;
+    printf("woke=%d\nevents=%u\ndata=%llx\nwaited_ms=%.3f\ncpu_ms=%.3f\n", r, r > 0 ? out[0].events : 0,
+           r > 0 ? (unsigned long long)out[0].data.u64 : 0ULL, waited * 1e3, cpu * 1e3);
+    /* The error stays (level-triggered): a second wait reports it at once. */
+    r = epoll_wait(ep, out, 4, 0);
+    printf("again=%d\n", r);
+    errno = 0;
+    int s = ioctl(p.fd, NIOCRXSYNC);
+    printf("sync=%d\nsync_errno=%d\n", s, s < 0 ? errno : 0);
+    return 0;
+}
+
+/* Frames ready in the RX ring, not consumed. */
+static uint32_t rx_avail(struct port *p)
+{
+    struct netmap_ring *rr = NETMAP_RXRING(p->nifp, 0);
+    return (rr->tail - rr->head + rr->num_slots) % rr->num_slots;
+}
+
+/* EPOLLET on a netmap descriptor: one report per edge. The test sends frames, then (after
+ * waiting2=1) more frames. */
+static int cmd_epollet(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0x77 };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0) die("epoll_ctl ADD netmap");
+    printf("ready=1\n");
+    fflush(stdout);
+    struct epoll_event out[4];
+    int r = epoll_wait(ep, out, 4, timeout_ms);
+    printf("first=%d\nfirst_events=%u\n", r, r > 0 ? out[0].events : 0);
+    usleep(100 * 1000);
+    printf("frames1=%u\n", rx_avail(&p));
+    /* Nothing consumed, nothing new: the edge was reported, an edge-triggered wait sleeps. */
+    r = epoll_wait(ep, out, 4, 300);
+    printf("second=%d\n", r);
+    printf("waiting2=1\n");
+    fflush(stdout);
+    double t0 = now_s();
+    r = epoll_wait(ep, out, 4, timeout_ms);
+    printf("third=%d\nthird_ms=%.3f\n", r, (now_s() - t0) * 1e3);
+    usleep(100 * 1000);
+    printf("frames3=%u\n", rx_avail(&p));
+    /* Consume everything: no new frames, no report. */
+    struct netmap_ring *rr = NETMAP_RXRING(p.nifp, 0);
+    rr->head = rr->cur = rr->tail;
+    r = epoll_wait(ep, out, 4, 300);
+    printf("fourth=%d\n", r);
+    /* EPOLL_CTL_MOD re-arms: with nothing ready there is still nothing to report. */
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, p.fd, &ev) < 0) die("epoll_ctl MOD");
+    r = epoll_wait(ep, out, 4, 0);
+    printf("after_mod=%d\n", r);
+    close(p.fd);
+    close(ep);
+    return 0;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* A signal interrupting the wait: -1 with errno EINTR, as the kernel's poll and epoll_wait. */
+static int cmd_eintr(const char *name)
+{
+    struct port p;
+    open_port(&p, name, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    if (sigaction(SIGALRM, &sa, NULL) < 0) die("sigaction");
+    printf("ready=1\n");
+    fflush(stdout);
+    struct itimerval it = { { 0, 0 }, { 0, 200 * 1000 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct pollfd f = { p.fd, POLLIN, 0 };
+    errno = 0;
+    int r = poll(&f, 1, 3000);
+    printf("poll_rc=%d\npoll_errno=%d\n", r, r < 0 ? errno : 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 }, out[2];
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev) < 0) die("epoll");
+    setitimer(ITIMER_REAL, &it, NULL);
+    errno = 0;
+    r = epoll_wait(ep, out, 2, 3000);
+    printf("epoll_rc=%d\nepoll_errno=%d\n", r, r < 0 ? errno : 0);
+    close(ep);
+    close(p.fd);
+    return 0;
 }
 
 static int cmd_hold(const char *name)
@@ -948,6 +1061,9 @@ int main(int argc, char **argv)
     if (npos >= 2 && !strcmp(pos[0], "wait")) return cmd_wait(pos[1]);
     if (npos >= 2 && !strcmp(pos[0], "hold")) return cmd_hold(pos[1]);
     if (npos >= 3 && !strcmp(pos[0], "epoll")) return cmd_epoll(pos[1], atol(pos[2]));
+    if (npos >= 2 && !strcmp(pos[0], "epollhup")) return cmd_epollhup(pos[1]);
+    if (npos >= 2 && !strcmp(pos[0], "epollet")) return cmd_epollet(pos[1]);
+    if (npos >= 2 && !strcmp(pos[0], "eintr")) return cmd_eintr(pos[1]);
     if (npos >= 2 && !strcmp(pos[0], "hostile")) return cmd_hostile(pos[1], npos >= 3 ? atoi(pos[2]) : 2);
     if (npos >= 2 && !strcmp(pos[0], "errors")) return cmd_errors(pos[1]);
     if (npos >= 3 && !strcmp(pos[0], "vnet")) return cmd_vnet(pos[1], pos[2]);

@@ -115,6 +115,30 @@ public sealed class NetmapPipeProcessTests
     }
 
     [Fact]
+    public void AnEndWaitingInEpoll_WakesWithEpollErrAndHup_WhenItsConnectionHangsUp()
+    {
+        using var h = new NetmapHost();
+        string parent = $"{Br("pe")}:par";
+        var holder = Hold(h, parent);
+        // The program's own epoll loop on its pipe end; nothing will ever arrive there.
+        using var end = new NetmapProgram(h.Socket, "epollhup", $"{parent}}}5", "--timeout", "30000");
+        end.WaitReady();
+        Thread.Sleep(1000); // asleep in epoll_wait
+        holder.Dispose(); // SIGKILL: the daemon closes the other end's connection
+        Assert.Equal(0, end.WaitExit(20_000));
+        Assert.Equal(1, end.Long("woke"));
+        Assert.Equal("5a5a", end.Value("data"));
+        long ev = end.Long("events");
+        Assert.True((ev & 0x008) != 0 && (ev & 0x010) != 0, $"events {ev}: EPOLLERR|EPOLLHUP expected"); // EPOLLERR, EPOLLHUP
+        // Woken by the hang-up, long before its 30 s timeout, asleep until then.
+        Assert.InRange(end.Double("waited_ms"), 900, 15_000);
+        Assert.True(end.Double("cpu_ms") < 100, $"the waiting program used {end.Value("cpu_ms")} ms of CPU");
+        Assert.Equal(1, end.Long("again"));     // level-triggered: the error stays reported
+        Assert.Equal(-1, end.Long("sync"));
+        Assert.Equal(5, end.Long("sync_errno")); // EIO
+    }
+
+    [Fact]
     public void DestroyingTheParentsDomain_KeepsItsRegionMappedForAnotherProgramsEnd_UntilThatEndCloses()
     {
         using var h = new NetmapHost();

@@ -244,6 +244,41 @@ public sealed class ProcessDomainTests
         Assert.Equal(0, w.Long("after"));   // consumed: level-triggered, nothing more to report
     }
 
+    [Fact]
+    public void Epoll_EdgeTriggered_ReportsEachArrivalOnce_AndWakesForTheNext()
+    {
+        using var h = new NetmapHost();
+        string br = Bridge("ept");
+        using var w = new NetmapProgram(h.Socket, "epollet", $"{br}:e", "--timeout", "20000");
+        w.WaitReady();
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t", "5", "60"); // one txsync: one arrival
+        Assert.True(NetmapHost.Eventually(() => w.Output.Contains("waiting2=1")), w.ToString());
+        Assert.Equal(1, w.Long("first"));
+        Assert.Equal(1, w.Long("first_events") & 1);  // EPOLLIN
+        Assert.Equal(5, w.Long("frames1"));
+        Assert.Equal(0, w.Long("second"));            // same frames, not consumed: no second report
+        NetmapProgram.Run(h.Socket, "tx", $"{br}:t2", "7", "60");
+        Assert.Equal(0, w.WaitExit(30_000));
+        Assert.Equal(1, w.Long("third"));             // the new frames are a new edge: woken
+        Assert.True(w.Double("third_ms") < 15_000, w.ToString());
+        Assert.Equal(12, w.Long("frames3"));
+        Assert.Equal(0, w.Long("fourth"));            // all consumed, nothing new
+        Assert.Equal(0, w.Long("after_mod"));
+    }
+
+    [Fact]
+    public void PollAndEpollWait_InterruptedByASignal_FailWithEintr()
+    {
+        // A waiting program's signal handler runs (no SA_RESTART): the wait returns -1 with
+        // EINTR, not the EAGAIN of the library's own eventfd read (nm-pktgen died on that).
+        using var h = new NetmapHost();
+        var p = NetmapProgram.Run(h.Socket, "eintr", $"{Bridge("int")}:w");
+        Assert.Equal(-1, p.Long("poll_rc"));
+        Assert.Equal(4, p.Long("poll_errno"));   // EINTR
+        Assert.Equal(-1, p.Long("epoll_rc"));
+        Assert.Equal(4, p.Long("epoll_errno"));
+    }
+
     [Cpu.RealCgroupV1Fact]
     public void CpuControl_TheProgramJoinsItsDomainsGroup_AndLeavesItWithTheDomain()
     {
