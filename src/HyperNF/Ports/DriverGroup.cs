@@ -118,6 +118,7 @@ internal sealed class DriverGroup
             bool busy = false;
             lock (_roundGate)
             {
+                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.GateTaken);
                 foreach (var port in _members) busy |= port.DriverRound();
             }
             long ts = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -134,6 +135,7 @@ internal sealed class DriverGroup
                 Thread.SpinWait(20);
                 continue;
             }
+            if (PortProbe.Enabled) PortProbe.Sleeping();
             // Dekker with PhysicalPort.OnDelivered: announce the sleep, then re-check the flags.
             Interlocked.Exchange(ref _sleeping, 1);
             try
@@ -142,6 +144,7 @@ internal sealed class DriverGroup
                 if (!_stop && !members.Any(p => p.TransmitPending))
                 {
                     Sleep(members);
+                    if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SleepReturned);
                     if (wantRealtime && !_realtime) _realtime = Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) == 0;
                     awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
                 }
@@ -182,6 +185,7 @@ internal sealed class DriverGroup
         int r;
         fixed (PacketSocket.PollFd* f = fds) r = PacketSocket.Poll(f, (nuint)n, timeout);
         if (r <= 0) return; // timeout, or EINTR: the loop runs the rounds anyway
+        if (PortProbe.Enabled) PortProbe.Woke();
         if ((fds[n - 1].REvents & PacketSocket.POLLIN) != 0) PacketSocket.DrainEventFd(_wakeFd);
         for (int k = 0; k < n - 1; k++)
         {

@@ -156,6 +156,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// </summary>
     internal bool DriverRound()
     {
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.RoundStart);
         long now = Environment.TickCount64;
         if (now < _faultUntil) return false;
         try
@@ -204,6 +205,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// <summary>Called by the backend for each received frame (driver thread).</summary>
     void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
     {
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameRead);
         if (_link == LinkState.Removed) return;
         int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
@@ -262,6 +264,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         _toBridge.Head = _toBridge.Cur = cur;
         _toBridgeDirty = true;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
         _rxPackets++;
         _rxBytes += len - hdr;
     }
@@ -304,7 +307,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private void FlushToBridge()
     {
         _toBridgeDirty = false;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.BridgeFlushStart);
         _port.TxSync();
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.BridgeFlushDone);
     }
 
     private static bool IsTagged(ReadOnlySpan<byte> frame) =>
@@ -416,6 +421,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// </summary>
     public void OnDelivered(ValePort port)
     {
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SinkEntered);
         if (_owner.DriverDomainTxSync)
         {
             // drvdom_txsync = 1: the driver thread transmits. Exchange is a full fence, so the
@@ -467,6 +473,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         {
             t_driverDepth--;
             Volatile.Write(ref _rxLock, 0);
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.PollReceiveDone);
         }
     }
 
@@ -509,6 +516,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _port.RxSync(); // tail = what the senders published
         uint cur = rx.Cur, tail = rx.Tail;
         if (cur == tail) return;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TxRingSynced);
         LinkState link = _link;
         var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
         int mtu = backend.Mtu;
@@ -572,14 +580,22 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     off += frag.Length;
                 }
                 backend.CommitTransmit(total);
+                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameQueued);
                 queued++;
                 queuedBytes += total - hdr; // frame bytes, as on the wire
             }
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0) Account(backend.Flush(), queued, queuedBytes, hdr);
+        if (queued > 0)
+        {
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendStart);
+            var sent = backend.Flush();
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendDone);
+            Account(sent, queued, queuedBytes, hdr);
+        }
         _port.RxSync(); // hand the slots back to the senders
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
     }
 
     private readonly byte[] _headScratch = new byte[512];

@@ -97,6 +97,14 @@ public sealed record PhysicalPortOptions
     /// any other frame is left as it is.
     /// </summary>
     public bool XdpCompleteChecksums { get; init; } = true;
+    /// <summary>
+    /// af_xdp in generic mode: frames longer than the MTU (GSO super-frames of a peer with
+    /// TSO/GSO) are passed to the stack by the XDP program and taken, with their offload
+    /// metadata, by a packet socket; the port then has a virtio-net header and super-frames cross
+    /// the bridge whole (docs/ports.md). False: every frame through AF_XDP, no header (a
+    /// super-frame is then dropped by the kernel: turn the peer's TSO/GSO off).
+    /// </summary>
+    public bool XdpSuperFrames { get; init; } = true;
 
     /// <summary>The backend names <see cref="Backend"/> accepts.</summary>
     public static IReadOnlyList<string> BackendNames { get; } = ["af_packet", "af_xdp"];
