@@ -19,30 +19,33 @@ internal static class PortProbe
     public enum Stage
     {
         PollReturned, SleepReturned, GateTaken, RoundStart, FrameRead, FrameCopied, BridgeFlushStart, SinkEntered, TxRingSynced,
-        FrameQueued, SendStart, SendDone, TransmitDone, BridgeFlushDone, PollReceiveDone, SecondSendDone, Count,
+        FrameQueued, SendStart, SendDone, TransmitDone, BridgeFlushDone, PollReceiveDone, Count,
     }
 
-    [ThreadStatic] private static long[]? t_stamps;
+    private const int MaxOccurrences = 3;
+    [ThreadStatic] private static long[]? t_stamps; // [stage * MaxOccurrences + occurrence]
     [ThreadStatic] private static bool t_armed;
     private static readonly object s_gate = new();
     private static readonly List<long[]> s_samples = [];
 
-    /// <summary>The driver thread woke from poll(): the next frame's path is stamped.</summary>
+    /// <summary>The driver thread woke from poll(): the next frames' path is stamped.</summary>
     public static void Woke()
     {
-        var s = t_stamps ??= new long[(int)Stage.Count];
+        var s = t_stamps ??= new long[(int)Stage.Count * MaxOccurrences];
         Array.Fill(s, 0);
         s[0] = Stopwatch.GetTimestamp();
         t_armed = true;
     }
 
-    /// <summary>Stamps a stage (the first time it is reached after a wake-up).</summary>
+    /// <summary>Stamps a stage (its first three times after a wake-up).</summary>
     public static void Mark(Stage stage)
     {
         if (!t_armed) return;
+        long now = Stopwatch.GetTimestamp();
         var s = t_stamps!;
-        if (s[(int)stage] == 0) s[(int)stage] = Stopwatch.GetTimestamp();
-        else if (stage == Stage.SendDone && s[(int)Stage.SecondSendDone] == 0) s[(int)Stage.SecondSendDone] = Stopwatch.GetTimestamp();
+        int b = (int)stage * MaxOccurrences;
+        for (int k = 0; k < MaxOccurrences; k++)
+            if (s[b + k] == 0) { s[b + k] = now; return; }
     }
 
     /// <summary>The driver thread goes back to sleep: keep the sample if a frame was sent.</summary>
@@ -51,7 +54,7 @@ internal static class PortProbe
         if (!t_armed) return;
         t_armed = false;
         var s = t_stamps!;
-        if (s[(int)Stage.SendDone] == 0) return;
+        if (s[(int)Stage.SendDone * MaxOccurrences] == 0) return;
         var copy = (long[])s.Clone();
         lock (s_gate)
         {
@@ -64,14 +67,19 @@ internal static class PortProbe
 
     private static void Write(List<long[]> samples)
     {
+        // One line per batch: each (stage, occurrence) that most samples reached, ordered by its
+        // median time since the wake-up.
+        var cells = new List<(double Median, string Name)>();
+        for (int i = MaxOccurrences; i < (int)Stage.Count * MaxOccurrences; i++)
+        {
+            var v = samples.Where(s => s[i] != 0).Select(s => (s[i] - s[0]) * 1e6 / Stopwatch.Frequency).Order().ToArray();
+            if (v.Length < samples.Count / 2) continue;
+            cells.Add((v[v.Length / 2], $"{(Stage)(i / MaxOccurrences)}{(i % MaxOccurrences == 0 ? "" : "#" + (i % MaxOccurrences + 1))}"));
+        }
         var line = new System.Text.StringBuilder();
         line.Append(DateTime.UtcNow.ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)).Append(" n=").Append(samples.Count);
-        for (int k = 1; k < (int)Stage.Count; k++)
-        {
-            var v = samples.Where(s => s[k] != 0).Select(s => (s[k] - s[0]) * 1e6 / Stopwatch.Frequency).Order().ToArray();
-            if (v.Length == 0) continue;
-            line.Append(' ').Append((Stage)k).Append('=').Append(v[v.Length / 2].ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
-        }
+        foreach (var (m, name) in cells.OrderBy(c => c.Median))
+            line.Append(' ').Append(name).Append('=').Append(m.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
         try { File.AppendAllText(Path!, line.Append('\n').ToString()); } catch (IOException) { }
     }
 }
