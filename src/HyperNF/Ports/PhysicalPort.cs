@@ -157,8 +157,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     internal bool DriverRound()
     {
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.RoundStart);
-        long now = Environment.TickCount64;
-        if (now < _faultUntil) return false;
+        // The clock is read after the frames' work (the link check), not before: after a sleep
+        // its code and pages are cold, and a frame waiting here pays for them (PortProbe).
+        if (_faultUntil != 0)
+        {
+            if (Environment.TickCount64 < _faultUntil) return false;
+            _faultUntil = 0;
+        }
         try
         {
             bool busy = false;
@@ -184,6 +189,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 TryTransmit(inSender: false);
                 busy = true;
             }
+            long now = Environment.TickCount64;
             if (now >= _nextLinkCheck || _linkCheckRequested)
             {
                 _linkCheckRequested = false;
@@ -197,7 +203,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             // A driver thread must not take the host down; report, leave this port alone for a
             // while (the others keep being served), and try again.
             ReportDriverError(e);
-            _faultUntil = now + _options.IdleTimeoutMs;
+            _faultUntil = Environment.TickCount64 + _options.IdleTimeoutMs;
             return false;
         }
     }
