@@ -256,6 +256,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             frame = s.AsSpan(0, len);
         }
         int frags = (len + BufferSize - 1) / BufferSize;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameChecked);
         if (_toBridge.Space < (uint)frags) FlushToBridge(); // VALE hands every TX slot back at once
         // Frames over one buffer become a MOREFRAG chain, as the switch expects them.
         uint cur = _toBridge.Cur;

@@ -18,7 +18,7 @@ internal static class PortProbe
     /// <summary>The stages, in path order.</summary>
     public enum Stage
     {
-        PollReturned, SleepReturned, GateTaken, RoundStart, FrameRead, FrameCopied, BridgeFlushStart, SinkEntered, TxRingSynced,
+        PollReturned, SleepReturned, GateTaken, RoundStart, FrameRead, FrameChecked, FrameCopied, BridgeFlushStart, SinkEntered, TxRingSynced,
         FrameQueued, SendStart, SendDone, TransmitDone, BridgeFlushDone, PollReceiveDone, Count,
     }
 
