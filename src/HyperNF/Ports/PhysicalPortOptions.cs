@@ -83,7 +83,10 @@ public sealed record PhysicalPortOptions
     public string Backend { get; init; } = "af_packet";
     /// <summary>Opens the backend for an interface; null: the one <see cref="Backend"/> names.</summary>
     public Func<string, PhysicalPortOptions, IInterfaceBackend>? BackendFactory { get; init; }
-    /// <summary>AF_XDP: where the XDP program runs: <c>auto</c> (native, else generic), <c>native</c> or <c>generic</c>.</summary>
+    /// <summary>
+    /// AF_XDP: where the XDP program runs: <c>auto</c> (generic on a veth, whose peer would lose its
+    /// TSO to a native program; elsewhere native, else generic), <c>native</c> or <c>generic</c>.
+    /// </summary>
     public string XdpMode { get; init; } = "auto";
     /// <summary>AF_XDP: UMEM chunks (and RX/fill ring entries) per RX queue; rounded up to a power of two.</summary>
     public int XdpRxFrames { get; init; } = 2048;
