@@ -26,7 +26,9 @@ namespace HyperNF.Ports;
 internal sealed class DriverGroup
 {
     private readonly PhysicalPortOptions _options;
-    private int _roundGate; // 1 while the thread runs rounds or a membership change is made
+    private int _roundGate; // GateOpen, GateDriver while the thread runs rounds, GateOther during a membership change
+    private const int GateOpen = 0, GateOther = 1, GateDriver = 2;
+    private int _driverThreadId; // managed id of the driver thread
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _started = new();
     private readonly int _wakeFd;
@@ -62,27 +64,40 @@ internal sealed class DriverGroup
     /// <summary>Adds a port; its first round runs at once.</summary>
     public void Add(PhysicalPort port)
     {
-        EnterGate();
+        bool gate = EnterGate();
         _members = [.. _members, port];
-        ExitGate();
+        if (gate) ExitGate();
         Wake();
     }
 
     /// <summary>Removes a port; when this returns the thread is not in the port's round and will not enter it again.</summary>
     public void Remove(PhysicalPort port)
     {
-        EnterGate();
+        bool gate = EnterGate();
         _members = _members.Where(p => !ReferenceEquals(p, port)).ToArray();
-        ExitGate();
+        if (gate) ExitGate();
         Wake();
     }
 
-    private void EnterGate()
+    /// <summary>
+    /// Takes the gate for a membership change; false (nothing taken) when the caller is the driver
+    /// thread inside its own rounds: an event handler called from a round (<see cref="PhysicalPorts.OnEvent"/>)
+    /// may attach or detach, as it could under the monitor this gate replaced. Changing the
+    /// array there is safe: the round iterates the array it read.
+    /// </summary>
+    private bool EnterGate()
+    {
+        if (Environment.CurrentManagedThreadId == _driverThreadId && Volatile.Read(ref _roundGate) == GateDriver) return false;
+        Take(GateOther);
+        return true;
+    }
+
+    private void Take(int holder)
     {
         // Acquire (CompareExchange is a full fence): the holder's writes are visible to the next.
-        if (Interlocked.CompareExchange(ref _roundGate, 1, 0) == 0) return;
+        if (Interlocked.CompareExchange(ref _roundGate, holder, GateOpen) == GateOpen) return;
         var spin = new SpinWait();
-        while (Interlocked.CompareExchange(ref _roundGate, 1, 0) != 0) spin.SpinOnce();
+        while (Interlocked.CompareExchange(ref _roundGate, holder, GateOpen) != GateOpen) spin.SpinOnce();
     }
 
     // Release: everything done under the gate is visible before it opens.
@@ -105,6 +120,7 @@ internal sealed class DriverGroup
     private void Main()
     {
         Tid = Native.GetTid();
+        _driverThreadId = Environment.CurrentManagedThreadId;
         PhysicalPort.EnterDriverThread();
         if (_options.DriverNice != 0 && Native.SetThreadNice(Tid, _options.DriverNice) is int niceErr and not 0)
             SchedulingError = $"the driver thread '{Key}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
@@ -133,7 +149,7 @@ internal sealed class DriverGroup
                 Interlocked.Increment(ref _demotions);
             }
             bool busy = false;
-            EnterGate();
+            Take(GateDriver);
             try
             {
                 if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.GateTaken);
@@ -215,7 +231,7 @@ internal sealed class DriverGroup
         for (int k = 0; k < n - 1; k++)
         {
             if ((fds[k].REvents & (PacketSocket.POLLERR | PacketSocket.POLLHUP | PacketSocket.POLLNVAL)) == 0) continue;
-            EnterGate();
+            Take(GateDriver);
             try
             {
                 // Only a port still served: a detached one's sockets may be closed by now.
