@@ -27,17 +27,19 @@ internal static class RunCommand
         var driverThreads = new Option<string>("--driver-threads") { Description = "Driver threads of attached interfaces: one per bridge (one poll() for all its interfaces) or one per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "SCHED_FIFO priority (1..99) of the interfaces' driver threads while awake at most 2 ms at a time (0: none, the default)" };
+        var txMode = new Option<string>("--af-packet-tx") { Description = "af_packet ports: transmission through a TPACKET_V2 ring (default) or sendmmsg", DefaultValueFactory = _ => new PhysicalPortOptions().TxRing ? "ring" : "sendmmsg" };
+        txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, configs,
+            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, txMode, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority)));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(txMode) == "ring"));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, bool txRing)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var parsed = new List<DomainConfig>();
@@ -64,7 +66,7 @@ internal static class RunCommand
         string? cpuWarning = host.EnableCpuControl();
         if (cpuWarning is not null) Console.Error.WriteLine($"hypernf: {cpuWarning}");
         host.Settings.DriverDomainTxSync = drvdom;
-        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority }) { DriverDomainTxSync = drvdom };
+        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority, TxRing = txRing }) { DriverDomainTxSync = drvdom };
         int rc = 0;
         try
         {

@@ -235,6 +235,30 @@ internal static unsafe partial class PacketSocket
         }
     }
 
+    /// <summary>The interface's driver name (ETHTOOL_GDRVINFO: "veth", "virtio_net", ...), or null when it cannot be read.</summary>
+    public static string? EthtoolDriver(string ifName)
+    {
+        byte[] name = Encoding.UTF8.GetBytes(ifName);
+        if (name.Length == 0 || name.Length >= IfNameSize) return null;
+        int fd = Socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return null;
+        try
+        {
+            byte* info = stackalloc byte[196]; // struct ethtool_drvinfo: cmd, driver[32], ...
+            new Span<byte>(info, 196).Clear();
+            *(uint*)info = 3; // ETHTOOL_GDRVINFO
+            IfReq req = default;
+            for (int i = 0; i < name.Length; i++) req.Name[i] = name[i];
+            req.Data = info;
+            if (Ioctl(fd, SIOCETHTOOL, &req) != 0) return null;
+            return Marshal.PtrToStringUTF8((nint)(info + 4));
+        }
+        finally
+        {
+            Native.Close(fd);
+        }
+    }
+
     [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
 

@@ -146,16 +146,37 @@ internal static unsafe partial class Xdp
     ///   return bpf_redirect_map(r1, r2, r3)
     /// </code>
     /// Frames of a queue without a socket go to the kernel stack as if nothing were attached.
+    ///
+    /// <para>With <paramref name="passAbove"/> &gt; 0 the program is loaded with
+    /// BPF_F_XDP_HAS_FRAGS (it accepts frames in several buffers, so generic XDP does not have to
+    /// linearise a GSO super-frame for it) and first checks the frame's whole length
+    /// (bpf_xdp_get_buff_len): a frame longer than <paramref name="passAbove"/> (a super-frame,
+    /// which an AF_XDP descriptor cannot describe: no GSO size, no partial checksum) goes on to
+    /// the stack, where a packet socket takes it with its virtio-net header.</para>
     /// </summary>
-    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog)
+    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog, int passAbove = 0)
     {
-        ulong* insns = stackalloc ulong[6];
-        insns[0] = Insn(0x61, 2, 1, 16, 0);               // BPF_LDX | BPF_MEM | BPF_W
-        insns[1] = Insn(0x18, 1, 1, 0, mapFd);            // BPF_LD | BPF_IMM | BPF_DW, src = BPF_PSEUDO_MAP_FD
-        insns[2] = Insn(0x00, 0, 0, 0, 0);                //   (upper half of the 64-bit immediate)
-        insns[3] = Insn(0xb7, 3, 0, 0, 2);                // BPF_ALU64 | BPF_MOV | BPF_K: r3 = XDP_PASS
-        insns[4] = Insn(0x85, 0, 0, 0, 51);               // BPF_JMP | BPF_CALL: bpf_redirect_map
-        insns[5] = Insn(0x95, 0, 0, 0, 0);                // BPF_JMP | BPF_EXIT
+        ulong* insns = stackalloc ulong[11];
+        int n = 0;
+        int ctx = 1;
+        if (passAbove > 0)
+        {
+            insns[n++] = Insn(0xbf, 6, 1, 0, 0);            // BPF_ALU64 | BPF_MOV | BPF_X: r6 = r1 (ctx; r1-r5 die in calls)
+            insns[n++] = Insn(0x85, 0, 0, 0, 188);          // call bpf_xdp_get_buff_len(ctx): head and fragments
+            insns[n++] = Insn(0x25, 0, 0, 6, passAbove);    // BPF_JMP | BPF_JGT | BPF_K: if r0 > passAbove goto pass (+6)
+            ctx = 6;
+        }
+        insns[n++] = Insn(0x61, 2, ctx, 16, 0);             // BPF_LDX | BPF_MEM | BPF_W: r2 = ctx->rx_queue_index
+        insns[n++] = Insn(0x18, 1, 1, 0, mapFd);            // BPF_LD | BPF_IMM | BPF_DW, src = BPF_PSEUDO_MAP_FD
+        insns[n++] = Insn(0x00, 0, 0, 0, 0);                //   (upper half of the 64-bit immediate)
+        insns[n++] = Insn(0xb7, 3, 0, 0, 2);                // BPF_ALU64 | BPF_MOV | BPF_K: r3 = XDP_PASS
+        insns[n++] = Insn(0x85, 0, 0, 0, 51);               // BPF_JMP | BPF_CALL: bpf_redirect_map
+        insns[n++] = Insn(0x95, 0, 0, 0, 0);                // BPF_JMP | BPF_EXIT
+        if (passAbove > 0)
+        {
+            insns[n++] = Insn(0xb7, 0, 0, 0, 2);            // pass: r0 = XDP_PASS
+            insns[n++] = Insn(0x95, 0, 0, 0, 0);            // exit
+        }
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
         const int LogSize = 4096;
         byte* log = stackalloc byte[LogSize];
@@ -163,19 +184,23 @@ internal static unsafe partial class Xdp
         byte* attr = stackalloc byte[128];
         new Span<byte>(attr, 128).Clear();
         *(uint*)(attr + 0) = BPF_PROG_TYPE_XDP;
-        *(uint*)(attr + 4) = 6;
+        *(uint*)(attr + 4) = (uint)n;
         *(ulong*)(attr + 8) = (ulong)insns;
         *(ulong*)(attr + 16) = (ulong)license;
         *(uint*)(attr + 24) = 1;        // log_level
         *(uint*)(attr + 28) = LogSize;
         *(ulong*)(attr + 32) = (ulong)log;
-        WriteName(attr + 48, "hnf_xsk_redir");
+        if (passAbove > 0) *(uint*)(attr + 44) = BPF_F_XDP_HAS_FRAGS; // prog_flags
+        WriteName(attr + 48, passAbove > 0 ? "hnf_xsk_redir_f" : "hnf_xsk_redir");
         *(uint*)(attr + 68) = BPF_XDP; // expected_attach_type
         int fd = Bpf(BPF_PROG_LOAD, attr, 128);
         verifierLog = Marshal.PtrToStringUTF8((nint)log) ?? "";
         if (fd < 0) throw BpfError($"loading the XDP program{(verifierLog.Length > 0 ? " (verifier: " + verifierLog.Trim() + ")" : "")}", ifName);
         return fd;
     }
+
+    /// <summary>prog_flags: the program handles frames in several buffers (Linux 5.18+).</summary>
+    private const uint BPF_F_XDP_HAS_FRAGS = 1 << 5;
 
     /// <summary>Attaches the program to the interface through a BPF link; returns the link's fd, or -errno.</summary>
     public static int Attach(int progFd, int ifIndex, uint modeFlags)

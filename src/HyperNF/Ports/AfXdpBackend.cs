@@ -57,6 +57,15 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private readonly Queue[] _queues;
     private readonly int _rxFrames, _txFrames;
     private int _mapFd = -1, _progFd = -1, _linkFd = -1, _promiscFd = -1;
+    // Super-frames in generic mode (see SuperFrames): the packet socket that receives what the
+    // program passes to the stack, and sends what an AF_XDP descriptor cannot describe.
+    private int _sideFd = -1;
+    private byte* _sideRxBuf, _sideTxBuf;
+    private bool _sideTxActive;   // BeginTransmit handed out _sideTxBuf
+    private int _carryUnsent, _carryErrno; // failed side sends, reported by the next Flush
+    private long _carryBytes;
+    private long _sideRxPackets, _sideTxPackets;
+    private const int SideBufBytes = AfPacketBackend.MaxOffloadFrame + 64;
     private volatile int _mtu;
     private bool _zeroCopy;
     private string _mode = "";
@@ -76,9 +85,25 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public string InterfaceName { get; }
     public int InterfaceIndex { get; }
     public int Mtu => _mtu;
-    public int TxCapacity => MaxFrame;
-    /// <summary>XDP frames carry no offload metadata: the switch segments and completes checksums for this port.</summary>
-    public int VirtioHeaderLength => 0;
+    public int TxCapacity => _sideFd >= 0 ? AfPacketBackend.MaxOffloadFrame : MaxFrame;
+    /// <summary>
+    /// 10 (a virtio-net header, as af_packet ports have) when super-frames take the packet socket
+    /// (<see cref="SuperFrames"/>): GSO super-frames then cross the bridge whole. 0 in native mode:
+    /// XDP frames carry no offload metadata, and the switch segments and completes checksums for this port.
+    /// </summary>
+    public int VirtioHeaderLength => _sideFd >= 0 ? AfPacketBackend.VnetHeaderBytes : 0;
+    /// <summary>
+    /// True in generic mode: the XDP program passes frames longer than the MTU (GSO super-frames
+    /// from a peer with TSO/GSO, which generic XDP leaves on) to the stack, where a packet socket
+    /// with PACKET_VNET_HDR takes them with their GSO size and checksum offsets; super-frames and
+    /// GSO frames for the wire leave through that socket too (an AF_XDP descriptor has no place
+    /// for GSO metadata). Everything else, and every frame in native mode, goes through AF_XDP.
+    /// </summary>
+    public bool SuperFrames => _sideFd >= 0;
+    /// <summary>Super-frames received through the packet socket (driver thread).</summary>
+    public long SuperFramesReceived => Volatile.Read(ref _sideRxPackets);
+    /// <summary>Frames sent through the packet socket (GSO frames; transmitting thread).</summary>
+    public long SuperFramesSent => Volatile.Read(ref _sideTxPackets);
     /// <summary>"native" or "generic": where the XDP program runs.</summary>
     public string XdpMode => _mode;
     /// <summary>True when the driver moves frames to and from the UMEM itself (no copy in the kernel).</summary>
@@ -87,7 +112,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     /// <summary>Frames received on each RX queue since open (written by the driver thread).</summary>
     public long[] QueueRxPackets => _queues.Select(q => Volatile.Read(ref q.Received)).ToArray();
     public string Description =>
-        $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_promiscFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}";
+        $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_sideFd >= 0 ? ", super-frames via packet socket (vnet hdr)" : "")}{(_promiscFd >= 0 || _sideFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}";
 
     private AfXdpBackend(string ifName, int ifIndex, int mtu, int queues, PhysicalPortOptions o)
     {
@@ -142,15 +167,20 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private void Setup(PhysicalPortOptions o)
     {
         _mapFd = CreateXskMap(_queues.Length, InterfaceName);
-        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _);
         foreach (var q in _queues) OpenQueue(q, transmit: q.Id == 0);
         foreach (var q in _queues)
         {
             int rc = MapUpdate(_mapFd, q.Id, q.Fd);
             if (rc != 0) throw new IOException($"adding the AF_XDP socket of queue {q.Id} of interface '{InterfaceName}' to the XSKMAP failed: {ErrnoText(rc)}");
         }
-        AttachProgram(o.XdpMode);
-        if (o.Promiscuous)
+        // A veth whose peer sees a native XDP program turns its TSO off (the kernel does that
+        // whatever the program declares), so the peer's stack cuts every TCP stream into MTU-sized
+        // frames; generic XDP leaves the peer alone. So on a veth, auto means generic.
+        string mode = o.XdpMode;
+        if (mode == "auto" && PacketSocket.EthtoolDriver(InterfaceName) == "veth") mode = "generic";
+        AttachProgram(mode, o.XdpSuperFrames);
+        if (_sideFd >= 0) _promiscFd = -1; // the side socket holds the membership
+        else if (o.Promiscuous)
         {
             _promiscFd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: receives nothing
             if (_promiscFd < 0) throw new IOException($"socket(AF_PACKET) for promiscuous mode on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
@@ -161,18 +191,57 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         if (o.DisableReceiveOffloads) _offloads = ReceiveOffloads.Disable(InterfaceName);
     }
 
-    private void AttachProgram(string mode)
+    private void AttachProgram(string mode, bool superFrames)
     {
         int rc = -EINVAL;
         if (mode is "auto" or "native")
         {
+            _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _);
             rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_DRV_MODE);
             if (rc >= 0) { _linkFd = rc; _mode = "native"; return; }
             if (mode == "native" || rc == -EBUSY) ThrowAttach(-rc, "native");
+            Native.Close(_progFd);
+            _progFd = -1;
         }
+        // Generic XDP sees the frames a peer's TSO/GSO made whole: those longer than the MTU
+        // (plus two VLAN tags) go to the stack and the side socket, which is opened first so that
+        // none is lost in between; every other frame is redirected to the AF_XDP sockets.
+        if (superFrames) OpenSideSocket();
+        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? _mtu + EthHeaderBytes + 8 : 0);
         rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
         if (rc >= 0) { _linkFd = rc; _mode = "generic"; return; }
         ThrowAttach(-rc, "generic");
+    }
+
+    private const int EthHeaderBytes = 14;
+
+    /// <summary>
+    /// The packet socket for super-frames (generic mode): PACKET_VNET_HDR (each frame with its
+    /// GSO size and checksum offsets), PACKET_IGNORE_OUTGOING (not the frames it sends itself),
+    /// PACKET_AUXDATA (VLAN tags the kernel stripped), the promiscuous membership, a large
+    /// receive buffer. It sees only what the XDP program passes to the stack: the program runs
+    /// before the kernel's packet taps, and a redirected frame never reaches them.
+    /// </summary>
+    private void OpenSideSocket()
+    {
+        _sideFd = Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0); // protocol 0: nothing until bound
+        if (_sideFd < 0) throw new IOException($"socket(AF_PACKET) for super-frames on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
+        if (SetInt(_sideFd, SOL_PACKET, PACKET_VNET_HDR, 1) != 0)
+            throw new IOException($"PACKET_VNET_HDR on interface '{InterfaceName}' failed: {ErrnoText(LastErrno)}; attach with XdpSuperFrames = false (the peer's TSO then goes off) or use the af_packet backend");
+        SetInt(_sideFd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        SetInt(_sideFd, SOL_PACKET, PACKET_AUXDATA, 1);
+        SetInt(_sideFd, SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        const int buf = 64 * AfPacketBackend.MaxOffloadFrame;
+        if (SetInt(_sideFd, SOL_SOCKET, SO_RCVBUFFORCE, buf) != 0) SetInt(_sideFd, SOL_SOCKET, SO_RCVBUF, buf);
+        if (SetInt(_sideFd, SOL_SOCKET, SO_SNDBUFFORCE, 4 * AfPacketBackend.MaxOffloadFrame) != 0) SetInt(_sideFd, SOL_SOCKET, SO_SNDBUF, 4 * AfPacketBackend.MaxOffloadFrame);
+        _sideRxBuf = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(SideBufBytes, 64);
+        _sideTxBuf = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(SideBufBytes, 64);
+        var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+        if (SetSockOpt(_sideFd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq)) != 0)
+            throw new IOException($"promiscuous mode on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
+        var sll = new SockaddrLl { Family = AF_PACKET, Protocol = HostToNetwork(ETH_P_ALL), IfIndex = InterfaceIndex };
+        if (PacketSocket.Bind(_sideFd, &sll, (uint)sizeof(SockaddrLl)) != 0)
+            throw new IOException($"bind of the super-frame socket on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
     }
 
     private void ThrowAttach(int err, string mode)
@@ -280,6 +349,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             if (n == 0) continue;
             Desc* descs = (Desc*)rx.Desc;
             ulong* fillAddrs = (ulong*)fill.Desc;
+            int hdr = VirtioHeaderLength;
             for (uint i = 0; i < n; i++)
             {
                 Desc d = descs[(cons + i) & rx.Mask];
@@ -290,7 +360,21 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
                     // the chunk we own until it goes back to the fill ring.
                     var frame = new Span<byte>(q.Umem + d.Addr, (int)d.Len);
                     if (_completeChecksums && HyperNF.Switch.Offload.CompleteIfPartial(frame)) ChecksumsCompleted++;
-                    receiver.OnFrame(frame, (int)d.Len, 0);
+                    // The port's frames start with a virtio-net header when it has one: an empty
+                    // one (complete frame, no GSO), in the headroom the kernel left before the frame.
+                    if (hdr == 0) receiver.OnFrame(frame, (int)d.Len, 0);
+                    else if ((d.Addr & (ChunkSize - 1)) >= (ulong)hdr)
+                    {
+                        new Span<byte>(q.Umem + d.Addr - (ulong)hdr, hdr).Clear();
+                        receiver.OnFrame(new Span<byte>(q.Umem + d.Addr - (ulong)hdr, (int)d.Len + hdr), (int)d.Len + hdr, 0);
+                    }
+                    else
+                    {
+                        // No headroom (a kernel that puts frames at the chunk's start): copy.
+                        new Span<byte>(_sideRxBuf, hdr).Clear();
+                        frame.CopyTo(new Span<byte>(_sideRxBuf + hdr, SideBufBytes - hdr));
+                        receiver.OnFrame(new Span<byte>(_sideRxBuf, (int)d.Len + hdr), (int)d.Len + hdr, 0);
+                    }
                 }
                 // The chunk goes back to the kernel once the frame has been copied out.
                 fillAddrs[(fill.Local + i) & fill.Mask] = d.Addr & ~(ulong)(ChunkSize - 1);
@@ -303,7 +387,31 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             total += (int)n;
             Volatile.Write(ref q.Received, q.Received + n);
         }
+        if (_sideFd >= 0)
+        {
+            while (total < budget && ReceiveSide(receiver)) total++;
+        }
         return total;
+    }
+
+    /// <summary>One super-frame from the packet socket, with its virtio-net header; false when none is queued.</summary>
+    private bool ReceiveSide(IFrameReceiver receiver)
+    {
+        byte* control = stackalloc byte[64];
+        var iov = new Iovec { Base = _sideRxBuf, Len = SideBufBytes };
+        var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
+        nint r = RecvMsg(_sideFd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+        if (r <= 0) return false;
+        uint vlan = 0;
+        if (msg.ControlLen >= (nuint)(16 + sizeof(TpacketAuxdata)))
+        {
+            var aux = (TpacketAuxdata*)(control + 16); // one cmsghdr (16 bytes on x86_64), PACKET_AUXDATA
+            if ((aux->Status & TP_STATUS_VLAN_VALID) != 0)
+                vlan = ((aux->Status & TP_STATUS_VLAN_TPID_VALID) != 0 ? aux->VlanTpid : 0x8100u) << 16 | aux->VlanTci;
+        }
+        _sideRxPackets++;
+        receiver.OnFrame(new ReadOnlySpan<byte>(_sideRxBuf, (int)Math.Min(r, SideBufBytes)), (int)r, vlan);
+        return true;
     }
 
     private int[] _pollFds = [];
@@ -312,7 +420,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     {
         get
         {
-            if (_pollFds.Length != _queues.Length) _pollFds = _queues.Select(q => q.Fd).ToArray(); // once, after the sockets are open
+            int n = _queues.Length + (_sideFd >= 0 ? 1 : 0);
+            if (_pollFds.Length != n) _pollFds = [.. _queues.Select(q => q.Fd), .. (_sideFd >= 0 ? new[] { _sideFd } : [])]; // once, after the sockets are open
             return _pollFds;
         }
     }
@@ -321,6 +430,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     {
         // ENETDOWN once the device is unregistered; reading clears it.
         foreach (var q in _queues) if (q.Fd >= 0) TakeSocketError(q.Fd);
+        if (_sideFd >= 0) TakeSocketError(_sideFd);
     }
 
     public long TakeKernelDrops()
@@ -334,6 +444,12 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             // The kernel's counters only grow; report what is new since the last call.
             drops += (long)(s.RxDropped - q.Last.RxDropped) + (long)(s.RxRingFull - q.Last.RxRingFull);
             q.Last = s;
+        }
+        if (_sideFd >= 0)
+        {
+            TpacketStats ps;
+            uint plen = (uint)sizeof(TpacketStats);
+            if (GetSockOpt(_sideFd, SOL_PACKET, PACKET_STATISTICS, &ps, &plen) == 0) drops += ps.Drops; // reading resets them
         }
         return drops;
     }
@@ -357,6 +473,14 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     public Span<byte> BeginTransmit(int length)
     {
+        _sideTxActive = false;
+        if (_sideFd >= 0 && length > MaxFrame)
+        {
+            // A super-frame: what is queued goes first, so the order on the wire is kept.
+            Carry(FlushXsk());
+            _sideTxActive = true;
+            return new Span<byte>(_sideTxBuf, AfPacketBackend.MaxOffloadFrame);
+        }
         if (_txFreeCount == 0)
         {
             Reclaim();
@@ -367,15 +491,83 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     public void CommitTransmit(int length)
     {
+        if (_sideTxActive)
+        {
+            _sideTxActive = false;
+            if ((uint)length > (uint)AfPacketBackend.MaxOffloadFrame) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {AfPacketBackend.MaxOffloadFrame} bytes");
+            SendSide(_sideTxBuf, length);
+            return;
+        }
         if ((uint)length > (uint)MaxFrame) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {MaxFrame} bytes");
         if (_txFreeCount == 0) throw new InvalidOperationException("CommitTransmit without a frame from BeginTransmit");
+        ulong addr = _txFree[_txFreeCount - 1];
+        int hdr = VirtioHeaderLength;
+        if (hdr > 0)
+        {
+            // The frame comes with a virtio-net header (the port's rings carry one). A GSO frame
+            // goes whole through the packet socket, which hands the kernel its metadata; a partial
+            // checksum is completed here (PhysicalPort checked the offsets against the frame);
+            // then the frame alone goes to the TX ring, the header skipped.
+            byte* f = TxQueue.Umem + addr;
+            if (length < hdr) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame starts with a {hdr}-byte virtio-net header");
+            if ((f[VirtioNetHeaderGsoType] & 0x7F) != 0)
+            {
+                Carry(FlushXsk());
+                SendSide(f, length);
+                return; // the chunk stays on the free stack
+            }
+            if ((f[0] & 1) != 0) // VIRTIO_NET_HDR_F_NEEDS_CSUM
+            {
+                int start = *(ushort*)(f + 6), offset = *(ushort*)(f + 8);
+                if (start + offset + 2 <= length - hdr) HyperNF.Switch.Offload.CompletePartial(f + hdr, length - hdr, start, offset);
+            }
+            addr += (ulong)hdr;
+            length -= hdr;
+        }
+        _txFreeCount--;
         ref Ring tx = ref TxQueue.Tx;
-        ((Desc*)tx.Desc)[tx.Local & tx.Mask] = new Desc { Addr = _txFree[--_txFreeCount], Len = (uint)length };
+        ((Desc*)tx.Desc)[tx.Local & tx.Mask] = new Desc { Addr = addr, Len = (uint)length };
         tx.Local++;
         _txQueued++;
     }
 
+    private const int VirtioNetHeaderGsoType = 1;
+
+    /// <summary>Sends one frame with its virtio-net header through the packet socket at once; a failure is reported by the next <see cref="Flush"/>.</summary>
+    private void SendSide(byte* frame, int length)
+    {
+        int errno = 0;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            if (Send(_sideFd, frame, (nuint)length, MSG_DONTWAIT) >= 0)
+            {
+                _sideTxPackets++;
+                return;
+            }
+            errno = LastErrno;
+            if (errno is not (EINTR or EAGAIN or ENOBUFS)) break;
+        }
+        Carry(new TransmitResult(errno, 1, length));
+    }
+
+    private void Carry(TransmitResult r)
+    {
+        if (!r.Failed) return;
+        _carryUnsent += r.Unsent;
+        _carryBytes += r.UnsentBytes;
+        _carryErrno = r.Errno;
+    }
+
     public TransmitResult Flush()
+    {
+        var r = FlushXsk();
+        if (_carryUnsent == 0) return r;
+        var all = new TransmitResult(r.Failed ? r.Errno : _carryErrno, r.Unsent + _carryUnsent, r.UnsentBytes + _carryBytes);
+        _carryUnsent = 0; _carryBytes = 0; _carryErrno = 0;
+        return all;
+    }
+
+    private TransmitResult FlushXsk()
     {
         if (_txQueued == 0) return TransmitResult.Ok;
         var q = TxQueue;
@@ -409,8 +601,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         for (uint i = 0; i < left; i++)
         {
             Desc d = descs[(tx.Local - 1 - i) & tx.Mask];
-            _txFree[_txFreeCount++] = d.Addr;
-            bytes += d.Len;
+            _txFree[_txFreeCount++] = d.Addr & ~(ulong)(ChunkSize - 1);
+            bytes += d.Len + VirtioHeaderLength; // as committed: with the header
         }
         tx.Local -= left;
         Volatile.Write(ref *tx.Producer, tx.Local);
@@ -445,6 +637,16 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             if (q.Umem != null) Native.Munmap((nint)q.Umem, q.UmemBytes);
             q.Umem = null;
         }
+        if (_sideFd >= 0)
+        {
+            var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
+            SetSockOpt(_sideFd, SOL_PACKET, PACKET_DROP_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq));
+            Native.Close(_sideFd);
+            _sideFd = -1;
+        }
+        if (_sideRxBuf != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_sideRxBuf);
+        if (_sideTxBuf != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_sideTxBuf);
+        _sideRxBuf = _sideTxBuf = null;
         if (_promiscFd >= 0)
         {
             var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };

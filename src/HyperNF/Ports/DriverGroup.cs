@@ -19,12 +19,16 @@ namespace HyperNF.Ports;
 ///
 /// <para>Membership changes under <see cref="_roundGate"/>, which the thread holds while it
 /// runs the rounds (never while it sleeps): once <see cref="Remove"/> returns, the thread does
-/// not touch the port any more.</para>
+/// not touch the port any more. The gate is a spin flag, not a monitor: the thread takes it
+/// first thing after every wake-up, and a monitor's code and state, cold after 10 ms of
+/// sleep, cost a round trip 3 us there (PortProbe); membership changes are rare and short.</para>
 /// </summary>
 internal sealed class DriverGroup
 {
     private readonly PhysicalPortOptions _options;
-    private readonly object _roundGate = new();
+    private int _roundGate; // GateOpen, GateDriver while the thread runs rounds, GateOther during a membership change
+    private const int GateOpen = 0, GateOther = 1, GateDriver = 2;
+    private int _driverThreadId; // managed id of the driver thread
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _started = new();
     private readonly int _wakeFd;
@@ -60,16 +64,44 @@ internal sealed class DriverGroup
     /// <summary>Adds a port; its first round runs at once.</summary>
     public void Add(PhysicalPort port)
     {
-        lock (_roundGate) _members = [.. _members, port];
+        bool gate = EnterGate();
+        _members = [.. _members, port];
+        if (gate) ExitGate();
         Wake();
     }
 
     /// <summary>Removes a port; when this returns the thread is not in the port's round and will not enter it again.</summary>
     public void Remove(PhysicalPort port)
     {
-        lock (_roundGate) _members = _members.Where(p => !ReferenceEquals(p, port)).ToArray();
+        bool gate = EnterGate();
+        _members = _members.Where(p => !ReferenceEquals(p, port)).ToArray();
+        if (gate) ExitGate();
         Wake();
     }
+
+    /// <summary>
+    /// Takes the gate for a membership change; false (nothing taken) when the caller is the driver
+    /// thread inside its own rounds: an event handler called from a round (<see cref="PhysicalPorts.OnEvent"/>)
+    /// may attach or detach, as it could under the monitor this gate replaced. Changing the
+    /// array there is safe: the round iterates the array it read.
+    /// </summary>
+    private bool EnterGate()
+    {
+        if (Environment.CurrentManagedThreadId == _driverThreadId && Volatile.Read(ref _roundGate) == GateDriver) return false;
+        Take(GateOther);
+        return true;
+    }
+
+    private void Take(int holder)
+    {
+        // Acquire (CompareExchange is a full fence): the holder's writes are visible to the next.
+        if (Interlocked.CompareExchange(ref _roundGate, holder, GateOpen) == GateOpen) return;
+        var spin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _roundGate, holder, GateOpen) != GateOpen) spin.SpinOnce();
+    }
+
+    // Release: everything done under the gate is visible before it opens.
+    private void ExitGate() => Volatile.Write(ref _roundGate, 0);
 
     /// <summary>Wakes the thread (a membership change, a pending transmission, a detach).</summary>
     public void Wake() => PacketSocket.SignalEventFd(_wakeFd);
@@ -88,6 +120,7 @@ internal sealed class DriverGroup
     private void Main()
     {
         Tid = Native.GetTid();
+        _driverThreadId = Environment.CurrentManagedThreadId;
         PhysicalPort.EnterDriverThread();
         if (_options.DriverNice != 0 && Native.SetThreadNice(Tid, _options.DriverNice) is int niceErr and not 0)
             SchedulingError = $"the driver thread '{Key}' stays at nice 0 (setpriority {_options.DriverNice}: errno {niceErr}; needs CAP_SYS_NICE)";
@@ -116,9 +149,15 @@ internal sealed class DriverGroup
                 Interlocked.Increment(ref _demotions);
             }
             bool busy = false;
-            lock (_roundGate)
+            Take(GateDriver);
+            try
             {
+                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.GateTaken);
                 foreach (var port in _members) busy |= port.DriverRound();
+            }
+            finally
+            {
+                ExitGate();
             }
             long ts = System.Diagnostics.Stopwatch.GetTimestamp();
             if (busy)
@@ -134,6 +173,7 @@ internal sealed class DriverGroup
                 Thread.SpinWait(20);
                 continue;
             }
+            if (PortProbe.Enabled) PortProbe.Sleeping();
             // Dekker with PhysicalPort.OnDelivered: announce the sleep, then re-check the flags.
             Interlocked.Exchange(ref _sleeping, 1);
             try
@@ -142,8 +182,12 @@ internal sealed class DriverGroup
                 if (!_stop && !members.Any(p => p.TransmitPending))
                 {
                     Sleep(members);
-                    if (wantRealtime && !_realtime) _realtime = Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) == 0;
-                    awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                    if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SleepReturned);
+                    if (wantRealtime)
+                    {
+                        if (!_realtime) _realtime = Native.SetScheduler(0, Native.SCHED_FIFO, _options.DriverRealtimePriority) == 0;
+                        awakeSince = System.Diagnostics.Stopwatch.GetTimestamp(); // only the budget needs it: no clock read on the frame's path otherwise
+                    }
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -182,14 +226,20 @@ internal sealed class DriverGroup
         int r;
         fixed (PacketSocket.PollFd* f = fds) r = PacketSocket.Poll(f, (nuint)n, timeout);
         if (r <= 0) return; // timeout, or EINTR: the loop runs the rounds anyway
+        if (PortProbe.Enabled) PortProbe.Woke();
         if ((fds[n - 1].REvents & PacketSocket.POLLIN) != 0) PacketSocket.DrainEventFd(_wakeFd);
         for (int k = 0; k < n - 1; k++)
         {
             if ((fds[k].REvents & (PacketSocket.POLLERR | PacketSocket.POLLHUP | PacketSocket.POLLNVAL)) == 0) continue;
-            lock (_roundGate)
+            Take(GateDriver);
+            try
             {
                 // Only a port still served: a detached one's sockets may be closed by now.
                 if (Array.IndexOf(_members, members[owners[k]]) >= 0) members[owners[k]].OnPollError();
+            }
+            finally
+            {
+                ExitGate();
             }
         }
     }

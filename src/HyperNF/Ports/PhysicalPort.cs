@@ -156,8 +156,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// </summary>
     internal bool DriverRound()
     {
-        long now = Environment.TickCount64;
-        if (now < _faultUntil) return false;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.RoundStart);
+        // The clock is read after the frames' work (the link check), not before: after a sleep
+        // its code and pages are cold, and a frame waiting here pays for them (PortProbe).
+        if (_faultUntil != 0)
+        {
+            if (Environment.TickCount64 < _faultUntil) return false;
+            _faultUntil = 0;
+        }
         try
         {
             bool busy = false;
@@ -183,6 +189,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                 TryTransmit(inSender: false);
                 busy = true;
             }
+            long now = Environment.TickCount64;
             if (now >= _nextLinkCheck || _linkCheckRequested)
             {
                 _linkCheckRequested = false;
@@ -196,7 +203,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             // A driver thread must not take the host down; report, leave this port alone for a
             // while (the others keep being served), and try again.
             ReportDriverError(e);
-            _faultUntil = now + _options.IdleTimeoutMs;
+            _faultUntil = Environment.TickCount64 + _options.IdleTimeoutMs;
             return false;
         }
     }
@@ -204,6 +211,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// <summary>Called by the backend for each received frame (driver thread).</summary>
     void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
     {
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameRead);
         if (_link == LinkState.Removed) return;
         int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
@@ -248,6 +256,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             frame = s.AsSpan(0, len);
         }
         int frags = (len + BufferSize - 1) / BufferSize;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameChecked);
         if (_toBridge.Space < (uint)frags) FlushToBridge(); // VALE hands every TX slot back at once
         // Frames over one buffer become a MOREFRAG chain, as the switch expects them.
         uint cur = _toBridge.Cur;
@@ -262,6 +271,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         _toBridge.Head = _toBridge.Cur = cur;
         _toBridgeDirty = true;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
         _rxPackets++;
         _rxBytes += len - hdr;
     }
@@ -304,7 +314,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     private void FlushToBridge()
     {
         _toBridgeDirty = false;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.BridgeFlushStart);
         _port.TxSync();
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.BridgeFlushDone);
     }
 
     private static bool IsTagged(ReadOnlySpan<byte> frame) =>
@@ -416,6 +428,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// </summary>
     public void OnDelivered(ValePort port)
     {
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SinkEntered);
         if (_owner.DriverDomainTxSync)
         {
             // drvdom_txsync = 1: the driver thread transmits. Exchange is a full fence, so the
@@ -467,6 +480,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         {
             t_driverDepth--;
             Volatile.Write(ref _rxLock, 0);
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.PollReceiveDone);
         }
     }
 
@@ -509,6 +523,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         _port.RxSync(); // tail = what the senders published
         uint cur = rx.Cur, tail = rx.Tail;
         if (cur == tail) return;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TxRingSynced);
         LinkState link = _link;
         var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
         int mtu = backend.Mtu;
@@ -572,14 +587,22 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     off += frag.Length;
                 }
                 backend.CommitTransmit(total);
+                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameQueued);
                 queued++;
                 queuedBytes += total - hdr; // frame bytes, as on the wire
             }
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0) Account(backend.Flush(), queued, queuedBytes, hdr);
+        if (queued > 0)
+        {
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendStart);
+            var sent = backend.Flush();
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendDone);
+            Account(sent, queued, queuedBytes, hdr);
+        }
         _port.RxSync(); // hand the slots back to the senders
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
     }
 
     private readonly byte[] _headScratch = new byte[512];

@@ -83,7 +83,10 @@ public sealed record PhysicalPortOptions
     public string Backend { get; init; } = "af_packet";
     /// <summary>Opens the backend for an interface; null: the one <see cref="Backend"/> names.</summary>
     public Func<string, PhysicalPortOptions, IInterfaceBackend>? BackendFactory { get; init; }
-    /// <summary>AF_XDP: where the XDP program runs: <c>auto</c> (native, else generic), <c>native</c> or <c>generic</c>.</summary>
+    /// <summary>
+    /// AF_XDP: where the XDP program runs: <c>auto</c> (generic on a veth, whose peer would lose its
+    /// TSO to a native program; elsewhere native, else generic), <c>native</c> or <c>generic</c>.
+    /// </summary>
     public string XdpMode { get; init; } = "auto";
     /// <summary>AF_XDP: UMEM chunks (and RX/fill ring entries) per RX queue; rounded up to a power of two.</summary>
     public int XdpRxFrames { get; init; } = 2048;
@@ -97,6 +100,14 @@ public sealed record PhysicalPortOptions
     /// any other frame is left as it is.
     /// </summary>
     public bool XdpCompleteChecksums { get; init; } = true;
+    /// <summary>
+    /// af_xdp in generic mode: frames longer than the MTU (GSO super-frames of a peer with
+    /// TSO/GSO) are passed to the stack by the XDP program and taken, with their offload
+    /// metadata, by a packet socket; the port then has a virtio-net header and super-frames cross
+    /// the bridge whole (docs/ports.md). False: every frame through AF_XDP, no header (a
+    /// super-frame is then dropped by the kernel: turn the peer's TSO/GSO off).
+    /// </summary>
+    public bool XdpSuperFrames { get; init; } = true;
 
     /// <summary>The backend names <see cref="Backend"/> accepts.</summary>
     public static IReadOnlyList<string> BackendNames { get; } = ["af_packet", "af_xdp"];

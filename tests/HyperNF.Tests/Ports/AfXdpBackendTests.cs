@@ -65,6 +65,50 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         Assert.Fail($"{p.Name}: switch delivered {delivered}, port sent {s.TxPackets} + dropped {s.TotalTxDrops}");
     }
 
+    private static bool PeerTso(LabHost h) =>
+        NetLab.Must("ip", "netns", "exec", h.Ns, "ethtool", "-k", h.Inner).Contains("tcp-segmentation-offload: on", StringComparison.Ordinal);
+
+    /// <summary>
+    /// On a veth, auto means generic XDP with the super-frame socket: the peer keeps its TSO
+    /// (this kernel turns it off for any native XDP program on the other end, multi-buffer or
+    /// not), the port gets a virtio-net header, and a TCP stream's super-frames arrive through
+    /// the socket with their GSO size. Native mode, asked for, is the old behaviour: no header,
+    /// every frame through AF_XDP, and the peer's TSO goes off while attached (and comes back).
+    /// </summary>
+    [NetnsFact]
+    public void OnAVethAutoIsGenericXdpAndThePeerKeepsItsTso()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.7.1/24");
+        var b = lab.Add("b", "10.232.7.2/24");
+        Assert.True(PeerTso(a));
+        var sw = new ValeSwitch();
+        using (var ports = new PhysicalPorts(sw, Xdp))
+        {
+            var pa = ports.Attach("valex", a.Outer);
+            ports.Attach("valex", b.Outer);
+            var xa = Assert.IsType<AfXdpBackend>(pa.Backend);
+            output.WriteLine(xa.Description);
+            Assert.Equal("generic", xa.XdpMode);
+            Assert.True(xa.SuperFrames);
+            Assert.Equal(10, pa.SwitchPort.VirtioHeaderLength);
+            Assert.True(PeerTso(a) && PeerTso(b), "the peers' TSO stays on with generic XDP");
+            Assert.True(IperfTcp(lab, a, b) > 1_000_000);
+            Assert.True(xa.SuperFramesReceived > 0, "TCP super-frames came through the packet socket");
+            AssertAddsUp(pa);
+        }
+        using (var ports = new PhysicalPorts(sw, new PhysicalPortOptions { Backend = "af_xdp", XdpMode = "native" }))
+        {
+            var pa = ports.Attach("valex", a.Outer);
+            var xa = Assert.IsType<AfXdpBackend>(pa.Backend);
+            Assert.Equal("native", xa.XdpMode);
+            Assert.False(xa.SuperFrames);
+            Assert.Equal(0, pa.SwitchPort.VirtioHeaderLength);
+            output.WriteLine($"native XDP on {a.Outer}: peer TSO {(PeerTso(a) ? "on" : "off")} (Linux 6.18 turns it off)");
+        }
+        Assert.True(PeerTso(a), "the peer's TSO is back after detach");
+    }
+
     [NetnsFact]
     public void PingAndIperf3CrossValexOnAfXdpPortsAndDetachRemovesTheProgram()
     {
