@@ -73,8 +73,7 @@ struct hnf_boot_info {
  * the ring's release word and copies the publish word into tail (both in netmap_ring's sem area,
  * which netmap reserves; the VMM's senders take the release only inside the ring's window). */
 #define HNF_FEAT_RX_SELF 1u
-#define HNF_RING_RELEASE_OFS 128
-#define HNF_RING_PUBLISH_OFS 192
+#include "hnf_rxself.h" /* the two words' offsets and the rxsync itself, shared with the preload library */
 _Static_assert(offsetof(struct hnf_boot_info, transport) == 8, "boot_info.transport");
 _Static_assert(offsetof(struct hnf_boot_info, mem_size) == 16, "boot_info.mem_size");
 _Static_assert(offsetof(struct hnf_boot_info, cmdline) == 40, "boot_info.cmdline");
@@ -136,6 +135,9 @@ _Static_assert(offsetof(struct netmap_ring, flags) == 32, "netmap_ring.flags");
 _Static_assert(offsetof(struct netmap_ring, ts) == 40, "netmap_ring.ts");
 _Static_assert(offsetof(struct netmap_ring, sem) == 128, "netmap_ring.sem");
 _Static_assert(offsetof(struct netmap_ring, slot) == 256, "netmap_ring.slot");
+_Static_assert(HNF_RING_HEAD_OFS == offsetof(struct netmap_ring, head) && HNF_RING_CUR_OFS == offsetof(struct netmap_ring, cur) &&
+               HNF_RING_TAIL_OFS == offsetof(struct netmap_ring, tail) && HNF_RING_NUM_SLOTS_OFS == offsetof(struct netmap_ring, num_slots) &&
+               HNF_RING_RELEASE_OFS == offsetof(struct netmap_ring, sem), "hnf_rxself.h's ring offsets");
 
 struct netmap_if {
     const char ni_name[16];           /*  0: "valex:lx0", NUL-padded */

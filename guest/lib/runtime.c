@@ -133,29 +133,6 @@ int hnf_txsync(uint32_t port, uint32_t ring)
     return s.ret;
 }
 
-/*
- * rxsync of one self-served RX ring, without an exit (HNF_FEAT_RX_SELF): release what the
- * user consumed (release word := head) and show what the senders delivered (tail := publish
- * word). As netmap's rxsync, a head or cur outside [last release, tail] puts the ring back at
- * the last release instead. The VMM checks the release word again on its side.
- */
-static void rxsync_self(struct netmap_ring *r)
-{
-    volatile uint32_t *rel = (volatile uint32_t *)((char *)r + HNF_RING_RELEASE_OFS);
-    volatile uint32_t *pub = (volatile uint32_t *)((char *)r + HNF_RING_PUBLISH_OFS);
-    uint32_t ns = r->num_slots, head = r->head, cur = r->cur, tail = r->tail, old = *rel;
-    uint32_t span = tail >= old ? tail - old : tail + ns - old;
-    uint32_t dh = head >= old ? head - old : head + ns - old;
-    uint32_t dc = cur >= old ? cur - old : cur + ns - old;
-    if (head >= ns || cur >= ns || old >= ns || span >= ns || dh > span || dc < dh || dc > span) {
-        r->head = r->cur = old < ns ? old : 0;
-    } else if (head != old) {
-        hnf_barrier(); /* our reads of the released slots come first (x86 keeps loads before a later store) */
-        *rel = head;
-    }
-    *(volatile uint32_t *)&r->tail = *pub;
-}
-
 int hnf_rxsync(uint32_t port, uint32_t ring)
 {
     if (hnf_boot->features & HNF_FEAT_RX_SELF) {
@@ -164,7 +141,7 @@ int hnf_rxsync(uint32_t port, uint32_t ring)
         uint32_t n = nifp->ni_rx_rings;
         if (ring != HNF_ALL_RINGS && ring >= n) return HNF_EINVAL;
         for (uint32_t k = ring == HNF_ALL_RINGS ? 0 : ring; k < n; k++) {
-            rxsync_self(NETMAP_RXRING(nifp, k));
+            hnf_rxsync_self(NETMAP_RXRING(nifp, k)); /* no exit (hnf_rxself.h) */
             if (ring != HNF_ALL_RINGS) break;
         }
         return 0;
@@ -183,7 +160,7 @@ static uint32_t rx_self_ready(uint32_t mask)
         struct netmap_if *nifp = (struct netmap_if *)(uintptr_t)hnf_boot->nifp[k];
         for (uint32_t r = 0; r < nifp->ni_rx_rings; r++) {
             struct netmap_ring *ring = NETMAP_RXRING(nifp, r);
-            rxsync_self(ring);
+            hnf_rxsync_self(ring);
             if (ring->cur != ring->tail) ready |= 1u << k;
         }
     }

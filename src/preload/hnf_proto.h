@@ -64,7 +64,7 @@ struct hnf_register_rep {           /* 64 bytes */
  * never touch, one cache line each. The host reads the release word when it needs room and
  * accepts it only inside [hwcur, hwtail]. Pipes' ends do not have it (their syncs move slots).
  */
-#define HNF_FEAT_RX_SELF 1u
+#define HNF_FEAT_RX_SELF 1u   /* the words' offsets and the rxsync itself: guest/include/hnf_rxself.h */
 
 /*
  * HNF_FEAT_TX_KICK (split/merge): TXSYNC is a kick, not a hand-off. The REGISTER reply carries a
@@ -78,8 +78,6 @@ struct hnf_register_rep {           /* 64 bytes */
  */
 #define HNF_FEAT_TX_KICK 2u
 #define HNF_RING_NEEDS_KICK_OFS 128   /* in a TX ring: sem[0..3] */
-#define HNF_RING_RELEASE_OFS 128   /* in struct netmap_ring: sem[0..3] */
-#define HNF_RING_PUBLISH_OFS 192   /* sem[64..67] */
 
 struct hnf_info_req {               /* 72 bytes */
     char     name[64];

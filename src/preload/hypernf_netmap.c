@@ -52,6 +52,7 @@
 
 #include "netmap_abi.h"
 #include "hnf_proto.h"
+#include "../../guest/include/hnf_rxself.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define MAX_FDS 65536
@@ -61,6 +62,9 @@
 /* The self-served RX words live in netmap_ring's sem area, one cache line each (hnf_proto.h). */
 _Static_assert(HNF_RING_RELEASE_OFS == offsetof(struct netmap_ring, sem), "release word");
 _Static_assert(HNF_RING_PUBLISH_OFS + 4 <= offsetof(struct netmap_ring, slot), "publish word");
+_Static_assert(HNF_RING_HEAD_OFS == offsetof(struct netmap_ring, head) && HNF_RING_CUR_OFS == offsetof(struct netmap_ring, cur) &&
+               HNF_RING_TAIL_OFS == offsetof(struct netmap_ring, tail) && HNF_RING_NUM_SLOTS_OFS == offsetof(struct netmap_ring, num_slots),
+               "hnf_rxself.h's ring offsets");
 
 struct nmfd {
     int sock;                       /* S: to the daemon, CLOEXEC */
@@ -394,23 +398,8 @@ static struct netmap_if *nifp_of(struct nmfd *n)
 static void nm_rxsync_self(struct nmfd *n)
 {
     struct netmap_if *nifp = nifp_of(n);
-    for (uint32_t i = n->first_rx; i <= n->last_rx && i < nifp->ni_rx_rings; i++) {
-        struct netmap_ring *r = NETMAP_RXRING(nifp, i);
-        uint32_t *rel = (uint32_t *)((char *)r + HNF_RING_RELEASE_OFS);
-        uint32_t *pub = (uint32_t *)((char *)r + HNF_RING_PUBLISH_OFS);
-        uint32_t ns = r->num_slots, head = r->head, cur = r->cur, tail = r->tail;
-        uint32_t old = __atomic_load_n(rel, __ATOMIC_RELAXED);
-        uint32_t span = tail >= old ? tail - old : tail + ns - old;
-        uint32_t dh = head >= old ? head - old : head + ns - old;
-        uint32_t dc = cur >= old ? cur - old : cur + ns - old;
-        if (head >= ns || cur >= ns || old >= ns || span >= ns || dh > span || dc < dh || dc > span) {
-            r->head = r->cur = old < ns ? old : 0;      /* netmap_ring_reinit's answer */
-        } else if (head != old) {
-            __atomic_store_n(rel, head, __ATOMIC_RELEASE); /* our reads of those slots are done */
-        }
-        /* seq_cst: ordered after poll's store of rx_waiting (the host's side is a full fence) */
-        __atomic_store_n(&r->tail, __atomic_load_n(pub, __ATOMIC_SEQ_CST), __ATOMIC_RELEASE);
-    }
+    for (uint32_t i = n->first_rx; i <= n->last_rx && i < nifp->ni_rx_rings; i++)
+        hnf_rxsync_self(NETMAP_RXRING(nifp, i));
 }
 
 /* Hands op to the domain's host thread and waits for it (the hypercall). 0 or -1/errno. */
