@@ -137,9 +137,11 @@ internal static partial class BenchCommands
         var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: port driver threads, one per bridge or one per port (default)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
+        var driverCpus = DriverCpusOption.Create("HyperNF, TCP and ping part: ");
+        var driverSpin = new Option<int>("--driver-spin") { Description = "HyperNF: microseconds a port driver thread keeps polling after its last frame (0: sleep at once)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverSpinMicroseconds };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads, rtPriority,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads, rtPriority, driverSpin, driverCpus,
         };
         cmd.SetAction(p =>
         {
@@ -167,6 +169,7 @@ internal static partial class BenchCommands
                 TxRing = p.GetValue(txMode) == "ring",
                 DriverPerBridge = p.GetValue(driverThreads) == "bridge",
                 DriverRealtimePriority = p.GetValue(rtPriority),
+                DriverSpinMicroseconds = p.GetValue(driverSpin),
             };
             IReadOnlyList<PortsBenchmarkResult> results = [];
             if (!p.GetValue(noPps))
@@ -181,7 +184,17 @@ internal static partial class BenchCommands
             IReadOnlyList<PortsTrafficResult> traffic = [];
             if (!p.GetValue(noTraffic))
             {
-                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, o.DriverPerBridge, o.DriverRealtimePriority);
+                if (!DriverCpusOption.TryParse(p.GetValue(driverCpus), out var cpuSet, out bool follow, out string cpuErr))
+                {
+                    AnsiConsole.MarkupLine($"[red]--driver-cpus: {Markup.Escape(cpuErr)}[/]");
+                    return 1;
+                }
+                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, new PhysicalPortOptions
+                {
+                    DriverCpus = cpuSet, DriverFollowsTraffic = follow,
+                    DriverPerBridge = o.DriverPerBridge, DriverRealtimePriority = o.DriverRealtimePriority,
+                    DriverSpinMicroseconds = o.DriverSpinMicroseconds, TxRing = o.TxRing, XdpMode = o.XdpMode,
+                });
                 var bridge = traffic.FirstOrDefault(t => t.Path == "linux-bridge" && t.Error is null);
                 var tt = new Table().AddColumns("path (offloads on)", "TCP Gbit/s", "vs bridge", "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "mean us", "lost");
                 foreach (var t in traffic)

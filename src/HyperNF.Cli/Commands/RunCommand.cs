@@ -27,19 +27,22 @@ internal static class RunCommand
         var driverThreads = new Option<string>("--driver-threads") { Description = "Driver threads of attached interfaces: one per bridge (one poll() for all its interfaces) or one per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "SCHED_FIFO priority (1..99) of the interfaces' driver threads while awake at most 2 ms at a time (0: none, the default)" };
+        var driverSpin = new Option<int>("--driver-spin") { Description = "Microseconds a driver thread keeps polling after its last frame before it sleeps (0: sleep at once)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverSpinMicroseconds };
+        var driverCpus = DriverCpusOption.Create();
+        var driverNice = new Option<int>("--driver-nice") { Description = "Nice value of the interfaces' driver threads (-20..19; below 0 needs CAP_SYS_NICE)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverNice };
         var txMode = new Option<string>("--af-packet-tx") { Description = "af_packet ports: transmission through a TPACKET_V2 ring (default) or sendmmsg", DefaultValueFactory = _ => new PhysicalPortOptions().TxRing ? "ring" : "sendmmsg" };
         txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, txMode, configs,
+            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, driverSpin, driverCpus, driverNice, txMode, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(txMode) == "ring"));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(driverSpin), p.GetValue(driverCpus), p.GetValue(driverNice), p.GetValue(txMode) == "ring"));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, bool txRing)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, int driverSpin, string? driverCpus, int driverNice, bool txRing)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var parsed = new List<DomainConfig>();
@@ -62,11 +65,30 @@ internal static class RunCommand
         using var sigInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
         using var sigTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
 
+        if (!DriverCpusOption.TryParse(driverCpus, out var cpuSet, out bool follow, out string cpuErr))
+        {
+            Console.Error.WriteLine($"hypernf run: --driver-cpus: {cpuErr}");
+            return 1;
+        }
+        var portOptions = new PhysicalPortOptions
+        {
+            Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority, DriverSpinMicroseconds = driverSpin,
+            DriverCpus = cpuSet, DriverFollowsTraffic = follow, DriverNice = driverNice, TxRing = txRing,
+        };
+        try
+        {
+            portOptions.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"hypernf run: {e.Message}");
+            return 1;
+        }
         var host = new Host { DefaultIoModel = model };
         string? cpuWarning = host.EnableCpuControl();
         if (cpuWarning is not null) Console.Error.WriteLine($"hypernf: {cpuWarning}");
         host.Settings.DriverDomainTxSync = drvdom;
-        var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority, TxRing = txRing }) { DriverDomainTxSync = drvdom };
+        var ports = new PhysicalPorts(host, portOptions) { DriverDomainTxSync = drvdom };
         int rc = 0;
         try
         {

@@ -48,6 +48,8 @@ public sealed record PortsBenchmarkOptions
     public bool DriverPerBridge { get; init; } = new PhysicalPortOptions().DriverPerBridge;
     /// <summary>SCHED_FIFO priority of the driver threads (0: none; <see cref="PhysicalPortOptions.DriverRealtimePriority"/>).</summary>
     public int DriverRealtimePriority { get; init; }
+    /// <summary>How long a driver thread polls after its last frame (<see cref="PhysicalPortOptions.DriverSpinMicroseconds"/>).</summary>
+    public int DriverSpinMicroseconds { get; init; } = new PhysicalPortOptions().DriverSpinMicroseconds;
 }
 
 public sealed record PortsBenchmarkResult
@@ -153,6 +155,7 @@ public static class PortsBenchmark
                     TxRing = o.TxRing,
                     DriverPerBridge = o.DriverPerBridge,
                     DriverRealtimePriority = o.DriverRealtimePriority,
+                    DriverSpinMicroseconds = o.DriverSpinMicroseconds,
                 })
                 {
                     DriverDomainTxSync = o.DriverDomainTxSync,

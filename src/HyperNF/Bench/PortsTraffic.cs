@@ -33,7 +33,7 @@ public sealed record PortsTrafficResult
 /// </summary>
 public static partial class PortsTraffic
 {
-    public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null, bool driverPerBridge = true, int driverRealtimePriority = 0)
+    public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null, PhysicalPortOptions? portOptions = null)
     {
         var results = new List<PortsTrafficResult>();
         foreach (var path in paths.Where(p => p != PortsBenchmarkPath.SenderOnly))
@@ -41,7 +41,7 @@ public static partial class PortsTraffic
             PortsTrafficResult r;
             try
             {
-                r = RunOne(path, tcpSeconds, pings, driverPerBridge, driverRealtimePriority);
+                r = RunOne(path, tcpSeconds, pings, portOptions ?? new PhysicalPortOptions());
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or ArgumentException or UnauthorizedAccessException)
             {
@@ -55,7 +55,7 @@ public static partial class PortsTraffic
         return results;
     }
 
-    private static PortsTrafficResult RunOne(PortsBenchmarkPath path, double tcpSeconds, int pings, bool driverPerBridge, int driverRealtimePriority)
+    private static PortsTrafficResult RunOne(PortsBenchmarkPath path, double tcpSeconds, int pings, PhysicalPortOptions portOptions)
     {
         string tag = (Environment.ProcessId % 100000).ToString(CultureInfo.InvariantCulture) + Random.Shared.Next(10, 99);
         string nsA = $"hnfta{tag}", nsB = $"hnftb{tag}", outA = $"hta{tag}", outB = $"htb{tag}", br = $"htbr{tag}";
@@ -68,7 +68,7 @@ public static partial class PortsTraffic
             MakeHost(nsB, outB, "10.238.0.2/24");
             if (path is PortsBenchmarkPath.HyperNF or PortsBenchmarkPath.HyperNFXdp)
             {
-                ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet", DriverPerBridge = driverPerBridge, DriverRealtimePriority = driverRealtimePriority });
+                ports = new PhysicalPorts(new ValeSwitch(), portOptions with { Backend = path == PortsBenchmarkPath.HyperNFXdp ? "af_xdp" : "af_packet" });
                 ports.Attach("valetr", outA);
                 ports.Attach("valetr", outB);
             }

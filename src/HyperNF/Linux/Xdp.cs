@@ -96,7 +96,7 @@ internal static unsafe partial class Xdp
     private const uint BPF_MAP_TYPE_XSKMAP = 17, BPF_PROG_TYPE_XDP = 6, BPF_XDP = 37;
     public const uint XDP_FLAGS_SKB_MODE = 1 << 1, XDP_FLAGS_DRV_MODE = 1 << 2;
 
-    private static int Bpf(int cmd, void* attr, int size)
+    internal static int Bpf(int cmd, void* attr, int size)
     {
         long r = Native.Syscall(SYS_bpf, cmd, (nint)attr, size, 0, 0, 0);
         return (int)r;
@@ -215,10 +215,10 @@ internal static unsafe partial class Xdp
         return fd >= 0 ? fd : -LastErrno;
     }
 
-    private static ulong Insn(byte code, int dst, int src, short off, int imm) =>
+    internal static ulong Insn(byte code, int dst, int src, short off, int imm) =>
         code | (ulong)(byte)(dst | src << 4) << 8 | (ulong)(ushort)off << 16 | (ulong)(uint)imm << 32;
 
-    private static void WriteName(byte* p, string name)
+    internal static void WriteName(byte* p, string name)
     {
         for (int i = 0; i < name.Length && i < 15; i++) p[i] = (byte)name[i];
     }

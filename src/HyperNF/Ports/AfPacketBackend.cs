@@ -60,6 +60,8 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     private volatile int _mtu;
     private bool _promisc;
     private ReceiveOffloads _offloads;
+    private CpuBeacon? _beacon;      // where frames arrive (DriverFollowsTraffic)
+    private string? _beaconError;
     private int _disposed;
 
     public string InterfaceName { get; }
@@ -70,7 +72,10 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public int VirtioHeaderLength => _vnetHdr;
     public string Description =>
         $"af_packet rx v2 {_rxFrames} x {_rxFrameSize} B, tx {(_txViaRing ? "v2" : "sendmmsg")} {_txFrames} x {_txFrameSize} B{(_bigTxBuf != null ? " + send() for super-frames" : "")}" +
-        $"{(_vnetHdr > 0 ? ", vnet hdr" : _wantVnet ? ", no vnet hdr (kernel refused PACKET_VNET_HDR)" : "")}{(_promisc ? ", promisc" : "")}{_offloads.Describe()}";
+        $"{(_vnetHdr > 0 ? ", vnet hdr" : _wantVnet ? ", no vnet hdr (kernel refused PACKET_VNET_HDR)" : "")}{(_promisc ? ", promisc" : "")}{_offloads.Describe()}" +
+        $"{(_beaconError is not null ? $", no rx cpu beacon ({_beaconError})" : "")}";
+
+    public int LastRxCpu => _beacon?.LastCpu ?? -1;
 
     /// <summary>Bytes of the virtio-net header the backend asks the kernel for.</summary>
     public const int VnetHeaderBytes = 10;
@@ -230,6 +235,17 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
             var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
             Check(SetSockOpt(_rxFd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq)), "PACKET_ADD_MEMBERSHIP promisc");
             _promisc = true;
+        }
+        if (o.DriverFollowsTraffic && o.DriverCpus.Count == 0)
+        {
+            // Best effort: without CAP_BPF the driver thread just does not follow the traffic.
+            _beacon = CpuBeacon.TryCreate(out _beaconError);
+            if (_beacon is not null && _beacon.AttachTo(_rxFd) is int err and not 0)
+            {
+                _beaconError = $"SO_ATTACH_BPF: {ErrnoText(err)}";
+                _beacon.Dispose();
+                _beacon = null;
+            }
         }
         var sll = new SockaddrLl { Family = AF_PACKET, Protocol = HostToNetwork(ETH_P_ALL), IfIndex = InterfaceIndex };
         Check(Bind(_rxFd, &sll, (uint)sizeof(SockaddrLl)), "bind of the RX socket");
@@ -577,6 +593,8 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         if (_txIov != null) NativeMemory.Free(_txIov);
         _txBuf = null; _txMsgs = null; _txIov = null;
         if (_rxFd >= 0) Native.Close(_rxFd);
+        _beacon?.Dispose();
+        _beacon = null;
         if (_txFd >= 0) Native.Close(_txFd);
         if (_bigFd >= 0) Native.Close(_bigFd);
         _rxFd = _txFd = _bigFd = -1;

@@ -50,6 +50,20 @@ internal sealed class DriverGroup
 
     private long _demotions;
     private bool _realtime; // the thread runs SCHED_FIFO now
+    private long _follows, _unpins;
+    private int _pinnedCpu = -1; // DriverFollowsTraffic: the CPU the thread is pinned to now, -1: its base set
+    private int[] _baseCpus = [];
+    private long _windowTicks;
+
+    /// <summary>The thread's polling window now, in microseconds (adaptive, 0..<see cref="PhysicalPortOptions.DriverSpinMicroseconds"/>).</summary>
+    public double PollWindowMicroseconds => Volatile.Read(ref _windowTicks) * 1e6 / System.Diagnostics.Stopwatch.Frequency;
+
+    /// <summary>Times the thread pinned itself to the CPU its frames arrive on (<see cref="PhysicalPortOptions.DriverFollowsTraffic"/>).</summary>
+    public long FollowPins => Interlocked.Read(ref _follows);
+    /// <summary>Times the thread, pinned and awake past <see cref="PhysicalPortOptions.DriverFollowBudgetMicroseconds"/>, went back to its base CPU set.</summary>
+    public long FollowUnpins => Interlocked.Read(ref _unpins);
+    /// <summary>The CPU the thread is pinned to by following the traffic, or -1.</summary>
+    public int FollowCpu => Volatile.Read(ref _pinnedCpu);
 
     public DriverGroup(string key, PhysicalPortOptions options)
     {
@@ -133,9 +147,19 @@ internal sealed class DriverGroup
             wantRealtime = false;
         }
         _realtime = wantRealtime;
+        bool follow = _options.DriverFollowsTraffic && _options.DriverCpus.Count == 0;
+        if (follow)
+        {
+            try { _baseCpus = Native.GetAffinity(0); }
+            catch (IOException) { follow = false; }
+        }
+        long followBudgetTicks = _options.DriverFollowBudgetMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long followSince = 0; // when the thread last woke while pinned; 0: not yet seen in this wake-up
         _started.Set();
         long lastBusy = 0;
         long spinTicks = _options.DriverSpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+        long windowTicks = spinTicks, sleptAt = 0; // the adaptive polling window; when the thread last went to sleep
+        _windowTicks = windowTicks;
         long budgetTicks = _options.DriverRealtimeBudgetMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
         long awakeSince = System.Diagnostics.Stopwatch.GetTimestamp();
         while (!_stop)
@@ -160,6 +184,13 @@ internal sealed class DriverGroup
                 ExitGate();
             }
             long ts = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (_pinnedCpu >= 0)
+            {
+                // Pinned, awake too long: a stream keeps the thread polling; let the scheduler
+                // place it as any busy thread (it pins itself again when it next goes to sleep).
+                if (followSince == 0) followSince = ts;
+                else if (ts - followSince > followBudgetTicks) Unpin();
+            }
             if (busy)
             {
                 lastBusy = ts;
@@ -168,7 +199,20 @@ internal sealed class DriverGroup
             // NAPI-style: while frames keep coming, keep polling for a short while instead of
             // sleeping (each frame would otherwise wake us, a context switch per frame); idle
             // longer than that, sleep in poll() and burn nothing.
-            if (ts - lastBusy < spinTicks)
+            if (sleptAt != 0)
+            {
+                // The first round after a sleep: adapt the polling window (as the kernel's
+                // haltpoll does). Frames that came back soon after we slept would have been
+                // caught by a longer window: grow it. A long sleep means the window polled for
+                // nothing: shrink it, down to none, so that request-response traffic (a ping, an
+                // RPC) gets the CPU back at once, for the thread its reply just woke on this CPU.
+                long slept = ts - sleptAt;
+                sleptAt = 0;
+                if (slept < 2 * spinTicks) windowTicks = Math.Min(spinTicks, Math.Max(2 * windowTicks, spinTicks / 4));
+                else if (slept > 8 * spinTicks) windowTicks = windowTicks / 2 < spinTicks / 8 ? 0 : windowTicks / 2;
+                Volatile.Write(ref _windowTicks, windowTicks);
+            }
+            if (ts - lastBusy < windowTicks)
             {
                 Thread.SpinWait(20);
                 continue;
@@ -181,6 +225,16 @@ internal sealed class DriverGroup
                 var members = _members;
                 if (!_stop && !members.Any(p => p.TransmitPending))
                 {
+                    // Only while the traffic is sparse (the window has shrunk to nothing: frames
+                    // come one by one, a request and its reply); a stream gets the scheduler's
+                    // placement, which spreads its two directions over the CPUs.
+                    if (follow)
+                    {
+                        if (windowTicks == 0) FollowTraffic(members);
+                        else if (_pinnedCpu >= 0) Unpin();
+                    }
+                    followSince = 0;
+                    sleptAt = ts;
                     Sleep(members);
                     if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SleepReturned);
                     if (wantRealtime)
@@ -197,6 +251,48 @@ internal sealed class DriverGroup
                 Thread.Sleep(_options.IdleTimeoutMs);
             }
             Volatile.Write(ref _sleeping, 0);
+        }
+    }
+
+    // Before sleeping: pin to the CPU the most recent frame of our ports arrived on, so the next
+    // one from the same sender wakes us there (PhysicalPortOptions.DriverFollowsTraffic).
+    private void FollowTraffic(PhysicalPort[] members)
+    {
+        int cpu = -1;
+        long newest = 0;
+        foreach (var p in members)
+        {
+            long seq = p.LastRxSequence;
+            if (seq > newest)
+            {
+                newest = seq;
+                cpu = p.LastRxCpu;
+            }
+        }
+        if (cpu < 0 || cpu == _pinnedCpu || Array.IndexOf(_baseCpus, cpu) < 0) return;
+        try
+        {
+            Native.SetAffinity(0, [cpu]);
+            Volatile.Write(ref _pinnedCpu, cpu);
+            Interlocked.Increment(ref _follows);
+        }
+        catch (IOException)
+        {
+            // The CPU went offline or the cpuset shrank: stay where we are.
+        }
+    }
+
+    private void Unpin()
+    {
+        try
+        {
+            Native.SetAffinity(0, _baseCpus);
+            Volatile.Write(ref _pinnedCpu, -1);
+            Interlocked.Increment(ref _unpins);
+        }
+        catch (IOException)
+        {
+            Volatile.Write(ref _pinnedCpu, -1); // do not retry every round
         }
     }
 

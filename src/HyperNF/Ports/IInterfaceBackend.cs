@@ -71,4 +71,10 @@ public interface IInterfaceBackend : IDisposable
 
     /// <summary>Frames the kernel dropped on receive since the last call (ring full).</summary>
     long TakeKernelDrops();
+
+    /// <summary>
+    /// The CPU the last received frame arrived on (where its sender runs), or -1 when the backend
+    /// does not know (<see cref="PhysicalPortOptions.DriverFollowsTraffic"/>).
+    /// </summary>
+    int LastRxCpu => -1;
 }

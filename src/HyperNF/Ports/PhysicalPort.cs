@@ -176,6 +176,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     try
                     {
                         busy = _backend.Receive(this, _options.RxBudget) > 0;
+                        if (busy) NoteReceived(_backend);
                         if (_toBridgeDirty) FlushToBridge();
                     }
                     finally
@@ -469,7 +470,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         try
         {
             var backend = _backend; // our driver thread swaps it only while it holds _rxLock too (TryRebind)
-            if (backend.Receive(this, _options.RxBudget) > 0) Interlocked.Increment(ref _rxPolledElsewhere);
+            if (backend.Receive(this, _options.RxBudget) > 0)
+            {
+                Interlocked.Increment(ref _rxPolledElsewhere);
+                NoteReceived(backend);
+            }
             if (_toBridgeDirty) FlushToBridge();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -485,6 +490,21 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     }
 
     private long _rxPolledElsewhere;
+
+    // Where this port's frames last arrived (DriverFollowsTraffic), and when, as a sequence
+    // number shared by all ports: the driver group follows the port that received last.
+    private static long s_rxSequence;
+    private int _lastRxCpu = -1;
+    private long _lastRxSequence;
+    internal int LastRxCpu => Volatile.Read(ref _lastRxCpu);
+    internal long LastRxSequence => Interlocked.Read(ref _lastRxSequence);
+
+    // Under _rxLock, right after a receive that returned frames: the backend is alive.
+    private void NoteReceived(IInterfaceBackend backend)
+    {
+        Volatile.Write(ref _lastRxCpu, backend.LastRxCpu);
+        Interlocked.Exchange(ref _lastRxSequence, Interlocked.Increment(ref s_rxSequence));
+    }
 
     /// <summary>
     /// Transmits until nothing is pending, unless another thread holds the transmit lock; that

@@ -77,8 +77,21 @@ public sealed record PhysicalPortOptions
     /// until it next sleeps, so a flood cannot starve other threads; idle, it sleeps in poll().
     /// </summary>
     public int DriverRealtimeBudgetMicroseconds { get; init; } = 2000;
-    /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned.</summary>
+    /// <summary>CPUs for the driver threads (the dom0 cores); empty: not pinned (then <see cref="DriverFollowsTraffic"/> applies).</summary>
     public IReadOnlyList<int> DriverCpus { get; init; } = [];
+    /// <summary>
+    /// With no <see cref="DriverCpus"/>: a driver thread goes to sleep pinned to the CPU its last
+    /// frame arrived on (a socket filter records it, <c>Linux/CpuBeacon.cs</c>), so the next frame
+    /// from the same sender wakes it on that CPU, where the kernel runs it as soon as the sender
+    /// blocks, instead of on an idle CPU (an inter-processor interrupt and a halted vCPU's
+    /// wake-up in a VM: 50-60 us of a ping's round trip on our 2-core VM). Awake longer than
+    /// <see cref="DriverFollowBudgetMicroseconds"/> (a stream keeps it polling) it is unpinned, so
+    /// the scheduler places it as it places any busy thread. AF_PACKET ports only (an AF_XDP port
+    /// records nothing and the thread stays unpinned). Default on.
+    /// </summary>
+    public bool DriverFollowsTraffic { get; init; } = true;
+    /// <summary>How long a driver thread that follows the traffic stays pinned while awake (see <see cref="DriverFollowsTraffic"/>).</summary>
+    public int DriverFollowBudgetMicroseconds { get; init; } = 2000;
     /// <summary>Which backend opens the interface: <c>af_packet</c> (the default) or <c>af_xdp</c>.</summary>
     public string Backend { get; init; } = "af_packet";
     /// <summary>Opens the backend for an interface; null: the one <see cref="Backend"/> names.</summary>
@@ -135,6 +148,7 @@ public sealed record PhysicalPortOptions
         if (DriverSpinMicroseconds is < 0 or > 10_000) throw new ArgumentOutOfRangeException(nameof(DriverSpinMicroseconds), DriverSpinMicroseconds, "driver spin: 0..10000 us");
         if (DriverRealtimePriority is < 0 or > 99) throw new ArgumentOutOfRangeException(nameof(DriverRealtimePriority), DriverRealtimePriority, "SCHED_FIFO priorities are 1..99 (0: none)");
         if (DriverRealtimeBudgetMicroseconds is < 50 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(DriverRealtimeBudgetMicroseconds), DriverRealtimeBudgetMicroseconds, "real-time budget: 50..1000000 us");
+        if (DriverFollowBudgetMicroseconds is < 50 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(DriverFollowBudgetMicroseconds), DriverFollowBudgetMicroseconds, "follow budget: 50..1000000 us");
         if (DriverNice is < -20 or > 19) throw new ArgumentOutOfRangeException(nameof(DriverNice), DriverNice, "nice values are -20..19");
         if (IdleTimeoutMs is < 1 or > 10_000) throw new ArgumentOutOfRangeException(nameof(IdleTimeoutMs), IdleTimeoutMs, "the idle timeout must be 1..10000 ms");
     }

@@ -59,6 +59,17 @@ public class RunCommandTests(ITestOutputHelper output)
     /// link that goes down and comes back, and the first drop of each cause with its fix
     /// (frames over the MTU, frames to a link that is down), also on the status lines.
     /// </summary>
+    [Theory]
+    [InlineData("--driver-cpus", "0-zz", "--driver-cpus")]
+    [InlineData("--driver-spin", "20000", "driver spin: 0..10000 us")]
+    public void RunRefusesBadDriverSettingsWithTheReason(string option, string value, string reason)
+    {
+        using var dir = new TempDir();
+        var r = Cli.Run(dir.File("unused.sock"), "run", "--seconds", "1", "--interval", "0", option, value);
+        Assert.NotEqual(0, r.Exit);
+        Assert.Contains(reason, r.Err + r.Out);
+    }
+
     [NetnsFact]
     public void RunReportsLinkChangesAndDropsWithTheirFix()
     {
