@@ -40,6 +40,9 @@ internal sealed unsafe class CpuBeacon : IDisposable
         _word = word;
     }
 
+    /// <summary>The map an XDP program writes the CPU into (<see cref="Xdp.LoadRedirectProgram"/>): one u32 at offset 0, the CPU + 1.</summary>
+    public int MapFd => _mapFd;
+
     /// <summary>The CPU the last frame arrived on, or -1 before the first (or after dispose).</summary>
     public int LastCpu
     {

@@ -112,7 +112,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     /// <summary>Frames received on each RX queue since open (written by the driver thread).</summary>
     public long[] QueueRxPackets => _queues.Select(q => Volatile.Read(ref q.Received)).ToArray();
     public string Description =>
-        $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_sideFd >= 0 ? ", super-frames via packet socket (vnet hdr)" : "")}{(_promiscFd >= 0 || _sideFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}";
+        $"af_xdp {_mode} {(_zeroCopy ? "zero-copy" : "copy")}, {_queues.Length} queue{(_queues.Length == 1 ? "" : "s")} x {_rxFrames} rx, {_txFrames} tx x {ChunkSize} B{(_sideFd >= 0 ? ", super-frames via packet socket (vnet hdr)" : "")}{(_promiscFd >= 0 || _sideFd >= 0 ? ", promisc" : "")}{_offloads.Describe()}" +
+        $"{(_beaconError is not null ? $", no rx cpu beacon ({_beaconError})" : "")}";
 
     private AfXdpBackend(string ifName, int ifIndex, int mtu, int queues, PhysicalPortOptions o)
     {
@@ -166,6 +167,9 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     private void Setup(PhysicalPortOptions o)
     {
+        // Where frames arrive (DriverFollowsTraffic): the XDP program and the super-frame
+        // socket's filter record it in the beacon's map. Best effort, as for af_packet.
+        if (o.DriverFollowsTraffic && o.DriverCpus.Count == 0) _beacon = CpuBeacon.TryCreate(out _beaconError);
         _mapFd = CreateXskMap(_queues.Length, InterfaceName);
         foreach (var q in _queues) OpenQueue(q, transmit: q.Id == 0);
         foreach (var q in _queues)
@@ -196,7 +200,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         int rc = -EINVAL;
         if (mode is "auto" or "native")
         {
-            _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _);
+            _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, 0, _beacon?.MapFd ?? -1);
             rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_DRV_MODE);
             if (rc >= 0) { _linkFd = rc; _mode = "native"; return; }
             if (mode == "native" || rc == -EBUSY) ThrowAttach(-rc, "native");
@@ -207,7 +211,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         // (plus two VLAN tags) go to the stack and the side socket, which is opened first so that
         // none is lost in between; every other frame is redirected to the AF_XDP sockets.
         if (superFrames) OpenSideSocket();
-        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? _mtu + EthHeaderBytes + 8 : 0);
+        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? _mtu + EthHeaderBytes + 8 : 0, _beacon?.MapFd ?? -1);
         rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
         if (rc >= 0) { _linkFd = rc; _mode = "generic"; return; }
         ThrowAttach(-rc, "generic");
@@ -239,6 +243,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         var mreq = new PacketMreq { IfIndex = InterfaceIndex, Type = PACKET_MR_PROMISC };
         if (SetSockOpt(_sideFd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(PacketMreq)) != 0)
             throw new IOException($"promiscuous mode on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
+        if (_beacon is not null && _beacon.AttachTo(_sideFd) is int err and not 0) _beaconError = $"SO_ATTACH_BPF on the super-frame socket: {ErrnoText(err)}";
         var sll = new SockaddrLl { Family = AF_PACKET, Protocol = HostToNetwork(ETH_P_ALL), IfIndex = InterfaceIndex };
         if (PacketSocket.Bind(_sideFd, &sll, (uint)sizeof(SockaddrLl)) != 0)
             throw new IOException($"bind of the super-frame socket on '{InterfaceName}' failed: {ErrnoText(LastErrno)}");
@@ -432,6 +437,11 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         foreach (var q in _queues) if (q.Fd >= 0) TakeSocketError(q.Fd);
         if (_sideFd >= 0) TakeSocketError(_sideFd);
     }
+
+    public int LastRxCpu => _beacon?.LastCpu ?? -1;
+
+    private CpuBeacon? _beacon;     // where frames arrive (DriverFollowsTraffic)
+    private string? _beaconError;
 
     public long TakeKernelDrops()
     {
@@ -627,6 +637,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         if (_progFd >= 0) Native.Close(_progFd);
         if (_mapFd >= 0) Native.Close(_mapFd);
         _linkFd = _progFd = _mapFd = -1;
+        _beacon?.Dispose();
+        _beacon = null;
         foreach (var q in _queues)
         {
             foreach (var r in new[] { q.Rx, q.Fill, q.Tx, q.Completion })

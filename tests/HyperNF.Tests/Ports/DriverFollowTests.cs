@@ -55,8 +55,10 @@ public class DriverFollowTests
         }
     }
 
-    [NetnsFact]
-    public void TheBeaconRecordsEachFramesCpu_TheThreadSleepsThere_AndAStreamUnpinsIt()
+    [NetnsTheory]
+    [InlineData("af_packet")]
+    [InlineData("af_xdp")]
+    public void TheBeaconRecordsEachFramesCpu_TheThreadSleepsThere_AndAStreamUnpinsIt(string backend)
     {
         int cpus = Environment.ProcessorCount;
         if (cpus < 2)
@@ -67,7 +69,7 @@ public class DriverFollowTests
         using var lab = new NetLab();
         var a = lab.Add("a", "10.231.31.1/24");
         var b = lab.Add("b", "10.231.31.2/24");
-        using var ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions());
+        using var ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { Backend = backend });
         var pa = ports.Attach("valef", a.Outer);
         var pb = ports.Attach("valef", b.Outer);
         Assert.DoesNotContain("no rx cpu beacon", pa.Backend.Description);
