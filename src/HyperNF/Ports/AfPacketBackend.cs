@@ -470,6 +470,31 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         Carry(new TransmitResult(errno, 1, length));
     }
 
+    /// <summary>Frames sent straight from the switch's slots by <see cref="TransmitGather"/> (super-frames: no staging copy).</summary>
+    public long SuperFramesGathered => Volatile.Read(ref _gathered);
+    private long _gathered;
+
+    public bool TransmitGather(FrameFragment* fragments, int count, int length)
+    {
+        if (length <= RingTxCapacity || _bigFd < 0 || (uint)length > (uint)MaxOffloadFrame) return false;
+        // The frames queued before it go first, so the order on the wire is kept.
+        if (_txQueued > 0) Carry(_txViaRing ? FlushRing() : FlushBatch());
+        var msg = new MsgHdr { Iov = (Iovec*)fragments, IovLen = (nuint)count };
+        int errno = 0;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            if (SendMsg(_bigFd, &msg, MSG_DONTWAIT) >= 0)
+            {
+                _gathered++;
+                return true;
+            }
+            errno = LastErrno;
+            if (errno is not (EINTR or EAGAIN or ENOBUFS)) break;
+        }
+        Carry(new TransmitResult(errno, 1, length));
+        return true;
+    }
+
     public void CommitTransmit(int length)
     {
         if ((uint)length > (uint)TxCapacity) throw new ArgumentOutOfRangeException(nameof(length), length, $"a TX frame holds at most {TxCapacity} bytes");

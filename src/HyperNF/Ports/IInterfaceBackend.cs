@@ -63,6 +63,15 @@ public interface IInterfaceBackend : IDisposable
     /// <summary>Queues the frame returned by <see cref="BeginTransmit"/> with <paramref name="length"/> bytes.</summary>
     void CommitTransmit(int length);
 
+    /// <summary>
+    /// Sends a frame larger than a ring frame (a GSO super-frame, a jumbo frame) straight from its
+    /// fragments, the switch ring's slot buffers (one sendmsg() with an iovec each: no copy into a
+    /// staging buffer), after every frame queued before it. False when the backend has no such
+    /// path or the frame fits a ring frame: the caller then copies it in with
+    /// <see cref="BeginTransmit"/>. A failure is reported by the next <see cref="Flush"/>.
+    /// </summary>
+    unsafe bool TransmitGather(FrameFragment* fragments, int count, int length) => false;
+
     /// <summary>Makes the kernel send every queued frame (the doorbell). On error, queued frames are taken back.</summary>
     TransmitResult Flush();
 
@@ -77,4 +86,12 @@ public interface IInterfaceBackend : IDisposable
     /// does not know (<see cref="PhysicalPortOptions.DriverFollowsTraffic"/>).
     /// </summary>
     int LastRxCpu => -1;
+}
+
+/// <summary>One piece of a frame in memory that does not move (a switch ring's slot buffer); laid out as struct iovec.</summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+public unsafe struct FrameFragment
+{
+    public byte* Base;
+    public nuint Length;
 }

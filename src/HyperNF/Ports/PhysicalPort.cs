@@ -570,6 +570,14 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             Span<byte> dst = default;
             if (link != LinkState.Up) drop = link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
             else if (CheckFrame(rx, cur, total, hdr, mtu) is { } bad) drop = bad;
+            else if (end != rx.Next(cur) && TransmitChain(backend, rx, cur, end, total))
+            {
+                // A chain (a super-frame) went out straight from the slots (no staging copy).
+                queued++;
+                queuedBytes += total - hdr;
+                cur = end;
+                continue;
+            }
             else
             {
                 dst = backend.BeginTransmit(total);
@@ -623,6 +631,23 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
         _port.RxSync(); // hand the slots back to the senders
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
+    }
+
+    // A MOREFRAG chain handed to the backend as an iovec of its slot buffers (region memory:
+    // stable, never moved by the GC). False: the backend wants it copied in.
+    private static unsafe bool TransmitChain(IInterfaceBackend backend, HyperNF.Netmap.NetmapRing rx, uint cur, uint end, int total)
+    {
+        const int MaxFragments = 64;
+        var iov = stackalloc FrameFragment[MaxFragments];
+        int n = 0;
+        for (uint j = cur; j != end; j = rx.Next(j))
+        {
+            if (n == MaxFragments) return false;
+            var frag = rx.Frame(rx.Slot(j));
+            iov[n].Base = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(frag));
+            iov[n++].Length = (nuint)frag.Length;
+        }
+        return backend.TransmitGather(iov, n, total);
     }
 
     private readonly byte[] _headScratch = new byte[512];

@@ -79,6 +79,7 @@ public class OffloadPathTests(ITestOutputHelper output)
         // and left b's port whole: larger than a TX ring frame, they take the super-frame socket
         Assert.Contains(backend == "af_packet" ? "send() for super-frames" : "super-frames via packet socket", pb.Backend.Description);
         Assert.True(pb.GetStatistics().TxBytes / Math.Max(1, pb.GetStatistics().TxPackets) > 1514, "GSO super-frames left whole");
+        if (pb.Backend is AfPacketBackend pk) Assert.True(pk.SuperFramesGathered > 0, "super-frames went out straight from the switch's slots (sendmsg with an iovec)");
         if (pb.Backend is AfXdpBackend xb)
         {
             Assert.Equal("generic", xb.XdpMode);
