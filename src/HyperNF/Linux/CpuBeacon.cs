@@ -79,14 +79,7 @@ internal sealed unsafe class CpuBeacon : IDisposable
             return null;
         }
         ulong* insns = stackalloc ulong[10];
-        int n = 0;
-        insns[n++] = Xdp.Insn(0x85, 0, 0, 0, 8);                        // call bpf_get_smp_processor_id
-        insns[n++] = Xdp.Insn(0x07, 0, 0, 0, 1);                        // r0 += 1
-        insns[n++] = Xdp.Insn(0x18, 1, BPF_PSEUDO_MAP_VALUE, 0, mapFd); // r1 = &map[0] + off
-        insns[n++] = Xdp.Insn(0x00, 0, 0, 0, 0);                        //   (second half: offset 0)
-        insns[n++] = Xdp.Insn(0x61, 2, 1, 0, 0);                        // r2 = *(u32 *)(r1 + 0)
-        insns[n++] = Xdp.Insn(0x1d, 2, 0, 1, 0);                        // if r2 == r0 goto +1
-        insns[n++] = Xdp.Insn(0x63, 1, 0, 0, 0);                        // *(u32 *)(r1 + 0) = r0
+        int n = EmitRecordCpu(insns, mapFd);
         insns[n++] = Xdp.Insn(0xb4, 0, 0, 0, -1);                       // w0 = 0xffffffff: keep all
         insns[n++] = Xdp.Insn(0x95, 0, 0, 0, 0);                        // exit
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
@@ -113,6 +106,24 @@ internal sealed unsafe class CpuBeacon : IDisposable
             return null;
         }
         return new CpuBeacon(mapFd, progFd, (uint*)map);
+    }
+
+    /// <summary>
+    /// Writes the seven instructions that record the CPU (+ 1) in word 0 of map <paramref name="mapFd"/>,
+    /// only when it changed; they clobber r0-r2 and keep r6-r9 (the socket filter above, the XDP
+    /// program in <see cref="Xdp.LoadRedirectProgram"/>). Returns how many were written.
+    /// </summary>
+    internal static int EmitRecordCpu(ulong* insns, int mapFd)
+    {
+        int n = 0;
+        insns[n++] = Xdp.Insn(0x85, 0, 0, 0, 8);                        // call bpf_get_smp_processor_id
+        insns[n++] = Xdp.Insn(0x07, 0, 0, 0, 1);                        // r0 += 1
+        insns[n++] = Xdp.Insn(0x18, 1, BPF_PSEUDO_MAP_VALUE, 0, mapFd); // r1 = &map[0] + off
+        insns[n++] = Xdp.Insn(0x00, 0, 0, 0, 0);                        //   (second half: offset 0)
+        insns[n++] = Xdp.Insn(0x61, 2, 1, 0, 0);                        // r2 = *(u32 *)(r1 + 0)
+        insns[n++] = Xdp.Insn(0x1d, 2, 0, 1, 0);                        // if r2 == r0 goto +1
+        insns[n++] = Xdp.Insn(0x63, 1, 0, 0, 0);                        // *(u32 *)(r1 + 0) = r0
+        return n;
     }
 
     /// <summary>Attaches the filter to a socket (SO_ATTACH_BPF); 0 or an errno.</summary>

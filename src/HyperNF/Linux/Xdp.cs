@@ -164,13 +164,7 @@ internal static unsafe partial class Xdp
             // The CPU the frame arrived on (the sender's, for a veth), as CpuBeacon's socket filter
             // records it: u32 CPU + 1 at offset 0 of the beacon's map, written only when it changes.
             insns[n++] = Insn(0xbf, 6, 1, 0, 0);            // r6 = r1 (ctx; r1-r5 die in calls)
-            insns[n++] = Insn(0x85, 0, 0, 0, 8);            // call bpf_get_smp_processor_id
-            insns[n++] = Insn(0x07, 0, 0, 0, 1);            // r0 += 1
-            insns[n++] = Insn(0x18, 1, 2, 0, cpuMapFd);     // r1 = &value (BPF_PSEUDO_MAP_VALUE)
-            insns[n++] = Insn(0x00, 0, 0, 0, 0);            //   (offset 0)
-            insns[n++] = Insn(0x61, 2, 1, 0, 0);            // r2 = *(u32 *)r1
-            insns[n++] = Insn(0x1d, 2, 0, 1, 0);            // if r2 == r0 goto +1
-            insns[n++] = Insn(0x63, 1, 0, 0, 0);            // *(u32 *)r1 = r0
+            n += CpuBeacon.EmitRecordCpu(insns + n, cpuMapFd);
             insns[n++] = Insn(0xbf, 1, 6, 0, 0);            // r1 = r6
             ctx = 6;
         }
