@@ -543,13 +543,29 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     private const int VirtioNetHeaderGsoType = 1;
 
+    public bool TransmitGather(FrameFragment* fragments, int count, int length)
+    {
+        if (_sideFd < 0 || length <= MaxFrame || (uint)length > (uint)AfPacketBackend.MaxOffloadFrame) return false;
+        // A super-frame: what is queued goes first, so the order on the wire is kept.
+        Carry(FlushXsk());
+        SendSide((Iovec*)fragments, count, length);
+        return true;
+    }
+
     /// <summary>Sends one frame with its virtio-net header through the packet socket at once; a failure is reported by the next <see cref="Flush"/>.</summary>
     private void SendSide(byte* frame, int length)
     {
+        var iov = new Iovec { Base = frame, Len = (nuint)length };
+        SendSide(&iov, 1, length);
+    }
+
+    private void SendSide(Iovec* fragments, int count, int length)
+    {
+        var msg = new MsgHdr { Iov = fragments, IovLen = (nuint)count };
         int errno = 0;
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            if (Send(_sideFd, frame, (nuint)length, MSG_DONTWAIT) >= 0)
+            if (SendMsg(_sideFd, &msg, MSG_DONTWAIT) >= 0)
             {
                 _sideTxPackets++;
                 return;
