@@ -21,6 +21,8 @@ public sealed record PortsTrafficResult
     [JsonPropertyName("ping_p99_us")] public double PingP99Us { get; init; }
     [JsonPropertyName("ping_mean_us")] public double PingMeanUs { get; init; }
     [JsonPropertyName("ping_max_us")] public double PingMaxUs { get; init; }
+    /// <summary>HyperNF paths: the ports' drops over the run by direction and reason ("none" when there were none), null for other paths.</summary>
+    [JsonPropertyName("port_drops")] public string? PortDrops { get; init; }
     /// <summary>What went wrong, if the path could not be measured.</summary>
     [JsonPropertyName("error")] public string? Error { get; init; }
 }
@@ -33,6 +35,20 @@ public sealed record PortsTrafficResult
 /// </summary>
 public static partial class PortsTraffic
 {
+    /// <summary>"rx kernel_ring_full 12, tx send_error 1", summed over the ports, or "none".</summary>
+    private static string DescribeDrops(PhysicalPorts ports)
+    {
+        var stats = ports.List().Select(p => p.GetStatistics()).ToList();
+        var parts = new List<string>();
+        foreach (var r in PortDropReasons.All)
+        {
+            long rx = stats.Sum(s => s.RxDrop(r)), tx = stats.Sum(s => s.TxDrop(r));
+            if (rx > 0) parts.Add($"rx {r.Key()} {rx}");
+            if (tx > 0) parts.Add($"tx {r.Key()} {tx}");
+        }
+        return parts.Count == 0 ? "none" : string.Join(", ", parts);
+    }
+
     public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null, PhysicalPortOptions? portOptions = null)
     {
         var results = new List<PortsTrafficResult>();
@@ -49,7 +65,7 @@ public static partial class PortsTraffic
             }
             progress?.Invoke(r.Error is { } err
                 ? $"{r.Path,-12} traffic: {err}"
-                : $"{r.Path,-12} TCP {r.TcpGbps,6:F2} Gbit/s ({r.TcpRetransmits} retransmits)  ping p50 {r.PingP50Us,6:F0} us  p99 {r.PingP99Us,6:F0} us  mean {r.PingMeanUs:F0} us  max {r.PingMaxUs:F0} us  lost {r.PingLost}/{r.PingCount}");
+                : $"{r.Path,-12} TCP {r.TcpGbps,6:F2} Gbit/s ({r.TcpRetransmits} retransmits)  ping p50 {r.PingP50Us,6:F0} us  p99 {r.PingP99Us,6:F0} us  mean {r.PingMeanUs:F0} us  max {r.PingMaxUs:F0} us  lost {r.PingLost}/{r.PingCount}{(r.PortDrops is { } d ? $"  port drops: {d}" : "")}");
             results.Add(r);
         }
         return results;
@@ -122,6 +138,7 @@ public static partial class PortsTraffic
                 PingCount = pings, PingLost = pings - rtts.Length,
                 PingP50Us = Percentile(rtts, 0.50), PingP99Us = Percentile(rtts, 0.99),
                 PingMeanUs = rtts.Length > 0 ? rtts.Average() : 0, PingMaxUs = rtts.Length > 0 ? rtts[^1] : 0,
+                PortDrops = ports is null ? null : DescribeDrops(ports),
             };
         }
         finally
