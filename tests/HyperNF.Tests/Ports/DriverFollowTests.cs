@@ -76,7 +76,6 @@ public class DriverFollowTests
         var wireA = lab.Wire(a);
         var wireB = lab.Wire(b);
         Assert.Equal(-1, pa.Backend.LastRxCpu);
-        int baseSet = Native.GetAffinity(pa.DriverTid).Length;
 
         uint tag = 0;
         foreach (int cpu in new[] { 1, 0, cpus - 1, 0 })
@@ -98,6 +97,9 @@ public class DriverFollowTests
         }
 
         // A stream keeps the thread polling: its window grows and, going to sleep, it is unpinned.
+        // Counters, not the thread's state at one moment: idle again, its window shrinks back to
+        // nothing within a few idle timeouts and it pins itself once more.
+        long unpinsBefore = pa.Driver.FollowUnpins;
         bool windowOpened = false;
         OnCpu(0, () =>
         {
@@ -109,9 +111,7 @@ public class DriverFollowTests
             }
         });
         Assert.True(windowOpened, "a stream grows the polling window");
-        WaitFor(() => pa.Driver.FollowCpu == -1, 3000, "the thread to be unpinned after a stream");
-        Assert.Equal(baseSet, Native.GetAffinity(pa.DriverTid).Length);
-        Assert.True(pa.Driver.FollowUnpins >= 1);
+        WaitFor(() => pa.Driver.FollowUnpins > unpinsBefore, 5000, $"the thread to be unpinned by the stream (window now {pa.Driver.PollWindowMicroseconds:F1} us, pinned to {pa.Driver.FollowCpu})");
         Assert.All(ports.List(), p => Assert.Null(p.LastError));
     }
 
