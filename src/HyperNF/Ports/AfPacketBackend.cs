@@ -460,14 +460,23 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     /// <summary>Sends the super-frame in <see cref="_bigTxBuf"/> at once; a failure is reported by the next <see cref="Flush"/>.</summary>
     private void SendBig(int length)
     {
+        var iov = new Iovec { Base = _bigTxBuf, Len = (nuint)length };
+        SendBig(&iov, 1, length);
+    }
+
+    // One sendmsg() on the super-frame socket, retried on a full socket; true when it went.
+    private bool SendBig(Iovec* fragments, int count, int length)
+    {
+        var msg = new MsgHdr { Iov = fragments, IovLen = (nuint)count };
         int errno = 0;
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            if (Send(_bigFd, _bigTxBuf, (nuint)length, MSG_DONTWAIT) >= 0) return;
+            if (SendMsg(_bigFd, &msg, MSG_DONTWAIT) >= 0) return true;
             errno = LastErrno;
             if (errno is not (EINTR or EAGAIN or ENOBUFS)) break;
         }
         Carry(new TransmitResult(errno, 1, length));
+        return false;
     }
 
     /// <summary>Frames sent straight from the switch's slots by <see cref="TransmitGather"/> (super-frames: no staging copy).</summary>
@@ -479,19 +488,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
         if (length <= RingTxCapacity || _bigFd < 0 || (uint)length > (uint)MaxOffloadFrame) return false;
         // The frames queued before it go first, so the order on the wire is kept.
         if (_txQueued > 0) Carry(_txViaRing ? FlushRing() : FlushBatch());
-        var msg = new MsgHdr { Iov = (Iovec*)fragments, IovLen = (nuint)count };
-        int errno = 0;
-        for (int attempt = 0; attempt < 3; attempt++)
-        {
-            if (SendMsg(_bigFd, &msg, MSG_DONTWAIT) >= 0)
-            {
-                _gathered++;
-                return true;
-            }
-            errno = LastErrno;
-            if (errno is not (EINTR or EAGAIN or ENOBUFS)) break;
-        }
-        Carry(new TransmitResult(errno, 1, length));
+        if (SendBig((Iovec*)fragments, count, length)) _gathered++;
         return true;
     }
 

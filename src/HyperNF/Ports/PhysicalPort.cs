@@ -176,7 +176,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     try
                     {
                         busy = _backend.Receive(this, _options.RxBudget) > 0;
-                        if (busy) NoteReceived(_backend);
+                        if (busy && _options.DriverFollowsTraffic) NoteReceived(_backend);
                         if (_toBridgeDirty) FlushToBridge();
                     }
                     finally
@@ -473,7 +473,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             if (backend.Receive(this, _options.RxBudget) > 0)
             {
                 Interlocked.Increment(ref _rxPolledElsewhere);
-                NoteReceived(backend);
+                if (_options.DriverFollowsTraffic) NoteReceived(backend);
             }
             if (_toBridgeDirty) FlushToBridge();
         }
@@ -499,7 +499,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     internal int LastRxCpu => Volatile.Read(ref _lastRxCpu);
     internal long LastRxSequence => Interlocked.Read(ref _lastRxSequence);
 
-    // Under _rxLock, right after a receive that returned frames: the backend is alive.
+    // Under _rxLock, right after a receive that returned frames (only when following: the shared
+    // sequence is an atomic on a cache line all driver threads write): the backend is alive.
     private void NoteReceived(IInterfaceBackend backend)
     {
         Volatile.Write(ref _lastRxCpu, backend.LastRxCpu);
