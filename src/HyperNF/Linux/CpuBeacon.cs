@@ -25,8 +25,8 @@ namespace HyperNF.Linux;
 /// </summary>
 internal sealed unsafe class CpuBeacon : IDisposable
 {
-    private const int BPF_MAP_CREATE = 0, BPF_PROG_LOAD = 5;
-    private const uint BPF_MAP_TYPE_ARRAY = 2, BPF_PROG_TYPE_SOCKET_FILTER = 1, BPF_F_MMAPABLE = 1 << 10;
+    private const int BPF_PROG_LOAD = 5;
+    private const uint BPF_PROG_TYPE_SOCKET_FILTER = 1;
     private const int BPF_PSEUDO_MAP_VALUE = 2;
     private const int SOL_SOCKET = 1, SO_ATTACH_BPF = 50;
 
@@ -57,15 +57,7 @@ internal sealed unsafe class CpuBeacon : IDisposable
     public static CpuBeacon? TryCreate(out string? error)
     {
         error = null;
-        byte* attr = stackalloc byte[128];
-        new Span<byte>(attr, 128).Clear();
-        *(uint*)(attr + 0) = BPF_MAP_TYPE_ARRAY;
-        *(uint*)(attr + 4) = 4;             // key: u32 index
-        *(uint*)(attr + 8) = 4;             // value: the CPU + 1
-        *(uint*)(attr + 12) = 1;            // one entry
-        *(uint*)(attr + 16) = BPF_F_MMAPABLE;
-        Xdp.WriteName(attr + 28, "hnf_rx_cpu");
-        int mapFd = Xdp.Bpf(BPF_MAP_CREATE, attr, 128);
+        int mapFd = Xdp.CreateArrayMap(4, mmapable: true, "hnf_rx_cpu"); // the CPU + 1
         if (mapFd < 0)
         {
             error = $"BPF array map: {ErrnoText(LastErrno)}";
@@ -86,6 +78,7 @@ internal sealed unsafe class CpuBeacon : IDisposable
         const int LogSize = 2048;
         byte* log = stackalloc byte[LogSize];
         log[0] = 0;
+        byte* attr = stackalloc byte[128];
         new Span<byte>(attr, 128).Clear();
         *(uint*)(attr + 0) = BPF_PROG_TYPE_SOCKET_FILTER;
         *(uint*)(attr + 4) = (uint)n;

@@ -87,6 +87,7 @@ internal static unsafe partial class PacketSocket
 
     // ---- send flags, errno values
     public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_PEEK = 0x02;
     public const int MSG_TRUNC = 0x20;
     public const int EPERM = 1, EINTR = 4, ENXIO = 6, EBADF = 9, EAGAIN = 11, EACCES = 13, EBUSY = 16, ENODEV = 19, EINVAL = 22,
         EMSGSIZE = 90, ENETDOWN = 100, ENOBUFS = 105;

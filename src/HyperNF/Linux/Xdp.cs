@@ -117,6 +117,23 @@ internal static unsafe partial class Xdp
         return fd;
     }
 
+    /// <summary>
+    /// A BPF array map of one <paramref name="valueBytes"/>-byte value (BPF_F_MMAPABLE when
+    /// <paramref name="mmapable"/>: mmap at offset 0 gives the value); its fd, or -1 with errno set.
+    /// </summary>
+    public static int CreateArrayMap(int valueBytes, bool mmapable, string name)
+    {
+        byte* attr = stackalloc byte[128];
+        new Span<byte>(attr, 128).Clear();
+        *(uint*)(attr + 0) = 2;                 // BPF_MAP_TYPE_ARRAY
+        *(uint*)(attr + 4) = 4;                 // key: u32 index
+        *(uint*)(attr + 8) = (uint)valueBytes;
+        *(uint*)(attr + 12) = 1;                // one entry
+        *(uint*)(attr + 16) = mmapable ? 1u << 10 : 0; // BPF_F_MMAPABLE
+        WriteName(attr + 28, name);
+        return Bpf(BPF_MAP_CREATE, attr, 128);
+    }
+
     /// <summary>Puts socket <paramref name="xskFd"/> in slot <paramref name="queue"/> of the map.</summary>
     public static int MapUpdate(int mapFd, int queue, int xskFd)
     {
@@ -153,10 +170,29 @@ internal static unsafe partial class Xdp
     /// (bpf_xdp_get_buff_len): a frame longer than <paramref name="passAbove"/> (a super-frame,
     /// which an AF_XDP descriptor cannot describe: no GSO size, no partial checksum) goes on to
     /// the stack, where a packet socket takes it with its virtio-net header.</para>
+    ///
+    /// <para>With <paramref name="orderMapFd"/> (an <see cref="XdpPassOrder"/>'s map) the two
+    /// paths keep the order frames arrived in: the program counts every frame it passes to the
+    /// stack (<c>lock passed += 1</c>), and while the packet socket holds frames the reader has
+    /// not taken (<c>passed != taken</c>) it passes every frame, small ones too, so that none
+    /// overtakes a super-frame queued before it (RFS's rule: a flow changes queue only once the
+    /// old queue has drained past it):</para>
+    /// <code>
+    ///   r7 = &amp;order                          ; lddw, BPF_PSEUDO_MAP_VALUE
+    ///   if bpf_xdp_get_buff_len(ctx) &gt; passAbove goto pass
+    ///   if order.passed != order.taken goto pass
+    ///   r0 = bpf_redirect_map(&amp;xskmap, ctx-&gt;rx_queue_index, XDP_PASS)
+    ///   if r0 != XDP_PASS goto out            ; redirected (a queue without a socket passes)
+    /// pass:
+    ///   lock order.passed += 1
+    ///   r0 = XDP_PASS
+    /// out:
+    ///   return r0
+    /// </code>
     /// </summary>
-    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog, int passAbove = 0, int cpuMapFd = -1)
+    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog, int passAbove = 0, int cpuMapFd = -1, int orderMapFd = -1)
     {
-        ulong* insns = stackalloc ulong[20];
+        ulong* insns = stackalloc ulong[32];
         int n = 0;
         int ctx = 1;
         if (cpuMapFd >= 0)
@@ -167,6 +203,28 @@ internal static unsafe partial class Xdp
             n += CpuBeacon.EmitRecordCpu(insns + n, cpuMapFd);
             insns[n++] = Insn(0xbf, 1, 6, 0, 0);            // r1 = r6
             ctx = 6;
+        }
+        if (passAbove > 0 && orderMapFd >= 0)
+        {
+            insns[n++] = Insn(0xbf, 6, 1, 0, 0);            // r6 = r1 (ctx)
+            insns[n++] = Insn(0x18, 7, BPF_PSEUDO_MAP_VALUE, 0, orderMapFd); // r7 = &order
+            insns[n++] = Insn(0x00, 0, 0, 0, 0);            //   (second half: offset 0)
+            insns[n++] = Insn(0x85, 0, 0, 0, 188);          // call bpf_xdp_get_buff_len(ctx)
+            insns[n++] = Insn(0x25, 0, 0, 9, passAbove);    // if r0 > passAbove goto pass (+9)
+            insns[n++] = Insn(0x79, 1, 7, XdpPassOrder.PassedOffset, 0); // BPF_LDX | BPF_MEM | BPF_DW: r1 = order.passed
+            insns[n++] = Insn(0x79, 2, 7, XdpPassOrder.TakenOffset, 0);  // r2 = order.taken
+            insns[n++] = Insn(0x5d, 1, 2, 6, 0);            // BPF_JMP | BPF_JNE | BPF_X: if r1 != r2 goto pass (+6)
+            insns[n++] = Insn(0x61, 2, 6, 16, 0);           // r2 = ctx->rx_queue_index
+            insns[n++] = Insn(0x18, 1, 1, 0, mapFd);        // r1 = &xskmap
+            insns[n++] = Insn(0x00, 0, 0, 0, 0);
+            insns[n++] = Insn(0xb7, 3, 0, 0, 2);            // r3 = XDP_PASS
+            insns[n++] = Insn(0x85, 0, 0, 0, 51);           // call bpf_redirect_map
+            insns[n++] = Insn(0x55, 0, 0, 3, 2);            // BPF_JMP | BPF_JNE | BPF_K: if r0 != XDP_PASS goto out (+3)
+            insns[n++] = Insn(0xb7, 1, 0, 0, 1);            // pass: r1 = 1
+            insns[n++] = Insn(0xdb, 7, 1, XdpPassOrder.PassedOffset, 0); // BPF_STX | BPF_ATOMIC | BPF_DW, BPF_ADD: lock order.passed += r1
+            insns[n++] = Insn(0xb7, 0, 0, 0, 2);            // r0 = XDP_PASS
+            insns[n++] = Insn(0x95, 0, 0, 0, 0);            // out: exit
+            return LoadXdp(insns, n, ifName, out verifierLog, frags: true, "hnf_xsk_redir_o");
         }
         if (passAbove > 0)
         {
@@ -186,6 +244,13 @@ internal static unsafe partial class Xdp
             insns[n++] = Insn(0xb7, 0, 0, 0, 2);            // pass: r0 = XDP_PASS
             insns[n++] = Insn(0x95, 0, 0, 0, 0);            // exit
         }
+        return LoadXdp(insns, n, ifName, out verifierLog, frags: passAbove > 0, passAbove > 0 ? "hnf_xsk_redir_f" : "hnf_xsk_redir");
+    }
+
+    private const int BPF_PSEUDO_MAP_VALUE = 2;
+
+    private static int LoadXdp(ulong* insns, int n, string ifName, out string verifierLog, bool frags, string name)
+    {
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
         const int LogSize = 4096;
         byte* log = stackalloc byte[LogSize];
@@ -199,8 +264,8 @@ internal static unsafe partial class Xdp
         *(uint*)(attr + 24) = 1;        // log_level
         *(uint*)(attr + 28) = LogSize;
         *(ulong*)(attr + 32) = (ulong)log;
-        if (passAbove > 0) *(uint*)(attr + 44) = BPF_F_XDP_HAS_FRAGS; // prog_flags
-        WriteName(attr + 48, passAbove > 0 ? "hnf_xsk_redir_f" : "hnf_xsk_redir");
+        if (frags) *(uint*)(attr + 44) = BPF_F_XDP_HAS_FRAGS; // prog_flags
+        WriteName(attr + 48, name);
         *(uint*)(attr + 68) = BPF_XDP; // expected_attach_type
         int fd = Bpf(BPF_PROG_LOAD, attr, 128);
         verifierLog = Marshal.PtrToStringUTF8((nint)log) ?? "";

@@ -65,6 +65,9 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private int _carryUnsent, _carryErrno; // failed side sends, reported by the next Flush
     private long _carryBytes;
     private long _sideRxPackets, _sideTxPackets;
+    // Arrival order across the two paths (generic mode with super-frames): see XdpPassOrder.
+    private XdpPassOrder? _order;
+    private long _sideRxSmall;
     private const int SideBufBytes = AfPacketBackend.MaxOffloadFrame + 64;
     private volatile int _mtu;
     private bool _zeroCopy;
@@ -102,6 +105,13 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public bool SuperFrames => _sideFd >= 0;
     /// <summary>Super-frames received through the packet socket (driver thread).</summary>
     public long SuperFramesReceived => Volatile.Read(ref _sideRxPackets);
+    /// <summary>
+    /// Frames of MTU size or less that came through the packet socket: they arrived while
+    /// super-frames waited there, and took the same path so as not to overtake them (driver thread).
+    /// </summary>
+    public long FramesKeptInOrder => Volatile.Read(ref _sideRxSmall);
+    /// <summary>Times the order counters were re-synchronised after a frame was lost between the XDP program and the packet socket.</summary>
+    public long OrderHeals => _order?.Heals ?? 0;
     /// <summary>Frames sent through the packet socket (GSO frames; transmitting thread).</summary>
     public long SuperFramesSent => Volatile.Read(ref _sideTxPackets);
     /// <summary>"native" or "generic": where the XDP program runs.</summary>
@@ -210,14 +220,20 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         // Generic XDP sees the frames a peer's TSO/GSO made whole: those longer than the MTU
         // (plus two VLAN tags) go to the stack and the side socket, which is opened first so that
         // none is lost in between; every other frame is redirected to the AF_XDP sockets.
-        if (superFrames) OpenSideSocket();
-        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? _mtu + EthHeaderBytes + 8 : 0, _beacon?.MapFd ?? -1);
+        if (superFrames)
+        {
+            OpenSideSocket();
+            _order = XdpPassOrder.Create(InterfaceName);
+        }
+        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? PassAbove : 0, _beacon?.MapFd ?? -1, _order?.MapFd ?? -1);
         rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
         if (rc >= 0) { _linkFd = rc; _mode = "generic"; return; }
         ThrowAttach(-rc, "generic");
     }
 
     private const int EthHeaderBytes = 14;
+    /// <summary>Frames longer than this (the MTU plus an Ethernet header and two VLAN tags) are super-frames, passed to the stack.</summary>
+    private int PassAbove => _mtu + EthHeaderBytes + 8;
 
     /// <summary>
     /// The packet socket for super-frames (generic mode): PACKET_VNET_HDR (each frame with its
@@ -403,10 +419,19 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     private bool ReceiveSide(IFrameReceiver receiver)
     {
         byte* control = stackalloc byte[64];
+        // Straight into the receiver's slots when it offers them; into our own buffer otherwise.
+        var scatter = stackalloc FrameFragment[AfPacketBackend.MaxScatter];
+        int nf = receiver.BeginScatter(scatter, AfPacketBackend.MaxScatter, SideBufBytes);
         var iov = new Iovec { Base = _sideRxBuf, Len = SideBufBytes };
-        var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
+        var msg = nf > 0
+            ? new MsgHdr { Iov = (Iovec*)scatter, IovLen = (nuint)nf, Control = control, ControlLen = 64 }
+            : new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
         nint r = RecvMsg(_sideFd, &msg, MSG_DONTWAIT | MSG_TRUNC);
         if (r <= 0) return false;
+        // Taken: from now on a frame the program sees may take the AF_XDP path again, and the
+        // driver reads that path only after this frame has gone to the switch.
+        _order?.Took(1);
+        if (r - AfPacketBackend.VnetHeaderBytes <= PassAbove) _sideRxSmall++;
         uint vlan = 0;
         if (msg.ControlLen >= (nuint)(16 + sizeof(TpacketAuxdata)))
         {
@@ -415,7 +440,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
                 vlan = ((aux->Status & TP_STATUS_VLAN_TPID_VALID) != 0 ? aux->VlanTpid : 0x8100u) << 16 | aux->VlanTci;
         }
         _sideRxPackets++;
-        receiver.OnFrame(new ReadOnlySpan<byte>(_sideRxBuf, (int)Math.Min(r, SideBufBytes)), (int)r, vlan);
+        if (nf > 0) receiver.CommitScatter((int)Math.Min(r, SideBufBytes), (int)r, vlan);
+        else receiver.OnFrame(new ReadOnlySpan<byte>(_sideRxBuf, (int)Math.Min(r, SideBufBytes)), (int)r, vlan);
         return true;
     }
 
@@ -459,7 +485,17 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         {
             TpacketStats ps;
             uint plen = (uint)sizeof(TpacketStats);
-            if (GetSockOpt(_sideFd, SOL_PACKET, PACKET_STATISTICS, &ps, &plen) == 0) drops += ps.Drops; // reading resets them
+            if (GetSockOpt(_sideFd, SOL_PACKET, PACKET_STATISTICS, &ps, &plen) == 0) // reading resets them
+            {
+                drops += ps.Drops;
+                _order?.Took(ps.Drops); // counted by the program, never to be read
+            }
+            if (_order is not null)
+            {
+                byte probe;
+                bool empty = RecvFrom(_sideFd, &probe, 1, MSG_DONTWAIT | MSG_PEEK, null, null) < 0;
+                _order.Heal(empty);
+            }
         }
         return drops;
     }
@@ -655,6 +691,8 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         _linkFd = _progFd = _mapFd = -1;
         _beacon?.Dispose();
         _beacon = null;
+        _order?.Dispose(); // after the link: the program no longer writes to it
+        _order = null;
         foreach (var q in _queues)
         {
             foreach (var r in new[] { q.Rx, q.Fill, q.Tx, q.Completion })

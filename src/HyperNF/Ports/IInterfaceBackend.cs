@@ -12,6 +12,24 @@ public interface IFrameReceiver
     /// VLAN acceleration), to be put back after the MAC addresses; 0 when there is none.
     /// </summary>
     void OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag);
+
+    /// <summary>
+    /// Scatter receive, for a backend that reads a large frame with recvmsg: the buffers of the
+    /// receiver's next free slots, in order, for one frame of up to <paramref name="maxLength"/>
+    /// bytes (with its virtio-net header), to be read straight into. Returns how many of
+    /// <paramref name="fragments"/> it filled (at most <paramref name="maxFragments"/>); 0 when it
+    /// takes frames through <see cref="OnFrame"/> only, or has no room, and the backend reads into
+    /// its own buffer instead. Nothing is taken until <see cref="CommitScatter"/>; a backend
+    /// whose read fails simply does not commit.
+    /// </summary>
+    unsafe int BeginScatter(FrameFragment* fragments, int maxFragments, int maxLength) => 0;
+
+    /// <summary>
+    /// The frame the buffers of the last <see cref="BeginScatter"/> now hold: <paramref name="length"/>
+    /// bytes read, <paramref name="wireLength"/> and <paramref name="vlanTag"/> as for <see cref="OnFrame"/>.
+    /// </summary>
+    void CommitScatter(int length, int wireLength, uint vlanTag) =>
+        throw new NotSupportedException("this receiver takes frames through OnFrame only");
 }
 
 /// <summary>

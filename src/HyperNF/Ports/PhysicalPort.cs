@@ -213,29 +213,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     void IFrameReceiver.OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
     {
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameRead);
-        if (_link == LinkState.Removed) return;
-        int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
+        if (!Admit(frame, frame.Length, wireLength, vlanTag)) return;
+        int hdr = _backend.VirtioHeaderLength;
         int len = frame.Length + (vlanTag != 0 ? VlanTag : 0);
-        var eth = frame[Math.Min(hdr, frame.Length)..];
-        bool tagged = vlanTag != 0 || IsTagged(eth);
-        int mtu = _backend.Mtu;
-        bool gso = hdr > 0 && frame.Length > hdr && frame[1] != VirtioNetHeader.GsoNone;
-        if (frame.Length < wireLength)
-        {
-            // Cut by the kernel. With offload metadata a large frame only is cut when the socket's
-            // queue had no room for it; without, the peer sent a frame over the MTU (TSO/GSO).
-            if (hdr > 0) CountRxDrop(PortDropReason.KernelRingFull, null);
-            else CountRxDrop(PortDropReason.Oversize,
-                $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
-                "the sender merges segments (TSO/GSO/GRO) and this port has no offload metadata (VirtioNetHeader = false); turn the sender's offloads off, e.g. 'ethtool -K PEER tx off'");
-            return;
-        }
-        if (len - hdr < EthHeader || (!gso && len - hdr > mtu + EthHeader + (tagged ? VlanTag : 0)) || len > MaxFrame + hdr)
-        {
-            CountRxDrop(PortDropReason.Oversize,
-                $"a {len - hdr}-byte frame arrived on interface '{InterfaceName}' (MTU {mtu}) and was dropped; raise the MTU ('ip link set {InterfaceName} mtu N') to the sender's");
-            return;
-        }
         if (vlanTag != 0 && frame.Length >= hdr + 12)
         {
             // The kernel stripped the tag (VLAN acceleration); the bridge sees the frame as sent.
@@ -266,16 +246,121 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             int n = Math.Min(BufferSize, len - off);
             ref var slot = ref _toBridge.Slot(cur);
             frame.Slice(off, n).CopyTo(_toBridge.Buffer(slot.BufIdx));
+            cur = _toBridge.Next(cur);
+        }
+        Publish(len, hdr);
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
+    }
+
+    /// <summary>
+    /// Whether a received frame of <paramref name="length"/> bytes (<paramref name="head"/>: its
+    /// first bytes, at least the headers) may enter the switch; counts and reports the drop when not.
+    /// </summary>
+    private bool Admit(ReadOnlySpan<byte> head, int length, int wireLength, uint vlanTag)
+    {
+        if (_link == LinkState.Removed) return false;
+        int hdr = _backend.VirtioHeaderLength; // the switch port has the same length (set at attach and re-bind)
+        int len = length + (vlanTag != 0 ? VlanTag : 0);
+        var eth = head[Math.Min(hdr, head.Length)..];
+        bool tagged = vlanTag != 0 || IsTagged(eth);
+        int mtu = _backend.Mtu;
+        bool gso = hdr > 0 && head.Length > hdr && head[1] != VirtioNetHeader.GsoNone;
+        if (length < wireLength)
+        {
+            // Cut by the kernel. With offload metadata a large frame only is cut when the socket's
+            // queue had no room for it; without, the peer sent a frame over the MTU (TSO/GSO).
+            if (hdr > 0) CountRxDrop(PortDropReason.KernelRingFull, null);
+            else CountRxDrop(PortDropReason.Oversize,
+                $"frames of up to {wireLength} bytes arrive on interface '{InterfaceName}' (MTU {mtu}) and are dropped: " +
+                "the sender merges segments (TSO/GSO/GRO) and this port has no offload metadata (VirtioNetHeader = false); turn the sender's offloads off, e.g. 'ethtool -K PEER tx off'");
+            return false;
+        }
+        if (len - hdr < EthHeader || (!gso && len - hdr > mtu + EthHeader + (tagged ? VlanTag : 0)) || len > MaxFrame + hdr)
+        {
+            CountRxDrop(PortDropReason.Oversize,
+                $"a {len - hdr}-byte frame arrived on interface '{InterfaceName}' (MTU {mtu}) and was dropped; raise the MTU ('ip link set {InterfaceName} mtu N') to the sender's");
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The frame now in the slots from Cur on (<paramref name="len"/> bytes with the header) goes to the switch at its next flush.</summary>
+    private void Publish(int len, int hdr)
+    {
+        uint cur = _toBridge.Cur;
+        for (int off = 0; off < len; off += BufferSize)
+        {
+            int n = Math.Min(BufferSize, len - off);
+            ref var slot = ref _toBridge.Slot(cur);
             slot.Len = (ushort)n;
             slot.Flags = off + n < len ? SlotFlags.MoreFrag : (ushort)0;
             cur = _toBridge.Next(cur);
         }
         _toBridge.Head = _toBridge.Cur = cur;
         _toBridgeDirty = true;
-        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
         _rxPackets++;
         _rxBytes += len - hdr;
     }
+
+    // Scatter receive (large frames read by recvmsg straight into the slots): how many bytes the
+    // fragments of the last BeginScatter hold; 0 when none is open.
+    private int _scatterBytes;
+
+    unsafe int IFrameReceiver.BeginScatter(FrameFragment* fragments, int maxFragments, int maxLength)
+    {
+        _scatterBytes = 0;
+        if (_link == LinkState.Removed) return 0;
+        int frags = Math.Min((maxLength + BufferSize - 1) / BufferSize, maxFragments);
+        if (frags <= 0) return 0;
+        if (_toBridge.Space < (uint)frags) FlushToBridge();
+        if (_toBridge.Space < (uint)frags) return 0;
+        uint cur = _toBridge.Cur;
+        for (int i = 0; i < frags; i++)
+        {
+            var buf = _toBridge.Buffer(_toBridge.Slot(cur).BufIdx);
+            fragments[i].Base = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(buf));
+            fragments[i].Length = (nuint)BufferSize;
+            cur = _toBridge.Next(cur);
+        }
+        _scatterBytes = frags * BufferSize;
+        return frags;
+    }
+
+    void IFrameReceiver.CommitScatter(int length, int wireLength, uint vlanTag)
+    {
+        int reserved = _scatterBytes;
+        _scatterBytes = 0;
+        if (reserved == 0) throw new InvalidOperationException("CommitScatter without BeginScatter");
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameRead);
+        length = Math.Min(length, reserved);
+        int hdr = _backend.VirtioHeaderLength;
+        var head = _toBridge.Buffer(_toBridge.Slot(_toBridge.Cur).BufIdx)[..Math.Min(length, BufferSize)];
+        if (vlanTag != 0)
+        {
+            // The tag goes back in after the MAC addresses, which moves every byte after it:
+            // gather into the scratch buffer and take the copying path (VLAN-tagged super-frames only).
+            var s = _gatherScratch ??= new byte[MaxFrame + 16];
+            uint c = _toBridge.Cur;
+            for (int off = 0; off < length; off += BufferSize)
+            {
+                int n = Math.Min(BufferSize, length - off);
+                _toBridge.Buffer(_toBridge.Slot(c).BufIdx)[..n].CopyTo(s.AsSpan(off));
+                c = _toBridge.Next(c);
+            }
+            ((IFrameReceiver)this).OnFrame(s.AsSpan(0, length), wireLength, vlanTag);
+            return;
+        }
+        if (!Admit(head, length, wireLength, 0)) return;
+        Publish(length, hdr);
+        Volatile.Write(ref _scattered, _scattered + 1);
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
+    }
+
+    private byte[]? _gatherScratch;
+    private long _scattered;
+
+    /// <summary>Frames the backend read straight into the switch's slots (scatter receive: large frames, no staging copy).</summary>
+    public long FramesReadIntoSlots => Volatile.Read(ref _scattered);
 
     /// <summary>Counts a drop on the way in (driver thread); the first of each reason sets <see cref="LastError"/> and is reported with the fix.</summary>
     private void CountRxDrop(PortDropReason reason, string? message, long count = 1)

@@ -80,6 +80,7 @@ public class OffloadPathTests(ITestOutputHelper output)
         Assert.Contains(backend == "af_packet" ? "send() for super-frames" : "super-frames via packet socket", pb.Backend.Description);
         Assert.True(pb.GetStatistics().TxBytes / Math.Max(1, pb.GetStatistics().TxPackets) > 1514, "GSO super-frames left whole");
         if (pb.Backend is AfPacketBackend pk) Assert.True(pk.SuperFramesGathered > 0, "super-frames went out straight from the switch's slots (sendmsg with an iovec)");
+        Assert.True(pa.FramesReadIntoSlots > 0, "super-frames came in straight into the switch's slots (recvmsg with an iovec)");
         if (pb.Backend is AfXdpBackend xb)
         {
             Assert.Equal("generic", xb.XdpMode);
