@@ -7,7 +7,8 @@ namespace HyperNF.Bench;
 /// A private Open vSwitch instance with the userspace datapath (datapath_type=netdev): its own
 /// database, sockets and logs in a temporary directory, daemons started here and stopped by
 /// their PID files, so the machine's own OVS (if any) is never touched. Needs Debian's
-/// openvswitch-switch, installed on first use when running as root.
+/// openvswitch-switch, installed on first use when running as root. Userspace TSO is on
+/// (other_config:userspace-tso-enable), so veths keep their offloads as for the other paths.
 /// </summary>
 public sealed class OvsUserspace : IDisposable
 {
@@ -49,6 +50,10 @@ public sealed class OvsUserspace : IDisposable
                 $"--pidfile={Path.Combine(dir, "ovsdb.pid")}", $"--unixctl={Path.Combine(dir, "ovsdb.ctl")}",
                 $"--log-file={Path.Combine(dir, "ovsdb.log")}", "--detach", "--no-chdir");
             ovs.Vsctl("--no-wait", "init");
+            // TSO/GSO super-frames and partial checksums through the userspace datapath, as our
+            // ports and the Linux bridge take them (OVS 2.13+, read when ovs-vswitchd starts).
+            // Without it OVS drops a veth peer's super-frames and TCP does not move at all.
+            ovs.Vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true");
             Must("ovs-vswitchd", ovs._db, $"--pidfile={Path.Combine(dir, "vswitchd.pid")}", $"--unixctl={Path.Combine(dir, "vswitchd.ctl")}",
                 $"--log-file={Path.Combine(dir, "vswitchd.log")}", "--detach", "--no-chdir");
             ovs.Vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev");
