@@ -44,6 +44,15 @@ internal sealed class DriverGroup
     public string? SchedulingError { get; private set; }
     /// <summary>True while the thread sleeps in poll() (or is about to): a sender must write the eventfd to wake it.</summary>
     public bool Sleeping => Volatile.Read(ref _sleeping) != 0;
+
+    /// <summary>
+    /// False from a wake-up until a member port has received the frames that woke the thread
+    /// (the group's own thread only): those say where the next wake-up will come from. Frames
+    /// received later in the same wake-up are mostly consequences of our own transmissions (a
+    /// reply that the peer's stack produced inside our send(), on our own CPU) and would make the
+    /// thread follow itself (DriverFollowsTraffic).
+    /// </summary>
+    internal bool WakeSourceNoted;
     public int MemberCount => _members.Length;
     /// <summary>Times the thread used up its real-time budget and dropped to ordinary scheduling.</summary>
     public long RealtimeDemotions => Interlocked.Read(ref _demotions);
@@ -236,6 +245,7 @@ internal sealed class DriverGroup
                     followSince = 0;
                     sleptAt = ts;
                     Sleep(members);
+                    WakeSourceNoted = false;
                     if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SleepReturned);
                     if (wantRealtime)
                     {
@@ -254,8 +264,8 @@ internal sealed class DriverGroup
         }
     }
 
-    // Before sleeping: pin to the CPU the most recent frame of our ports arrived on, so the next
-    // one from the same sender wakes us there (PhysicalPortOptions.DriverFollowsTraffic).
+    // Before sleeping: pin to the CPU the frames of the most recent wake-up arrived on, so the
+    // next one from the same sender wakes us there (PhysicalPortOptions.DriverFollowsTraffic).
     private void FollowTraffic(PhysicalPort[] members)
     {
         int cpu = -1;

@@ -176,7 +176,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
                     try
                     {
                         busy = _backend.Receive(this, _options.RxBudget) > 0;
-                        if (busy && _options.DriverFollowsTraffic) NoteReceived(_backend);
+                        if (busy && _options.DriverFollowsTraffic && !_driver.WakeSourceNoted)
+                        {
+                            NoteReceived(_backend);
+                            _driver.WakeSourceNoted = true;
+                        }
                         if (_toBridgeDirty) FlushToBridge();
                     }
                     finally
@@ -555,11 +559,9 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         try
         {
             var backend = _backend; // our driver thread swaps it only while it holds _rxLock too (TryRebind)
-            if (backend.Receive(this, _options.RxBudget) > 0)
-            {
-                Interlocked.Increment(ref _rxPolledElsewhere);
-                if (_options.DriverFollowsTraffic) NoteReceived(backend);
-            }
+            // Not noted for following: these frames answer the transmission that brought us here,
+            // on this CPU; where our own thread would be woken from is unchanged.
+            if (backend.Receive(this, _options.RxBudget) > 0) Interlocked.Increment(ref _rxPolledElsewhere);
             if (_toBridgeDirty) FlushToBridge();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -576,8 +578,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
 
     private long _rxPolledElsewhere;
 
-    // Where this port's frames last arrived (DriverFollowsTraffic), and when, as a sequence
-    // number shared by all ports: the driver group follows the port that received last.
+    // Where the frames that last woke this port's driver thread arrived (DriverFollowsTraffic),
+    // and when, as a sequence number shared by all ports: the group follows the newest.
     private static long s_rxSequence;
     private int _lastRxCpu = -1;
     private long _lastRxSequence;

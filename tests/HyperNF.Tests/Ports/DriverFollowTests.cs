@@ -115,6 +115,40 @@ public class DriverFollowTests
         Assert.All(ports.List(), p => Assert.Null(p.LastError));
     }
 
+    /// <summary>
+    /// The thread follows the frames that wake it, not the replies its own transmissions provoke:
+    /// with one thread for both ports of a bridge, a ping's reply is produced by namespace b's
+    /// stack inside our send(), on our own CPU, and lands on port b a moment after the request
+    /// woke us. Following that frame would keep the thread where it is, however the sender
+    /// moves, and every request would wake it across CPUs.
+    /// </summary>
+    [NetnsFact]
+    public void WithOneThreadPerBridgeTheThreadFollowsTheRequestsNotItsOwnReplies()
+    {
+        int cpus = Environment.ProcessorCount;
+        if (cpus < 2)
+        {
+            _out.WriteLine("skipped: following the traffic needs at least 2 CPUs to be observable");
+            return;
+        }
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.33.1/24");
+        var b = lab.Add("b", "10.231.33.2/24");
+        using var ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { DriverPerBridge = true });
+        var pa = ports.Attach("valeh", a.Outer);
+        var pb = ports.Attach("valeh", b.Outer);
+        Assert.Same(pa.Driver, pb.Driver);
+        foreach (int cpu in new[] { 1, 0, cpus - 1, 0 })
+        {
+            // ping from namespace a, on one CPU: each request wakes the thread after 20 ms.
+            NetLab.Must("ip", "netns", "exec", a.Ns, "taskset", "-c", cpu.ToString(), "ping", "-c", "12", "-i", "0.02", "-W", "1", "10.231.33.2");
+            WaitFor(() => pa.Driver.FollowCpu == cpu, 2000, $"the driver thread to follow the requests to CPU {cpu} (it is at {pa.Driver.FollowCpu})");
+            Assert.Equal(cpu.ToString(), Allowed(pa.DriverTid));
+            _out.WriteLine($"ping on CPU {cpu}: driver thread pinned to {Allowed(pa.DriverTid)}, {pa.Driver.FollowPins} pins so far");
+        }
+        Assert.All(ports.List(), p => Assert.Null(p.LastError));
+    }
+
     [NetnsFact]
     public void PinnedDriverCpus_TurnFollowingOff()
     {
