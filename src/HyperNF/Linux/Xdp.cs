@@ -179,7 +179,7 @@ internal static unsafe partial class Xdp
     /// old queue has drained past it):</para>
     /// <code>
     ///   r7 = &amp;order                          ; lddw, BPF_PSEUDO_MAP_VALUE
-    ///   if bpf_xdp_get_buff_len(ctx) &gt; passAbove goto pass
+    ///   if bpf_xdp_get_buff_len(ctx) &gt; order.pass_above goto pass   ; set by us, follows the MTU
     ///   if order.passed != order.taken goto pass
     ///   r0 = bpf_redirect_map(&amp;xskmap, ctx-&gt;rx_queue_index, XDP_PASS)
     ///   if r0 != XDP_PASS goto out            ; redirected (a queue without a socket passes)
@@ -210,7 +210,8 @@ internal static unsafe partial class Xdp
             insns[n++] = Insn(0x18, 7, BPF_PSEUDO_MAP_VALUE, 0, orderMapFd); // r7 = &order
             insns[n++] = Insn(0x00, 0, 0, 0, 0);            //   (second half: offset 0)
             insns[n++] = Insn(0x85, 0, 0, 0, 188);          // call bpf_xdp_get_buff_len(ctx)
-            insns[n++] = Insn(0x25, 0, 0, 9, passAbove);    // if r0 > passAbove goto pass (+9)
+            insns[n++] = Insn(0x79, 1, 7, XdpPassOrder.PassAboveOffset, 0); // r1 = order.pass_above (follows the MTU)
+            insns[n++] = Insn(0x2d, 0, 1, 9, 0);            // BPF_JMP | BPF_JGT | BPF_X: if r0 > r1 goto pass (+9)
             insns[n++] = Insn(0x79, 1, 7, XdpPassOrder.PassedOffset, 0); // BPF_LDX | BPF_MEM | BPF_DW: r1 = order.passed
             insns[n++] = Insn(0x79, 2, 7, XdpPassOrder.TakenOffset, 0);  // r2 = order.taken
             insns[n++] = Insn(0x5d, 1, 2, 6, 0);            // BPF_JMP | BPF_JNE | BPF_X: if r1 != r2 goto pass (+6)

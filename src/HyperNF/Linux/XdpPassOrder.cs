@@ -25,6 +25,11 @@ internal sealed unsafe class XdpPassOrder : IDisposable
 {
     /// <summary>Byte offset of <c>passed</c> (written by the program) in the map's value.</summary>
     public const short PassedOffset = 0;
+    /// <summary>
+    /// Byte offset of <c>pass_above</c>: frames longer than this go to the stack (written by us at
+    /// attach and when the MTU changes; read by the program with <c>passed</c>, on the same line).
+    /// </summary>
+    public const short PassAboveOffset = 8;
     /// <summary>Byte offset of <c>taken</c> (written by the reader): its own cache line.</summary>
     public const short TakenOffset = 64;
     private const int ValueBytes = 128;
@@ -66,6 +71,13 @@ internal sealed unsafe class XdpPassOrder : IDisposable
             throw new IOException($"mapping the XDP order map for interface '{ifName}' failed: {PacketSocket.ErrnoText(err)}");
         }
         return new XdpPassOrder(fd, (byte*)map);
+    }
+
+    /// <summary>Frames longer than this many bytes (the whole frame, all fragments) are passed to the stack.</summary>
+    public long PassAbove
+    {
+        get => _value == null ? 0 : Volatile.Read(ref *(long*)(_value + PassAboveOffset));
+        set { if (_value != null) Volatile.Write(ref *(long*)(_value + PassAboveOffset), value); }
     }
 
     /// <summary>The reader took <paramref name="frames"/> from the socket, or the socket dropped them.</summary>

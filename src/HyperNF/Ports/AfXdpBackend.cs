@@ -224,6 +224,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         {
             OpenSideSocket();
             _order = XdpPassOrder.Create(InterfaceName);
+            _order.PassAbove = PassAbove;
         }
         _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? PassAbove : 0, _beacon?.MapFd ?? -1, _order?.MapFd ?? -1);
         rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
@@ -232,8 +233,13 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     }
 
     private const int EthHeaderBytes = 14;
-    /// <summary>Frames longer than this (the MTU plus an Ethernet header and two VLAN tags) are super-frames, passed to the stack.</summary>
-    private int PassAbove => _mtu + EthHeaderBytes + 8;
+    /// <summary>
+    /// Frames longer than this are passed to the stack: the MTU plus an Ethernet header and two
+    /// VLAN tags (longer: a super-frame, whose GSO metadata an AF_XDP descriptor could not carry),
+    /// and never more than a UMEM chunk holds (the MTU raised while attached: larger frames
+    /// take the packet socket). The program reads it from the order map, so it follows the MTU.
+    /// </summary>
+    private int PassAbove => Math.Min(_mtu + EthHeaderBytes + 8, MaxFrame);
 
     /// <summary>
     /// The packet socket for super-frames (generic mode): PACKET_VNET_HDR (each frame with its
@@ -677,7 +683,11 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public LinkState QueryLink()
     {
         var state = InterfaceLink.Query(InterfaceName, InterfaceIndex, out int mtu);
-        if (mtu > 0) _mtu = mtu;
+        if (mtu > 0 && mtu != _mtu)
+        {
+            _mtu = mtu;
+            if (_order is { } order) order.PassAbove = PassAbove;
+        }
         return state;
     }
 

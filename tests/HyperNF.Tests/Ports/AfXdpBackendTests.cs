@@ -219,6 +219,52 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         Assert.Equal(0, backend.OrderHeals);
     }
 
+    /// <summary>
+    /// The program's threshold follows the MTU: attached at MTU 3000, then lowered to 1500, a
+    /// two-segment GSO frame of about 2.9 KB must still take the packet socket with its GSO
+    /// metadata (through AF_XDP it would arrive as a plain frame over the MTU, an oversize drop).
+    /// </summary>
+    [NetnsFact]
+    public void TheSuperFrameThresholdFollowsTheMtuWhileAttached()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.7.1/24", mtu: 3000);
+        using var backend = AfXdpBackend.Open(a.Outer, new PhysicalPortOptions { Backend = "af_xdp", XdpMode = "generic", DriverFollowsTraffic = false });
+        Assert.True(backend.SuperFrames);
+        NetLab.Must("ip", "link", "set", "dev", a.Outer, "mtu", "1500");
+        NetLab.Must("ip", "netns", "exec", a.Ns, "ip", "link", "set", "dev", a.Inner, "mtu", "1500");
+        Assert.Equal(LinkState.Up, backend.QueryLink());
+        Assert.Equal(1500, backend.Mtu);
+        var wire = lab.Wire(a, vnetHeader: true);
+        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x02];
+        const int mss = 1448;
+        int l4 = 14 + 20, pay = l4 + 32;
+        var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 2 * mss, ipId: 4242);
+        wire.Send([.. HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16), .. frame]);
+        var got = new HeaderRecorder();
+        for (long until = Environment.TickCount64 + 5000; got.GsoTypeOf4242 < 0 && Environment.TickCount64 < until;)
+            if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
+        Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypeOf4242);
+        Assert.Equal(frame.Length, got.LengthOf4242);
+    }
+
+    /// <summary>The virtio-net header's GSO type and the frame's length of the TCP frame with IPv4 identification 4242.</summary>
+    private sealed class HeaderRecorder : IFrameReceiver
+    {
+        public int GsoTypeOf4242 { get; private set; } = -1;
+        public int LengthOf4242 { get; private set; }
+
+        public void OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
+        {
+            var f = frame[10..];
+            if (f.Length >= 34 && f[12] == 0x08 && f[13] == 0 && f[23] == 6 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f[18..]) == 4242)
+            {
+                GsoTypeOf4242 = frame[1] & 0x7F;
+                LengthOf4242 = f.Length;
+            }
+        }
+    }
+
     /// <summary>Records the IPv4 identification of every TCP frame the backend hands over, in order.</summary>
     private sealed class Recorder(int header) : IFrameReceiver
     {
