@@ -220,6 +220,43 @@ public class AfXdpBackendTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// Frames the super-frame socket drops (its receive buffer full) were counted as passed by the
+    /// program and will never be read: the drops read from PACKET_STATISTICS settle the account,
+    /// so once the socket is drained small frames take the AF_XDP ring again (otherwise every
+    /// frame would stay on the slow path for good).
+    /// </summary>
+    [NetnsFact]
+    public void FramesTheSuperFrameSocketDroppedDoNotKeepTheSlowPathOn()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.8.1/24");
+        using var backend = AfXdpBackend.Open(a.Outer, new PhysicalPortOptions { Backend = "af_xdp", XdpMode = "generic", DriverFollowsTraffic = false });
+        var wire = lab.Wire(a, vnetHeader: true);
+        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x03];
+        const int mss = 1448;
+        int l4 = 14 + 20, pay = l4 + 32;
+        byte[] hdr = HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16);
+        var superFrame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 60000, ipId: 1);
+        // Far more than the socket's receive buffer holds (64 super-frames' worth), nobody reading.
+        for (int i = 0; i < 400; i++) wire.Send([.. hdr, .. superFrame]);
+        Thread.Sleep(50);
+        long drops = backend.TakeKernelDrops();
+        var got = new Recorder(backend.VirtioHeaderLength);
+        while (backend.Receive(got, 64) > 0) { }
+        output.WriteLine($"dropped {drops}, read {backend.SuperFramesReceived}");
+        Assert.True(drops > 0, "the socket's receive buffer overflowed");
+        Assert.Equal(400, drops + backend.SuperFramesReceived);
+
+        long ring = backend.QueueRxPackets.Sum();
+        wire.Send([.. new byte[10], .. HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 100, ipId: 5000)]);
+        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(5000) && Environment.TickCount64 < until;)
+            if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
+        Assert.Contains((ushort)5000, got.Ids);
+        Assert.True(backend.QueueRxPackets.Sum() > ring, "with the drops accounted for, a small frame takes the AF_XDP ring");
+        Assert.Equal(0, backend.OrderHeals);
+    }
+
+    /// <summary>
     /// The program's threshold follows the MTU: attached at MTU 3000, then lowered to 1500, a
     /// two-segment GSO frame of about 2.9 KB must still take the packet socket with its GSO
     /// metadata (through AF_XDP it would arrive as a plain frame over the MTU, an oversize drop).
