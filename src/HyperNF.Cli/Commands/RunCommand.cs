@@ -32,17 +32,19 @@ internal static class RunCommand
         var driverNice = new Option<int>("--driver-nice") { Description = "Nice value of the interfaces' driver threads (-20..19; below 0 needs CAP_SYS_NICE)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverNice };
         var txMode = new Option<string>("--af-packet-tx") { Description = "af_packet ports: transmission through a TPACKET_V2 ring (default) or sendmmsg", DefaultValueFactory = _ => new PhysicalPortOptions().TxRing ? "ring" : "sendmmsg" };
         txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
+        var xdpMode = new Option<string>("--xdp-mode") { Description = "af_xdp ports: where the XDP program runs: native (in the driver), generic (after the kernel built the skb; super-frames keep their offloads through a packet socket) or auto (generic on a veth, else native, falling back to generic)", DefaultValueFactory = _ => new PhysicalPortOptions().XdpMode };
+        xdpMode.AcceptOnlyFromAmong("auto", "native", "generic");
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, driverSpin, driverCpus, driverNice, txMode, configs,
+            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, driverSpin, driverCpus, driverNice, txMode, xdpMode, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(driverSpin), p.GetValue(driverCpus), p.GetValue(driverNice), p.GetValue(txMode) == "ring"));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(driverSpin), p.GetValue(driverCpus), p.GetValue(driverNice), p.GetValue(txMode) == "ring", p.GetValue(xdpMode)!));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, int driverSpin, string? driverCpus, int driverNice, bool txRing)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, int driverSpin, string? driverCpus, int driverNice, bool txRing, string xdpMode)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var parsed = new List<DomainConfig>();
@@ -73,7 +75,7 @@ internal static class RunCommand
         var portOptions = new PhysicalPortOptions
         {
             Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority, DriverSpinMicroseconds = driverSpin,
-            DriverCpus = cpuSet, DriverFollowsTraffic = follow, DriverNice = driverNice, TxRing = txRing,
+            DriverCpus = cpuSet, DriverFollowsTraffic = follow, DriverNice = driverNice, TxRing = txRing, XdpMode = xdpMode,
         };
         try
         {

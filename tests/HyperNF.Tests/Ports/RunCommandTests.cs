@@ -62,12 +62,30 @@ public class RunCommandTests(ITestOutputHelper output)
     [Theory]
     [InlineData("--driver-cpus", "0-zz", "--driver-cpus")]
     [InlineData("--driver-spin", "20000", "driver spin: 0..10000 us")]
+    [InlineData("--xdp-mode", "turbo", "turbo")]
     public void RunRefusesBadDriverSettingsWithTheReason(string option, string value, string reason)
     {
         using var dir = new TempDir();
         var r = Cli.Run(dir.File("unused.sock"), "run", "--seconds", "1", "--interval", "0", option, value);
         Assert.NotEqual(0, r.Exit);
         Assert.Contains(reason, r.Err + r.Out);
+    }
+
+    /// <summary>`run --port-backend af_xdp` picks generic XDP on a veth; `--xdp-mode native` forces the driver's mode.</summary>
+    [NetnsFact]
+    public void RunTakesTheXdpModeForAfXdpPorts()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.15.1/24");
+        using var dir = new TempDir();
+        foreach (var (mode, expect) in new[] { ("auto", "af_xdp generic"), ("native", "af_xdp native"), ("generic", "af_xdp generic") })
+        {
+            var r = Cli.Run(dir.File("unused.sock"), "run", "--seconds", "1", "--interval", "0", "--port-backend", "af_xdp", "--xdp-mode", mode, "--attach", $"valex:{a.Outer}");
+            output.WriteLine(r.Out.Split('\n')[0]);
+            Assert.True(r.Exit == 0, $"--xdp-mode {mode}: exit {r.Exit}: {r.Err}");
+            Assert.Contains($"attached {a.Outer} to valex", r.Out);
+            Assert.Contains(expect, r.Out.Split('\n')[0]);
+        }
     }
 
     [NetnsFact]
