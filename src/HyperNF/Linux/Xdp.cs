@@ -164,15 +164,15 @@ internal static unsafe partial class Xdp
     /// </code>
     /// Frames of a queue without a socket go to the kernel stack as if nothing were attached.
     ///
-    /// <para>With <paramref name="passAbove"/> &gt; 0 the program is loaded with
-    /// BPF_F_XDP_HAS_FRAGS (it accepts frames in several buffers, so generic XDP does not have to
-    /// linearise a GSO super-frame for it) and first checks the frame's whole length
-    /// (bpf_xdp_get_buff_len): a frame longer than <paramref name="passAbove"/> (a super-frame,
-    /// which an AF_XDP descriptor cannot describe: no GSO size, no partial checksum) goes on to
-    /// the stack, where a packet socket takes it with its virtio-net header.</para>
+    /// <para>With <paramref name="orderMapFd"/> (an <see cref="XdpPassOrder"/>'s map: generic mode
+    /// with super-frames) the program is loaded with BPF_F_XDP_HAS_FRAGS (it accepts frames in
+    /// several buffers, so generic XDP does not have to linearise a GSO super-frame for it) and
+    /// first checks the frame's whole length (bpf_xdp_get_buff_len): a frame longer than the
+    /// map's <c>pass_above</c> (a super-frame, which an AF_XDP descriptor cannot describe: no GSO
+    /// size, no partial checksum) goes on to the stack, where a packet socket takes it with its
+    /// virtio-net header.</para>
     ///
-    /// <para>With <paramref name="orderMapFd"/> (an <see cref="XdpPassOrder"/>'s map) the two
-    /// paths keep the order frames arrived in: the program counts every frame it passes to the
+    /// <para>The two paths keep the order frames arrived in: the program counts every frame it passes to the
     /// stack (<c>lock passed += 1</c>), and while the packet socket holds frames the reader has
     /// not taken (<c>passed != taken</c>) it passes every frame, small ones too, so that none
     /// overtakes a super-frame queued before it (RFS's rule: a flow changes queue only once the
@@ -190,7 +190,7 @@ internal static unsafe partial class Xdp
     ///   return r0
     /// </code>
     /// </summary>
-    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog, int passAbove = 0, int cpuMapFd = -1, int orderMapFd = -1)
+    public static int LoadRedirectProgram(int mapFd, string ifName, out string verifierLog, int cpuMapFd = -1, int orderMapFd = -1)
     {
         ulong* insns = stackalloc ulong[32];
         int n = 0;
@@ -204,7 +204,7 @@ internal static unsafe partial class Xdp
             insns[n++] = Insn(0xbf, 1, 6, 0, 0);            // r1 = r6
             ctx = 6;
         }
-        if (passAbove > 0 && orderMapFd >= 0)
+        if (orderMapFd >= 0)
         {
             insns[n++] = Insn(0xbf, 6, 1, 0, 0);            // r6 = r1 (ctx)
             insns[n++] = Insn(0x18, 7, BPF_PSEUDO_MAP_VALUE, 0, orderMapFd); // r7 = &order
@@ -227,25 +227,13 @@ internal static unsafe partial class Xdp
             insns[n++] = Insn(0x95, 0, 0, 0, 0);            // out: exit
             return LoadXdp(insns, n, ifName, out verifierLog, frags: true, "hnf_xsk_redir_o");
         }
-        if (passAbove > 0)
-        {
-            insns[n++] = Insn(0xbf, 6, 1, 0, 0);            // BPF_ALU64 | BPF_MOV | BPF_X: r6 = r1 (ctx; r1-r5 die in calls)
-            insns[n++] = Insn(0x85, 0, 0, 0, 188);          // call bpf_xdp_get_buff_len(ctx): head and fragments
-            insns[n++] = Insn(0x25, 0, 0, 6, passAbove);    // BPF_JMP | BPF_JGT | BPF_K: if r0 > passAbove goto pass (+6)
-            ctx = 6;
-        }
         insns[n++] = Insn(0x61, 2, ctx, 16, 0);             // BPF_LDX | BPF_MEM | BPF_W: r2 = ctx->rx_queue_index
         insns[n++] = Insn(0x18, 1, 1, 0, mapFd);            // BPF_LD | BPF_IMM | BPF_DW, src = BPF_PSEUDO_MAP_FD
         insns[n++] = Insn(0x00, 0, 0, 0, 0);                //   (upper half of the 64-bit immediate)
         insns[n++] = Insn(0xb7, 3, 0, 0, 2);                // BPF_ALU64 | BPF_MOV | BPF_K: r3 = XDP_PASS
         insns[n++] = Insn(0x85, 0, 0, 0, 51);               // BPF_JMP | BPF_CALL: bpf_redirect_map
         insns[n++] = Insn(0x95, 0, 0, 0, 0);                // BPF_JMP | BPF_EXIT
-        if (passAbove > 0)
-        {
-            insns[n++] = Insn(0xb7, 0, 0, 0, 2);            // pass: r0 = XDP_PASS
-            insns[n++] = Insn(0x95, 0, 0, 0, 0);            // exit
-        }
-        return LoadXdp(insns, n, ifName, out verifierLog, frags: passAbove > 0, passAbove > 0 ? "hnf_xsk_redir_f" : "hnf_xsk_redir");
+        return LoadXdp(insns, n, ifName, out verifierLog, frags: false, "hnf_xsk_redir");
     }
 
     private const int BPF_PSEUDO_MAP_VALUE = 2;

@@ -350,19 +350,27 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     }
 
     /// <summary>Reads the frame the kernel queued on the socket for a TP_STATUS_COPY ring frame (with its virtio-net header and VLAN tag); false when it is not there.</summary>
-    private bool ReceiveQueued(IFrameReceiver receiver, int hdr)
+    private bool ReceiveQueued(IFrameReceiver receiver, int hdr) =>
+        ReceiveFrame(_rxFd, receiver, _bigBuf, BigBufBytes) > 0; // none: the socket queue had no room, the kernel counted it (PACKET_STATISTICS)
+
+    /// <summary>
+    /// Reads one frame from packet socket <paramref name="fd"/> (with its virtio-net header, if
+    /// the socket has one, and the VLAN tag from PACKET_AUXDATA) and hands it to
+    /// <paramref name="receiver"/>: straight into the receiver's slots when it offers them (one
+    /// copy fewer for a 64 KiB super-frame), else through <paramref name="staging"/>. Returns the
+    /// frame's full length, or 0 or less when none was queued. Shared with af_xdp's super-frame socket.
+    /// </summary>
+    internal static nint ReceiveFrame(int fd, IFrameReceiver receiver, byte* staging, int stagingBytes)
     {
         byte* control = stackalloc byte[64];
-        // Straight into the receiver's slots when it offers them (one copy fewer for a 64 KiB
-        // super-frame); into our own buffer otherwise.
         var scatter = stackalloc FrameFragment[MaxScatter];
-        int nf = receiver.BeginScatter(scatter, MaxScatter, BigBufBytes);
-        var iov = new Iovec { Base = _bigBuf, Len = BigBufBytes };
+        int nf = receiver.BeginScatter(scatter, MaxScatter, stagingBytes);
+        var iov = new Iovec { Base = staging, Len = (nuint)stagingBytes };
         var msg = nf > 0
             ? new MsgHdr { Iov = (Iovec*)scatter, IovLen = (nuint)nf, Control = control, ControlLen = 64 }
             : new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
-        nint r = RecvMsg(_rxFd, &msg, MSG_DONTWAIT | MSG_TRUNC);
-        if (r <= 0) return false; // the socket queue had no room: the kernel counted it (PACKET_STATISTICS)
+        nint r = RecvMsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+        if (r <= 0) return r;
         uint vlan = 0;
         if (msg.ControlLen >= (nuint)(16 + sizeof(TpacketAuxdata)))
         {
@@ -370,14 +378,10 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
             if ((aux->Status & TP_STATUS_VLAN_VALID) != 0)
                 vlan = ((aux->Status & TP_STATUS_VLAN_TPID_VALID) != 0 ? aux->VlanTpid : 0x8100u) << 16 | aux->VlanTci;
         }
-        if (nf > 0)
-        {
-            receiver.CommitScatter((int)Math.Min(r, BigBufBytes), (int)r, vlan);
-            return true;
-        }
-        int got = (int)Math.Min(r, BigBufBytes);
-        receiver.OnFrame(new ReadOnlySpan<byte>(_bigBuf, got), (int)r, vlan);
-        return true;
+        int got = (int)Math.Min(r, stagingBytes);
+        if (nf > 0) receiver.CommitScatter(got, (int)r, vlan);
+        else receiver.OnFrame(new ReadOnlySpan<byte>(staging, got), (int)r, vlan);
+        return r;
     }
 
     private int[] _pollFds = [];

@@ -210,7 +210,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
         int rc = -EINVAL;
         if (mode is "auto" or "native")
         {
-            _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, 0, _beacon?.MapFd ?? -1);
+            _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, _beacon?.MapFd ?? -1);
             rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_DRV_MODE);
             if (rc >= 0) { _linkFd = rc; _mode = "native"; return; }
             if (mode == "native" || rc == -EBUSY) ThrowAttach(-rc, "native");
@@ -226,7 +226,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
             _order = XdpPassOrder.Create(InterfaceName);
             _order.PassAbove = PassAbove;
         }
-        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, superFrames ? PassAbove : 0, _beacon?.MapFd ?? -1, _order?.MapFd ?? -1);
+        _progFd = LoadRedirectProgram(_mapFd, InterfaceName, out _, _beacon?.MapFd ?? -1, _order?.MapFd ?? -1);
         rc = Attach(_progFd, InterfaceIndex, XDP_FLAGS_SKB_MODE);
         if (rc >= 0) { _linkFd = rc; _mode = "generic"; return; }
         ThrowAttach(-rc, "generic");
@@ -424,30 +424,13 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     /// <summary>One super-frame from the packet socket, with its virtio-net header; false when none is queued.</summary>
     private bool ReceiveSide(IFrameReceiver receiver)
     {
-        byte* control = stackalloc byte[64];
-        // Straight into the receiver's slots when it offers them; into our own buffer otherwise.
-        var scatter = stackalloc FrameFragment[AfPacketBackend.MaxScatter];
-        int nf = receiver.BeginScatter(scatter, AfPacketBackend.MaxScatter, SideBufBytes);
-        var iov = new Iovec { Base = _sideRxBuf, Len = SideBufBytes };
-        var msg = nf > 0
-            ? new MsgHdr { Iov = (Iovec*)scatter, IovLen = (nuint)nf, Control = control, ControlLen = 64 }
-            : new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = 64 };
-        nint r = RecvMsg(_sideFd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+        nint r = AfPacketBackend.ReceiveFrame(_sideFd, receiver, _sideRxBuf, SideBufBytes);
         if (r <= 0) return false;
-        // Taken: from now on a frame the program sees may take the AF_XDP path again, and the
-        // driver reads that path only after this frame has gone to the switch.
+        // Taken: from now on a frame the program sees may take the AF_XDP path again; the driver
+        // reads that path only after this frame has gone to the switch.
         _order?.Took(1);
         if (r - AfPacketBackend.VnetHeaderBytes <= PassAbove) _sideRxSmall++;
-        uint vlan = 0;
-        if (msg.ControlLen >= (nuint)(16 + sizeof(TpacketAuxdata)))
-        {
-            var aux = (TpacketAuxdata*)(control + 16); // one cmsghdr (16 bytes on x86_64), PACKET_AUXDATA
-            if ((aux->Status & TP_STATUS_VLAN_VALID) != 0)
-                vlan = ((aux->Status & TP_STATUS_VLAN_TPID_VALID) != 0 ? aux->VlanTpid : 0x8100u) << 16 | aux->VlanTci;
-        }
         _sideRxPackets++;
-        if (nf > 0) receiver.CommitScatter((int)Math.Min(r, SideBufBytes), (int)r, vlan);
-        else receiver.OnFrame(new ReadOnlySpan<byte>(_sideRxBuf, (int)Math.Min(r, SideBufBytes)), (int)r, vlan);
         return true;
     }
 

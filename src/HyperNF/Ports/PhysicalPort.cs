@@ -250,9 +250,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             int n = Math.Min(BufferSize, len - off);
             ref var slot = ref _toBridge.Slot(cur);
             frame.Slice(off, n).CopyTo(_toBridge.Buffer(slot.BufIdx));
+            slot.Len = (ushort)n;
+            slot.Flags = off + n < len ? SlotFlags.MoreFrag : (ushort)0;
             cur = _toBridge.Next(cur);
         }
-        Publish(len, hdr);
+        Publish(cur, len, hdr);
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
     }
 
@@ -288,19 +290,13 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         return true;
     }
 
-    /// <summary>The frame now in the slots from Cur on (<paramref name="len"/> bytes with the header) goes to the switch at its next flush.</summary>
-    private void Publish(int len, int hdr)
+    /// <summary>
+    /// The frame in the slots from Cur up to <paramref name="next"/> (<paramref name="len"/> bytes
+    /// with the header, slot lengths and MOREFRAG set) goes to the switch at its next flush.
+    /// </summary>
+    private void Publish(uint next, int len, int hdr)
     {
-        uint cur = _toBridge.Cur;
-        for (int off = 0; off < len; off += BufferSize)
-        {
-            int n = Math.Min(BufferSize, len - off);
-            ref var slot = ref _toBridge.Slot(cur);
-            slot.Len = (ushort)n;
-            slot.Flags = off + n < len ? SlotFlags.MoreFrag : (ushort)0;
-            cur = _toBridge.Next(cur);
-        }
-        _toBridge.Head = _toBridge.Cur = cur;
+        _toBridge.Head = _toBridge.Cur = next;
         _toBridgeDirty = true;
         _rxPackets++;
         _rxBytes += len - hdr;
@@ -355,7 +351,17 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             return;
         }
         if (!Admit(head, length, wireLength, 0)) return;
-        Publish(length, hdr);
+        // The kernel filled whole buffers in order: the chain's slot lengths follow from the length.
+        uint cur = _toBridge.Cur;
+        for (int off = 0; off < length; off += BufferSize)
+        {
+            int n = Math.Min(BufferSize, length - off);
+            ref var slot = ref _toBridge.Slot(cur);
+            slot.Len = (ushort)n;
+            slot.Flags = off + n < length ? SlotFlags.MoreFrag : (ushort)0;
+            cur = _toBridge.Next(cur);
+        }
+        Publish(cur, length, hdr);
         Volatile.Write(ref _scattered, _scattered + 1);
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameCopied);
     }
