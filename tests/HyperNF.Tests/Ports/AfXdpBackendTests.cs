@@ -209,13 +209,18 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         Assert.True(backend.FramesKeptInOrder >= 4, $"the small frames followed the super-frames through the socket: {backend.FramesKeptInOrder}");
 
         // Drained: the next small frame takes the AF_XDP ring.
+        ASmallFrameTakesTheRing(backend, wire, dst, a.MacBytes, got, 3000, "with the socket drained, a small frame takes the AF_XDP ring");
+    }
+
+    /// <summary>Sends a small TCP frame with IPv4 identification <paramref name="id"/>; it must arrive through the AF_XDP ring, and no order gap may have been healed.</summary>
+    private static void ASmallFrameTakesTheRing(AfXdpBackend backend, WireSocket wire, byte[] dst, byte[] src, Recorder got, ushort id, string because)
+    {
         long ring = backend.QueueRxPackets.Sum();
-        wire.Send([.. new byte[10], .. HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, small, ipId: 3000)]);
-        until = Environment.TickCount64 + 5000;
-        while (!got.Ids.Contains(3000) && Environment.TickCount64 < until)
+        wire.Send([.. new byte[10], .. HyperNF.Tests.Switch.OffloadTests.Frame(dst, src, ipv6: false, tcp: true, 100, ipId: id)]);
+        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(id) && Environment.TickCount64 < until;)
             if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
-        Assert.Contains((ushort)3000, got.Ids);
-        Assert.True(backend.QueueRxPackets.Sum() > ring, "with the socket drained, a small frame takes the AF_XDP ring");
+        Assert.Contains(id, got.Ids);
+        Assert.True(backend.QueueRxPackets.Sum() > ring, because);
         Assert.Equal(0, backend.OrderHeals);
     }
 
@@ -247,13 +252,7 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         Assert.True(drops > 0, "the socket's receive buffer overflowed");
         Assert.Equal(400, drops + backend.SuperFramesReceived);
 
-        long ring = backend.QueueRxPackets.Sum();
-        wire.Send([.. new byte[10], .. HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 100, ipId: 5000)]);
-        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(5000) && Environment.TickCount64 < until;)
-            if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
-        Assert.Contains((ushort)5000, got.Ids);
-        Assert.True(backend.QueueRxPackets.Sum() > ring, "with the drops accounted for, a small frame takes the AF_XDP ring");
-        Assert.Equal(0, backend.OrderHeals);
+        ASmallFrameTakesTheRing(backend, wire, dst, a.MacBytes, got, 5000, "with the drops accounted for, a small frame takes the AF_XDP ring");
     }
 
     /// <summary>
@@ -278,40 +277,32 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         int l4 = 14 + 20, pay = l4 + 32;
         var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 2 * mss, ipId: 4242);
         wire.Send([.. HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16), .. frame]);
-        var got = new HeaderRecorder();
-        for (long until = Environment.TickCount64 + 5000; got.GsoTypeOf4242 < 0 && Environment.TickCount64 < until;)
+        var got = new Recorder(backend.VirtioHeaderLength);
+        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(4242) && Environment.TickCount64 < until;)
             if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
-        Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypeOf4242);
-        Assert.Equal(frame.Length, got.LengthOf4242);
+        int k = got.Ids.IndexOf(4242);
+        Assert.True(k >= 0, "the frame arrived");
+        Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypes[k]);
+        Assert.Equal(frame.Length, got.Lengths[k]);
     }
 
-    /// <summary>The virtio-net header's GSO type and the frame's length of the TCP frame with IPv4 identification 4242.</summary>
-    private sealed class HeaderRecorder : IFrameReceiver
-    {
-        public int GsoTypeOf4242 { get; private set; } = -1;
-        public int LengthOf4242 { get; private set; }
-
-        public void OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
-        {
-            var f = frame[10..];
-            if (f.Length >= 34 && f[12] == 0x08 && f[13] == 0 && f[23] == 6 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f[18..]) == 4242)
-            {
-                GsoTypeOf4242 = frame[1] & 0x7F;
-                LengthOf4242 = f.Length;
-            }
-        }
-    }
-
-    /// <summary>Records the IPv4 identification of every TCP frame the backend hands over, in order.</summary>
+    /// <summary>
+    /// Records, in order, the IPv4 identification of every TCP frame the backend hands over, with
+    /// its virtio-net header's GSO type (when the port has a header) and the frame's length.
+    /// </summary>
     private sealed class Recorder(int header) : IFrameReceiver
     {
         public List<ushort> Ids { get; } = [];
+        public List<int> GsoTypes { get; } = [];
+        public List<int> Lengths { get; } = [];
 
         public void OnFrame(ReadOnlySpan<byte> frame, int wireLength, uint vlanTag)
         {
             var f = frame[header..];
-            if (f.Length >= 34 && f[12] == 0x08 && f[13] == 0 && f[23] == 6)
-                Ids.Add(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f[18..]));
+            if (f.Length < 34 || f[12] != 0x08 || f[13] != 0 || f[23] != 6) return;
+            Ids.Add(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(f[18..]));
+            GsoTypes.Add(header > 0 ? frame[1] & 0x7F : 0);
+            Lengths.Add(f.Length);
         }
     }
 
