@@ -126,6 +126,14 @@ internal sealed class DriverGroup
     // Release: everything done under the gate is visible before it opens.
     private void ExitGate() => Volatile.Write(ref _roundGate, 0);
 
+    /// <summary>
+    /// Keeps the thread out of its rounds until <see cref="ReleaseRounds"/> (it may still wake, and
+    /// then waits at the gate). For tests that need frames to stay where a sender left them.
+    /// </summary>
+    internal void HoldRounds() => Take(GateOther);
+
+    internal void ReleaseRounds() => ExitGate();
+
     /// <summary>Wakes the thread (a membership change, a pending transmission, a detach).</summary>
     public void Wake() => PacketSocket.SignalEventFd(_wakeFd);
 

@@ -33,7 +33,7 @@ namespace HyperNF.Ports;
 /// transmit lock (so no sender is inside the old one), disposes the old one and brings the
 /// switch port back up. Only the driver thread swaps; senders read the backend under the lock.</para>
 /// </summary>
-public sealed class PhysicalPort : IPortSink, IFrameReceiver
+public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
 {
     private const int EthHeader = 14, VlanTag = 4, MaxFrame = Bridge.DefaultMaxFrameBytes;
     private const int BufferSize = RegionLayout.DefaultBufferSize;
@@ -125,6 +125,8 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         // Frames delivered before the sink was set are picked up by the driver's first round.
         _txPending = 1;
         SwitchPort.Sink = this;
+        SwitchPort.HostOwnedFrames = true; // our TX ring is written by our driver only: frames from it may cut through
+        SwitchPort.Direct = this;
         driver.Add(this);
     }
 
@@ -509,12 +511,19 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         }
     }
 
-    private void AcquireTransmitLock()
+    /// <summary>
+    /// Takes the transmit lock as a re-bind does (spinning; senders meanwhile leave their frames in
+    /// the RX ring and the pending flag). Internal for the tests that need frames held there.
+    /// </summary>
+    internal void AcquireTransmitLock()
     {
         // Senders hold it for one transmit round at a time and never wait for it.
         var spin = new SpinWait();
         while (Interlocked.CompareExchange(ref _txLock, 1, 0) != 0) spin.SpinOnce();
     }
+
+    /// <summary>Releases <see cref="AcquireTransmitLock"/>; what senders left pending goes at the driver's next round.</summary>
+    internal void ReleaseTransmitLock() => Interlocked.Exchange(ref _txLock, 0);
 
     // ================================================================== TX: bridge -> wire
 
@@ -631,130 +640,195 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
     /// assemble MOREFRAG chains into one kernel TX frame each, ring the doorbell once, and give
     /// the slots back to the switch. Nothing waits: a frame that cannot go is a counted drop.
     /// </summary>
-    private void TransmitDelivered()
+    private unsafe void TransmitDelivered()
     {
         var rx = _fromBridge;
         _port.RxSync(); // tail = what the senders published
         uint cur = rx.Cur, tail = rx.Tail;
         if (cur == tail) return;
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TxRingSynced);
-        LinkState link = _link;
-        var backend = _backend; // stable while we hold the transmit lock (TryRebind swaps under it)
-        int mtu = backend.Mtu;
-        int hdr = backend.VirtioHeaderLength; // and the switch port's, so the frames' here
-        int queued = 0;
-        long queuedBytes = 0;
+        var tx = new TransmitRound(this);
+        var iov = stackalloc FrameFragment[MaxChain];
         while (cur != tail)
         {
             // The switch publishes whole chains only; an unfinished one is left for the next round.
             uint end = cur;
-            int total = 0;
+            int total = 0, n = 0;
             bool complete = false;
             while (end != tail)
             {
                 ref var s = ref rx.Slot(end);
-                total += s.Len;
+                var frag = rx.Frame(s);
+                if (n < MaxChain)
+                {
+                    iov[n].Base = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(frag));
+                    iov[n].Length = (nuint)frag.Length;
+                }
+                n++;
+                total += frag.Length;
                 end = rx.Next(end);
                 if ((s.Flags & SlotFlags.MoreFrag) == 0) { complete = true; break; }
             }
             if (!complete) break;
-            if (total == 0) { cur = end; continue; } // a slot the switch leased and published empty
-
-            PortDropReason? drop = null;
-            Span<byte> dst = default;
-            if (link != LinkState.Up) drop = link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
-            else if (CheckFrame(rx, cur, total, hdr, mtu) is { } bad) drop = bad;
-            else if (end != rx.Next(cur) && TransmitChain(backend, rx, cur, end, total))
-            {
-                // A chain (a super-frame) went out straight from the slots (no staging copy).
-                queued++;
-                queuedBytes += total - hdr;
-                cur = end;
-                continue;
-            }
-            else
-            {
-                dst = backend.BeginTransmit(total);
-                if (dst.IsEmpty && queued > 0)
-                {
-                    // The kernel's ring is full of our own unsent requests: kick it and retry once.
-                    Account(backend.Flush(), queued, queuedBytes, hdr);
-                    queued = 0; queuedBytes = 0;
-                    dst = backend.BeginTransmit(total);
-                }
-                if (dst.IsEmpty) drop = PortDropReason.KernelRingFull;
-                else if (total > dst.Length) drop = PortDropReason.Oversize; // the MTU grew past the ring's frame size
-            }
-            if (drop is { } reason)
-            {
-                if (_txDrops[(int)reason]++ == 0)
-                {
-                    string fix = reason switch
-                    {
-                        PortDropReason.Oversize => $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's",
-                        PortDropReason.BadOffload => $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)",
-                        _ => FixFor(rx: false, reason, 0),
-                    };
-                    if (reason is PortDropReason.Oversize or PortDropReason.BadOffload) _lastError = fix;
-                    Report(rx: false, reason, fix);
-                }
-            }
-            else
-            {
-                int off = 0;
-                for (uint j = cur; j != end; j = rx.Next(j))
-                {
-                    var frag = rx.Frame(rx.Slot(j));
-                    frag.CopyTo(dst[off..]);
-                    off += frag.Length;
-                }
-                backend.CommitTransmit(total);
-                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameQueued);
-                queued++;
-                queuedBytes += total - hdr; // frame bytes, as on the wire
-            }
+            if (total != 0) SendFrame(ref tx, iov, n, total); // zero: a slot the switch leased and published empty
             cur = end;
         }
         rx.Head = rx.Cur = cur;
-        if (queued > 0)
-        {
-            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendStart);
-            var sent = backend.Flush();
-            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendDone);
-            Account(sent, queued, queuedBytes, hdr);
-        }
+        FinishRound(ref tx);
         _port.RxSync(); // hand the slots back to the senders
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
     }
 
-    // A MOREFRAG chain handed to the backend as an iovec of its slot buffers (region memory:
-    // stable, never moved by the GC). False: the backend wants it copied in.
-    private static unsafe bool TransmitChain(IInterfaceBackend backend, HyperNF.Netmap.NetmapRing rx, uint cur, uint end, int total)
+    /// <summary>Longest chain one transmitted frame may have (the switch's NM_MULTISEG).</summary>
+    private const int MaxChain = TxKring.MaxFragments;
+
+    /// <summary>One transmit round's view of the port (read once, under the transmit lock) and what it queued.</summary>
+    private struct TransmitRound(PhysicalPort port)
     {
-        const int MaxFragments = 64;
-        var iov = stackalloc FrameFragment[MaxFragments];
-        int n = 0;
-        for (uint j = cur; j != end; j = rx.Next(j))
-        {
-            if (n == MaxFragments) return false;
-            var frag = rx.Frame(rx.Slot(j));
-            iov[n].Base = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(frag));
-            iov[n++].Length = (nuint)frag.Length;
-        }
-        return backend.TransmitGather(iov, n, total);
+        public readonly IInterfaceBackend Backend = port._backend; // stable while we hold the transmit lock (TryRebind swaps under it)
+        public readonly LinkState Link = port._link;
+        public readonly int Mtu = port._backend.Mtu;
+        public readonly int Hdr = port._backend.VirtioHeaderLength; // and the switch port's, so the frames' here
+        public int Queued;
+        public long QueuedBytes;
     }
+
+    /// <summary>
+    /// Hands one frame (<paramref name="n"/> fragments, <paramref name="total"/> bytes with the
+    /// virtio-net header) to the kernel, or counts why not. A chain (a super-frame) goes out
+    /// straight from its fragments when the backend can (no staging copy); anything else is
+    /// copied into the backend's TX ring. Under the transmit lock.
+    /// </summary>
+    private unsafe void SendFrame(ref TransmitRound tx, FrameFragment* iov, int n, int total)
+    {
+        var backend = tx.Backend;
+        int hdr = tx.Hdr;
+        PortDropReason? drop = null;
+        Span<byte> dst = default;
+        if (tx.Link != LinkState.Up) drop = tx.Link == LinkState.Removed ? PortDropReason.InterfaceRemoved : PortDropReason.LinkDown;
+        else if (n > MaxChain) drop = PortDropReason.Oversize; // the switch never makes one
+        else if (CheckFrame(iov, n, total, hdr, tx.Mtu) is { } bad) drop = bad;
+        else if (n > 1 && backend.TransmitGather(iov, n, total))
+        {
+            tx.Queued++;
+            tx.QueuedBytes += total - hdr;
+            return;
+        }
+        else
+        {
+            dst = backend.BeginTransmit(total);
+            if (dst.IsEmpty && tx.Queued > 0)
+            {
+                // The kernel's ring is full of our own unsent requests: kick it and retry once.
+                Account(backend.Flush(), tx.Queued, tx.QueuedBytes, hdr);
+                tx.Queued = 0; tx.QueuedBytes = 0;
+                dst = backend.BeginTransmit(total);
+            }
+            if (dst.IsEmpty) drop = PortDropReason.KernelRingFull;
+            else if (total > dst.Length) drop = PortDropReason.Oversize; // the MTU grew past the ring's frame size
+        }
+        if (drop is { } reason)
+        {
+            if (_txDrops[(int)reason]++ == 0)
+            {
+                string fix = reason switch
+                {
+                    PortDropReason.Oversize => $"a {total - hdr}-byte frame for interface '{InterfaceName}' (MTU {tx.Mtu}) was dropped; raise its MTU ('ip link set {InterfaceName} mtu N') to the sender's",
+                    PortDropReason.BadOffload => $"a frame for interface '{InterfaceName}' was dropped: its virtio-net header does not match it (a sender wrote a bad gso_size, csum_start, csum_offset or hdr_len)",
+                    _ => FixFor(rx: false, reason, 0),
+                };
+                if (reason is PortDropReason.Oversize or PortDropReason.BadOffload) _lastError = fix;
+                Report(rx: false, reason, fix);
+            }
+            return;
+        }
+        int off = 0;
+        for (int k = 0; k < n; k++)
+        {
+            new ReadOnlySpan<byte>(iov[k].Base, (int)iov[k].Length).CopyTo(dst[off..]);
+            off += (int)iov[k].Length;
+        }
+        backend.CommitTransmit(total);
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.FrameQueued);
+        tx.Queued++;
+        tx.QueuedBytes += total - hdr; // frame bytes, as on the wire
+    }
+
+    /// <summary>Rings the doorbell for what the round queued and accounts for it.</summary>
+    private void FinishRound(ref TransmitRound tx)
+    {
+        if (tx.Queued == 0) return;
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendStart);
+        var sent = tx.Backend.Flush();
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SendDone);
+        Account(sent, tx.Queued, tx.QueuedBytes, tx.Hdr);
+        tx.Queued = 0; tx.QueuedBytes = 0;
+    }
+
+    /// <summary>
+    /// Cut-through (<see cref="IDirectSink"/>): the switch hands us a destination's frames still
+    /// in the sending port's slots, and we give them to the kernel from there, so a frame from
+    /// another physical port crosses the host with two copies (into the source's slots, into the
+    /// kernel's skb) instead of three. netmap has the same count: its VALE copy into a NIC's
+    /// buffer is the one copy. Declined (false, nothing sent) while frames delivered earlier
+    /// still wait in our RX ring or another thread transmits (the order on the wire is kept),
+    /// under drvdom_txsync, and never taken for a domain's frames (the switch only offers frames
+    /// from host-owned memory).
+    /// </summary>
+    unsafe bool IDirectSink.TryTransmitDirect(RxKring rx, ref DirectFrames frames, out long packets, out long bytes)
+    {
+        packets = 0; bytes = 0;
+        if (_owner.DriverDomainTxSync || !rx.IsDrained) return false;
+        if (Interlocked.CompareExchange(ref _txLock, 1, 0) != 0) return false;
+        try
+        {
+            // Under the lock hwcur moves only for us: drained now means every frame delivered
+            // before (ours included) is on the wire already.
+            if (!rx.IsDrained) return false;
+            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SinkEntered);
+            _txInSender++;
+            var tx = new TransmitRound(this);
+            var iov = stackalloc FrameFragment[MaxChain];
+            while (frames.MoveNext())
+            {
+                int n = frames.Fragments, total = 0;
+                for (int f = 0; f < n; f++)
+                {
+                    iov[f].Base = frames.Buffer(f);
+                    iov[f].Length = (nuint)frames.Length(f);
+                    total += frames.Length(f);
+                }
+                packets++;
+                bytes += total;
+                SendFrame(ref tx, iov, n, total);
+            }
+            FinishRound(ref tx);
+            _txCutThrough += packets;
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _txLock, 0);
+        }
+        // Senders that found the lock taken left their frames in the ring and the pending flag.
+        if (Volatile.Read(ref _txPending) != 0) TryTransmit(inSender: true);
+        if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
+        if (t_driverDepth is > 0 and < MaxPollDepth && _driver.Sleeping) PollReceive(); // as in OnDelivered
+        return true;
+    }
+
+    private long _txCutThrough;
 
     private readonly byte[] _headScratch = new byte[512];
 
     /// <summary>
-    /// Whether the frame in [<paramref name="cur"/>, ...) of <paramref name="total"/> bytes (with a
-    /// virtio-net header of <paramref name="hdr"/> bytes) may go to the kernel: its header must
-    /// match it (the kernel would refuse it silently in a TX ring), and it, or each segment the
-    /// kernel will cut it into, must fit the MTU. Null when it may.
+    /// Whether the frame in <paramref name="iov"/> (<paramref name="n"/> fragments, <paramref name="total"/>
+    /// bytes with a virtio-net header of <paramref name="hdr"/> bytes) may go to the kernel: its
+    /// header must match it (the kernel would refuse it silently in a TX ring), and it, or each
+    /// segment the kernel will cut it into, must fit the MTU. Null when it may.
     /// </summary>
-    private unsafe PortDropReason? CheckFrame(NetmapRing rx, uint cur, int total, int hdr, int mtu)
+    private unsafe PortDropReason? CheckFrame(FrameFragment* iov, int n, int total, int hdr, int mtu)
     {
-        var first = rx.Frame(rx.Slot(cur));
+        var first = new ReadOnlySpan<byte>(iov[0].Base, (int)iov[0].Length);
         if (first.Length < hdr + EthHeader) return PortDropReason.BadOffload; // the switch never makes one
         int limit = mtu + EthHeader + (IsTagged(first[hdr..]) ? VlanTag : 0);
         int len = total - hdr;
@@ -763,14 +837,11 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         // The headers, gathered from the chain (a hostile sender may have split them over slots).
         var head = _headScratch;
         int got = 0;
-        for (uint j = cur; got < head.Length; j = rx.Next(j))
+        for (int k = 0; k < n && got < head.Length; k++)
         {
-            ref var slot = ref rx.Slot(j);
-            var frag = rx.Frame(slot);
-            int n = Math.Min(frag.Length, head.Length - got);
-            frag[..n].CopyTo(head.AsSpan(got));
-            got += n;
-            if ((slot.Flags & SlotFlags.MoreFrag) == 0) break;
+            int c = Math.Min((int)iov[k].Length, head.Length - got);
+            new ReadOnlySpan<byte>(iov[k].Base, c).CopyTo(head.AsSpan(got));
+            got += c;
         }
         fixed (byte* h = head)
         {
@@ -832,6 +903,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
             TxKicks = Volatile.Read(ref _txKicks), TxRoundsInSender = Volatile.Read(ref _txInSender),
             TxRoundsInDriver = Volatile.Read(ref _txInDriver), DriverWakeups = Volatile.Read(ref _wakeups),
             RxRoundsElsewhere = Interlocked.Read(ref _rxPolledElsewhere),
+            TxCutThrough = Volatile.Read(ref _txCutThrough),
             DriverCpuNs = DriverTid != 0 && !IsDetached ? CpuTime.ThreadNs(DriverTid) : -1,
         };
     }
@@ -868,6 +940,7 @@ public sealed class PhysicalPort : IPortSink, IFrameReceiver
         {
             _lastError = $"final transmit of port '{Name}': {e.Message}";
         }
+        SwitchPort.Direct = null;
         SwitchPort.Sink = null;
         _port.Dispose();
         _backend.Dispose();

@@ -33,6 +33,8 @@ public sealed record PhysicalPortStatistics
     public long TxRoundsInDriver { get; init; }
     /// <summary>Receive rounds run by another port's driver thread right after it transmitted to this port, while ours slept.</summary>
     public long RxRoundsElsewhere { get; init; }
+    /// <summary>Of <see cref="TxPackets"/> and the drops: frames the switch handed over still in the sending port's slots (cut-through from another physical port: one copy fewer).</summary>
+    public long TxCutThrough { get; init; }
     /// <summary>eventfd writes made to wake the driver thread.</summary>
     public long DriverWakeups { get; init; }
     /// <summary>CPU time of the driver thread (charged to the host), ns; -1 when it is gone.</summary>

@@ -284,6 +284,22 @@ internal sealed unsafe class RxKring
         return moved;
     }
 
+    /// <summary>
+    /// No slot leased, published or unsynced: every frame ever delivered here was taken by the
+    /// receiver. Racy by nature (a sender may lease right after); a device sink reads it under its
+    /// transmit lock, where hwcur only moves for itself, to know its earlier frames are gone.
+    /// </summary>
+    public bool IsDrained => Volatile.Read(ref S->HwLease) == Volatile.Read(ref S->HwCur);
+
+    /// <summary>Counts frames a device sink transmitted straight from the sender's slots (<see cref="IDirectSink"/>) as delivered here.</summary>
+    public void CountDirect(long packets, long bytes)
+    {
+        Lock();
+        S->RxPackets += packets;
+        S->RxBytes += bytes;
+        Unlock();
+    }
+
     /// <summary>Counts frames that found no room, outside any lease.</summary>
     public void CountRingFull(long packets) => Interlocked.Add(ref S->DropRingFull, packets);
 

@@ -258,6 +258,16 @@ internal sealed unsafe partial class TxKring
             DeliverOffload(rx, dq, bq, dstHdr);
             return;
         }
+        if (rx.Port.Direct is { } direct && Port.HostOwnedFrames && rx.Port.Taps is null)
+        {
+            // Cut-through: the device takes the frames from our slots (IDirectSink), or declines.
+            var frames = new DirectFrames(_ft, dq->Head, bq->Head);
+            if (direct.TryTransmitDirect(rx, ref frames, out long p, out long b))
+            {
+                rx.CountDirect(p, b);
+                return;
+            }
+        }
         FwdEntry* ft = _ft;
         uint needed = (uint)dq->Slots + bq->Slots;
         long left = dq->Packets + bq->Packets;
@@ -315,4 +325,42 @@ internal sealed unsafe partial class TxKring
         }
         if (left != 0) rx.CountRingFull(left);
     }
+}
+
+/// <summary>
+/// One destination's frames during a flush, in scratch order (its unicast list merged with the
+/// broadcast list, as <see cref="TxKring"/>'s Deliver copies them), for a device sink that
+/// transmits them from the sender's slots (<see cref="IDirectSink"/>). Valid only inside the
+/// call it is passed to.
+/// </summary>
+internal unsafe ref struct DirectFrames
+{
+    private readonly FwdEntry* _ft;
+    private ushort _u, _b;
+    private int _cur, _frags;
+
+    internal DirectFrames(FwdEntry* ft, ushort unicastHead, ushort broadcastHead)
+    {
+        _ft = ft;
+        _u = unicastHead;
+        _b = broadcastHead;
+    }
+
+    /// <summary>Steps to the next frame; false after the last.</summary>
+    public bool MoveNext()
+    {
+        if (_u == TxKring.FtNull && _b == TxKring.FtNull) return false;
+        bool fromUnicast = _b == TxKring.FtNull || (_u != TxKring.FtNull && _u < _b);
+        ushort i = fromUnicast ? _u : _b;
+        if (fromUnicast) _u = _ft[i].Next; else _b = _ft[i].Next;
+        _cur = i;
+        _frags = _ft[i].Frags;
+        return true;
+    }
+
+    /// <summary>Slots of the current frame (1..<see cref="TxKring.MaxFragments"/>).</summary>
+    public readonly int Fragments => _frags;
+    /// <summary>Fragment <paramref name="f"/>'s bytes (with the virtio-net header in the first, if the ports have one).</summary>
+    public readonly byte* Buffer(int f) => _ft[_cur + f].Buf;
+    public readonly int Length(int f) => _ft[_cur + f].Len;
 }

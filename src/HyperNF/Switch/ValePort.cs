@@ -15,6 +15,23 @@ public interface IPortSink
     void OnDelivered(ValePort port);
 }
 
+/// <summary>
+/// A device sink that can take a destination's frames where they are, in the sending port's
+/// slots, instead of having the switch copy them into its RX ring first (cut-through). Called
+/// inside the sender's TX section (so the slots are stable and the port is not retired under
+/// it), with frames the switch validated, only from ports whose TX ring the host owns
+/// (<see cref="ValePort.HostOwnedFrames"/>), never while a capture is open on the destination.
+/// </summary>
+internal interface IDirectSink
+{
+    /// <summary>
+    /// Transmits every frame of <paramref name="frames"/> (each counted: sent or a port drop) and
+    /// returns true, with what it took for the RX ring's delivery counters; or returns false
+    /// having taken none (the switch then copies them into <paramref name="rx"/> as usual).
+    /// </summary>
+    bool TryTransmitDirect(RxKring rx, ref DirectFrames frames, out long packets, out long bytes);
+}
+
 /// <remarks>
 /// <para><b>Port state changes: the one rule.</b> A port changes state in four ways: it goes
 /// down or up (<see cref="Up"/>: a link flap, a closing handle), it is re-bound (a physical
@@ -206,6 +223,19 @@ public sealed unsafe class ValePort : IPortBackend
     /// hypercall). Null: wake the owning domain if it sleeps.
     /// </summary>
     public IPortSink? Sink { get; set; }
+
+    /// <summary>
+    /// Set with <see cref="Sink"/> for a device that can transmit frames straight from the
+    /// sending port's slots (<see cref="IDirectSink"/>); null: frames are copied into our RX ring.
+    /// </summary>
+    internal IDirectSink? Direct { get; set; }
+
+    /// <summary>
+    /// True for a port whose TX ring only the host writes (a physical port's driver): its frames
+    /// may be handed to a <see cref="Direct"/> sink in place. A domain's frames never are: it
+    /// could change them while the device reads them, after the checks.
+    /// </summary>
+    internal bool HostOwnedFrames { get; set; }
 
     /// <summary>Called by a sender after it moved hwtail of one of our rings (with a full fence).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -81,6 +81,7 @@ public class OffloadPathTests(ITestOutputHelper output)
         Assert.True(pb.GetStatistics().TxBytes / Math.Max(1, pb.GetStatistics().TxPackets) > 1514, "GSO super-frames left whole");
         if (pb.Backend is AfPacketBackend pk) Assert.True(pk.SuperFramesGathered > 0, "super-frames went out straight from the switch's slots (sendmsg with an iovec)");
         Assert.True(pa.FramesReadIntoSlots > 0, "super-frames came in straight into the switch's slots (recvmsg with an iovec)");
+        Assert.True(pb.GetStatistics().TxCutThrough > 0, "frames from a's port went out of b's straight from a's slots (cut-through)");
         if (pb.Backend is AfXdpBackend xb)
         {
             Assert.Equal("generic", xb.XdpMode);

@@ -266,4 +266,158 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
         Assert.Equal(delivered, s2.TxPackets + s2.TotalTxDrops);
         StatsAssert.Balanced(sw, "valex");
     }
+
+    /// <summary>
+    /// Cut-through: frames from one physical port to another go to the kernel straight from the
+    /// receiving port's slots (one copy fewer), a domain's frames never do, and when the two
+    /// paths mix (a domain sends to the same port at the same time, so the transmit lock is
+    /// contended and frames wait in the port's RX ring) the frames of the wire-to-wire stream
+    /// still leave in the order they came, intact, and every delivered frame is sent or counted.
+    /// </summary>
+    [NetnsFact]
+    public void FramesBetweenPhysicalPortsCutThroughInOrderWhileADomainSendsToTheSamePort()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.231.12.1/24");
+        var b = lab.Add("b", "10.231.12.2/24");
+        var sw = new ValeSwitch();
+        // A thread per port: b's can be kept out of its rounds while a's delivers.
+        using var ports = new PhysicalPorts(sw, new PhysicalPortOptions { IdleTimeoutMs = 10_000, DriverPerBridge = false });
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        var wireA = lab.Wire(a);
+        var wireB = lab.Wire(b);
+        using var h = new Node(sw, "valex:h0", Macs.Unicast(0x200));
+        wireB.Send(TestFrames.Make(Macs.Broadcast, b.MacBytes, 60, 0)); // the bridge learns b's end
+        WaitFor(() => sw.FindBridge("valex")!.Forwarding.Entries().Any(e => ForwardingTable.FormatMac(e.Mac) == b.Mac), 5000, "the bridge to learn b's MAC");
+
+        // A domain's frames are copied into the port's ring, never taken in place.
+        for (int k = 0; k < 100; k++) h.Send(Tagged(b.MacBytes, h.Mac, 60 + k, 0x0100_0000u | (uint)k));
+        var s0 = pb.GetStatistics();
+        Assert.True(s0.TxPackets >= 100, $"the domain's frames were sent ({s0.TxPackets})");
+        Assert.Equal(0, s0.TxCutThrough);
+        for (int k = 0; k < 100; k++) Assert.True(wireB.NextTestFrame(5000) is { } f && f.AsSpan(6, 6).SequenceEqual(h.Mac), $"the domain's frame {k} at b's end");
+
+        // Frames of the stream wait in b's RX ring (its transmit lock held, as a re-bind holds it,
+        // and b's driver thread kept out of its rounds); the next frames of the stream, which find
+        // the lock free, must not overtake them.
+        Assert.NotSame(pa.Driver, pb.Driver);
+        pb.Driver.HoldRounds();
+        try
+        {
+            pb.AcquireTransmitLock();
+            long delivered0 = pb.SwitchPort.GetStatistics().RxPackets;
+            for (uint k = 0; k < 10; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0300_0000u | k));
+            WaitFor(() => pb.SwitchPort.GetStatistics().RxPackets == delivered0 + 10, 5000, "the held frames in b's RX ring");
+            Assert.Equal(s0.TxPackets, pb.GetStatistics().TxPackets);
+            pb.ReleaseTransmitLock();
+            for (uint k = 10; k < 20; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0300_0000u | k));
+            for (uint k = 0; k < 20; k++)
+            {
+                var f = wireB.NextTestFrame(5000);
+                Assert.True(f is not null, $"frame {k} of the held burst at b's end");
+                Assert.True(Tagged(b.MacBytes, a.MacBytes, 100, 0x0300_0000u | k).AsSpan().SequenceEqual(f),
+                    $"frame {k} of the held burst: got {Convert.ToHexString(f.AsSpan(14, 4))}");
+            }
+        }
+        finally
+        {
+            pb.Driver.ReleaseRounds();
+        }
+
+        // A capture on b sees what the switch delivers to it: frames are then copied into the ring
+        // (where the capture takes them), not cut through.
+        long cutBefore = pb.GetStatistics().TxCutThrough;
+        var tap = pb.SwitchPort.OpenCapture(CaptureDirection.In);
+        try
+        {
+            for (uint k = 0; k < 5; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0400_0000u | k));
+            for (uint k = 0; k < 5; k++) Assert.Equal(Tagged(b.MacBytes, a.MacBytes, 100, 0x0400_0000u | k), wireB.NextTestFrame(5000));
+            Assert.Equal(5, tap.Captured);
+            Assert.Equal(cutBefore, pb.GetStatistics().TxCutThrough);
+        }
+        finally
+        {
+            pb.SwitchPort.CloseCapture(tap);
+        }
+
+        const int count = 20_000;
+        long vethDropsBefore = NetLab.Counter(b.Outer, "tx_dropped"), rxBefore = pa.GetStatistics().RxPackets;
+        long ringFullBefore = pb.SwitchPort.GetStatistics().Drop(DropReason.RingFull), txDropsBefore = pb.GetStatistics().TotalTxDrops;
+        long outOfOrder = 0, corrupt = 0, fromA = 0;
+        string? firstBad = null;
+        var stop = new ManualResetEventSlim();
+        Exception? captureError = null;
+        var capture = new Thread(() =>
+        {
+            try
+            {
+                var buf = new byte[65540];
+                long last = -1;
+                while (!stop.IsSet)
+                {
+                    int n = wireB.ReceiveInto(buf, 50);
+                    if (n < 18 || !WireSocket.IsTestFrame(buf.AsSpan(0, n)) || !buf.AsSpan(6, 6).SequenceEqual(a.MacBytes)) continue;
+                    uint tag = BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(14));
+                    if (n != 60 + (int)(tag % 1400) || !buf.AsSpan(0, n).SequenceEqual(Tagged(b.MacBytes, a.MacBytes, n, tag)))
+                    {
+                        firstBad ??= $"frame {tag}: {n} bytes {Convert.ToHexString(buf, 0, Math.Min(n, 24))}";
+                        corrupt++;
+                        continue;
+                    }
+                    if (tag <= last) { outOfOrder++; firstBad ??= $"frame {tag} after {last}"; }
+                    last = tag;
+                    fromA++;
+                }
+            }
+            catch (Exception e)
+            {
+                captureError = e;
+            }
+        }) { IsBackground = true, Name = "wire-b-capture" };
+        capture.Start();
+        // The domain keeps sending to the same port meanwhile: its transmissions hold the lock
+        // and leave frames in the ring, where the stream's frames must then wait their turn.
+        bool done = false;
+        var domain = new Thread(() =>
+        {
+            for (uint k = 0; !Volatile.Read(ref done); k++) h.Send(Tagged(b.MacBytes, h.Mac, 60 + (int)(k % 200), 0x0200_0000u | (k & 0xFFFFFF)));
+        }) { IsBackground = true, Name = "domain-sender" };
+        domain.Start();
+        try
+        {
+            for (uint k = 0; k < count; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 60 + (int)(k % 1400), k));
+            Thread.Sleep(200);
+        }
+        finally
+        {
+            Volatile.Write(ref done, true);
+            domain.Join();
+        }
+        long received = pa.GetStatistics().RxPackets - rxBefore;
+        // Where a frame of the stream may end up, besides b's end: b's RX ring full (the domain
+        // fills it too; counted by the switch), a port drop, the veth's or the capture's drops.
+        long Accounted() => Interlocked.Read(ref fromA) + wireB.KernelDrops + NetLab.Counter(b.Outer, "tx_dropped") - vethDropsBefore
+                            + pb.SwitchPort.GetStatistics().Drop(DropReason.RingFull) - ringFullBefore + pb.GetStatistics().TotalTxDrops - txDropsBefore;
+        for (var until = Environment.TickCount64 + 30_000; Environment.TickCount64 < until && captureError is null;)
+        {
+            if (Accounted() >= received) break; // the stream is at b's end, or counted
+            Thread.Sleep(5);
+        }
+        Thread.Sleep(200);
+        stop.Set();
+        capture.Join();
+        var sa = pa.GetStatistics();
+        var sb = pb.GetStatistics();
+        output.WriteLine($"stream: {received} taken in at a, ring full at b {pb.SwitchPort.GetStatistics().Drop(DropReason.RingFull) - ringFullBefore}; a: rx {sa.RxPackets} drops [{string.Join(',', sa.RxDrops)}]; b: tx {sb.TxPackets} cut-through {sb.TxCutThrough} drops [{string.Join(',', sb.TxDrops)}] " +
+                         $"rounds in sender {sb.TxRoundsInSender}; at b's end {fromA} of the stream, capture drops {wireB.KernelDrops}");
+        Assert.Null(captureError);
+        Assert.True(corrupt == 0 && outOfOrder == 0, $"{corrupt} corrupt, {outOfOrder} out of order (first: {firstBad})");
+        Assert.True(sb.TxCutThrough > count / 4, $"the stream's frames cut through ({sb.TxCutThrough} of {received})");
+        Assert.True(sb.TxCutThrough <= sa.RxPackets, "only frames from the other physical port cut through");
+        Assert.True(Accounted() >= received, $"every frame a took in reached b's end or was counted ({fromA} of {received}, the rest: {Accounted() - fromA})");
+        long delivered = pb.SwitchPort.GetStatistics().RxPackets;
+        Assert.Equal(delivered, sb.TxPackets + sb.TotalTxDrops);
+        StatsAssert.Balanced(sw, "valex");
+    }
 }
