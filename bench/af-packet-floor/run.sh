@@ -2,6 +2,7 @@
 # Ping round trips through fwd.c (see there) between two namespaces on veths, as
 # `hypernf bench ports` sets them up. Needs root.  run.sh MODE [PINGS] [taskset-cpus]
 #   PING_CPUS=LIST runs ping under taskset -c LIST (e.g. the driver thread's CPU)
+#   PING_ARGS="-U": more ping options (-U: user-to-user times instead of the kernel's receive timestamp)
 #   MODE: 0, 1, 2 (fwd.c's modes), bridge (a Linux bridge on the same veths) or a directory
 #   holding a hypernf checkout (its `hypernf run --attach` on the same veths; HNF_ARGS adds
 #   options, e.g. HNF_ARGS="--driver-threads port")
@@ -35,6 +36,6 @@ else
 fi
 for i in $(seq 30); do ip netns exec ${t}na ping -c1 -W1 10.239.0.2 >/dev/null 2>&1 && break; sleep 0.1; done
 ${PING_CPUS:+taskset -c $PING_CPUS} ip netns exec ${t}na ping -c 50 -i 0.01 -q 10.239.0.2 >/dev/null
-${PING_CPUS:+taskset -c $PING_CPUS} ip netns exec ${t}na ping -c "$pings" -i 0.01 -W 1 10.239.0.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
+${PING_CPUS:+taskset -c $PING_CPUS} ip netns exec ${t}na ping ${PING_ARGS:-} -c "$pings" -i 0.01 -W 1 10.239.0.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
   awk -v m="$mode" -v a="${HNF_ARGS:-}" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{v[NR]=$1*1000} END {p50=v[int(NR*0.5+0.999)]; p99=v[int(NR*0.99+0.999)];
     printf "floor mode %-6s %s pings %d  p50 %4.0f us  p99 %5.0f us  min %3.0f us  (load %s)\n", m, a, NR, p50, p99, v[1], l}'
