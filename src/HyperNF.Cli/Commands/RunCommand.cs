@@ -183,9 +183,9 @@ internal static class RunCommand
                 $"{b.Unaccounted}", $"{b.TableEntries}/{b.TableCapacity}");
         if (bridges.Count > 0) AnsiConsole.Write(t);
         if (ports.Count == 0) return;
-        var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "rx drops", "tx drops");
+        var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "cut-through", "rx drops", "tx drops");
         foreach (var s in ports)
-            pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}",
+            pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TxCutThrough}",
                 Markup.Escape(DropText(s.RxDrops)), Markup.Escape(DropText(s.TxDrops)));
         AnsiConsole.Write(pt);
     }

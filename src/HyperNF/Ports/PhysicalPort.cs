@@ -780,37 +780,43 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
         packets = 0; bytes = 0;
         if (_owner.DriverDomainTxSync || !rx.IsDrained) return false;
         if (Interlocked.CompareExchange(ref _txLock, 1, 0) != 0) return false;
+        bool taken = false;
         try
         {
             // Under the lock hwcur moves only for us: drained now means every frame delivered
             // before (ours included) is on the wire already.
-            if (!rx.IsDrained) return false;
-            if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SinkEntered);
-            _txInSender++;
-            var tx = new TransmitRound(this);
-            var iov = stackalloc FrameFragment[MaxChain];
-            while (frames.MoveNext())
+            if (rx.IsDrained)
             {
-                int n = frames.Fragments, total = 0;
-                for (int f = 0; f < n; f++)
+                taken = true;
+                if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.SinkEntered);
+                _txInSender++;
+                var tx = new TransmitRound(this);
+                var iov = stackalloc FrameFragment[MaxChain];
+                while (frames.MoveNext())
                 {
-                    iov[f].Base = frames.Buffer(f);
-                    iov[f].Length = (nuint)frames.Length(f);
-                    total += frames.Length(f);
+                    int n = frames.Fragments, total = 0;
+                    for (int f = 0; f < n; f++)
+                    {
+                        iov[f].Base = frames.Buffer(f);
+                        iov[f].Length = (nuint)frames.Length(f);
+                        total += frames.Length(f);
+                    }
+                    packets++;
+                    bytes += total;
+                    SendFrame(ref tx, iov, n, total);
                 }
-                packets++;
-                bytes += total;
-                SendFrame(ref tx, iov, n, total);
+                FinishRound(ref tx);
+                _txCutThrough += packets;
             }
-            FinishRound(ref tx);
-            _txCutThrough += packets;
         }
         finally
         {
             Interlocked.Exchange(ref _txLock, 0);
         }
-        // Senders that found the lock taken left their frames in the ring and the pending flag.
+        // Senders that found the lock taken, even for the moment a decline held it, left their
+        // frames in the ring and the pending flag: the holder sends them (the class comment).
         if (Volatile.Read(ref _txPending) != 0) TryTransmit(inSender: true);
+        if (!taken) return false;
         if (PortProbe.Enabled) PortProbe.Mark(PortProbe.Stage.TransmitDone);
         if (t_driverDepth is > 0 and < MaxPollDepth && _driver.Sleeping) PollReceive(); // as in OnDelivered
         return true;

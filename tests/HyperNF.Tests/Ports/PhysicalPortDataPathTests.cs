@@ -413,7 +413,7 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
                          $"rounds in sender {sb.TxRoundsInSender}; at b's end {fromA} of the stream, capture drops {wireB.KernelDrops}");
         Assert.Null(captureError);
         Assert.True(corrupt == 0 && outOfOrder == 0, $"{corrupt} corrupt, {outOfOrder} out of order (first: {firstBad})");
-        Assert.True(sb.TxCutThrough > count / 4, $"the stream's frames cut through ({sb.TxCutThrough} of {received})");
+        Assert.True(sb.TxCutThrough > count / 20, $"the stream's frames cut through ({sb.TxCutThrough} of {received})");
         Assert.True(sb.TxCutThrough <= sa.RxPackets, "only frames from the other physical port cut through");
         Assert.True(Accounted() >= received, $"every frame a took in reached b's end or was counted ({fromA} of {received}, the rest: {Accounted() - fromA})");
         long delivered = pb.SwitchPort.GetStatistics().RxPackets;
