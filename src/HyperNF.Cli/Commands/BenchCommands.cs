@@ -134,7 +134,7 @@ internal static partial class BenchCommands
         var noPps = new Option<bool>("--no-pps") { Description = "Skip the Mpps part (our own sender, frames to an unknown MAC)" };
         var noTraffic = new Option<bool>("--no-traffic") { Description = "Skip the TCP and ping part (iperf3 and ping between the namespaces, offloads on)" };
         var pings = new Option<int>("--pings") { Description = "Pings per path for the round-trip percentiles (10 ms apart)", DefaultValueFactory = _ => 300 };
-        var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: port driver threads, one per bridge or one per port (default)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
+        var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: port driver threads, one per bridge (default) or one per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
         var driverCpus = DriverCpusOption.Create("HyperNF, TCP and ping part: ");

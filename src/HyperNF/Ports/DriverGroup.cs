@@ -3,7 +3,7 @@ using HyperNF.Linux;
 namespace HyperNF.Ports;
 
 /// <summary>
-/// A driver thread and the physical ports it serves: one per port (default) or one per bridge
+/// A driver thread and the physical ports it serves: one per bridge (default) or one per port
 /// (<see cref="PhysicalPortOptions.DriverPerBridge"/>). The thread runs each
 /// member's round (receive into the bridge, transmit what is pending, the link check), keeps
 /// polling for <see cref="PhysicalPortOptions.DriverSpinMicroseconds"/> after the last frame,
@@ -13,9 +13,10 @@ namespace HyperNF.Ports;
 /// inside that send() (the kernel runs the receiving namespace's stack there), and the answer is
 /// then in the member's ring when the send returns; the same thread takes it in its next round.
 /// With a thread per port the kernel also wakes the other port's thread for it (an IPI and a
-/// context switch on a busy CPU). Why not by default: measured on a 2-core VM the difference
-/// for ping was within the noise, and a thread per port lets the two directions of a TCP
-/// stream use two cores (docs/ports.md, Latency).</para>
+/// context switch on a busy CPU). With cut-through a frame crosses from port to port inside this
+/// thread's flush, and a TCP stream's data and ACKs take no hand-over between threads: on a
+/// 2-core VM TCP ran 20-50% faster at 30% less CPU per byte than with a thread per port, ping
+/// the same (docs/ports.md, Latency). A thread per port can use more cores for many busy ports.</para>
 ///
 /// <para>Membership changes under <see cref="_roundGate"/>, which the thread holds while it
 /// runs the rounds (never while it sleeps): once <see cref="Remove"/> returns, the thread does

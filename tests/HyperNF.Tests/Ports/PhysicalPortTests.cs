@@ -256,7 +256,7 @@ public class PhysicalPortTests
         var c = lab.Add("c", "10.231.7.3/24");
         var d = lab.Add("d", "10.231.7.4/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host);
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { DriverPerBridge = false }); // a thread per port: c's own thread must end with it
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         var pc = ports.Attach("valex", c.Outer);
