@@ -327,22 +327,32 @@ internal static unsafe partial class PacketSocket
     public static int InterfaceQuery(string ifName, ulong request, out int value)
     {
         value = 0;
-        byte[] name = Encoding.UTF8.GetBytes(ifName);
-        if (name.Length == 0 || name.Length >= IfNameSize) return ENODEV;
         int fd = Socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd < 0) return LastErrno;
         try
         {
-            IfReq req = default;
-            for (int i = 0; i < name.Length; i++) req.Name[i] = name[i];
-            if (Ioctl(fd, request, &req) != 0) return LastErrno;
-            value = request == SIOCGIFFLAGS ? (ushort)req.Value : req.Value; // ifr_flags is a short
-            return 0;
+            return InterfaceQuery(fd, ifName, request, out value);
         }
         finally
         {
             Native.Close(fd);
         }
+    }
+
+    /// <summary>
+    /// The same ioctl on a socket the caller keeps (any socket: the kernel answers interface
+    /// requests in the socket's network namespace), for queries made again and again.
+    /// </summary>
+    public static int InterfaceQuery(int fd, string ifName, ulong request, out int value)
+    {
+        value = 0;
+        int n = Encoding.UTF8.GetByteCount(ifName);
+        if (n == 0 || n >= IfNameSize) return ENODEV;
+        IfReq req = default;
+        Encoding.UTF8.GetBytes(ifName, new Span<byte>(req.Name, IfNameSize - 1)); // the rest stays 0: the terminator
+        if (Ioctl(fd, request, &req) != 0) return LastErrno;
+        value = request == SIOCGIFFLAGS ? (ushort)req.Value : req.Value; // ifr_flags is a short
+        return 0;
     }
 
     /// <summary>Sets interface flags (SIOCSIFFLAGS, needs CAP_NET_ADMIN). Returns 0 or the errno.</summary>

@@ -602,9 +602,11 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     // ------------------------------------------------------------------ link
 
+    private readonly InterfaceLink _linkQuery = new(); // link checks; closed by Dispose
+
     public LinkState QueryLink()
     {
-        var state = InterfaceLink.Query(InterfaceName, InterfaceIndex, out int mtu);
+        var state = _linkQuery.Query(InterfaceName, InterfaceIndex, out int mtu);
         if (mtu > 0) _mtu = mtu;
         return state;
     }
@@ -612,6 +614,7 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _linkQuery.Dispose();
         if (_promisc && _rxFd >= 0)
         {
             // Closing the socket would drop it too; explicit, so a leak of the fd cannot keep it.

@@ -663,9 +663,11 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     // ------------------------------------------------------------------ link
 
+    private readonly InterfaceLink _linkQuery = new(); // link checks; closed by Dispose
+
     public LinkState QueryLink()
     {
-        var state = InterfaceLink.Query(InterfaceName, InterfaceIndex, out int mtu);
+        var state = _linkQuery.Query(InterfaceName, InterfaceIndex, out int mtu);
         if (mtu > 0 && mtu != _mtu)
         {
             _mtu = mtu;
@@ -677,6 +679,7 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _linkQuery.Dispose();
         // The link first: with the program gone no frame is redirected to a closing socket.
         if (_linkFd >= 0) Native.Close(_linkFd);
         if (_progFd >= 0) Native.Close(_progFd);
