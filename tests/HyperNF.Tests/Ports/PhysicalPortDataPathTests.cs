@@ -308,7 +308,7 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
             pb.AcquireTransmitLock();
             long delivered0 = pb.SwitchPort.GetStatistics().RxPackets;
             for (uint k = 0; k < 10; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0300_0000u | k));
-            WaitFor(() => pb.SwitchPort.GetStatistics().RxPackets == delivered0 + 10, 5000, "the held frames in b's RX ring");
+            WaitFor(() => pb.SwitchPort.GetStatistics().RxPackets >= delivered0 + 10, 5000, "the held frames in b's RX ring");
             Assert.Equal(s0.TxPackets, pb.GetStatistics().TxPackets);
             pb.ReleaseTransmitLock();
             for (uint k = 10; k < 20; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0300_0000u | k));
@@ -333,7 +333,7 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
         {
             for (uint k = 0; k < 5; k++) wireA.Send(Tagged(b.MacBytes, a.MacBytes, 100, 0x0400_0000u | k));
             for (uint k = 0; k < 5; k++) Assert.Equal(Tagged(b.MacBytes, a.MacBytes, 100, 0x0400_0000u | k), wireB.NextTestFrame(5000));
-            Assert.Equal(5, tap.Captured);
+            Assert.True(tap.Captured >= 5, $"the capture saw {tap.Captured} frames"); // the 5 (and whatever else the namespace sent)
             Assert.Equal(cutBefore, pb.GetStatistics().TxCutThrough);
         }
         finally
