@@ -134,6 +134,8 @@ internal static partial class BenchCommands
         var noPps = new Option<bool>("--no-pps") { Description = "Skip the Mpps part (our own sender, frames to an unknown MAC)" };
         var noTraffic = new Option<bool>("--no-traffic") { Description = "Skip the TCP and ping part (iperf3 and ping between the namespaces, offloads on)" };
         var pings = new Option<int>("--pings") { Description = "Pings per path for the round-trip percentiles (10 ms apart)", DefaultValueFactory = _ => 300 };
+        var rounds = new Option<int>("--rounds") { Description = "TCP and ping part: measure every path this many times, in rotating order, and compare each with the bridge of the same round (medians and ranges)", DefaultValueFactory = _ => 1 };
+        rounds.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 50) r.AddError("--rounds must be 1..50"); });
         var driverThreads = new Option<string>("--driver-threads") { Description = "HyperNF: port driver threads, one per bridge (default) or one per port", DefaultValueFactory = _ => new PhysicalPortOptions().DriverPerBridge ? "bridge" : "port" };
         driverThreads.AcceptOnlyFromAmong("bridge", "port");
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
@@ -141,7 +143,7 @@ internal static partial class BenchCommands
         var driverSpin = new Option<int>("--driver-spin") { Description = "HyperNF: microseconds a port driver thread keeps polling after its last frame (0: sleep at once)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverSpinMicroseconds };
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, driverThreads, rtPriority, driverSpin, driverCpus,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, rounds, driverThreads, rtPriority, driverSpin, driverCpus,
         };
         cmd.SetAction(p =>
         {
@@ -189,22 +191,27 @@ internal static partial class BenchCommands
                     AnsiConsole.MarkupLine($"[red]--driver-cpus: {Markup.Escape(cpuErr)}[/]");
                     return 1;
                 }
-                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, new PhysicalPortOptions
+                traffic = PortsTraffic.Run(paths, p.GetValue(seconds), p.GetValue(pings), Console.WriteLine, rounds: p.GetValue(rounds), portOptions: new PhysicalPortOptions
                 {
                     DriverCpus = cpuSet, DriverFollowsTraffic = follow,
                     DriverPerBridge = o.DriverPerBridge, DriverRealtimePriority = o.DriverRealtimePriority,
                     DriverSpinMicroseconds = o.DriverSpinMicroseconds, TxRing = o.TxRing, XdpMode = o.XdpMode,
                 });
-                var bridge = traffic.FirstOrDefault(t => t.Path == "linux-bridge" && t.Error is null);
-                var tt = new Table().AddColumns("path (offloads on)", "TCP Gbit/s", "vs bridge", "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "mean us", "lost");
-                foreach (var t in traffic)
+                var summary = PortsTraffic.Summarize(traffic);
+                int n = p.GetValue(rounds);
+                string Ratio(RatioRange? r) => r is null ? "-" : n == 1 ? $"{r.Median:F2}x" : $"{r.Median:F2}x ({r.Min:F2}-{r.Max:F2})";
+                var tt = new Table().AddColumns("path (offloads on)", n == 1 ? "TCP Gbit/s" : $"TCP Gbit/s (median of {n})", "vs bridge",
+                    "ping p50 us", "vs bridge", "ping p99 us", "vs bridge", "lost");
+                foreach (var t in summary)
                 {
-                    if (t.Error is not null) { tt.AddRow(t.Path, Markup.Escape(t.Error), "", "", "", "", "", "", ""); continue; }
-                    string Ratio(double v, double? b) => b is { } x && x > 0 ? $"{v / x:F2}x" : "-";
-                    tt.AddRow(t.Path, $"{t.TcpGbps:F2}", Ratio(t.TcpGbps, bridge?.TcpGbps), $"{t.PingP50Us:F0}", Ratio(t.PingP50Us, bridge?.PingP50Us),
-                        $"{t.PingP99Us:F0}", Ratio(t.PingP99Us, bridge?.PingP99Us), $"{t.PingMeanUs:F0}", $"{t.PingLost}/{t.PingCount}");
+                    if (t.Error is not null) { tt.AddRow(t.Path, Markup.Escape(t.Error), "", "", "", "", "", ""); continue; }
+                    tt.AddRow(t.Path + (t.Failed > 0 ? $" ({t.Failed} failed)" : ""), $"{t.TcpGbps:F2}", Ratio(t.TcpVsBridge), $"{t.PingP50Us:F0}", Ratio(t.P50VsBridge),
+                        $"{t.PingP99Us:F0}", Ratio(t.P99VsBridge), $"{t.PingLost}/{t.PingCount}");
                 }
                 AnsiConsole.Write(tt);
+                if (n > 1) Console.WriteLine("vs bridge: each round's figure over the Linux bridge's in the same round; median (lowest-highest) over the rounds");
+                Json.Write(p.GetValue(json), new { results, traffic, traffic_summary = summary });
+                return 0;
             }
             Json.Write(p.GetValue(json), new { results, traffic });
             return 0;

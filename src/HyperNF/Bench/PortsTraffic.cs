@@ -12,6 +12,8 @@ namespace HyperNF.Bench;
 public sealed record PortsTrafficResult
 {
     [JsonPropertyName("path")] public required string Path { get; init; }
+    /// <summary>Which round of <see cref="PortsTraffic.Run"/> (1..rounds) measured it.</summary>
+    [JsonPropertyName("round")] public int Round { get; init; } = 1;
     /// <summary>iperf3, one TCP stream, namespace a to namespace b; 0 when no byte arrived.</summary>
     [JsonPropertyName("tcp_gbps")] public double TcpGbps { get; init; }
     [JsonPropertyName("tcp_retransmits")] public long TcpRetransmits { get; init; }
@@ -24,6 +26,32 @@ public sealed record PortsTrafficResult
     /// <summary>HyperNF paths: the ports' drops over the run by direction and reason ("none" when there were none), null for other paths.</summary>
     [JsonPropertyName("port_drops")] public string? PortDrops { get; init; }
     /// <summary>What went wrong, if the path could not be measured.</summary>
+    [JsonPropertyName("error")] public string? Error { get; init; }
+}
+
+/// <summary>A ratio to the bridge over rounds: the median, the lowest and the highest.</summary>
+public sealed record RatioRange(
+    [property: JsonPropertyName("median")] double Median,
+    [property: JsonPropertyName("min")] double Min,
+    [property: JsonPropertyName("max")] double Max);
+
+/// <summary>One path over all rounds of <see cref="PortsTraffic.Run"/> (<see cref="PortsTraffic.Summarize"/>).</summary>
+public sealed record PortsTrafficSummary
+{
+    [JsonPropertyName("path")] public required string Path { get; init; }
+    /// <summary>Rounds measured without an error, and rounds that failed.</summary>
+    [JsonPropertyName("rounds")] public int Rounds { get; init; }
+    [JsonPropertyName("failed")] public int Failed { get; init; }
+    [JsonPropertyName("tcp_gbps_median")] public double TcpGbps { get; init; }
+    [JsonPropertyName("ping_p50_us_median")] public double PingP50Us { get; init; }
+    [JsonPropertyName("ping_p99_us_median")] public double PingP99Us { get; init; }
+    [JsonPropertyName("ping_lost")] public int PingLost { get; init; }
+    [JsonPropertyName("ping_count")] public int PingCount { get; init; }
+    /// <summary>Each round's figure over the same round's Linux bridge.</summary>
+    [JsonPropertyName("tcp_vs_bridge")] public RatioRange? TcpVsBridge { get; init; }
+    [JsonPropertyName("p50_vs_bridge")] public RatioRange? P50VsBridge { get; init; }
+    [JsonPropertyName("p99_vs_bridge")] public RatioRange? P99VsBridge { get; init; }
+    /// <summary>The first error, when no round could measure the path.</summary>
     [JsonPropertyName("error")] public string? Error { get; init; }
 }
 
@@ -49,26 +77,75 @@ public static partial class PortsTraffic
         return parts.Count == 0 ? "none" : string.Join(", ", parts);
     }
 
-    public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null, PhysicalPortOptions? portOptions = null)
+    /// <summary>
+    /// Measures every path (the sender-only yardstick has no traffic part) <paramref name="rounds"/>
+    /// times, all paths once per round, each round starting one path further along (so no path
+    /// always runs first, after the same neighbour). Compare a path with the bridge of the same
+    /// round (<see cref="Summarize"/>): on a shared machine the bridge itself moves between rounds.
+    /// </summary>
+    public static IReadOnlyList<PortsTrafficResult> Run(IReadOnlyList<PortsBenchmarkPath> paths, double tcpSeconds = 3, int pings = 300, Action<string>? progress = null, PhysicalPortOptions? portOptions = null, int rounds = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(rounds, 1);
+        var measured = paths.Where(p => p != PortsBenchmarkPath.SenderOnly).ToArray();
         var results = new List<PortsTrafficResult>();
-        foreach (var path in paths.Where(p => p != PortsBenchmarkPath.SenderOnly))
+        for (int round = 1; round <= rounds; round++)
         {
-            PortsTrafficResult r;
-            try
+            for (int k = 0; k < measured.Length; k++)
             {
-                r = RunOne(path, tcpSeconds, pings, portOptions ?? new PhysicalPortOptions());
+                var path = measured[(k + round - 1) % measured.Length];
+                PortsTrafficResult r;
+                try
+                {
+                    r = RunOne(path, tcpSeconds, pings, portOptions ?? new PhysicalPortOptions());
+                }
+                catch (Exception e) when (e is InvalidOperationException or IOException or ArgumentException or UnauthorizedAccessException)
+                {
+                    r = new PortsTrafficResult { Path = PortsBenchmark.PathName(path), Error = e.Message };
+                }
+                r = r with { Round = round };
+                string tag = rounds > 1 ? $"[{round}/{rounds}] " : "";
+                progress?.Invoke(r.Error is { } err
+                    ? $"{tag}{r.Path,-12} traffic: {err}"
+                    : $"{tag}{r.Path,-12} TCP {r.TcpGbps,6:F2} Gbit/s ({r.TcpRetransmits} retransmits)  ping p50 {r.PingP50Us,6:F0} us  p99 {r.PingP99Us,6:F0} us  mean {r.PingMeanUs:F0} us  max {r.PingMaxUs:F0} us  lost {r.PingLost}/{r.PingCount}{(r.PortDrops is { } d ? $"  port drops: {d}" : "")}");
+                results.Add(r);
             }
-            catch (Exception e) when (e is InvalidOperationException or IOException or ArgumentException or UnauthorizedAccessException)
-            {
-                r = new PortsTrafficResult { Path = PortsBenchmark.PathName(path), Error = e.Message };
-            }
-            progress?.Invoke(r.Error is { } err
-                ? $"{r.Path,-12} traffic: {err}"
-                : $"{r.Path,-12} TCP {r.TcpGbps,6:F2} Gbit/s ({r.TcpRetransmits} retransmits)  ping p50 {r.PingP50Us,6:F0} us  p99 {r.PingP99Us,6:F0} us  mean {r.PingMeanUs:F0} us  max {r.PingMaxUs:F0} us  lost {r.PingLost}/{r.PingCount}{(r.PortDrops is { } d ? $"  port drops: {d}" : "")}");
-            results.Add(r);
         }
         return results;
+    }
+
+    /// <summary>
+    /// One line per path over all rounds: medians of its own figures and, for each figure, the
+    /// median, lowest and highest of its ratio to the Linux bridge measured in the same round
+    /// (null without a bridge in that round). Failed measurements are left out (and counted).
+    /// </summary>
+    public static IReadOnlyList<PortsTrafficSummary> Summarize(IReadOnlyList<PortsTrafficResult> results)
+    {
+        var bridge = results.Where(r => r.Path == "linux-bridge" && r.Error is null).GroupBy(r => r.Round).ToDictionary(g => g.Key, g => g.First());
+        var list = new List<PortsTrafficSummary>();
+        foreach (var g in results.GroupBy(r => r.Path))
+        {
+            var ok = g.Where(r => r.Error is null).ToList();
+            RatioRange? Ratios(Func<PortsTrafficResult, double> f)
+            {
+                var v = ok.Where(r => bridge.TryGetValue(r.Round, out var b) && f(b) > 0).Select(r => f(r) / f(bridge[r.Round])).Order().ToArray();
+                return v.Length == 0 ? null : new RatioRange(Median(v), v[0], v[^1]);
+            }
+            list.Add(new PortsTrafficSummary
+            {
+                Path = g.Key, Rounds = ok.Count, Failed = g.Count() - ok.Count,
+                TcpGbps = Median(ok.Select(r => r.TcpGbps)), PingP50Us = Median(ok.Select(r => r.PingP50Us)), PingP99Us = Median(ok.Select(r => r.PingP99Us)),
+                PingLost = ok.Sum(r => r.PingLost), PingCount = ok.Sum(r => r.PingCount),
+                TcpVsBridge = Ratios(r => r.TcpGbps), P50VsBridge = Ratios(r => r.PingP50Us), P99VsBridge = Ratios(r => r.PingP99Us),
+                Error = ok.Count == 0 ? g.First().Error : null,
+            });
+        }
+        return list;
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        return v.Length == 0 ? 0 : v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
     private static PortsTrafficResult RunOne(PortsBenchmarkPath path, double tcpSeconds, int pings, PhysicalPortOptions portOptions)

@@ -234,12 +234,16 @@ public sealed unsafe class AfXdpBackend : IInterfaceBackend
 
     private const int EthHeaderBytes = 14;
     /// <summary>
-    /// Frames longer than this are passed to the stack: the MTU plus an Ethernet header and two
-    /// VLAN tags (longer: a super-frame, whose GSO metadata an AF_XDP descriptor could not carry),
-    /// and never more than a UMEM chunk holds (the MTU raised while attached: larger frames
-    /// take the packet socket). The program reads it from the order map, so it follows the MTU.
+    /// Frames longer than this are passed to the stack and read from the packet socket with
+    /// their virtio-net header: the MTU plus an Ethernet header. Anything longer may be a GSO
+    /// super-frame, whose metadata an AF_XDP descriptor cannot carry; that includes small ones
+    /// (two segments of 1448 + 4 bytes make a 1518-byte frame, which with room for two VLAN tags
+    /// here took the AF_XDP ring and was dropped as a plain frame over the MTU). A VLAN-tagged
+    /// frame of full size takes the packet socket too: slower, never wrong. Never more than a
+    /// UMEM chunk holds (the MTU raised while attached). The program reads it from the order map,
+    /// so it follows the MTU.
     /// </summary>
-    private int PassAbove => Math.Min(_mtu + EthHeaderBytes + 8, MaxFrame);
+    private int PassAbove => Math.Min(_mtu + EthHeaderBytes, MaxFrame);
 
     /// <summary>
     /// The packet socket for super-frames (generic mode): PACKET_VNET_HDR (each frame with its

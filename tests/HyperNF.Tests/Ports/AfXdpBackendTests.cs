@@ -287,6 +287,34 @@ public class AfXdpBackendTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A GSO super-frame only a few bytes over the MTU (two segments, 1448 + 4 bytes of payload:
+    /// a 1518-byte frame at MTU 1500) still takes the packet socket with its GSO metadata. With
+    /// room for VLAN tags in the threshold it took the AF_XDP ring and arrived as a plain frame over
+    /// the MTU: the switch dropped it as oversize (seen as "rx oversize 2" in a bench ports run).
+    /// </summary>
+    [NetnsFact]
+    public void ASuperFrameJustOverTheMtuKeepsItsGsoMetadata()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.232.8.1/24");
+        using var backend = AfXdpBackend.Open(a.Outer, new PhysicalPortOptions { Backend = "af_xdp", XdpMode = "generic", DriverFollowsTraffic = false });
+        var wire = lab.Wire(a, vnetHeader: true);
+        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x03];
+        const int mss = 1448;
+        int l4 = 14 + 20, pay = l4 + 32;
+        var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, mss + 4, ipId: 4343);
+        Assert.Equal(1518, frame.Length);
+        wire.Send([.. HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16), .. frame]);
+        var got = new Recorder(backend.VirtioHeaderLength);
+        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(4343) && Environment.TickCount64 < until;)
+            if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
+        int k = got.Ids.IndexOf(4343);
+        Assert.True(k >= 0, "the frame arrived");
+        Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypes[k]);
+        Assert.Equal(frame.Length, got.Lengths[k]);
+    }
+
+    /// <summary>
     /// Records, in order, the IPv4 identification of every TCP frame the backend hands over, with
     /// its virtio-net header's GSO type (when the port has a header) and the frame's length.
     /// </summary>
