@@ -271,19 +271,7 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         NetLab.Must("ip", "netns", "exec", a.Ns, "ip", "link", "set", "dev", a.Inner, "mtu", "1500");
         Assert.Equal(LinkState.Up, backend.QueryLink());
         Assert.Equal(1500, backend.Mtu);
-        var wire = lab.Wire(a, vnetHeader: true);
-        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x02];
-        const int mss = 1448;
-        int l4 = 14 + 20, pay = l4 + 32;
-        var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, 2 * mss, ipId: 4242);
-        wire.Send([.. HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16), .. frame]);
-        var got = new Recorder(backend.VirtioHeaderLength);
-        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(4242) && Environment.TickCount64 < until;)
-            if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
-        int k = got.Ids.IndexOf(4242);
-        Assert.True(k >= 0, "the frame arrived");
-        Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypes[k]);
-        Assert.Equal(frame.Length, got.Lengths[k]);
+        AssertGsoFrameArrivesWithItsMetadata(lab, a, backend, payload: 2 * 1448, ipId: 4242);
     }
 
     /// <summary>
@@ -296,22 +284,32 @@ public class AfXdpBackendTests(ITestOutputHelper output)
     public void ASuperFrameJustOverTheMtuKeepsItsGsoMetadata()
     {
         using var lab = new NetLab();
-        var a = lab.Add("a", "10.232.8.1/24");
+        var a = lab.Add("a", "10.232.9.1/24");
         using var backend = AfXdpBackend.Open(a.Outer, new PhysicalPortOptions { Backend = "af_xdp", XdpMode = "generic", DriverFollowsTraffic = false });
+        int length = AssertGsoFrameArrivesWithItsMetadata(lab, a, backend, payload: 1448 + 4, ipId: 4343);
+        Assert.Equal(1518, length);
+    }
+
+    /// <summary>
+    /// Sends a TCP/IPv4 GSO frame (MSS 1448, <paramref name="payload"/> bytes) from the namespace
+    /// end and asserts the backend hands it over whole with its GSO type; returns its length.
+    /// </summary>
+    private static int AssertGsoFrameArrivesWithItsMetadata(NetLab lab, LabHost a, AfXdpBackend backend, int payload, ushort ipId)
+    {
         var wire = lab.Wire(a, vnetHeader: true);
-        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x03];
+        byte[] dst = [0x02, 0, 0, 0, 0x66, 0x02];
         const int mss = 1448;
         int l4 = 14 + 20, pay = l4 + 32;
-        var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, mss + 4, ipId: 4343);
-        Assert.Equal(1518, frame.Length);
+        var frame = HyperNF.Tests.Switch.OffloadTests.Frame(dst, a.MacBytes, ipv6: false, tcp: true, payload, ipId: ipId);
         wire.Send([.. HyperNF.Tests.Switch.OffloadTests.Header(VirtioNetHeader.FlagNeedsCsum, VirtioNetHeader.GsoTcpV4, pay, mss, l4, 16), .. frame]);
         var got = new Recorder(backend.VirtioHeaderLength);
-        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(4343) && Environment.TickCount64 < until;)
+        for (long until = Environment.TickCount64 + 5000; !got.Ids.Contains(ipId) && Environment.TickCount64 < until;)
             if (backend.Receive(got, 64) == 0) Thread.Sleep(5);
-        int k = got.Ids.IndexOf(4343);
+        int k = got.Ids.IndexOf(ipId);
         Assert.True(k >= 0, "the frame arrived");
         Assert.Equal(VirtioNetHeader.GsoTcpV4, got.GsoTypes[k]);
         Assert.Equal(frame.Length, got.Lengths[k]);
+        return frame.Length;
     }
 
     /// <summary>
