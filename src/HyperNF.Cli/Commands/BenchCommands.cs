@@ -141,9 +141,11 @@ internal static partial class BenchCommands
         var rtPriority = new Option<int>("--driver-rt-priority") { Description = "HyperNF: SCHED_FIFO priority of the port driver threads, bounded per wake-up (0: none)" };
         var driverCpus = DriverCpusOption.Create("HyperNF, TCP and ping part: ");
         var driverSpin = new Option<int>("--driver-spin") { Description = "HyperNF: microseconds a port driver thread keeps polling after its last frame (0: sleep at once)", DefaultValueFactory = _ => new PhysicalPortOptions().DriverSpinMicroseconds };
+        var fastPath = new Option<string>("--kernel-fast-path") { Description = "HyperNF af_packet, TCP and ping part: frames between the two interfaces forwarded in the kernel's receive path following the switch's table (on) or all by the switch's driver thread (off)", DefaultValueFactory = _ => new PhysicalPortOptions().KernelFastPath ? "on" : "off" };
+        fastPath.AcceptOnlyFromAmong("on", "off");
         var cmd = new Command("ports", "Two veth-attached namespaces through HyperNF (af_packet and af_xdp ports), a Linux bridge and OVS userspace: Mpps and switching CPU per frame against a sender-only yardstick, then TCP Gbit/s and ping p50/p99 with the veths' offloads on (root).")
         {
-            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, rounds, driverThreads, rtPriority, driverSpin, driverCpus,
+            sizes, seconds, batch, only, drvdom, xdpMode, txMode, json, noPps, noTraffic, pings, rounds, driverThreads, rtPriority, driverSpin, driverCpus, fastPath,
         };
         cmd.SetAction(p =>
         {
@@ -196,6 +198,7 @@ internal static partial class BenchCommands
                     DriverCpus = cpuSet, DriverFollowsTraffic = follow,
                     DriverPerBridge = o.DriverPerBridge, DriverRealtimePriority = o.DriverRealtimePriority,
                     DriverSpinMicroseconds = o.DriverSpinMicroseconds, TxRing = o.TxRing, XdpMode = o.XdpMode,
+                    KernelFastPath = p.GetValue(fastPath) == "on",
                 });
                 var summary = PortsTraffic.Summarize(traffic);
                 int n = p.GetValue(rounds);

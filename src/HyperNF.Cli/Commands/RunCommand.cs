@@ -34,17 +34,19 @@ internal static class RunCommand
         txMode.AcceptOnlyFromAmong("ring", "sendmmsg");
         var xdpMode = new Option<string>("--xdp-mode") { Description = "af_xdp ports: where the XDP program runs: native (in the driver), generic (after the kernel built the skb; super-frames keep their offloads through a packet socket) or auto (generic on a veth, else native, falling back to generic)", DefaultValueFactory = _ => new PhysicalPortOptions().XdpMode };
         xdpMode.AcceptOnlyFromAmong("auto", "native", "generic");
+        var fastPath = new Option<string>("--kernel-fast-path") { Description = "af_packet ports: unicast frames between two attached interfaces are forwarded in the kernel's receive path by BPF programs that follow the bridge's learning table (on), or all by the switch's driver thread (off)", DefaultValueFactory = _ => new PhysicalPortOptions().KernelFastPath ? "on" : "off" };
+        fastPath.AcceptOnlyFromAmong("on", "off");
         var configs = new Argument<string[]>("DOMAIN.cfg") { Description = "xl-style domain configs to create", Arity = ArgumentArity.ZeroOrMore };
         var cmd = new Command("run", "Run a host in the foreground until interrupted: attach interfaces, create domains, print counters on exit.")
         {
-            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, driverSpin, driverCpus, driverNice, txMode, xdpMode, configs,
+            model, attach, seconds, interval, drvdom, backend, driverThreads, rtPriority, driverSpin, driverCpus, driverNice, txMode, xdpMode, fastPath, configs,
         };
         cmd.SetAction(p => Run(IoModels.Parse(p.GetValue(model)!), p.GetValue(attach) ?? [], p.GetValue(configs) ?? [],
-            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(driverSpin), p.GetValue(driverCpus), p.GetValue(driverNice), p.GetValue(txMode) == "ring", p.GetValue(xdpMode)!));
+            p.GetValue(seconds), p.GetValue(interval), p.GetValue(drvdom), p.GetValue(backend)!, p.GetValue(driverThreads) == "bridge", p.GetValue(rtPriority), p.GetValue(driverSpin), p.GetValue(driverCpus), p.GetValue(driverNice), p.GetValue(txMode) == "ring", p.GetValue(xdpMode)!, p.GetValue(fastPath) == "on"));
         return cmd;
     }
 
-    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, int driverSpin, string? driverCpus, int driverNice, bool txRing, string xdpMode)
+    private static int Run(IoModel model, string[] attach, string[] configs, double seconds, double interval, bool drvdom, string backend, bool driverPerBridge, int rtPriority, int driverSpin, string? driverCpus, int driverNice, bool txRing, string xdpMode, bool kernelFastPath)
     {
         // Parse every config before touching anything: a bad line stops the run with file:line:key.
         var parsed = new List<DomainConfig>();
@@ -76,6 +78,7 @@ internal static class RunCommand
         {
             Backend = backend, DriverPerBridge = driverPerBridge, DriverRealtimePriority = rtPriority, DriverSpinMicroseconds = driverSpin,
             DriverCpus = cpuSet, DriverFollowsTraffic = follow, DriverNice = driverNice, TxRing = txRing, XdpMode = xdpMode,
+            KernelFastPath = kernelFastPath,
         };
         try
         {
@@ -100,7 +103,7 @@ internal static class RunCommand
             foreach (string a in attach)
             {
                 var port = ports.Attach(a);
-                Console.WriteLine($"attached {port.InterfaceName} to {port.BridgeName} (link {port.Link.ToString().ToLowerInvariant()}, mtu {port.Backend.Mtu}, {port.Backend.Description})");
+                Console.WriteLine($"attached {port.InterfaceName} to {port.BridgeName} (link {port.Link.ToString().ToLowerInvariant()}, mtu {port.Backend.Mtu}, {port.Backend.Description}, kernel fast path {port.GetStatistics().KernelPath})");
             }
             while (ports.TryDequeueEvent(out var attachEvent)) Console.WriteLine(attachEvent);
             foreach (var spec in specs)
@@ -163,6 +166,7 @@ internal static class RunCommand
         {
             var s = p.GetStatistics();
             string text = $"{p.Name} {s.Link} rx {s.RxPackets} tx {s.TxPackets}";
+            if (s.KernelRxPackets + s.KernelTxPackets > 0) text += $" kernel rx {s.KernelRxPackets} tx {s.KernelTxPackets}";
             if (s.TotalRxDrops > 0) text += " rx drops (" + string.Join(", ", PortDropReasons.All.Where(r => s.RxDrop(r) != 0).Select(r => $"{r.Key()} {s.RxDrop(r)}")) + ")";
             if (s.TotalTxDrops > 0) text += " tx drops (" + string.Join(", ", PortDropReasons.All.Where(r => s.TxDrop(r) != 0).Select(r => $"{r.Key()} {s.TxDrop(r)}")) + ")";
             if (s.Rebinds > 0) text += $" rebinds {s.Rebinds}";
@@ -183,10 +187,10 @@ internal static class RunCommand
                 $"{b.Unaccounted}", $"{b.TableEntries}/{b.TableCapacity}");
         if (bridges.Count > 0) AnsiConsole.Write(t);
         if (ports.Count == 0) return;
-        var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "cut-through", "rx drops", "tx drops");
+        var pt = new Table().AddColumns("port", "interface", "ifindex", "link", "rebinds", "rx pkts", "rx bytes", "tx pkts", "tx bytes", "cut-through", "kernel rx", "kernel tx", "rx drops", "tx drops");
         foreach (var s in ports)
             pt.AddRow(s.Name, s.Interface, $"{s.InterfaceIndex}", s.Link, $"{s.Rebinds}", $"{s.RxPackets}", $"{s.RxBytes}", $"{s.TxPackets}", $"{s.TxBytes}", $"{s.TxCutThrough}",
-                Markup.Escape(DropText(s.RxDrops)), Markup.Escape(DropText(s.TxDrops)));
+                $"{s.KernelRxPackets}", $"{s.KernelTxPackets}", Markup.Escape(DropText(s.RxDrops)), Markup.Escape(DropText(s.TxDrops)));
         AnsiConsole.Write(pt);
     }
 }

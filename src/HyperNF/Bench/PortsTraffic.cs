@@ -26,6 +26,9 @@ public sealed record PortsTrafficResult
     /// <summary>HyperNF paths: the ports' drops over the run by direction and reason ("none" when there were none), null for other paths.</summary>
     [JsonPropertyName("port_drops")] public string? PortDrops { get; init; }
     /// <summary>What went wrong, if the path could not be measured.</summary>
+    /// <summary>HyperNF paths: frames the kernel fast path forwarded (entering either port), and frames the switch took from the wire.</summary>
+    [JsonPropertyName("kernel_path_frames")] public long KernelPathFrames { get; init; }
+    [JsonPropertyName("switch_frames")] public long SwitchFrames { get; init; }
     [JsonPropertyName("error")] public string? Error { get; init; }
 }
 
@@ -216,6 +219,8 @@ public static partial class PortsTraffic
                 PingP50Us = Percentile(rtts, 0.50), PingP99Us = Percentile(rtts, 0.99),
                 PingMeanUs = rtts.Length > 0 ? rtts.Average() : 0, PingMaxUs = rtts.Length > 0 ? rtts[^1] : 0,
                 PortDrops = ports is null ? null : DescribeDrops(ports),
+                KernelPathFrames = ports?.List().Sum(p => p.GetStatistics().KernelRxPackets) ?? 0,
+                SwitchFrames = ports?.List().Sum(p => p.GetStatistics().RxPackets) ?? 0,
             };
         }
         finally

@@ -79,6 +79,17 @@ public sealed unsafe class AfPacketBackend : IInterfaceBackend
 
     public int LastRxCpu => _beacon?.LastCpu ?? -1;
 
+    /// <summary>The CPU beacon's map (for a filter that records the CPU as the beacon does), or -1.</summary>
+    internal int BeaconMapFd => _beacon?.MapFd ?? -1;
+
+    /// <summary>
+    /// Replaces the RX socket's filter with <paramref name="progFd"/> (the kernel fast path's
+    /// decision filter, which also records the CPU when <see cref="BeaconMapFd"/> is given to it);
+    /// 0 or an errno. The socket keeps its own reference to the program.
+    /// </summary>
+    internal int AttachRxFilter(int progFd) =>
+        SetSockOpt(_rxFd, SOL_SOCKET, 50 /* SO_ATTACH_BPF */, &progFd, sizeof(int)) == 0 ? 0 : LastErrno;
+
     /// <summary>Bytes of the virtio-net header the backend asks the kernel for.</summary>
     public const int VnetHeaderBytes = 10;
     /// <summary>The largest frame with offload metadata: a 64 KiB GSO super-frame (IP length 65535), up to two VLAN tags, the header.</summary>

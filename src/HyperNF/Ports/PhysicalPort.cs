@@ -81,6 +81,15 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
     /// <summary>Kernel thread id of the driver thread (shared by the ports of a bridge unless <see cref="PhysicalPortOptions.DriverPerBridge"/> is off).</summary>
     public int DriverTid => _driver.Tid;
     internal DriverGroup Driver => _driver;
+
+    /// <summary>The bridge's kernel fast path while this port is on it (set by <see cref="PhysicalPorts"/>).</summary>
+    internal KernelFastPath? FastPath { get; set; }
+    /// <summary>Why the port is not on the kernel fast path, or null.</summary>
+    internal string? FastPathUnavailable { get; set; }
+    private FastPathCounters _fastRetired; // counted under earlier registrations (re-binds)
+
+    /// <summary>Frames the kernel fast path forwarded from and to this port so far.</summary>
+    public FastPathCounters KernelPathCounters => _fastRetired + (FastPath?.Counters(this) ?? default);
     public bool IsDetached => Volatile.Read(ref _detached) != 0;
 
     internal PhysicalPort(PhysicalPorts owner, ValeSwitch sw, string bridgeName, string ifName, PhysicalPortOptions options, DriverGroup driver)
@@ -127,6 +136,7 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
         SwitchPort.Sink = this;
         SwitchPort.HostOwnedFrames = true; // our TX ring is written by our driver only: frames from it may cut through
         SwitchPort.Direct = this;
+        SwitchPort.CapturesChanged = () => FastPath?.Refresh(this);
         driver.Add(this);
     }
 
@@ -449,6 +459,11 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
                 _ => $"port {Name}: {_removedError}",
             });
         }
+        if (FastPath is { } fp)
+        {
+            fp.Refresh(this); // link and MTU
+            fp.Tick();        // the kernel's copy of the learning table follows aging
+        }
         // RX counters belong to whoever holds the ring; if another thread does now, the kernel keeps counting until next time.
         if (state != LinkState.Removed && Interlocked.CompareExchange(ref _rxLock, 1, 0) == 0)
         {
@@ -505,10 +520,18 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
         _reportedLink = _link;
         _owner.Post($"port {Name}: re-bound to the new interface '{InterfaceName}' (ifindex {fresh.InterfaceIndex}, link {_link.ToString().ToLowerInvariant()}, {fresh.Description})");
         if (ReferenceEquals(_lastError, _removedError)) _lastError = null;
+        if (FastPath is { } fp)
+        {
+            // The new interface has its own index and the new backend its own RX socket.
+            _fastRetired += fp.Unregister(this);
+            FastPathUnavailable = fp.Register(this);
+            if (FastPathUnavailable is not null) FastPath = null;
+        }
         lock (_upGate)
         {
             if (!_stop) SwitchPort.Up = true; // Detach may be taking the port down
         }
+        FastPath?.Refresh(this);
     }
 
     /// <summary>
@@ -899,6 +922,7 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
             rxd[i] = Volatile.Read(ref _rxDrops[i]);
             txd[i] = Volatile.Read(ref _txDrops[i]);
         }
+        var kernel = KernelPathCounters;
         return new PhysicalPortStatistics
         {
             Name = Name, Interface = InterfaceName, Link = _link.ToString().ToLowerInvariant(), Mtu = _backend.Mtu,
@@ -910,6 +934,9 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
             TxRoundsInDriver = Volatile.Read(ref _txInDriver), DriverWakeups = Volatile.Read(ref _wakeups),
             RxRoundsElsewhere = Interlocked.Read(ref _rxPolledElsewhere),
             TxCutThrough = Volatile.Read(ref _txCutThrough),
+            KernelPath = FastPath is { } fp ? (fp.IsEnabled(this) ? "on" : "off") : FastPathUnavailable ?? "off",
+            KernelRxPackets = kernel.RxPackets, KernelRxBytes = kernel.RxBytes,
+            KernelTxPackets = kernel.TxPackets, KernelTxBytes = kernel.TxBytes,
             DriverCpuNs = DriverTid != 0 && !IsDetached ? CpuTime.ThreadNs(DriverTid) : -1,
         };
     }
@@ -923,6 +950,12 @@ public sealed class PhysicalPort : IPortSink, IDirectSink, IFrameReceiver
     internal bool Detach()
     {
         if (Interlocked.Exchange(ref _detached, 1) != 0) return true;
+        // Off the kernel fast path first: from here on every frame from or to the port is the switch's.
+        if (FastPath is { } fp)
+        {
+            _fastRetired += fp.Unregister(this);
+            FastPath = null;
+        }
         lock (_upGate)
         {
             _stop = true; // a re-bind from now on leaves the switch port down

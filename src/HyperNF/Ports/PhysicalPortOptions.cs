@@ -62,6 +62,16 @@ public sealed record PhysicalPortOptions
     /// the same. A thread per port can use more cores for many busy interfaces on a bigger machine.
     /// </summary>
     public bool DriverPerBridge { get; init; } = true;
+
+    /// <summary>
+    /// Unicast frames between two af_packet ports of a bridge are forwarded in the kernel's
+    /// receive path, in the sender's softirq, by BPF programs that follow the switch's learning
+    /// table (<see cref="KernelFastPath"/>; docs/ports.md, "Kernel fast path"): no driver thread
+    /// wake-up per frame, so a ping crosses in the time Linux's own bridge takes. Everything else
+    /// (floods, domains' traffic, captured ports) takes the switch. Needs CAP_BPF and
+    /// CAP_NET_ADMIN and Linux 6.6+ (tcx); without them ports work as with false.
+    /// </summary>
+    public bool KernelFastPath { get; init; } = true;
     /// <summary>
     /// SCHED_FIFO priority (1..99) of the driver threads, 0 (default): none, they run at
     /// <see cref="DriverNice"/>. A real-time driver thread preempts ordinary threads as soon as a

@@ -35,6 +35,14 @@ public sealed record PhysicalPortStatistics
     public long RxRoundsElsewhere { get; init; }
     /// <summary>Of <see cref="TxPackets"/> and the drops: frames the switch handed over still in the sending port's slots (cut-through from another physical port: one copy fewer).</summary>
     public long TxCutThrough { get; init; }
+    /// <summary>The kernel fast path of the port: "on", "off" (captured, link down, or turned off), or why it is unavailable.</summary>
+    public string KernelPath { get; init; } = "off";
+    /// <summary>Frames from the wire the kernel forwarded to another physical port without the switch (docs/ports.md, Kernel fast path); not in <see cref="RxPackets"/>.</summary>
+    public long KernelRxPackets { get; init; }
+    public long KernelRxBytes { get; init; }
+    /// <summary>Frames the kernel forwarded to this port's wire from another physical port; not in <see cref="TxPackets"/>.</summary>
+    public long KernelTxPackets { get; init; }
+    public long KernelTxBytes { get; init; }
     /// <summary>eventfd writes made to wake the driver thread.</summary>
     public long DriverWakeups { get; init; }
     /// <summary>CPU time of the driver thread (charged to the host), ns; -1 when it is gone.</summary>

@@ -17,6 +17,8 @@ public sealed class PhysicalPorts : IDisposable
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> _events = new();
     private readonly List<PhysicalPort> _ports = new();
     private readonly Dictionary<string, DriverGroup> _drivers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, KernelFastPath> _fastPaths = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _fastPathErrors = new(StringComparer.Ordinal);
     private volatile bool _driverDomainTxSync;
     private bool _disposed;
 
@@ -116,9 +118,64 @@ public sealed class PhysicalPorts : IDisposable
                 throw;
             }
             _ports.Add(port);
+            JoinFastPath(port);
             if (broughtUp) Post($"port {port.Name}: interface '{ifName}' was down; brought it up");
             return port;
         }
+    }
+
+    /// <summary>Puts a new port on its bridge's kernel fast path (created with the bridge's first port), or notes why not.</summary>
+    private void JoinFastPath(PhysicalPort port)
+    {
+        if (!Options.KernelFastPath)
+        {
+            port.FastPathUnavailable = "off (turned off)";
+            return;
+        }
+        if (port.CurrentBackend is not AfPacketBackend)
+        {
+            port.FastPathUnavailable = $"unavailable ({Options.Backend} ports take the switch path only)";
+            return;
+        }
+        if (!_fastPaths.TryGetValue(port.BridgeName, out var fp))
+        {
+            fp = KernelFastPath.TryCreate(port.Bridge, out string? error);
+            if (fp is null)
+            {
+                port.FastPathUnavailable = $"unavailable ({error})";
+                if (_fastPathErrors.TryAdd(port.BridgeName, error!))
+                    Post($"bridge {port.BridgeName}: no kernel fast path ({error}); frames between its interfaces take the switch's driver thread");
+                return;
+            }
+            _fastPaths[port.BridgeName] = fp;
+        }
+        string? why = fp.Register(port);
+        if (why is null)
+        {
+            port.FastPath = fp;
+            fp.Refresh(port);
+        }
+        else
+        {
+            port.FastPathUnavailable = $"unavailable ({why})";
+            Post($"port {port.Name}: no kernel fast path ({why}); its frames take the switch's driver thread");
+        }
+    }
+
+    /// <summary>Closes a bridge's fast path when its last physical port has left.</summary>
+    private void LeaveFastPath(string bridgeName)
+    {
+        lock (_gate)
+        {
+            if (_ports.Any(p => p.BridgeName == bridgeName) || !_fastPaths.Remove(bridgeName, out var fp)) return;
+            fp.Dispose();
+        }
+    }
+
+    /// <summary>The kernel fast path of a bridge, while it has one (tests, listings).</summary>
+    internal KernelFastPath? FastPathOf(string bridgeName)
+    {
+        lock (_gate) return _fastPaths.GetValueOrDefault(bridgeName);
     }
 
     /// <summary>
@@ -155,6 +212,7 @@ public sealed class PhysicalPorts : IDisposable
             _ports.Remove(port);
         }
         port.Detach();
+        LeaveFastPath(bridgeName);
         return true;
     }
 
@@ -204,5 +262,10 @@ public sealed class PhysicalPorts : IDisposable
             _ports.Clear();
         }
         foreach (var p in ports) p.Detach();
+        lock (_gate)
+        {
+            foreach (var fp in _fastPaths.Values) fp.Dispose();
+            _fastPaths.Clear();
+        }
     }
 }

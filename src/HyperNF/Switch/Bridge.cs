@@ -2,6 +2,16 @@ using System.Text.RegularExpressions;
 
 namespace HyperNF.Switch;
 
+/// <summary>
+/// Keeps a copy of a bridge's learning table (the kernel fast path of physical ports). Called by
+/// a sender at the end of a flush's first pass when a learned answer changed (a new, moved or
+/// re-learned address), and after a detach purged a port's addresses. Must not block.
+/// </summary>
+internal interface IForwardingObserver
+{
+    void ForwardingChanged();
+}
+
 /// <summary>An immutable snapshot of a bridge's ports; replaced as a whole on attach/detach.</summary>
 internal sealed class PortTable
 {
@@ -80,6 +90,9 @@ public sealed partial class Bridge
 
     public IReadOnlyList<ValePort> Ports => _table.Active;
 
+    /// <summary>Told when the learning table's answers change (see <see cref="IForwardingObserver"/>); null: nobody.</summary>
+    internal volatile IForwardingObserver? ForwardingObserver;
+
     public ValePort? FindPort(string portName) => _table.Active.FirstOrDefault(p => p.PortName == portName);
 
     internal void Attach(ValePort port)
@@ -122,6 +135,7 @@ public sealed partial class Bridge
             port.Wake.WakeAll(); // a thread sleeping in Poll on the port returns (Poll checks Retired)
             // No flush can reach the port any more: forget its MACs and keep its counters.
             Forwarding.Purge(idx);
+            ForwardingObserver?.ForwardingChanged();
             var s = port.GetStatistics();
             _retiredTx += s.TxPackets; _retiredTxBytes += s.TxBytes;
             _retiredRx += s.RxPackets; _retiredRxBytes += s.RxBytes;

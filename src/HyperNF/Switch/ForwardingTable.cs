@@ -85,16 +85,38 @@ public sealed unsafe class ForwardingTable
         return c;
     }
 
-    /// <summary>Records that <paramref name="mac"/> (unicast) lives behind port <paramref name="port"/>.</summary>
+    /// <summary>
+    /// Records that <paramref name="mac"/> (unicast) lives behind port <paramref name="port"/>.
+    /// True when what a lookup answers changed: a new or moved address, or one that had aged out.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Learn(ulong mac, int port, uint now)
+    public bool Learn(ulong mac, int port, uint now)
     {
         uint h = Hash(mac) & _mask;
         ulong word = (mac & MacMask) | ((ulong)(uint)(port + 1) << 48);
         // Plain stores: a racing reader sees the old or the new 64-bit word (aligned stores are
         // atomic on x64); a stale stamp only makes an entry age a little early or late.
-        if (_e[h] != word) _e[h] = word;
+        bool changed = false;
+        if (_e[h] != word)
+        {
+            _e[h] = word;
+            changed = true;
+        }
+        else if (now - _s[h] > _agingUnits) changed = true;
         _s[h] = now;
+        return changed;
+    }
+
+    /// <summary>Appends every entry a lookup would answer now (not aged out): the address and its port.</summary>
+    internal void CollectLive(List<(ulong Mac, int Port)> into)
+    {
+        uint now = Now();
+        for (int i = 0; i < Capacity; i++)
+        {
+            ulong w = _e[i];
+            if ((w >> 48) == 0 || now - _s[i] > _agingUnits) continue;
+            into.Add((w & MacMask, (int)(w >> 48) - 1));
+        }
     }
 
     /// <summary>The port <paramref name="mac"/> was learned on, or <see cref="Broadcast"/> on a miss.</summary>

@@ -131,6 +131,7 @@ internal sealed unsafe partial class TxKring
         int touched = 0;
         DestQueue* bq = q + BroadcastQueue;
         bool wire = !port.Bridge.Learning; // a plain wire: every frame floods, nothing is learned
+        bool learnedNew = false;
 
         // ---- pass 1: learn, look up, bucket
         for (int i = 0; i < count; i += ft[i].Frags)
@@ -141,7 +142,7 @@ internal sealed unsafe partial class TxKring
             if (wire) dmac |= 1;                          // treated as multicast: flooded, source not learned
             else if ((smac & 1) == 0 && (smac != port.LastSmac || now != port.LastLearn))
             {
-                fwd.Learn(smac, me, now);
+                learnedNew |= fwd.Learn(smac, me, now);
                 port.LastSmac = smac;
                 port.LastLearn = now;
                 // Learning may change what the cached destination resolves to (it may be this
@@ -181,6 +182,9 @@ internal sealed unsafe partial class TxKring
         }
         if (hairpin != 0) Drops[(int)DropReason.Hairpin] += hairpin;
         if (portDown != 0) Drops[(int)DropReason.PortDown] += portDown;
+        // A copy of the table elsewhere (the kernel fast path of physical ports) follows it, in
+        // the learner's context, only when an answer changed.
+        if (learnedNew && port.Bridge.ForwardingObserver is { } observer) observer.ForwardingChanged();
 
         if (bq->Packets != 0)
         {

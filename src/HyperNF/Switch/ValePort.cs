@@ -299,6 +299,7 @@ public sealed unsafe class ValePort : IPortBackend
             if (Retired) throw new InvalidOperationException($"port {Name} is detached; nothing to capture");
             Taps = Taps is { } t ? [.. t, tap] : [tap];
         }
+        CapturesChanged?.Invoke();
         return tap;
     }
 
@@ -311,7 +312,14 @@ public sealed unsafe class ValePort : IPortBackend
             var rest = t.Where(x => x != tap).ToArray();
             Taps = rest.Length == 0 ? null : rest;
         }
+        CapturesChanged?.Invoke();
     }
+
+    /// <summary>
+    /// Called after a capture opened or closed (a physical port takes itself off the kernel fast
+    /// path while captured, so that the capture sees every frame).
+    /// </summary>
+    internal Action? CapturesChanged;
 
     /// <summary>Captures open on this port.</summary>
     public int CaptureCount => Taps?.Length ?? 0;

@@ -20,7 +20,7 @@ public class AfPacketSendmmsgTests(ITestOutputHelper output)
         using var lab = new NetLab();
         var a = lab.Add("a", "10.233.1.1/24");
         var b = lab.Add("b", "10.233.1.2/24");
-        using var ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { TxRing = false, TxBatchFrames = 64 })
+        using var ports = new PhysicalPorts(new ValeSwitch(), new PhysicalPortOptions { TxRing = false, TxBatchFrames = 64, KernelFastPath = false /* frames through our transmit path */ })
         {
             DriverDomainTxSync = driverDomainTxSync,
         };

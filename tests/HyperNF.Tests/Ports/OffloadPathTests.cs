@@ -47,20 +47,23 @@ public class OffloadPathTests(ITestOutputHelper output)
     }
 
     [NetnsTheory]
-    [InlineData("af_packet", false)]
-    [InlineData("af_packet", true)]
-    [InlineData("af_xdp", false)]
-    [InlineData("af_xdp", true)]
-    public void TcpCrossesBothWaysWithTheOffloadsLinuxSets(string backend, bool ipv6)
+    [InlineData("af_packet", false, false)]
+    [InlineData("af_packet", true, false)]
+    [InlineData("af_packet", false, true)]
+    [InlineData("af_packet", true, true)]
+    [InlineData("af_xdp", false, false)]
+    [InlineData("af_xdp", true, false)]
+    public void TcpCrossesBothWaysWithTheOffloadsLinuxSets(string backend, bool ipv6, bool kernelFastPath)
     {
         using var lab = new NetLab();
         var a = lab.Add("a", "10.235.1.1/24", ipv6: ipv6);
         var b = lab.Add("b", "10.235.1.2/24", ipv6: ipv6);
         Assert.Contains("tcp-segmentation-offload: on", NetLab.Must("ip", "netns", "exec", a.Ns, "ethtool", "-k", a.Inner));
         using var host = new Host();
-        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend });
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = backend, KernelFastPath = kernelFastPath });
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
+        Assert.Equal(kernelFastPath ? "on" : "off (turned off)", pa.GetStatistics().KernelPath);
         // af_xdp on a veth: generic XDP, super-frames through the packet socket, a header like af_packet's.
         Assert.Equal(10, pa.SwitchPort.VirtioHeaderLength);
         // The peers' offloads are as Linux set them, also after the attach (a native XDP program
@@ -75,6 +78,21 @@ public class OffloadPathTests(ITestOutputHelper output)
         Assert.True(there > MinTcpBytes, $"TCP a->b moved {there} bytes");
         Assert.True(back > MinTcpBytes, $"TCP b->a moved {back} bytes");
         AssertNoUserDrops(ports);
+        if (kernelFastPath)
+        {
+            // The kernel forwarded the streams (super-frames whole: bpf_redirect keeps the skb's
+            // GSO state); the switch saw the neighbour discovery and the first frames only.
+            var sa = pa.GetStatistics();
+            var sb = pb.GetStatistics();
+            output.WriteLine($"kernel path: a rx {sa.KernelRxPackets}/{sa.KernelRxBytes}B tx {sa.KernelTxPackets}; b rx {sb.KernelRxPackets} tx {sb.KernelTxPackets}; switch rx a {sa.RxPackets} b {sb.RxPackets}");
+            Assert.True(sa.KernelRxPackets > 1000 && sb.KernelRxPackets > 1000, "both directions took the kernel path");
+            Assert.True(sa.KernelRxBytes / sa.KernelRxPackets > 1514, "GSO super-frames crossed whole");
+            Assert.Equal(sa.KernelRxPackets, sb.KernelTxPackets);
+            Assert.Equal(sb.KernelRxPackets, sa.KernelTxPackets);
+            Assert.True(sa.RxPackets + sb.RxPackets < sa.KernelRxPackets / 10, "the switch carried little of it");
+            Assert.Equal(0, ports.FastPathOf("valex")!.Mismatches);
+            return;
+        }
         Assert.True(pa.GetStatistics().RxBytes / Math.Max(1, pa.GetStatistics().RxPackets) > 1514, "GSO super-frames crossed whole");
         // and left b's port whole: larger than a TX ring frame, they take the super-frame socket
         Assert.Contains(backend == "af_packet" ? "send() for super-frames" : "super-frames via packet socket", pb.Backend.Description);

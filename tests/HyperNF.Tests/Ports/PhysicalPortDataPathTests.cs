@@ -282,7 +282,7 @@ public class PhysicalPortDataPathTests(ITestOutputHelper output)
         var b = lab.Add("b", "10.231.12.2/24");
         var sw = new ValeSwitch();
         // A thread per port: b's can be kept out of its rounds while a's delivers.
-        using var ports = new PhysicalPorts(sw, new PhysicalPortOptions { IdleTimeoutMs = 10_000, DriverPerBridge = false });
+        using var ports = new PhysicalPorts(sw, new PhysicalPortOptions { IdleTimeoutMs = 10_000, DriverPerBridge = false, KernelFastPath = false });
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         var wireA = lab.Wire(a);

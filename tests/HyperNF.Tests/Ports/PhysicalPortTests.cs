@@ -14,6 +14,8 @@ namespace HyperNF.Tests.Ports;
 /// </summary>
 public class PhysicalPortTests
 {
+    /// <summary>Frames between the two interfaces through the switch (the kernel fast path has its own tests: KernelFastPathTests).</summary>
+    private static readonly PhysicalPortOptions SwitchPathOnly = new() { KernelFastPath = false };
     private readonly ITestOutputHelper _out;
 
     public PhysicalPortTests(ITestOutputHelper output) => _out = output;
@@ -104,7 +106,7 @@ public class PhysicalPortTests
         var a = lab.Add("a", "10.231.1.1/24");
         var b = lab.Add("b", "10.231.1.2/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host) { DriverDomainTxSync = driverDomainTxSync };
+        using var ports = new PhysicalPorts(host, SwitchPathOnly) { DriverDomainTxSync = driverDomainTxSync };
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         Assert.Equal(LinkState.Up, pa.Link);
@@ -211,7 +213,7 @@ public class PhysicalPortTests
         var a = lab.Add("a", "10.231.5.1/24", mtu: 9000);
         var b = lab.Add("b", "10.231.5.2/24", mtu: 9000);
         using var host = new Host();
-        using var ports = new PhysicalPorts(host);
+        using var ports = new PhysicalPorts(host, SwitchPathOnly);
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         Assert.Equal(9000, pa.Backend.Mtu);
@@ -256,7 +258,7 @@ public class PhysicalPortTests
         var c = lab.Add("c", "10.231.7.3/24");
         var d = lab.Add("d", "10.231.7.4/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { DriverPerBridge = false }); // a thread per port: c's own thread must end with it
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { DriverPerBridge = false, KernelFastPath = false }); // a thread per port: c's own thread must end with it
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         var pc = ports.Attach("valex", c.Outer);
@@ -318,7 +320,7 @@ public class PhysicalPortTests
         var a = lab.Add("a", "10.231.13.1/24");
         var b = lab.Add("b", "10.231.13.2/24");
         using var host = new Host();
-        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20, Backend = backend }) { DriverDomainTxSync = driverDomainTxSync };
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { IdleTimeoutMs = 20, Backend = backend, KernelFastPath = false }) { DriverDomainTxSync = driverDomainTxSync };
         var pa = ports.Attach("valex", a.Outer);
         var pb = ports.Attach("valex", b.Outer);
         var first = pb.GetStatistics();
