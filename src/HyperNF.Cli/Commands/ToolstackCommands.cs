@@ -82,6 +82,8 @@ public static partial class ToolstackCommands
         var socket = SocketOption();
         var backend = new Option<string>("--port-backend") { Description = "How interfaces attached with vale-ctl -a are opened: af_packet or af_xdp", DefaultValueFactory = _ => "af_packet" };
         backend.AcceptOnlyFromAmong([.. HyperNF.Ports.PhysicalPortOptions.BackendNames]);
+        var fastPath = new Option<string>("--kernel-fast-path") { Description = "af_packet interfaces: unicast frames between two of a bridge's interfaces forwarded in the kernel's receive path following the bridge's learning table (on), or all by the switch (off)", DefaultValueFactory = _ => "on" };
+        fastPath.AcceptOnlyFromAmong("on", "off");
         var ioModel = new Option<string>("--io-model")
         {
             Description = "I/O model of domains whose config sets no io_model: hypercall, split or merge (change later with hypernf io-model)",
@@ -94,7 +96,7 @@ public static partial class ToolstackCommands
         };
         var cmd = new Command("daemon", "Run the host: bridges, ports and domains, controlled over a Unix socket (mode 0600). SIGTERM or Ctrl-C stops it cleanly.")
         {
-            socket, ioModel, backend, metrics,
+            socket, ioModel, backend, fastPath, metrics,
         };
         cmd.SetAction(p =>
         {
@@ -108,7 +110,7 @@ public static partial class ToolstackCommands
             });
             // Kernel CPU enforcement (cgroups) and physical interfaces, unless a test replaced them.
             if (host.EnableCpuControl() is { } cpuWarning) Console.Error.WriteLine($"hypernf daemon: {cpuWarning}");
-            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)! })
+            daemon.Attacher = new PhysicalPortAttacher(new HyperNF.Ports.PhysicalPorts(host, new HyperNF.Ports.PhysicalPortOptions { Backend = p.GetValue(backend)!, KernelFastPath = p.GetValue(fastPath) == "on" })
             {
                 // Link changes, re-binds and the first drop of each cause (with the fix), as they happen.
                 OnEvent = line => Console.Error.WriteLine($"hypernf daemon: {line}"),
@@ -505,7 +507,8 @@ public static partial class ToolstackCommands
                             // An interface port shows its Linux link state (up, down, removed).
                             port.Interface is { } li ? (li.Link == "up" && port.Up ? "yes" : $"no (link {Esc(li.Link)})") : port.Up ? "yes" : "no",
                             port.Interface is { } i
-                                ? Esc($"link {i.Link}, ifindex {i.IfIndex}, mtu {i.Mtu}, {i.Backend}{(i.Rebinds > 0 ? $", rebinds {i.Rebinds}" : "")}" +
+                                ? Esc($"link {i.Link}, ifindex {i.IfIndex}, mtu {i.Mtu}, {i.Backend}{(i.Rebinds > 0 ? $", rebinds {i.Rebinds}" : "")}, kernel path {i.KernelPath}" +
+                                      $"{(i.KernelRxPackets + i.KernelTxPackets > 0 ? $" (rx {i.KernelRxPackets} tx {i.KernelTxPackets})" : "")}" +
                                       $"{(i.Drops.Count > 0 ? ", drops " + string.Join(" ", i.Drops.Select(kv => $"{kv.Key} {kv.Value}")) : "")}{(i.LastError is null ? "" : $"; {i.LastError}")}")
                                 : "");
                 }

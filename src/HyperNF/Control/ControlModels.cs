@@ -134,6 +134,11 @@ public sealed record InterfacePortInfo
     public int VnetHdr { get; init; }
     /// <summary>Frames not passed on, by direction and reason ("rx:oversize", "tx:link_down"); only reasons with drops.</summary>
     public IReadOnlyDictionary<string, long> Drops { get; init; } = new Dictionary<string, long>();
+    /// <summary>The kernel fast path: "on", "off ...", or "unavailable (why)" (docs/ports.md, Kernel fast path).</summary>
+    public string KernelPath { get; init; } = "off";
+    /// <summary>Frames the kernel forwarded from this interface to another one of the bridge, and to it from another.</summary>
+    public long KernelRxPackets { get; init; }
+    public long KernelTxPackets { get; init; }
 }
 
 public sealed record BridgeInfo

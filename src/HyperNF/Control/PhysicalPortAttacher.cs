@@ -26,6 +26,7 @@ public sealed class PhysicalPortAttacher(PhysicalPorts ports) : IInterfaceAttach
             Rebinds = s.Rebinds, LastError = port.LastError, VnetHdr = port.SwitchPort.VirtioHeaderLength,
             Drops = PortDropReasons.All.SelectMany(r => new[] { ($"rx:{r.Key()}", s.RxDrop(r)), ($"tx:{r.Key()}", s.TxDrop(r)) })
                 .Where(x => x.Item2 != 0).ToDictionary(x => x.Item1, x => x.Item2),
+            KernelPath = s.KernelPath, KernelRxPackets = s.KernelRxPackets, KernelTxPackets = s.KernelTxPackets,
         };
     }
 

@@ -109,7 +109,7 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         }
         if (error is null)
         {
-            bridge.ForwardingObserver = f;
+            bridge.AddForwardingObserver(f);
             return f;
         }
         f.Dispose();
@@ -545,7 +545,7 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         {
             if (_disposed) return;
             _disposed = true;
-            if (ReferenceEquals(_bridge.ForwardingObserver, this)) _bridge.ForwardingObserver = null;
+            _bridge.RemoveForwardingObserver(this);
             foreach (var reg in _bySlot)
             {
                 if (reg is null) continue;

@@ -90,8 +90,23 @@ public sealed partial class Bridge
 
     public IReadOnlyList<ValePort> Ports => _table.Active;
 
-    /// <summary>Told when the learning table's answers change (see <see cref="IForwardingObserver"/>); null: nobody.</summary>
-    internal volatile IForwardingObserver? ForwardingObserver;
+    /// <summary>Told when the learning table's answers change (see <see cref="IForwardingObserver"/>); null: nobody. Replaced whole.</summary>
+    internal volatile IForwardingObserver[]? ForwardingObservers;
+
+    internal void AddForwardingObserver(IForwardingObserver o)
+    {
+        lock (_gate) ForwardingObservers = ForwardingObservers is { } a ? [.. a, o] : [o];
+    }
+
+    internal void RemoveForwardingObserver(IForwardingObserver o)
+    {
+        lock (_gate)
+        {
+            if (ForwardingObservers is not { } a) return;
+            var rest = a.Where(x => !ReferenceEquals(x, o)).ToArray();
+            ForwardingObservers = rest.Length == 0 ? null : rest;
+        }
+    }
 
     public ValePort? FindPort(string portName) => _table.Active.FirstOrDefault(p => p.PortName == portName);
 
@@ -135,7 +150,8 @@ public sealed partial class Bridge
             port.Wake.WakeAll(); // a thread sleeping in Poll on the port returns (Poll checks Retired)
             // No flush can reach the port any more: forget its MACs and keep its counters.
             Forwarding.Purge(idx);
-            ForwardingObserver?.ForwardingChanged();
+            if (ForwardingObservers is { } observers)
+                foreach (var o in observers) o.ForwardingChanged();
             var s = port.GetStatistics();
             _retiredTx += s.TxPackets; _retiredTxBytes += s.TxBytes;
             _retiredRx += s.RxPackets; _retiredRxBytes += s.RxBytes;

@@ -184,7 +184,8 @@ internal sealed unsafe partial class TxKring
         if (portDown != 0) Drops[(int)DropReason.PortDown] += portDown;
         // A copy of the table elsewhere (the kernel fast path of physical ports) follows it, in
         // the learner's context, only when an answer changed.
-        if (learnedNew && port.Bridge.ForwardingObserver is { } observer) observer.ForwardingChanged();
+        if (learnedNew && port.Bridge.ForwardingObservers is { } observers)
+            foreach (var o in observers) o.ForwardingChanged();
 
         if (bq->Packets != 0)
         {

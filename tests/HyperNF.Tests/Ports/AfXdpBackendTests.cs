@@ -162,10 +162,16 @@ public class AfXdpBackendTests(ITestOutputHelper output)
         // Eight TCP streams hash onto the four queues of the sending veth, which become the RX
         // queues here; a queue without a socket would pass its frames to the host stack, where
         // they die, and its streams would stall.
-        Assert.True(IperfTcp(lab, a, b, streams: 8) > 1_000_000);
+        // Each stream's queue is its random flow hash over four queues; once in a CI run all eight
+        // landed on one (seen under load), so another run of eight new streams is allowed.
+        long[] perQueue = [];
+        for (int run = 0; run < 3 && perQueue.Count(n => n > 100) < 2; run++)
+        {
+            Assert.True(IperfTcp(lab, a, b, streams: 8, port: 5301 + run) > 1_000_000);
+            perQueue = ((AfXdpBackend)pa.Backend).QueueRxPackets;
+            output.WriteLine($"frames per RX queue after run {run + 1}: {string.Join(", ", perQueue)}");
+        }
         AssertAddsUp(pa);
-        long[] perQueue = ((AfXdpBackend)pa.Backend).QueueRxPackets;
-        output.WriteLine($"frames per RX queue: {string.Join(", ", perQueue)}");
         Assert.True(perQueue.Count(n => n > 100) >= 2, $"the streams spread over several queues and each was read: {string.Join(", ", perQueue)}");
     }
 
