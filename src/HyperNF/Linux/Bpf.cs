@@ -61,22 +61,31 @@ internal static unsafe class Bpf
     {
         error = null;
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
-        const int LogSize = 16384;
+        const int LogSize = 65536;
         byte[] log = new byte[LogSize];
         fixed (ulong* code = insns)
         fixed (byte* logp = log)
         {
             byte* attr = stackalloc byte[128];
-            new Span<byte>(attr, 128).Clear();
-            *(uint*)(attr + 0) = type;
-            *(uint*)(attr + 4) = (uint)insns.Length;
-            *(ulong*)(attr + 8) = (ulong)code;
-            *(ulong*)(attr + 16) = (ulong)license;
-            *(uint*)(attr + 24) = 1;            // log_level: the log only on failure is all we read
-            *(uint*)(attr + 28) = LogSize;
-            *(ulong*)(attr + 32) = (ulong)logp;
-            Xdp.WriteName(attr + 48, name);
-            int fd = Xdp.Bpf(BPF_PROG_LOAD, attr, 128);
+            int fd = -1;
+            // Without a log first (a log too small for the program fails the load with ENOSPC);
+            // with one only to say why a load failed.
+            for (int level = 0; level <= 1 && fd < 0; level++)
+            {
+                new Span<byte>(attr, 128).Clear();
+                *(uint*)(attr + 0) = type;
+                *(uint*)(attr + 4) = (uint)insns.Length;
+                *(ulong*)(attr + 8) = (ulong)code;
+                *(ulong*)(attr + 16) = (ulong)license;
+                if (level > 0)
+                {
+                    *(uint*)(attr + 24) = 1;
+                    *(uint*)(attr + 28) = LogSize;
+                    *(ulong*)(attr + 32) = (ulong)logp;
+                }
+                Xdp.WriteName(attr + 48, name);
+                fd = Xdp.Bpf(BPF_PROG_LOAD, attr, 128);
+            }
             if (fd >= 0) return fd;
             int err = LastErrno;
             string verifier = Marshal.PtrToStringUTF8((nint)logp)?.Trim() ?? "";

@@ -262,4 +262,28 @@ public class KernelFastPathTests(ITestOutputHelper output)
         Dump(ports);
         Assert.Equal(0, fp.Mismatches);
     }
+
+    /// <summary>
+    /// af_xdp ports stay on the switch path and say so: their frames reach the switch through
+    /// the XDP program, before any packet socket, and with generic XDP this kernel hands tc an
+    /// skb whose MAC header length is 0 (seen: tc's length 14 short of XDP's), which a redirect
+    /// would send without its Ethernet header (docs/ports.md, Kernel fast path).
+    /// </summary>
+    [NetnsFact]
+    public void AfXdpPortsSayWhyTheyStayOnTheSwitchPath()
+    {
+        using var lab = new NetLab();
+        var a = lab.Add("a", "10.229.7.1/24");
+        var b = lab.Add("b", "10.229.7.2/24");
+        using var host = new Host();
+        using var ports = new PhysicalPorts(host, new PhysicalPortOptions { Backend = "af_xdp" });
+        var pa = ports.Attach("valex", a.Outer);
+        var pb = ports.Attach("valex", b.Outer);
+        Assert.StartsWith("unavailable (", pa.GetStatistics().KernelPath);
+        Assert.Equal(0, TcxLinks(a, b));
+        Assert.Null(ports.FastPathOf("valex"));
+        Ping(lab, a, b.Ip, count: 5);
+        Assert.True(pb.GetStatistics().TxPackets >= 5);
+        Assert.Equal(0, pb.GetStatistics().KernelTxPackets);
+    }
 }
