@@ -59,7 +59,19 @@ internal static unsafe class Bpf
     /// <summary>Loads a program; its fd, or -1 with <paramref name="error"/> saying why (with the verifier's log).</summary>
     public static int LoadProgram(uint type, ReadOnlySpan<ulong> insns, string name, out string? error)
     {
-        error = null;
+        int fd = Load(type, insns, name, 0, 0, out string verifier);
+        error = fd >= 0 ? null : $"{ErrnoText(LastErrno)}{(verifier.Length > 0 ? " (verifier: " + verifier + ")" : "")}";
+        return fd;
+    }
+
+    /// <summary>
+    /// BPF_PROG_LOAD: without a verifier log first (a log too small for the program fails the load
+    /// with ENOSPC), with one only to say why a load failed (the last 600 characters of it in
+    /// <paramref name="verifier"/>). Its fd, or -1 with errno set.
+    /// </summary>
+    public static int Load(uint type, ReadOnlySpan<ulong> insns, string name, uint progFlags, uint expectedAttachType, out string verifier)
+    {
+        verifier = "";
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
         const int LogSize = 65536;
         byte[] log = new byte[LogSize];
@@ -68,8 +80,6 @@ internal static unsafe class Bpf
         {
             byte* attr = stackalloc byte[128];
             int fd = -1;
-            // Without a log first (a log too small for the program fails the load with ENOSPC);
-            // with one only to say why a load failed.
             for (int level = 0; level <= 1 && fd < 0; level++)
             {
                 new Span<byte>(attr, 128).Clear();
@@ -79,18 +89,19 @@ internal static unsafe class Bpf
                 *(ulong*)(attr + 16) = (ulong)license;
                 if (level > 0)
                 {
-                    *(uint*)(attr + 24) = 1;
+                    *(uint*)(attr + 24) = 1;            // log_level
                     *(uint*)(attr + 28) = LogSize;
                     *(ulong*)(attr + 32) = (ulong)logp;
                 }
+                *(uint*)(attr + 44) = progFlags;
                 Xdp.WriteName(attr + 48, name);
+                *(uint*)(attr + 68) = expectedAttachType;
                 fd = Xdp.Bpf(BPF_PROG_LOAD, attr, 128);
             }
             if (fd >= 0) return fd;
             int err = LastErrno;
-            string verifier = Marshal.PtrToStringUTF8((nint)logp)?.Trim() ?? "";
+            verifier = Marshal.PtrToStringUTF8((nint)logp)?.Trim() ?? "";
             if (verifier.Length > 600) verifier = "..." + verifier[^600..];
-            error = $"{ErrnoText(err)}{(verifier.Length > 0 ? " (verifier: " + verifier + ")" : "")}";
             Marshal.SetLastPInvokeError(err);
             return -1;
         }

@@ -240,38 +240,9 @@ internal static unsafe partial class Xdp
 
     private static int LoadXdp(ulong* insns, int n, string ifName, out string verifierLog, bool frags, string name)
     {
-        byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
-        // Without a log first (a log too small for the program fails the load with ENOSPC); with
-        // one only to say why a load failed.
-        const int LogSize = 65536;
-        byte[] logBuf = new byte[LogSize];
-        fixed (byte* log = logBuf)
-        {
-            byte* attr = stackalloc byte[128];
-            int fd = -1;
-            for (int level = 0; level <= 1 && fd < 0; level++)
-            {
-                new Span<byte>(attr, 128).Clear();
-                *(uint*)(attr + 0) = BPF_PROG_TYPE_XDP;
-                *(uint*)(attr + 4) = (uint)n;
-                *(ulong*)(attr + 8) = (ulong)insns;
-                *(ulong*)(attr + 16) = (ulong)license;
-                if (level > 0)
-                {
-                    *(uint*)(attr + 24) = 1;        // log_level
-                    *(uint*)(attr + 28) = LogSize;
-                    *(ulong*)(attr + 32) = (ulong)log;
-                }
-                if (frags) *(uint*)(attr + 44) = BPF_F_XDP_HAS_FRAGS; // prog_flags
-                WriteName(attr + 48, name);
-                *(uint*)(attr + 68) = BPF_XDP; // expected_attach_type
-                fd = Bpf(BPF_PROG_LOAD, attr, 128);
-            }
-            verifierLog = Marshal.PtrToStringUTF8((nint)log) ?? "";
-            if (verifierLog.Length > 600) verifierLog = "..." + verifierLog[^600..];
-            if (fd < 0) throw BpfError($"loading the XDP program{(verifierLog.Length > 0 ? " (verifier: " + verifierLog.Trim() + ")" : "")}", ifName);
-            return fd;
-        }
+        int fd = Linux.Bpf.Load(BPF_PROG_TYPE_XDP, new ReadOnlySpan<ulong>(insns, n), name, frags ? BPF_F_XDP_HAS_FRAGS : 0, BPF_XDP, out verifierLog);
+        if (fd < 0) throw BpfError($"loading the XDP program{(verifierLog.Length > 0 ? " (verifier: " + verifierLog + ")" : "")}", ifName);
+        return fd;
     }
 
     /// <summary>prog_flags: the program handles frames in several buffers (Linux 5.18+).</summary>

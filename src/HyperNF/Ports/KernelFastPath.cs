@@ -152,24 +152,13 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         a.Emit(0x61, 9, 6, 0, 0);                   // r9 = ctx->len
         a.Emit(0x61, 3, 7, 8, 0);                   // r3 = v.len
         a.Jump(0x5d, 9, 3, 0, "mismatch");
-        // counters[v.in_slot].rx
         a.Emit(0x69, 1, 7, 12, 0);                  // r1 = v.in_slot (u16)
         a.Emit(0x63, 10, 1, -8, 0);                 // *(u32 *)(fp - 8) = r1
-        a.LoadMap(1, countersMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -8);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, "tx");
-        a.Emit(0x79, 1, 0, 0, 0).Emit(0x07, 1, 0, 0, 1).Emit(0x7b, 0, 1, 0, 0);   // rx packets += 1
-        a.Emit(0x79, 1, 0, 8, 0).Emit(0x0f, 1, 9, 0, 0).Emit(0x7b, 0, 1, 8, 0);   // rx bytes += len
+        EmitCount(a, countersMap, field: 0, withBytes: true, "tx");   // counters[in].rx += 1, len
         a.Label("tx");
         a.Emit(0x69, 1, 7, 14, 0);                  // r1 = v.out_slot
         a.Emit(0x63, 10, 1, -8, 0);
-        a.LoadMap(1, countersMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -8);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, "redirect");
-        a.Emit(0x79, 1, 0, 16, 0).Emit(0x07, 1, 0, 0, 1).Emit(0x7b, 0, 1, 16, 0); // tx packets += 1
-        a.Emit(0x79, 1, 0, 24, 0).Emit(0x0f, 1, 9, 0, 0).Emit(0x7b, 0, 1, 24, 0); // tx bytes += len
+        EmitCount(a, countersMap, field: 16, withBytes: true, "redirect"); // counters[out].tx += 1, len
         a.Label("redirect");
         a.Emit(0x61, 1, 7, 4, 0);                   // r1 = v.out
         a.Emit(0xb7, 2, 0, 0, 0);                   // r2 = 0: egress
@@ -177,15 +166,22 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         a.Emit(0x95, 0, 0, 0, 0);
         a.Label("mismatch");                        // never expected: counted, and the frame goes on
         a.Emit(0x62, 10, 0, -8, MismatchSlot);
-        a.LoadMap(1, countersMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -8);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, "next");
-        a.Emit(0x79, 1, 0, 0, 0).Emit(0x07, 1, 0, 0, 1).Emit(0x7b, 0, 1, 0, 0);
+        EmitCount(a, countersMap, field: 0, withBytes: false, "next");
         a.Label("next");
         a.Emit(0xb7, 0, 0, 0, TcxNext);
         a.Emit(0x95, 0, 0, 0, 0);
         return a.Build();
+    }
+
+    /// <summary>counters[*(u32 *)(fp - 8)]: the u64 at <paramref name="field"/> += 1 and, <paramref name="withBytes"/>, the next one += r9 (the length).</summary>
+    private static void EmitCount(BpfAssembler a, int countersMap, short field, bool withBytes, string skip)
+    {
+        a.LoadMap(1, countersMap);
+        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -8);
+        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
+        a.Jump(0x15, 0, 0, 0, skip);
+        a.Emit(0x79, 1, 0, field, 0).Emit(0x07, 1, 0, 0, 1).Emit(0x7b, 0, 1, field, 0);
+        if (withBytes) a.Emit(0x79, 1, 0, (short)(field + 8), 0).Emit(0x0f, 1, 9, 0, 0).Emit(0x7b, 0, 1, (short)(field + 8), 0);
     }
 
     /// <summary>The socket filter of one port's RX socket (see the class comment); <paramref name="beaconMap"/> &lt; 0: no CPU record.</summary>
