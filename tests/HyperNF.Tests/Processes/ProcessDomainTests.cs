@@ -108,7 +108,10 @@ public sealed class ProcessDomainTests
             Assert.Equal(0, rx.Long("out_of_order"));
         }
         // Many more: every frame delivered or counted as a ring_full drop at the receiver.
-        using (var rx = new NetmapProgram(h.Socket, "rx", $"{br}:r2", "200000", "--timeout", "3000"))
+        // The receiver stops after --timeout ms without a frame: longer than the sender can be
+        // descheduled on a loaded 2-CPU CI machine (3 s once cut a stream short: delivered frames
+        // arrived after the receiver had gone).
+        using (var rx = new NetmapProgram(h.Socket, "rx", $"{br}:r2", "200000", "--timeout", "6000"))
         {
             rx.WaitReady();
             var before = h.Host.Switch.FindBridge(br)!.GetStatistics();
