@@ -13,11 +13,11 @@ internal static unsafe class Bpf
 {
     public const int BPF_MAP_CREATE = 0, BPF_MAP_LOOKUP_ELEM = 1, BPF_MAP_UPDATE_ELEM = 2, BPF_MAP_DELETE_ELEM = 3,
         BPF_PROG_LOAD = 5, BPF_LINK_CREATE = 28;
-    public const uint MapHash = 1, MapArray = 2, MapPerCpuArray = 6;
+    public const uint MapHash = 1, MapPerCpuArray = 6;
     public const uint ProgSocketFilter = 1, ProgSchedCls = 3;
     /// <summary>enum bpf_attach_type: the tcx ingress hook (Linux 6.6+).</summary>
     public const uint AttachTcxIngress = 46;
-    public const int PseudoMapFd = 1, PseudoMapValue = 2;
+    public const int PseudoMapFd = 1;
 
     // helper numbers (enum bpf_func_id)
     public const int FnMapLookup = 1, FnGetSmpProcessorId = 8, FnRedirect = 23, FnSkbLoadBytes = 26;
@@ -188,6 +188,18 @@ internal sealed class BpfAssembler
     {
         Emit(0x18, reg, Bpf.PseudoMapFd, 0, mapFd);
         return Emit(0x00, 0, 0, 0, 0);
+    }
+
+    /// <summary>
+    /// r0 = bpf_map_lookup_elem(map of <paramref name="mapFd"/>, fp + <paramref name="keyOffset"/>);
+    /// to <paramref name="ifNull"/> when there is no such key. Clobbers r1-r5.
+    /// </summary>
+    public BpfAssembler MapLookup(int mapFd, short keyOffset, string ifNull)
+    {
+        LoadMap(1, mapFd);
+        Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, keyOffset);
+        Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
+        return Jump(0x15, 0, 0, 0, ifNull);
     }
 
     public ulong[] Build()

@@ -65,7 +65,6 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
     private readonly Dictionary<ulong, int> _shadow = new();  // what macs holds
     private int _syncAgain;
     private long _nextSync;
-    private long _syncs, _macUpdates;
     private bool _disposed;
 
     private sealed class Registration
@@ -87,9 +86,6 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
     private KernelFastPath(Bridge bridge) => _bridge = bridge;
 
     public string BridgeName => _bridge.Name;
-
-    /// <summary>Times the learning table was copied into the kernel's map, and map entries written or removed.</summary>
-    public (long Syncs, long MacUpdates) SyncCounts => (Interlocked.Read(ref _syncs), Interlocked.Read(ref _macUpdates));
 
     /// <summary>
     /// The fast path of <paramref name="bridge"/>, or null with <paramref name="error"/> saying
@@ -139,10 +135,7 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         var a = new BpfAssembler();
         a.Emit(0xbf, 6, 1, 0, 0);                   // r6 = ctx
         a.Emit(0x62, 10, 0, -4, 0);                 // *(u32 *)(fp - 4) = 0: key
-        a.LoadMap(1, verdictMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -4);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, "next");              // if !r0: next
+        a.MapLookup(verdictMap, -4, "next");
         a.Emit(0xbf, 7, 0, 0, 0);                   // r7 = verdict
         a.Emit(0x61, 1, 7, 0, 0);                   // r1 = v.in
         a.Jump(0x15, 1, 0, 0, "next");              // no verdict: the socket keeps this frame
@@ -176,36 +169,66 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
     /// <summary>counters[*(u32 *)(fp - 8)]: the u64 at <paramref name="field"/> += 1 and, <paramref name="withBytes"/>, the next one += r9 (the length).</summary>
     private static void EmitCount(BpfAssembler a, int countersMap, short field, bool withBytes, string skip)
     {
-        a.LoadMap(1, countersMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -8);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, skip);
+        a.MapLookup(countersMap, -8, skip);
         a.Emit(0x79, 1, 0, field, 0).Emit(0x07, 1, 0, 0, 1).Emit(0x7b, 0, 1, field, 0);
         if (withBytes) a.Emit(0x79, 1, 0, (short)(field + 8), 0).Emit(0x0f, 1, 9, 0, 0).Emit(0x7b, 0, 1, (short)(field + 8), 0);
     }
 
-    /// <summary>The socket filter of one port's RX socket (see the class comment); <paramref name="beaconMap"/> &lt; 0: no CPU record.</summary>
+    /// <summary>
+    /// The socket filter of one port's RX socket (see the class comment); <paramref name="beaconMap"/> &lt; 0: no CPU record.
+    /// Stack: fp-40 the verdict slot's address, fp-28 key 0, fp-24 out ifindex, fp-20 in ifindex,
+    /// fp-16..fp-5 the destination and source addresses.
+    /// </summary>
     internal static ulong[] DecisionFilter(int portsMap, int macsMap, int verdictMap, int beaconMap)
     {
         var a = new BpfAssembler();
         a.Emit(0xbf, 6, 1, 0, 0);                   // r6 = ctx
-        EmitTakeVerdictSlot(a, verdictMap, "keep");
+        // This CPU's verdict slot, cleared on every frame (a verdict of a frame the kernel lost
+        // between here and tc must never be taken for another), its address spilled.
+        a.Emit(0x62, 10, 0, -28, 0);
+        a.MapLookup(verdictMap, -28, "keep");
+        a.Emit(0x62, 0, 0, 0, 0);                   // v.in = 0
+        a.Emit(0x7b, 10, 0, -40, 0);
         a.Emit(0xbf, 1, 6, 0, 0);
         a.Emit(0xb7, 2, 0, 0, 0);                   // offset 0
         a.Emit(0xbf, 3, 10, 0, 0).Emit(0x07, 3, 0, 0, -16);
-        a.Emit(0xb7, 4, 0, 0, 12);                  // dst + src: fp-16..fp-5
+        a.Emit(0xb7, 4, 0, 0, 12);                  // dst + src
         a.Emit(0x85, 0, 0, 0, Bpf.FnSkbLoadBytes);
         a.Jump(0x55, 0, 0, 0, "keep");              // shorter than 12 bytes
         a.Emit(0x61, 1, 6, 40, 0);                  // r1 = ctx->ifindex
-        EmitDecision(a, portsMap, macsMap, keyBase: 10, dstOff: -16, srcOff: -10, "keep");
-        a.Emit(0x61, 1, 6, 0, 0);                   // r1 = ctx->len
+        a.Emit(0x63, 10, 1, -20, 0);
+        a.Emit(0x71, 1, 10, -16, 0);                // r1 = dst[0]
+        a.Emit(0x57, 1, 0, 0, 1);
+        a.Jump(0x55, 1, 0, 0, "keep");              // group address: flooded by the switch
+        a.MapLookup(portsMap, -20, "keep");
+        a.Emit(0xbf, 7, 0, 0, 0);                   // r7 = ports[in]
+        a.Emit(0x61, 1, 7, 8, 0);
+        a.Jump(0x15, 1, 0, 0, "keep");              // not enabled (capture, link down)
+        a.MapLookup(macsMap, -10, "keep");          // source not learned: the switch learns it
+        a.Emit(0x61, 1, 0, 0, 0);
+        a.Emit(0x61, 2, 10, -20, 0);
+        a.Jump(0x5d, 1, 2, 0, "keep");              // learned elsewhere: it moved, the switch learns it
+        a.MapLookup(macsMap, -16, "keep");          // unknown destination (or a domain's): the switch
+        a.Emit(0x61, 8, 0, 0, 0);                   // r8 = out ifindex
+        a.Emit(0x61, 2, 10, -20, 0);
+        a.Jump(0x1d, 8, 2, 0, "keep");              // same port: the switch counts the hairpin drop
+        a.Emit(0x63, 10, 8, -24, 0);
+        a.MapLookup(portsMap, -24, "keep");
+        a.Emit(0xbf, 9, 0, 0, 0);                   // r9 = ports[out]
+        a.Emit(0x61, 1, 9, 8, 0);
+        a.Jump(0x15, 1, 0, 0, "keep");
+        a.Emit(0x61, 3, 6, 0, 0);                   // r3 = ctx->len
         a.Emit(0x61, 2, 9, 4, 0);                   // r2 = out max frame
-        a.Jump(0xbd, 1, 2, 0, "fits");              // if len <= max goto fits
+        a.Jump(0xbd, 3, 2, 0, "fits");              // if len <= max goto fits
         a.Emit(0x61, 1, 6, 176, 0);                 // ctx->gso_size: a super-frame is segmented on the way
         a.Jump(0x15, 1, 0, 0, "keep");              // oversize: the switch counts the drop
         a.Label("fits");
-        a.Emit(0x61, 3, 6, 0, 0);                   // r3 = len
-        EmitWriteVerdict(a);
+        a.Emit(0x79, 0, 10, -40, 0);                // r0 = the slot
+        a.Emit(0x63, 0, 3, 8, 0);                   // v.len
+        a.Emit(0x63, 0, 8, 4, 0);                   // v.out
+        a.Emit(0x61, 1, 7, 0, 0).Emit(0x6b, 0, 1, 12, 0); // v.in_slot
+        a.Emit(0x61, 1, 9, 0, 0).Emit(0x6b, 0, 1, 14, 0); // v.out_slot
+        a.Emit(0x61, 1, 10, -20, 0).Emit(0x63, 0, 1, 0, 0); // v.in, last: the slot is complete
         a.Emit(0xb7, 0, 0, 0, 0);                   // not for the socket
         a.Emit(0x95, 0, 0, 0, 0);
         a.Label("keep");
@@ -213,75 +236,6 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
         a.Emit(0xb4, 0, 0, 0, -1);                  // the whole frame
         a.Emit(0x95, 0, 0, 0, 0);
         return a.Build();
-    }
-
-    /// <summary>
-    /// Looks up this CPU's verdict slot, clears it (a verdict left by a frame the kernel lost
-    /// between the decision and tc must not be taken for this one) and spills its address to
-    /// fp-40. Keeps r6.
-    /// </summary>
-    private static void EmitTakeVerdictSlot(BpfAssembler a, int verdictMap, string fail)
-    {
-        a.Emit(0x62, 10, 0, -28, 0);                // key 0
-        a.LoadMap(1, verdictMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -28);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, fail);
-        a.Emit(0x62, 0, 0, 0, 0);                   // v.in = 0
-        a.Emit(0x7b, 10, 0, -40, 0);                // spill
-    }
-
-    /// <summary>
-    /// The lookups, with r1 = the ingress ifindex and the 12 address bytes on the stack at
-    /// <paramref name="dstOff"/> / <paramref name="srcOff"/>. On success r7 = ports[in], r9 =
-    /// ports[out], r8 = out ifindex, fp-20 = in ifindex; else jumps to <paramref name="fail"/>.
-    /// </summary>
-    private static void EmitDecision(BpfAssembler a, int portsMap, int macsMap, int keyBase, short dstOff, short srcOff, string fail)
-    {
-        a.Emit(0x63, 10, 1, -20, 0);                // *(u32 *)(fp - 20) = ifindex
-        a.Emit(0x71, 1, 10, dstOff, 0);             // r1 = dst[0]
-        a.Emit(0x57, 1, 0, 0, 1);
-        a.Jump(0x55, 1, 0, 0, fail);                // group address: flooded by the switch
-        a.LoadMap(1, portsMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -20);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, fail);
-        a.Emit(0xbf, 7, 0, 0, 0);                   // r7 = ports[in]
-        a.Emit(0x61, 1, 7, 8, 0);
-        a.Jump(0x15, 1, 0, 0, fail);                // not enabled (capture, link down)
-        a.LoadMap(1, macsMap);
-        a.Emit(0xbf, 2, keyBase, 0, 0).Emit(0x07, 2, 0, 0, srcOff); // key: src
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, fail);                // source not learned: the switch learns it
-        a.Emit(0x61, 1, 0, 0, 0);
-        a.Emit(0x61, 2, 10, -20, 0);
-        a.Jump(0x5d, 1, 2, 0, fail);                // learned elsewhere: it moved, the switch learns it
-        a.LoadMap(1, macsMap);
-        a.Emit(0xbf, 2, keyBase, 0, 0).Emit(0x07, 2, 0, 0, dstOff); // key: dst
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, fail);                // unknown destination (or a domain's): the switch
-        a.Emit(0x61, 8, 0, 0, 0);                   // r8 = out ifindex
-        a.Emit(0x61, 2, 10, -20, 0);
-        a.Jump(0x1d, 8, 2, 0, fail);                // same port: the switch counts the hairpin drop
-        a.Emit(0x63, 10, 8, -24, 0);
-        a.LoadMap(1, portsMap);
-        a.Emit(0xbf, 2, 10, 0, 0).Emit(0x07, 2, 0, 0, -24);
-        a.Emit(0x85, 0, 0, 0, Bpf.FnMapLookup);
-        a.Jump(0x15, 0, 0, 0, fail);
-        a.Emit(0xbf, 9, 0, 0, 0);                   // r9 = ports[out]
-        a.Emit(0x61, 1, 9, 8, 0);
-        a.Jump(0x15, 1, 0, 0, fail);
-    }
-
-    /// <summary>Writes the verdict (r3 = the frame's length) into the slot spilled at fp-40.</summary>
-    private static void EmitWriteVerdict(BpfAssembler a)
-    {
-        a.Emit(0x79, 0, 10, -40, 0);                // r0 = the slot
-        a.Emit(0x63, 0, 3, 8, 0);                   // v.len
-        a.Emit(0x63, 0, 8, 4, 0);                   // v.out
-        a.Emit(0x61, 1, 7, 0, 0).Emit(0x6b, 0, 1, 12, 0); // v.in_slot
-        a.Emit(0x61, 1, 9, 0, 0).Emit(0x6b, 0, 1, 14, 0); // v.out_slot
-        a.Emit(0x61, 1, 10, -20, 0).Emit(0x63, 0, 1, 0, 0); // v.in, last: the slot is complete
     }
 
     private static void EmitRecordCpu(BpfAssembler a, int beaconMap)
@@ -523,11 +477,9 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
 
     private void SyncLocked()
     {
-        Interlocked.Increment(ref _syncs);
         _live.Clear();
         _seen.Clear();
         if (_bridge.Learning) _bridge.Forwarding.CollectLive(_live);
-        long writes = 0;
         foreach (var (mac, p) in _live)
         {
             if ((uint)p >= Slots || _bySlot[p] is not { } reg) continue; // a domain's address, or no fast path on that port
@@ -538,7 +490,6 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
             if (Bpf.Update(_macsMap, &key, &value) == 0)
             {
                 _shadow[mac] = value;
-                writes++;
             }
         }
         if (_shadow.Count > _seen.Count)
@@ -548,10 +499,8 @@ internal sealed unsafe class KernelFastPath : IDisposable, IForwardingObserver
                 ulong key = mac;
                 Bpf.Delete(_macsMap, &key);
                 _shadow.Remove(mac);
-                writes++;
             }
         }
-        if (writes != 0) Interlocked.Add(ref _macUpdates, writes);
     }
 
     /// <summary>The addresses the kernel map holds now (the switch's view of it), for tests and listings.</summary>
